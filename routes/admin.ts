@@ -1,0 +1,10 @@
+/** The admin listener's app: health now; the admin API mounts here too. */
+import { Hono } from "hono";
+import { healthRoutes, type HealthOptions } from "./health.ts";
+
+export function adminRoutes(options: HealthOptions): Hono {
+  const app = new Hono();
+  app.route("/", healthRoutes(options));
+  app.notFound((c) => c.json({ error: "not_found", message: `no admin endpoint ${c.req.method} ${c.req.path}` }, 404));
+  return app;
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bun
+/** `switchyard start | validate | schema` */
+import { ConfigError, loadConfigFile } from "./config/load.ts";
+import { configJsonSchema } from "./config/schema.ts";
+
+const USAGE = `usage:
+  switchyard start [CONFIG]      run the proxy (default config: ./switchyard.yaml)
+  switchyard validate CONFIG     check a config file; print every problem with its path
+  switchyard schema              print the config's JSON Schema (for editors)`;
+
+/** Bun reads its fetch concurrency cap only at process start (measured): re-exec with it raised. */
+async function reexecWithFetchCap(): Promise<never> {
+  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
+    env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" },
+    stdio: ["inherit", "inherit", "inherit"],
+  });
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => child.kill(signal));
+  process.exit(await child.exited);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "start": {
+      if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) await reexecWithFetchCap();
+      const { start, logEvent } = await import("./main.ts");
+      let running: Awaited<ReturnType<typeof start>>;
+      try {
+        running = await start(rest[0] ?? "switchyard.yaml");
+      } catch (e) {
+        console.error(e instanceof ConfigError ? e.message : `failed to start: ${(e as Error).message}`);
+        return 1;
+      }
+      const stop = (signal: string) => {
+        logEvent({ msg: "signal", signal });
+        void running.shutdown().then(() => process.exit(0));
+      };
+      process.on("SIGTERM", () => stop("SIGTERM"));
+      process.on("SIGINT", () => stop("SIGINT"));
+      return await new Promise<number>(() => {});
+    }
+    case "validate": {
+      if (!rest[0]) break;
+      try {
+        await loadConfigFile(rest[0]);
+        console.log(`${rest[0]}: ok`);
+        return 0;
+      } catch (e) {
+        console.error(e instanceof ConfigError ? e.message : String(e));
+        return 1;
+      }
+    }
+    case "schema":
+      console.log(JSON.stringify(configJsonSchema(), null, 2));
+      return 0;
+  }
+  console.error(USAGE);
+  return 2;
+}
+
+process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,96 @@
+import { z } from "zod";
+import { RouteSchema } from "../proxy/route-schema.ts";
+import { ClusterSchema } from "../upstream/cluster-schema.ts";
+import { DurationSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
+
+const AddressSchema = z.string().min(1).describe("An IP address or host name to bind");
+
+export const ListenerSchema = z.strictObject({
+  /** A name for logs. Defaults to `listener-<index>`. */
+  name: z.string().optional(),
+  /** Bind address. Default 0.0.0.0. */
+  address: AddressSchema.default("0.0.0.0"),
+  port: PortSchema,
+  /** Largest request body accepted; larger gets 413. Default 128MiB. */
+  max_request_body: SizeSchema.prefault("128MiB"),
+  /** How long a client connection may sit idle between requests. Default 30s (max 255s, Bun's limit). */
+  idle_timeout: DurationSchema.prefault("30s").refine((ms) => ms <= 255_000, "must be at most 255s (Bun's limit)"),
+});
+
+export const AdminSchema = z.strictObject({
+  /** Bind address of the admin listener. Default 127.0.0.1: never public unless you say so. */
+  address: AddressSchema.default("127.0.0.1"),
+  port: PortSchema.default(9901),
+});
+
+export const EchoSchema = z.strictObject({
+  /** Bind address of the built-in echo upstream (a demo and test backend). Default 127.0.0.1. */
+  address: AddressSchema.default("127.0.0.1"),
+  port: PortSchema.default(9902),
+});
+
+export const AccessLogSchema = z.strictObject({
+  /** Write one JSON line per request. Default true. */
+  enabled: z.boolean().default(true),
+  /** `stdout`, `stderr` or a file path. Default stdout. */
+  path: z.string().min(1).default("stdout"),
+  /** Query parameters whose values are replaced by `[redacted]` in the logged path. */
+  redact_query: z.array(TokenSchema).default(["token", "access_token", "api_key", "apikey", "key", "password", "secret", "signature"]),
+});
+
+export const ShutdownSchema = z.strictObject({
+  /** On SIGTERM/SIGINT, how long in-flight requests may take to finish before connections are closed. Default 30s. */
+  drain_timeout: DurationSchema.prefault("30s"),
+});
+
+export const ConfigSchema = z
+  .strictObject({
+    /** For editors: the JSON Schema (see `switchyard schema`). Ignored by the proxy. */
+    $schema: z.string().optional(),
+    listeners: z.array(ListenerSchema).min(1, "needs at least one listener"),
+    admin: AdminSchema.optional(),
+    echo: EchoSchema.optional(),
+    routes: z.array(RouteSchema).default([]),
+    clusters: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "cluster names are letters, digits, _ . or -"), ClusterSchema).prefault({}),
+    access_log: AccessLogSchema.prefault({}),
+    shutdown: ShutdownSchema.prefault({ drain_timeout: "30s" }),
+  })
+  .superRefine((config, ctx) => {
+    config.routes.forEach((route, i) => {
+      if (!(route.to in config.clusters)) {
+        const known = Object.keys(config.clusters);
+        ctx.addIssue({
+          code: "custom", path: ["routes", i, "to"],
+          message: `unknown cluster "${route.to}"${known.length ? ` (known: ${known.join(", ")})` : " (no clusters are defined)"}`,
+        });
+      }
+    });
+    const names = new Map<string, number>();
+    config.routes.forEach((route, i) => {
+      if (route.name === undefined) return;
+      const first = names.get(route.name);
+      if (first !== undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name (also routes[${first}])` });
+      else names.set(route.name, i);
+    });
+    const bound = new Map<string, string>();
+    const claim = (address: string, port: number, path: (string | number)[]) => {
+      if (port === 0) return;
+      const key = `${address}:${port}`;
+      const other = bound.get(key) ?? bound.get(`0.0.0.0:${port}`) ?? (address === "0.0.0.0" ? [...bound].find(([k]) => k.endsWith(`:${port}`))?.[1] : undefined);
+      if (other) ctx.addIssue({ code: "custom", path, message: `port ${port} is already used by ${other}` });
+      else bound.set(key, path.join("."));
+    };
+    config.listeners.forEach((l, i) => claim(l.address, l.port, ["listeners", i, "port"]));
+    if (config.admin) claim(config.admin.address, config.admin.port, ["admin", "port"]);
+    if (config.echo) claim(config.echo.address, config.echo.port, ["echo", "port"]);
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type Listener = z.infer<typeof ListenerSchema>;
+export type AccessLogConfig = z.infer<typeof AccessLogSchema>;
+
+/** The JSON Schema of the config file's input form, for editors (yaml-language-server). */
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(ConfigSchema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+}

@@ -1,0 +1,92 @@
+/**
+ * Process entry: load config → build runtime → listen → reload on SIGHUP and file change →
+ * drain on SIGTERM/SIGINT.
+ */
+import { type FSWatcher, watch } from "node:fs";
+import type { Server } from "bun";
+import { ConfigError, loadConfigFile } from "./config/load.ts";
+import type { Config } from "./config/schema.ts";
+import { startEcho } from "./echo/echo.ts";
+import { flushAll } from "./observe/access-log.ts";
+import { RuntimeRef } from "./runtime/runtime-ref.ts";
+import { type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
+
+export function logEvent(fields: Record<string, unknown>): void {
+  console.error(JSON.stringify({ time: new Date().toISOString(), ...fields }));
+}
+
+export interface Running {
+  state: ServerState;
+  proxies: Server<unknown>[];
+  admin?: Server<unknown>;
+  echo?: Server<unknown>;
+  reload(): Promise<boolean>;
+  shutdown(): Promise<void>;
+}
+
+/** Listener settings are bound at start; a reload that changes them is applied to routes only. */
+function listenerKey(config: Config): string {
+  return JSON.stringify([config.listeners, config.admin, config.echo]);
+}
+
+export async function start(configFile: string): Promise<Running> {
+  const config = await loadConfigFile(configFile);
+  const state: ServerState = { runtime: new RuntimeRef(config), draining: false };
+  const echo = config.echo ? startEcho(config.echo.address, config.echo.port) : undefined;
+  const proxies = config.listeners.map((l, i) => startProxyListener(l, i, state));
+  const admin = config.admin ? startAdminListener(config.admin, state) : undefined;
+  const bound = listenerKey(config);
+  logEvent({
+    msg: "switchyard started", config: configFile, version: state.runtime.current.version,
+    listeners: proxies.map((s) => s.url.href), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
+  });
+
+  let reloading: Promise<boolean> | undefined;
+  const reload = async (): Promise<boolean> => {
+    try {
+      const next = await loadConfigFile(configFile);
+      if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });
+      const runtime = state.runtime.swap(next);
+      logEvent({ msg: "config reloaded", version: runtime.version });
+      return true;
+    } catch (e) {
+      const problems = e instanceof ConfigError ? e.problems : [String(e)];
+      logEvent({ level: "error", msg: "config rejected; the previous config stays in force", version: state.runtime.current.version, problems });
+      return false;
+    }
+  };
+  // One reload at a time; a burst of file events collapses into one.
+  const reloadOnce = () => (reloading ??= reload().finally(() => (reloading = undefined)));
+
+  let debounce: Timer | undefined;
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(configFile, () => {
+      clearTimeout(debounce);
+      debounce = setTimeout(reloadOnce, 100);
+    });
+  } catch (e) {
+    logEvent({ level: "warn", msg: "cannot watch the config file; reload with SIGHUP", error: String(e) });
+  }
+  const onHup = () => void reloadOnce();
+  process.on("SIGHUP", onHup);
+
+  const shutdown = async (): Promise<void> => {
+    if (state.draining) return;
+    state.draining = true;
+    watcher?.close();
+    process.off("SIGHUP", onHup);
+    const deadline = Date.now() + config.shutdown.drain_timeout;
+    logEvent({ msg: "draining", deadline_ms: config.shutdown.drain_timeout });
+    // Stop accepting; in-flight requests (and their streamed bodies) go on until done or deadline.
+    for (const s of proxies) void s.stop(false);
+    while (Date.now() < deadline && proxies.some((s) => s.pendingRequests + s.pendingWebSockets > 0)) await Bun.sleep(50);
+    for (const s of proxies) void s.stop(true);
+    void admin?.stop(true);
+    void echo?.stop(true);
+    flushAll();
+    logEvent({ msg: "stopped" });
+  };
+
+  return { state, proxies, admin, echo, reload: reloadOnce, shutdown };
+}

@@ -1,0 +1,45 @@
+import type { Server } from "bun";
+import type { Endpoint, Cluster } from "../upstream/cluster.ts";
+import type { Runtime, CompiledRoute } from "../runtime/build.ts";
+import type { SwitchyardError } from "./errors.ts";
+
+/** Where a request came in. */
+export interface ListenerInfo {
+  readonly name: string;
+  readonly proto: "http" | "https";
+}
+
+/** Per-request state carried through the phases (design.md: one typed context, no bags). */
+export interface ProxyContext {
+  readonly requestId: string;
+  readonly traceparent: string;
+  /** The runtime this request started on; a reload never changes it mid-request. */
+  readonly runtime: Runtime;
+  readonly request: Request;
+  readonly server: Server<unknown>;
+  readonly listener: ListenerInfo;
+  readonly clientIp: string;
+  readonly method: string;
+  readonly host: string;
+  readonly path: string;
+  /** Raw query string without `?` ("" when none). */
+  readonly query: string;
+  readonly headers: Headers;
+  /** performance.now() at arrival. */
+  readonly startedAt: number;
+
+  route?: CompiledRoute;
+  cluster?: Cluster;
+  endpoint?: Endpoint;
+  attempt: number;
+  readonly triedEndpoints: Set<Endpoint>;
+  /** performance.now() when the upstream request was sent and when its headers came back. */
+  upstreamStartedAt?: number;
+  upstreamHeadersAt?: number;
+  status?: number;
+  bytesIn: number;
+  bytesOut: number;
+  error?: SwitchyardError;
+  /** Set by the log phase; it runs exactly once. */
+  logged: boolean;
+}

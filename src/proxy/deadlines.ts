@@ -1,0 +1,43 @@
+import { errors, type SwitchyardError } from "./errors.ts";
+
+/**
+ * The timers of one exchange: the route's whole-request deadline and the idle timeout (no bytes
+ * either way). The idle timer is not re-armed per chunk: chunks only stamp `lastActivity`, and the
+ * timer, when it fires, re-arms itself for the remainder. Either expiry aborts `controller`.
+ */
+export class Deadlines {
+  readonly controller = new AbortController();
+  private lastActivity = performance.now();
+  private requestTimer: Timer | undefined;
+  private idleTimer: Timer | undefined;
+
+  constructor(requestMs: number, private readonly idleMs: number) {
+    if (requestMs > 0) this.requestTimer = setTimeout(() => this.fail(errors.requestTimeout()), requestMs);
+    if (idleMs > 0) this.idleTimer = setTimeout(() => this.checkIdle(), idleMs);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  touch(): void {
+    this.lastActivity = performance.now();
+  }
+
+  fail(error: SwitchyardError): void {
+    this.clear();
+    if (!this.controller.signal.aborted) this.controller.abort(error);
+  }
+
+  clear(): void {
+    clearTimeout(this.requestTimer);
+    clearTimeout(this.idleTimer);
+    this.requestTimer = this.idleTimer = undefined;
+  }
+
+  private checkIdle(): void {
+    const quiet = performance.now() - this.lastActivity;
+    if (quiet >= this.idleMs) this.fail(errors.idleTimeout());
+    else this.idleTimer = setTimeout(() => this.checkIdle(), this.idleMs - quiet);
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The one error type of the proxy. Errors are data (code, status, source, retryable), so the
+ * pipeline can decide on retries and the error phase can render them without guessing.
+ */
+export type ErrorSource = "client" | "upstream" | "internal";
+
+export interface SwitchyardErrorInit {
+  code: string;
+  status: number;
+  message: string;
+  source: ErrorSource;
+  retryable?: boolean;
+  cause?: unknown;
+}
+
+export class SwitchyardError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly source: ErrorSource;
+  readonly retryable: boolean;
+
+  constructor(init: SwitchyardErrorInit) {
+    super(init.message, { cause: init.cause });
+    this.name = "SwitchyardError";
+    this.code = init.code;
+    this.status = init.status;
+    this.source = init.source;
+    this.retryable = init.retryable ?? false;
+  }
+
+  /** Maps anything thrown while talking to an upstream onto a SwitchyardError. */
+  static from(e: unknown): SwitchyardError {
+    if (e instanceof SwitchyardError) return e;
+    const err = e as { name?: string; code?: string; message?: string } | null | undefined;
+    const name = err?.name;
+    const code = err?.code;
+    if (name === "TimeoutError") return upstreamTimeout("the upstream did not answer in time", e);
+    if (name === "AbortError") {
+      return new SwitchyardError({
+        code: "client_aborted", status: 499, source: "client", message: "the client went away", cause: e,
+      });
+    }
+    if (code === "ECONNREFUSED" || code === "ConnectionRefused") {
+      return new SwitchyardError({
+        code: "upstream_connect_refused", status: 502, source: "upstream", retryable: true,
+        message: "the upstream refused the connection", cause: e,
+      });
+    }
+    if (code === "ECONNRESET" || code === "ConnectionClosed" || code === "EPIPE" || code === "UND_ERR_SOCKET") {
+      return new SwitchyardError({
+        code: "upstream_reset", status: 502, source: "upstream", retryable: true,
+        message: "the upstream closed the connection before answering", cause: e,
+      });
+    }
+    if (code === "ETIMEDOUT") return upstreamTimeout("the upstream connection timed out", e);
+    return new SwitchyardError({
+      code: "upstream_error", status: 502, source: "upstream", retryable: true,
+      message: `the upstream request failed${code ? ` (${code})` : ""}`, cause: e,
+    });
+  }
+}
+
+function upstreamTimeout(message: string, cause: unknown): SwitchyardError {
+  return new SwitchyardError({ code: "upstream_timeout", status: 504, source: "upstream", retryable: true, message, cause });
+}
+
+export const errors = {
+  noRoute: () => new SwitchyardError({ code: "no_route", status: 404, source: "client", message: "no route matches this request" }),
+  noEndpoint: (cluster: string) => new SwitchyardError({
+    code: "no_healthy_endpoint", status: 503, source: "internal", retryable: true,
+    message: `cluster ${cluster} has no endpoint available`,
+  }),
+  connectTimeout: () => new SwitchyardError({
+    code: "upstream_connect_timeout", status: 504, source: "upstream", retryable: true,
+    message: "the upstream connection was not established in time",
+  }),
+  requestTimeout: () => new SwitchyardError({
+    code: "upstream_timeout", status: 504, source: "upstream", retryable: false,
+    message: "the route's request timeout expired",
+  }),
+  idleTimeout: () => new SwitchyardError({
+    code: "idle_timeout", status: 504, source: "upstream", retryable: false,
+    message: "no bytes moved in either direction within the idle timeout",
+  }),
+  badRequest: (message: string) => new SwitchyardError({ code: "bad_request", status: 400, source: "client", message }),
+  internal: () => new SwitchyardError({ code: "internal_error", status: 500, source: "internal", message: "the proxy failed to handle this request" }),
+  draining: () => new SwitchyardError({ code: "draining", status: 503, source: "internal", message: "the proxy is shutting down" }),
+} as const;
+
+/** The JSON body every proxy-made error response carries (design.md: Errors). */
+export function errorResponse(err: SwitchyardError, requestId: string): Response {
+  return new Response(JSON.stringify({ error: err.code, message: err.message, request_id: requestId }), {
+    status: err.status,
+    headers: { "content-type": "application/json", "x-request-id": requestId, "cache-control": "no-store" },
+  });
+}

@@ -1,0 +1,106 @@
+/**
+ * Phase 5: one upstream attempt with fetch. Bodies stream both ways; the Bun pitfalls of
+ * shared/bun-notes.md are handled here (no decompression, no redirects, no env proxy, Bun's own
+ * coarse timer off in favour of ours).
+ */
+import type { Endpoint } from "../upstream/cluster.ts";
+import { watchBody } from "./body.ts";
+import type { ProxyContext } from "./context.ts";
+import type { Deadlines } from "./deadlines.ts";
+import { errors, SwitchyardError } from "./errors.ts";
+import { setForwarded, stripCredentials, stripHopByHop } from "./headers.ts";
+
+/** An endpoint that answered this recently most likely has a pooled connection: skip the connect probe. */
+const WARM_MS = 2_000;
+
+export function upstreamHeaders(ctx: ProxyContext): Headers {
+  const route = ctx.route!;
+  const headers = new Headers(ctx.request.headers);
+  stripHopByHop(headers);
+  if (!ctx.cluster!.config.trusted) stripCredentials(headers);
+  setForwarded(headers, {
+    clientIp: ctx.clientIp, proto: ctx.listener.proto, host: ctx.host, requestId: ctx.requestId, traceparent: ctx.traceparent,
+  });
+  if (route.hostRewrite !== undefined) headers.set("host", route.hostRewrite);
+  route.requestHeaders?.apply(headers);
+  return headers;
+}
+
+export function upstreamUrl(ctx: ProxyContext, endpoint: Endpoint, scheme?: "ws"): string {
+  const path = ctx.route!.rewritePath ? ctx.route!.rewritePath(ctx.path) : ctx.path;
+  const origin = scheme === "ws" ? endpoint.origin.replace(/^http/, "ws") : endpoint.origin;
+  return ctx.query === "" ? origin + path : `${origin}${path}?${ctx.query}`;
+}
+
+/**
+ * fetch cannot tell when its connection is established, so for an endpoint with no recent answer
+ * a plain TCP connect runs beside the request: if it does not connect within the cluster's connect
+ * timeout, the attempt fails as a connect timeout. Warm endpoints (pooled sockets) skip it.
+ * Returns a function that stops the watch once the response headers are in.
+ */
+export function guardConnect(endpoint: Endpoint, timeoutMs: number, deadlines: Deadlines): () => void {
+  if (timeoutMs <= 0 || performance.now() - endpoint.lastResponseAt < WARM_MS) return noop;
+  let settled = false;
+  const settle = () => {
+    settled = true;
+    clearTimeout(timer);
+  };
+  const timer = setTimeout(() => {
+    if (!settled) deadlines.fail(errors.connectTimeout());
+  }, timeoutMs);
+  Bun.connect({
+    hostname: endpoint.hostname,
+    port: endpoint.port,
+    socket: {
+      open(socket) {
+        settle();
+        socket.end();
+      },
+      data() {},
+      connectError() {
+        settle(); // refused: fetch reports it itself
+      },
+    },
+  }).catch(settle);
+  return settle;
+}
+
+function noop(): void {}
+
+/** Sends the request to `endpoint`; resolves with the upstream's response head, body still streaming. */
+export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines): Promise<Response> {
+  const request = ctx.request;
+  let body: ReadableStream<Uint8Array> | null = null;
+  if (request.body !== null) {
+    body = watchBody(request.body, {
+      onChunk(n) {
+        ctx.bytesIn += n;
+        deadlines.touch();
+      },
+      onEnd() {},
+    });
+  }
+  const stopGuard = guardConnect(endpoint, ctx.cluster!.config.timeouts.connect, deadlines);
+  ctx.upstreamStartedAt = performance.now();
+  try {
+    const response = await fetch(upstreamUrl(ctx, endpoint), {
+      method: ctx.method,
+      headers: upstreamHeaders(ctx),
+      body,
+      duplex: "half",
+      redirect: "manual",
+      decompress: false,
+      proxy: false,
+      timeout: false,
+      signal: deadlines.signal,
+      tls: endpoint.tls ? { serverName: endpoint.hostname } : undefined,
+    } as RequestInit);
+    endpoint.lastResponseAt = ctx.upstreamHeadersAt = performance.now();
+    return response;
+  } catch (e) {
+    // An abort carries our own reason (timeout kind or client gone); anything else is the socket's.
+    throw SwitchyardError.from(deadlines.signal.aborted ? deadlines.signal.reason : e);
+  } finally {
+    stopGuard();
+  }
+}

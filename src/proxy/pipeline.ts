@@ -1,0 +1,93 @@
+/**
+ * The one place that encodes phase order (design.md). Each step says why it sits where it does.
+ */
+import { BODY_CANCELLED, watchBody } from "./body.ts";
+import type { ProxyContext } from "./context.ts";
+import { Deadlines } from "./deadlines.ts";
+import { errorResponse, errors, SwitchyardError } from "./errors.ts";
+import { forward } from "./forward.ts";
+import { stripHopByHop } from "./headers.ts";
+import { matchRoute } from "./router.ts";
+import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
+
+export async function runPipeline(ctx: ProxyContext): Promise<Response> {
+  // 1 match: everything after depends on the route (its cluster, timeouts, header rules).
+  const route = matchRoute(ctx.runtime.routes, ctx);
+  if (route === undefined) return fail(ctx, errors.noRoute());
+  ctx.route = route;
+  ctx.cluster = route.cluster;
+
+  // 4 select: an endpoint not tried yet in this request.
+  const endpoint = route.cluster.pick(ctx.triedEndpoints);
+  if (endpoint === undefined) return fail(ctx, errors.noEndpoint(route.cluster.name));
+  ctx.endpoint = endpoint;
+  ctx.triedEndpoints.add(endpoint);
+  ctx.attempt++;
+
+  // WebSocket upgrades leave the HTTP path here: they have their own lifecycle (websocket.ts).
+  if (route.config.websocket && isWebSocketUpgrade(ctx.request)) return proxyWebSocket(ctx, endpoint);
+
+  // 5 forward: the deadlines span the whole exchange, so they are created before the fetch and
+  // cleared only when the response body has ended.
+  const deadlines = new Deadlines(route.config.timeouts.request, route.config.timeouts.idle);
+  const onClientAbort = () => deadlines.fail(clientAborted());
+  ctx.request.signal.addEventListener("abort", onClientAbort, { once: true });
+  let upstream: Response;
+  try {
+    upstream = await forward(ctx, endpoint, deadlines);
+  } catch (e) {
+    deadlines.clear();
+    return fail(ctx, SwitchyardError.from(e));
+  }
+
+  // 6 response: header rules, then the body streams through a watcher that runs phase 8 at its end.
+  return respond(ctx, upstream, deadlines);
+}
+
+function clientAborted(): SwitchyardError {
+  return new SwitchyardError({ code: "client_aborted", status: 499, source: "client", message: "the client went away" });
+}
+
+function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadlines): Response {
+  const headers = new Headers(upstream.headers);
+  stripHopByHop(headers);
+  ctx.route!.responseHeaders?.apply(headers);
+  headers.set("x-request-id", ctx.requestId);
+  ctx.status = upstream.status;
+  let body: ReadableStream<Uint8Array> | null = null;
+  if (upstream.body !== null && ctx.method !== "HEAD" && upstream.status !== 204 && upstream.status !== 304) {
+    body = watchBody(upstream.body, {
+      onChunk(n) {
+        ctx.bytesOut += n;
+        deadlines.touch();
+      },
+      onEnd(error) {
+        const reason = deadlines.signal.reason;
+        deadlines.clear();
+        if (error === BODY_CANCELLED) ctx.error = clientAborted();
+        else if (error !== undefined) ctx.error = SwitchyardError.from(reason ?? error);
+        log(ctx);
+      },
+    });
+  } else {
+    upstream.body?.cancel().catch(() => {});
+    deadlines.clear();
+    log(ctx);
+  }
+  return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers });
+}
+
+/** 7 error: every failure becomes a JSON response with the request id, then is logged. */
+export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
+  ctx.error = error;
+  ctx.status = error.status;
+  log(ctx);
+  return errorResponse(error, ctx.requestId);
+}
+
+/** 8 log: exactly once per request, whatever path it took. */
+export function log(ctx: ProxyContext): void {
+  if (ctx.logged) return;
+  ctx.logged = true;
+  ctx.runtime.accessLog.write(ctx);
+}

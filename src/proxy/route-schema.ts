@@ -1,0 +1,99 @@
+import { z } from "zod";
+import { DurationSchema, RegexSchema, TokenSchema } from "../config/primitives.ts";
+
+/** Path match: exactly one of exact, prefix (a plain string prefix, as Envoy's) or regex (against the path only). */
+export const PathMatchSchema = z
+  .strictObject({
+    exact: z.string().startsWith("/").optional(),
+    prefix: z.string().startsWith("/").optional(),
+    regex: RegexSchema.optional(),
+  })
+  .refine((m) => [m.exact, m.prefix, m.regex].filter((v) => v !== undefined).length === 1, {
+    message: "give exactly one of exact, prefix or regex",
+  });
+
+/** A header or query-parameter condition: exact value, regex, or present (true) / absent (false). */
+export const ValueMatchSchema = z
+  .strictObject({
+    name: TokenSchema,
+    exact: z.string().optional(),
+    regex: RegexSchema.optional(),
+    present: z.boolean().optional(),
+  })
+  .refine((m) => [m.exact, m.regex, m.present].filter((v) => v !== undefined).length === 1, {
+    message: "give exactly one of exact, regex or present",
+  });
+
+const HOST_RE = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/;
+
+export const RouteMatchSchema = z.strictObject({
+  /** Hosts to match (exact, or `*.example.com` for any subdomain); any host when absent. Case-insensitive; a port in the request's Host is ignored unless the pattern has one. */
+  hosts: z.array(z.string().toLowerCase().regex(HOST_RE, "must be a host name, optionally starting with *.")).min(1).optional(),
+  /** Path condition; any path when absent. */
+  path: PathMatchSchema.optional(),
+  /** Methods to match (upper case); any method when absent. */
+  methods: z.array(z.string().regex(/^[A-Z]+$/, "must be an upper-case HTTP method")).min(1).optional(),
+  /** Every header condition must hold. */
+  headers: z.array(ValueMatchSchema).optional(),
+  /** Every query-parameter condition must hold. */
+  query: z.array(ValueMatchSchema).optional(),
+});
+
+export const RewriteSchema = z
+  .strictObject({
+    /** Replace the matched path prefix (needs `match.path.prefix`) with this. */
+    path_prefix: z.string().startsWith("/").optional(),
+    /** Regex substitution on the path (`$1` style groups). */
+    path_regex: z.strictObject({ pattern: RegexSchema, substitution: z.string() }).optional(),
+    /** Host header sent upstream (default: the client's Host is kept). */
+    host: z.string().min(1).optional(),
+  })
+  .refine((r) => !(r.path_prefix !== undefined && r.path_regex !== undefined), {
+    message: "give path_prefix or path_regex, not both",
+  });
+
+const HeaderValuesSchema = z.record(TokenSchema, z.string());
+
+export const HeaderRulesSchema = z.strictObject({
+  /** Appended (existing values kept). */
+  add: HeaderValuesSchema.optional(),
+  /** Set (existing values replaced). */
+  set: HeaderValuesSchema.optional(),
+  /** Removed. */
+  remove: z.array(TokenSchema).optional(),
+});
+
+export const RouteTimeoutsSchema = z.strictObject({
+  /** The whole exchange, from the request until the response body has ended; `0` disables (long streams). Default 60s. */
+  request: DurationSchema.prefault("60s"),
+  /** No bytes in either direction for this long aborts the exchange; `0` disables. Default 60s. */
+  idle: DurationSchema.prefault("60s"),
+});
+
+export const RouteSchema = z
+  .strictObject({
+    /** A name for logs and metrics; defaults to `route-<index>`. */
+    name: z.string().regex(/^[A-Za-z0-9_.-]+$/, "must be letters, digits, _ . or -").optional(),
+    /** Conditions; the first route whose conditions all hold wins. */
+    match: RouteMatchSchema.prefault({}),
+    rewrite: RewriteSchema.optional(),
+    /** The cluster to forward to. */
+    to: z.string().min(1),
+    timeouts: RouteTimeoutsSchema.prefault({ request: "60s", idle: "60s" }),
+    /** Header rules on the request sent upstream and on the response sent to the client. */
+    headers: z.strictObject({ request: HeaderRulesSchema.optional(), response: HeaderRulesSchema.optional() }).optional(),
+    /** Proxy WebSocket upgrades on this route. Default false: an upgrade request is then forwarded as plain HTTP without its Upgrade header. */
+    websocket: z.boolean().default(false),
+    /** Client headers passed on the upstream WebSocket handshake, besides X-Forwarded-*, X-Request-Id and the subprotocols. */
+    websocket_headers: z.array(TokenSchema).default(["authorization", "cookie", "origin", "user-agent"]),
+  })
+  .superRefine((r, ctx) => {
+    if (r.rewrite?.path_prefix !== undefined && r.match.path?.prefix === undefined) {
+      ctx.addIssue({ code: "custom", path: ["rewrite", "path_prefix"], message: "needs match.path.prefix to replace" });
+    }
+  });
+
+export type Route = z.infer<typeof RouteSchema>;
+export type RouteMatch = z.infer<typeof RouteMatchSchema>;
+export type HeaderRules = z.infer<typeof HeaderRulesSchema>;
+export type ValueMatch = z.infer<typeof ValueMatchSchema>;

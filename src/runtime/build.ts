@@ -1,0 +1,46 @@
+/**
+ * Config snapshot → frozen Runtime: everything computable ahead of time (route predicates,
+ * rewrites, header rule sets, clusters with their balancers) is built here, once per reload.
+ */
+import type { Config } from "../config/schema.ts";
+import { type AccessLog, createAccessLog } from "../observe/access-log.ts";
+import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.ts";
+import type { Route } from "../proxy/route-schema.ts";
+import { compileMatch, compileRewrite, type RequestFacts } from "../proxy/router.ts";
+import { buildCluster, type Cluster } from "../upstream/cluster.ts";
+
+export interface CompiledRoute {
+  readonly name: string;
+  readonly config: Route;
+  readonly cluster: Cluster;
+  readonly test: (facts: RequestFacts, query: () => URLSearchParams) => boolean;
+  readonly rewritePath: ((path: string) => string) | undefined;
+  readonly hostRewrite: string | undefined;
+  readonly requestHeaders: CompiledHeaderRules | undefined;
+  readonly responseHeaders: CompiledHeaderRules | undefined;
+}
+
+export interface Runtime {
+  /** Increases by one with every successful (re)load. */
+  readonly version: number;
+  readonly config: Config;
+  readonly routes: readonly CompiledRoute[];
+  readonly clusters: ReadonlyMap<string, Cluster>;
+  readonly accessLog: AccessLog;
+}
+
+export function buildRuntime(config: Config, version: number): Runtime {
+  const clusters = new Map<string, Cluster>();
+  for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c));
+  const routes = config.routes.map((r, i): CompiledRoute => ({
+    name: r.name ?? `route-${i}`,
+    config: r,
+    cluster: clusters.get(r.to)!,
+    test: compileMatch(r.match),
+    rewritePath: compileRewrite(r),
+    hostRewrite: r.rewrite?.host,
+    requestHeaders: compileHeaderRules(r.headers?.request),
+    responseHeaders: compileHeaderRules(r.headers?.response),
+  }));
+  return Object.freeze({ version, config, routes, clusters, accessLog: createAccessLog(config.access_log) });
+}

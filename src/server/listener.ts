@@ -1,0 +1,48 @@
+/** The only module (with routes/) that touches Bun.serve for the proxy and admin listeners. */
+import type { Server } from "bun";
+import { adminRoutes } from "../../routes/admin.ts";
+import { proxyRoutes } from "../../routes/proxy.ts";
+import type { Config, Listener } from "../config/schema.ts";
+import { errorResponse, errors } from "../proxy/errors.ts";
+import { type WebSocketSession, websocketHandlers } from "../proxy/websocket.ts";
+import type { RuntimeRef } from "../runtime/runtime-ref.ts";
+
+export interface ServerState {
+  runtime: RuntimeRef;
+  draining: boolean;
+}
+
+/** Last guard: Bun calls this if a handler throws; the process must never crash on a request. */
+function onServerError(error: Error): Response {
+  console.error(JSON.stringify({ level: "error", msg: "unhandled request error", error: String(error) }));
+  return errorResponse(errors.internal(), crypto.randomUUID());
+}
+
+export function startProxyListener(listener: Listener, index: number, state: ServerState): Server<WebSocketSession> {
+  const app = proxyRoutes({
+    runtime: state.runtime,
+    listener: { name: listener.name ?? `listener-${index}`, proto: "http" },
+    draining: () => state.draining,
+  });
+  return Bun.serve<WebSocketSession>({
+    hostname: listener.address,
+    port: listener.port,
+    idleTimeout: Math.ceil(listener.idle_timeout / 1000),
+    maxRequestBodySize: listener.max_request_body,
+    development: false,
+    fetch: (request, server) => app.fetch(request, server),
+    websocket: websocketHandlers,
+    error: onServerError,
+  });
+}
+
+export function startAdminListener(config: NonNullable<Config["admin"]>, state: ServerState): Server<undefined> {
+  const app = adminRoutes({ ready: () => !state.draining });
+  return Bun.serve({
+    hostname: config.address,
+    port: config.port,
+    development: false,
+    fetch: (request, server) => app.fetch(request, server),
+    error: onServerError,
+  });
+}

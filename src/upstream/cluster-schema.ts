@@ -1,0 +1,44 @@
+import { z } from "zod";
+import { DurationSchema } from "../config/primitives.ts";
+import { BALANCER_TYPES } from "./balancers/types.ts";
+
+/** An endpoint: `http://host:port` or `https://host:port` (a bare `host:port` means http). */
+export const EndpointSchema = z.union([
+  z.string().min(1),
+  z.strictObject({
+    url: z.string().min(1),
+    /** Relative weight for weighted balancers. Default 1. */
+    weight: z.number().int().min(1).max(1000).default(1),
+  }),
+]).superRefine((value, ctx) => {
+  const text = typeof value === "string" ? value : value.url;
+  if (parseEndpointUrl(text) === undefined) {
+    ctx.addIssue({ code: "custom", message: `"${text}" is not an endpoint (use http://host:port, https://host:port or host:port)` });
+  }
+});
+
+export function parseEndpointUrl(text: string): URL | undefined {
+  const withScheme = /^[a-z]+:\/\//i.test(text) ? text : `http://${text}`;
+  try {
+    const url = new URL(withScheme);
+    if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
+    if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) return undefined;
+    return url;
+  } catch {
+    return undefined;
+  }
+}
+
+export const ClusterSchema = z.strictObject({
+  endpoints: z.array(EndpointSchema).min(1, "needs at least one endpoint"),
+  /** How an endpoint is chosen. Default round_robin. */
+  balancer: z.strictObject({ type: z.enum(BALANCER_TYPES).default("round_robin") }).prefault({ type: "round_robin" }),
+  /** When false, Authorization and Cookie are stripped before this cluster sees a request. Default true. */
+  trusted: z.boolean().default(true),
+  timeouts: z.strictObject({
+    /** Time allowed to open a TCP connection to an endpoint. Default 5s. */
+    connect: DurationSchema.prefault("5s"),
+  }).prefault({ connect: "5s" }),
+});
+
+export type ClusterConfig = z.infer<typeof ClusterSchema>;
