@@ -17,20 +17,31 @@ export interface ProxyRouteOptions {
   draining: () => boolean;
 }
 
-/** Splits Bun's absolute `req.url` into path and query without a URL object on the hot path. */
-export function splitTarget(url: string): { path: string; query: string } {
-  const start = url.indexOf("/", url.indexOf("://") + 3);
-  if (start === -1) return { path: "/", query: "" };
+/**
+ * Splits Bun's `req.url` into authority, path and query without a URL object on the hot path.
+ * Bun builds it from the Host header (even for an absolute-form target, whose own authority it
+ * drops), and has already resolved dot segments (also %2e%2e). An HTTP/1.0 request without Host
+ * arrives as a bare path: its authority is "".
+ */
+export function splitTarget(url: string): { authority: string; path: string; query: string } {
+  const scheme = url.indexOf("://");
+  const from = scheme === -1 ? 0 : scheme + 3;
+  let start = url.indexOf("/", from);
+  if (start === -1) start = url.length;
+  const authority = url.slice(from, start);
   const q = url.indexOf("?", start);
-  if (q === -1) return { path: url.slice(start), query: "" };
-  return { path: url.slice(start, q), query: url.slice(q + 1) };
+  const path = (q === -1 ? url.slice(start) : url.slice(start, q)) || "/";
+  return { authority, path, query: q === -1 ? "" : url.slice(q + 1) };
 }
+
+/** A host[:port] as RFC 3986 allows it (reg-name, IPv4, [IPv6]); anything else, e.g. two Host headers joined by a comma, is refused. */
+const VALID_HOST = /^(?:[a-z0-9._~!$&'()*+;=%-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/;
 
 export function handleProxyRequest(request: Request, server: Server<unknown>, options: ProxyRouteOptions): Promise<Response> | Response {
   const requestId = requestIdFrom(request.headers);
   // Our own timers govern proxied exchanges; Bun's 10 s idle timer would cut slow upstreams.
   server.timeout(request, 0);
-  const { path, query } = splitTarget(request.url);
+  const { authority, path, query } = splitTarget(request.url);
   const ctx: ProxyContext = {
     requestId,
     traceparent: traceparentFrom(request.headers),
@@ -40,7 +51,7 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
     listener: options.listener,
     clientIp: server.requestIP(request)?.address ?? "",
     method: request.method,
-    host: (request.headers.get("host") ?? "").toLowerCase(),
+    host: authority.toLowerCase(),
     path,
     query,
     headers: request.headers,
@@ -52,7 +63,10 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
     logged: false,
   };
   if (options.draining()) return fail(ctx, errors.draining());
-  if (ctx.host === "") return fail(ctx, errors.badRequest("the request has no Host header (RFC 9112 §3.2)"));
+  // Bun routes by the first of several Host headers; RFC 9112 §3.2 demands a 400 for them.
+  if ((ctx.host !== "" && !VALID_HOST.test(ctx.host)) || request.headers.get("host")?.includes(",")) {
+    return fail(ctx, errors.badRequest("the request has a malformed Host header, or more than one (RFC 9112 §3.2)"));
+  }
   return runPipeline(ctx).catch((e: unknown) => {
     // The pipeline turns every expected failure into a response; this is the last guard.
     console.error(JSON.stringify({ level: "error", msg: "pipeline crashed", request_id: requestId, error: String(e) }));

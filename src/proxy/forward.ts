@@ -21,7 +21,9 @@ export function upstreamHeaders(ctx: ProxyContext): Headers {
   setForwarded(headers, {
     clientIp: ctx.clientIp, proto: ctx.listener.proto, host: ctx.host, requestId: ctx.requestId, traceparent: ctx.traceparent,
   });
-  if (route.hostRewrite !== undefined) headers.set("host", route.hostRewrite);
+  // The authority the request was routed by (for an absolute-form target it is not the Host header).
+  const host = route.hostRewrite ?? ctx.host;
+  if (host !== "") headers.set("host", host);
   route.requestHeaders?.apply(headers);
   return headers;
 }

@@ -63,7 +63,7 @@ export function setForwarded(headers: Headers, info: ForwardedInfo): void {
   const prior = headers.get("x-forwarded-for");
   headers.set("x-forwarded-for", prior ? `${prior}, ${info.clientIp}` : info.clientIp);
   headers.set("x-forwarded-proto", info.proto);
-  headers.set("x-forwarded-host", info.host);
+  if (info.host !== "") headers.set("x-forwarded-host", info.host);
   headers.set("x-request-id", info.requestId);
   headers.set("traceparent", info.traceparent);
 }

@@ -1,0 +1,38 @@
+/** Real upstream servers for tests: Bun.serve on 127.0.0.1, port 0. */
+import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
+
+export type Upstream = Server<unknown> & { origin: string };
+
+export function startUpstream(
+  fetch: (req: Request, server: Server<unknown>) => Response | Promise<Response | undefined> | undefined,
+  websocket?: WebSocketHandler<unknown>,
+): Upstream {
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    idleTimeout: 0,
+    fetch: fetch as (req: Request, server: Server<unknown>) => Response | Promise<Response>,
+    websocket: websocket ?? { message() {} },
+  }) as Server<unknown>;
+  return Object.assign(server, { origin: `http://127.0.0.1:${server.port}` });
+}
+
+/** What an upstream saw of one request. */
+export interface Seen {
+  method: string;
+  url: URL;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** An upstream that records every request and answers 200 with `body` (default "ok"). */
+export function recordingUpstream(body = "ok", headers: HeadersInit = {}): Upstream & { seen: Seen[] } {
+  const seen: Seen[] = [];
+  const server = startUpstream(async (req) => {
+    seen.push({ method: req.method, url: new URL(req.url, "http://invalid"), headers: Object.fromEntries(req.headers), body: await req.text() });
+    return new Response(body, { headers });
+  });
+  return Object.assign(server, { seen });
+}
+
+export type { ServerWebSocket };
