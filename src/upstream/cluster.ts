@@ -27,7 +27,7 @@ export function buildEndpoint(text: string, weight: number): Endpoint {
   const url = parseEndpointUrl(text)!;
   const tls = url.protocol === "https:";
   const port = url.port ? Number(url.port) : tls ? 443 : 80;
-  return { origin: url.origin, address: `${url.hostname}:${port}`, hostname: url.hostname, port, tls, weight, lastResponseAt: 0 };
+  return { origin: url.origin, address: `${url.hostname}:${port}`, hostname: url.hostname, port, tls, weight, lastResponseAt: Number.NEGATIVE_INFINITY };
 }
 
 export function buildCluster(name: string, config: ClusterConfig): Cluster {

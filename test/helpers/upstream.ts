@@ -36,3 +36,34 @@ export function recordingUpstream(body = "ok", headers: HeadersInit = {}): Upstr
 }
 
 export type { ServerWebSocket };
+
+/** A raw TCP upstream that answers each connection's first bytes by hand (partial bodies, resets, stalls). */
+export function rawUpstream(onData: (socket: import("bun").Socket<undefined>, data: string) => void): { port: number; origin: string; stop(): void } {
+  const listener = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(socket, data) {
+        onData(socket, data.toString("latin1"));
+      },
+      error() {},
+    },
+  });
+  return { port: listener.port, origin: `http://127.0.0.1:${listener.port}`, stop: () => listener.stop(true) };
+}
+
+/** A body that sends `chunks` with `gapMs` between them, and records whether the reader cancelled it. */
+export function slowBody(chunks: string[], gapMs: number, state: { cancelled?: boolean } = {}): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (i > 0) await Bun.sleep(gapMs);
+      if (i >= chunks.length) return controller.close();
+      controller.enqueue(encoder.encode(chunks[i++]));
+    },
+    cancel() {
+      state.cancelled = true;
+    },
+  });
+}

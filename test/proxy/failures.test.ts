@@ -1,0 +1,195 @@
+/** Upstreams that are down, slow, stalled or dying, and clients that leave: each ends cleanly, with the right status and log line. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type Blackhole, startBlackhole } from "../helpers/blackhole.ts";
+import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { rawUpstream, slowBody, startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { waitFor } from "../helpers/tmp.ts";
+
+let slow: Upstream;
+let reset: ReturnType<typeof rawUpstream>;
+let hole: Blackhole;
+let deadPort: number;
+let proxy: TestProxy;
+const cancelled: { cancelled?: boolean } = {};
+let clientGone = false;
+
+beforeAll(async () => {
+  slow = startUpstream(async (req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/sleep") {
+      await Bun.sleep(1500);
+      return new Response("late");
+    }
+    if (path === "/stall-body") return new Response(slowBody(["first chunk\n", "never"], 5000));
+    if (path === "/trickle") return new Response(slowBody(Array.from({ length: 8 }, (_, i) => `tick ${i}\n`), 150));
+    if (path === "/endless") {
+      req.signal.addEventListener("abort", () => (clientGone = true));
+      return new Response(slowBody(Array.from({ length: 1000 }, () => "data\n"), 50, cancelled));
+    }
+    return new Response("ok");
+  });
+  reset = rawUpstream((socket, data) => {
+    if (data.startsWith("GET /small")) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + "a".repeat(300));
+    else if (data.startsWith("GET /big")) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + "a".repeat(100_000));
+    else if (data.startsWith("GET /chunked")) socket.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    // GET /head-reset: no answer at all.
+    setTimeout(() => socket.terminate(), 50);
+  });
+  hole = await startBlackhole();
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  deadPort = probe.port;
+  probe.stop(true);
+  proxy = await startProxy({
+    // Bun's own idle timer (here 1 s) must not cut an exchange that our route timeouts allow.
+    listeners: [{ address: "127.0.0.1", port: 0, idle_timeout: "1s" }],
+    routes: [
+      { name: "patient", match: { path: { prefix: "/patient" } }, rewrite: { path_prefix: "/sleep" }, to: "slow", timeouts: { request: "5s", idle: "5s" } },
+      { name: "idle-head", match: { path: { prefix: "/idle-head" } }, rewrite: { path_prefix: "/sleep" }, to: "slow", timeouts: { request: "5s", idle: "300ms" } },
+      { name: "dead", match: { path: { prefix: "/dead" } }, to: "dead" },
+      { name: "hole", match: { path: { prefix: "/hole" } }, to: "hole" },
+      { name: "reqto", match: { path: { prefix: "/sleep" } }, to: "slow", timeouts: { request: "300ms", idle: "10s" } },
+      { name: "idle", match: { path: { prefix: "/stall-body" } }, to: "slow", timeouts: { request: "10s", idle: "300ms" } },
+      { name: "idle-ok", match: { path: { prefix: "/trickle" } }, to: "slow", timeouts: { request: "10s", idle: "400ms" } },
+      { name: "reset", match: { path: { prefix: "/r/" } }, rewrite: { path_prefix: "/" }, to: "reset" },
+      { name: "slow", match: { path: { prefix: "/" } }, to: "slow", timeouts: { request: "0", idle: "0" } },
+    ],
+    clusters: {
+      dead: { endpoints: [`127.0.0.1:${deadPort}`] },
+      hole: { endpoints: [`127.0.0.1:${hole.port}`], timeouts: { connect: "250ms" } },
+      slow: { endpoints: [slow.origin] },
+      reset: { endpoints: [reset.origin] },
+    },
+  });
+});
+
+afterAll(async () => {
+  await proxy.stop();
+  slow.stop(true);
+  reset.stop();
+  hole.close();
+});
+
+async function expectError(path: string, status: number, code: string): Promise<Record<string, unknown>> {
+  const res = await fetch(proxy.origin + path);
+  expect(res.status).toBe(status);
+  const body = (await res.json()) as Record<string, unknown>;
+  expect(body.error).toBe(code);
+  expect(body.request_id).toBe(res.headers.get("x-request-id"));
+  const line = await proxy.logOf(body.request_id as string);
+  expect(line.status).toBe(status);
+  expect(line.error).toBe(code);
+  return line;
+}
+
+describe("upstream failures become JSON errors", () => {
+  test("upstream down (connection refused) → 502", async () => {
+    await expectError("/dead", 502, "upstream_connect_refused");
+  });
+
+  test("upstream unreachable → 504 after the connect timeout", async () => {
+    const started = performance.now();
+    await expectError("/hole", 504, "upstream_connect_timeout");
+    const took = performance.now() - started;
+    expect(took).toBeGreaterThan(200);
+    expect(took).toBeLessThan(3000);
+  });
+
+  test("slow upstream → 504 at the request timeout", async () => {
+    const started = performance.now();
+    await expectError("/sleep", 504, "upstream_timeout");
+    expect(performance.now() - started).toBeLessThan(1400);
+  });
+
+  test("an upstream silent before its headers → 504 at the idle timeout", async () => {
+    await expectError("/idle-head", 504, "idle_timeout");
+  });
+
+  test("an upstream slower than the listener's idle timeout is still waited for", async () => {
+    const res = await fetch(proxy.origin + "/patient");
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("late");
+  });
+
+  test("upstream resets before answering → 502", async () => {
+    await expectError("/r/head-reset", 502, "upstream_reset");
+  });
+
+  test("upstream resets mid-body of a small fixed-length response → 502, nothing truncated passes as success", async () => {
+    await expectError("/r/small", 502, "upstream_reset");
+  });
+});
+
+describe("failures after the response has started", () => {
+  test("upstream resets mid-body of a large response: the client sees the stream fail, the log says why", async () => {
+    const res = await fetch(proxy.origin + "/r/big");
+    expect(res.status).toBe(200);
+    const id = res.headers.get("x-request-id")!;
+    let failed = false;
+    let got = 0;
+    try {
+      const reader = res.body!.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        got += value.byteLength;
+      }
+    } catch {
+      failed = true;
+    }
+    expect(failed || got < 1_000_000).toBe(true);
+    const line = await proxy.logOf(id);
+    expect(line.error).toBe("upstream_reset");
+  });
+
+  test("a chunked stream cut by the upstream is not completed for the client", async () => {
+    const res = await fetch(proxy.origin + "/r/chunked");
+    let error: unknown;
+    try {
+      await res.text();
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeDefined();
+    const line = await proxy.logOf(res.headers.get("x-request-id")!);
+    expect(line.error).toBe("upstream_reset");
+  });
+
+  test("idle timeout: a body that stops flowing is cut after the idle time", async () => {
+    const started = performance.now();
+    const res = await fetch(proxy.origin + "/stall-body");
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toBe("first chunk\n");
+    let error: unknown;
+    try {
+      while (!(await reader.read()).done);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeDefined();
+    expect(performance.now() - started).toBeLessThan(2500);
+    const line = await proxy.logOf(res.headers.get("x-request-id")!);
+    expect(line.error).toBe("idle_timeout");
+  });
+
+  test("a body that keeps trickling is not cut by the idle timeout, however long it takes overall", async () => {
+    const res = await fetch(proxy.origin + "/trickle");
+    const text = await res.text();
+    expect(text.split("\n").filter(Boolean)).toHaveLength(8);
+    const line = await proxy.logOf(res.headers.get("x-request-id")!);
+    expect(line.error).toBeNull();
+  });
+
+  test("a client that disconnects mid-stream aborts the upstream request", async () => {
+    const controller = new AbortController();
+    const res = await fetch(proxy.origin + "/endless", { signal: controller.signal });
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.read();
+    controller.abort();
+    await waitFor("upstream stream cancelled", () => cancelled.cancelled === true || clientGone, 3000);
+    const line = await proxy.logOf(res.headers.get("x-request-id")!);
+    expect(line.error).toBe("client_aborted");
+    expect(line.status).toBe(200);
+  });
+});
