@@ -6,9 +6,9 @@
 import type { ServerWebSocket, WebSocketHandler } from "bun";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
-import { errorResponse, SwitchyardError } from "./errors.ts";
+import { SwitchyardError } from "./errors.ts";
 import { upstreamUrl } from "./forward.ts";
-import { log } from "./pipeline.ts";
+import { fail, log } from "./pipeline.ts";
 
 /** Bytes the upstream socket may hold unsent before the client is paused. */
 const UPSTREAM_HIGH_WATER = 1024 * 1024;
@@ -99,11 +99,7 @@ export async function proxyWebSocket(ctx: ProxyContext, endpoint: Endpoint): Pro
   try {
     opened = await openUpstream(ctx, endpoint);
   } catch (e) {
-    const error = SwitchyardError.from(e);
-    ctx.error = error;
-    ctx.status = error.status;
-    log(ctx);
-    return errorResponse(error, ctx.requestId);
+    return fail(ctx, SwitchyardError.from(e));
   }
   ctx.upstreamHeadersAt = performance.now();
   const { upstream, early } = opened;
@@ -112,11 +108,7 @@ export async function proxyWebSocket(ctx: ProxyContext, endpoint: Endpoint): Pro
   const session: WebSocketSession = { ctx, upstream, early, closed: false };
   if (!ctx.server.upgrade(ctx.request, { data: session, headers })) {
     upstream.close(1011, "client upgrade failed");
-    const error = new SwitchyardError({ code: "bad_upgrade", status: 400, source: "client", message: "the WebSocket upgrade request is not valid" });
-    ctx.error = error;
-    ctx.status = 400;
-    log(ctx);
-    return errorResponse(error, ctx.requestId);
+    return fail(ctx, new SwitchyardError({ code: "bad_upgrade", status: 400, source: "client", message: "the WebSocket upgrade request is not valid" }));
   }
   ctx.status = 101;
   return new Response(null);

@@ -38,7 +38,7 @@ export function rawRequest(port: number, bytes: string | Uint8Array, opts: { qui
     const hard = setTimeout(done, timeoutMs);
     socket.on("connect", () => socket.write(bytes));
     socket.on("data", (d) => {
-      chunks.push(d);
+      chunks.push(Buffer.from(d));
       clearTimeout(quiet);
       quiet = setTimeout(done, quietMs);
     });

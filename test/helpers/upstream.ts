@@ -26,7 +26,7 @@ export interface Seen {
 }
 
 /** An upstream that records every request and answers 200 with `body` (default "ok"). */
-export function recordingUpstream(body = "ok", headers: HeadersInit = {}): Upstream & { seen: Seen[] } {
+export function recordingUpstream(body = "ok", headers: Record<string, string> = {}): Upstream & { seen: Seen[] } {
   const seen: Seen[] = [];
   const server = startUpstream(async (req) => {
     seen.push({ method: req.method, url: new URL(req.url, "http://invalid"), headers: Object.fromEntries(req.headers), body: await req.text() });
