@@ -9,6 +9,7 @@ import { errorResponse, errors } from "../src/proxy/errors.ts";
 import { requestIdFrom, traceparentFrom } from "../src/proxy/headers.ts";
 import { fail, runPipeline } from "../src/proxy/pipeline.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
+import { type HealthOptions, healthRoutes } from "./health.ts";
 
 export interface ProxyRouteOptions {
   runtime: RuntimeRef;
@@ -74,8 +75,9 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
   });
 }
 
-export function proxyRoutes(options: ProxyRouteOptions): Hono<{ Bindings: Server<unknown> }> {
+export function proxyRoutes(options: ProxyRouteOptions, health?: HealthOptions): Hono<{ Bindings: Server<unknown> }> {
   const app = new Hono<{ Bindings: Server<unknown> }>();
+  if (health) app.route("/", healthRoutes(health));
   app.all("*", (c) => handleProxyRequest(c.req.raw, c.env, options));
   return app;
 }

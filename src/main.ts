@@ -7,7 +7,7 @@ import type { Server } from "bun";
 import { ConfigError, loadConfigFile } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { startEcho } from "./echo/echo.ts";
-import { flushAll } from "./observe/access-log.ts";
+import { flushAll, reopenAll } from "./observe/access-log.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
 
@@ -43,6 +43,7 @@ export async function start(configFile: string): Promise<Running> {
 
   let reloading: Promise<boolean> | undefined;
   const reload = async (): Promise<boolean> => {
+    reopenAll(); // whatever the new config says, logrotate's moved files are let go
     try {
       const next = await loadConfigFile(configFile);
       if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });

@@ -39,7 +39,8 @@ export function substituteEnv(value: unknown, env: Record<string, string | undef
   if (typeof value === "string") {
     return value.replace(ENV_RE, (_, name: string, fallback: string | undefined) => {
       const v = env[name];
-      if (v !== undefined) return v;
+      // As in the shell, `${VAR:-default}` also takes the default when VAR is set but empty.
+      if (v !== undefined && (v !== "" || fallback === undefined)) return v;
       if (fallback !== undefined) return fallback;
       problems.push(`${formatPath(path)}: environment variable ${name} is not set`);
       return "";
@@ -62,11 +63,36 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/**
+ * Bun.YAML's errors carry no position: the line is estimated as the one after the longest prefix
+ * of the file that still parses (only ever run on a file that failed).
+ */
+function yamlErrorLine(text: string): number {
+  const lines = text.split("\n");
+  let good = 0;
+  for (let n = 1; n <= lines.length; n++) {
+    try {
+      Bun.YAML.parse(lines.slice(0, n).join("\n"));
+      good = n;
+    } catch {
+      // keep looking: a later prefix may close a multi-line construct
+    }
+  }
+  return Math.min(good + 1, lines.length);
+}
+
 export function parseText(file: string, text: string): unknown {
+  if (file.endsWith(".json")) {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new ConfigError(file, [`syntax error: ${(e as Error).message}`]);
+    }
+  }
   try {
-    return file.endsWith(".json") ? JSON.parse(text) : Bun.YAML.parse(text);
+    return Bun.YAML.parse(text);
   } catch (e) {
-    throw new ConfigError(file, [`syntax error: ${(e as Error).message}`]);
+    throw new ConfigError(file, [`syntax error near line ${yamlErrorLine(text)}: ${(e as Error).message}`]);
   }
 }
 

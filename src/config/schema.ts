@@ -15,6 +15,11 @@ export const ListenerSchema = z.strictObject({
   max_request_body: SizeSchema.prefault("128MiB"),
   /** How long a client connection may sit idle between requests. Default 30s (max 255s, Bun's limit). */
   idle_timeout: DurationSchema.prefault("30s").refine((ms) => ms <= 255_000, "must be at most 255s (Bun's limit)"),
+  /**
+   * Answer GET /healthz and /readyz on this listener too (before routing), for platforms whose
+   * health checks can only reach the public port (Fly.io). Default false.
+   */
+  health_checks: z.boolean().default(false),
 });
 
 export const AdminSchema = z.strictObject({
@@ -36,6 +41,8 @@ export const AccessLogSchema = z.strictObject({
   path: z.string().min(1).default("stdout"),
   /** Query parameters whose values are replaced by `[redacted]` in the logged path. */
   redact_query: z.array(TokenSchema).default(["token", "access_token", "api_key", "apikey", "key", "password", "secret", "signature"]),
+  /** Request headers to log (under `headers`). Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key are always logged as `[redacted]`. Default user-agent and referer. */
+  headers: z.array(TokenSchema).default(["user-agent", "referer"]),
 });
 
 export const ShutdownSchema = z.strictObject({
@@ -55,35 +62,41 @@ export const ConfigSchema = z
     access_log: AccessLogSchema.prefault({}),
     shutdown: ShutdownSchema.prefault({ drain_timeout: "30s" }),
   })
+  // Cross-references are checked even when other parts of the file are invalid (`when`), so
+  // `validate` reports every problem at once; the value may then be partly unparsed, hence the guards.
   .superRefine((config, ctx) => {
-    config.routes.forEach((route, i) => {
-      if (!(route.to in config.clusters)) {
-        const known = Object.keys(config.clusters);
+    const routes: unknown[] = Array.isArray(config.routes) ? config.routes : [];
+    const clusters = config.clusters !== null && typeof config.clusters === "object" ? Object.keys(config.clusters) : [];
+    const names = new Map<string, number>();
+    routes.forEach((raw, i) => {
+      const route = (raw ?? {}) as { to?: unknown; name?: unknown };
+      if (typeof route.to === "string" && route.to !== "" && !clusters.includes(route.to)) {
         ctx.addIssue({
           code: "custom", path: ["routes", i, "to"],
-          message: `unknown cluster "${route.to}"${known.length ? ` (known: ${known.join(", ")})` : " (no clusters are defined)"}`,
+          message: `unknown cluster "${route.to}"${clusters.length ? ` (known: ${clusters.join(", ")})` : " (no clusters are defined)"}`,
         });
       }
-    });
-    const names = new Map<string, number>();
-    config.routes.forEach((route, i) => {
-      if (route.name === undefined) return;
+      if (typeof route.name !== "string") return;
       const first = names.get(route.name);
       if (first !== undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name (also routes[${first}])` });
       else names.set(route.name, i);
     });
     const bound = new Map<string, string>();
-    const claim = (address: string, port: number, path: (string | number)[]) => {
-      if (port === 0) return;
+    const claim = (address: unknown, port: unknown, path: (string | number)[]) => {
+      if (typeof address !== "string" || typeof port !== "number" || port === 0) return;
       const key = `${address}:${port}`;
       const other = bound.get(key) ?? bound.get(`0.0.0.0:${port}`) ?? (address === "0.0.0.0" ? [...bound].find(([k]) => k.endsWith(`:${port}`))?.[1] : undefined);
       if (other) ctx.addIssue({ code: "custom", path, message: `port ${port} is already used by ${other}` });
       else bound.set(key, path.join("."));
     };
-    config.listeners.forEach((l, i) => claim(l.address, l.port, ["listeners", i, "port"]));
+    const listeners: unknown[] = Array.isArray(config.listeners) ? config.listeners : [];
+    listeners.forEach((l, i) => {
+      const listener = (l ?? {}) as { address?: unknown; port?: unknown };
+      claim(listener.address, listener.port, ["listeners", i, "port"]);
+    });
     if (config.admin) claim(config.admin.address, config.admin.port, ["admin", "port"]);
     if (config.echo) claim(config.echo.address, config.echo.port, ["echo", "port"]);
-  });
+  }, { when: () => true });
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;

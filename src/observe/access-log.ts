@@ -4,6 +4,7 @@
  * configured query parameters are redacted.
  */
 import type { FileSink } from "bun";
+import { openSync } from "node:fs";
 import type { AccessLogConfig } from "../config/schema.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 
@@ -18,7 +19,8 @@ let flushTimer: Timer | undefined;
 function sinkFor(path: string): FileSink {
   let sink = sinks.get(path);
   if (!sink) {
-    const target = path === "stdout" ? Bun.stdout : path === "stderr" ? Bun.stderr : Bun.file(path);
+    // A file is opened for appending: Bun.file(path).writer() writes from offset 0 over old lines.
+    const target = path === "stdout" ? Bun.stdout : path === "stderr" ? Bun.stderr : Bun.file(openSync(path, "a"));
     sink = target.writer({ highWaterMark: 64 * 1024 });
     sinks.set(path, sink);
   }
@@ -31,6 +33,15 @@ function sinkFor(path: string): FileSink {
 
 export function flushAll(): void {
   for (const sink of sinks.values()) sink.flush();
+}
+
+/** Closes log files so the next line reopens them: after logrotate has moved them (done on every reload, e.g. SIGHUP). */
+export function reopenAll(): void {
+  for (const [path, sink] of sinks) {
+    if (path === "stdout" || path === "stderr") continue;
+    sinks.delete(path);
+    void sink.end();
+  }
 }
 
 export function redactQuery(query: string, redacted: ReadonlySet<string>): string {
@@ -53,7 +64,20 @@ export function redactQuery(query: string, redacted: ReadonlySet<string>): strin
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
-export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>): string {
+/** Header values that are never written to a log, whatever the config asks. */
+const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]);
+
+function loggedHeaders(headers: Headers, names: readonly string[]): Record<string, string> | undefined {
+  if (names.length === 0) return undefined;
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const value = headers.get(name);
+    if (value !== null) out[name] = SECRET_HEADERS.has(name) ? "[redacted]" : value;
+  }
+  return out;
+}
+
+export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>, headerNames: readonly string[] = []): string {
   const now = performance.now();
   const query = redactQuery(ctx.query, redacted);
   return JSON.stringify({
@@ -74,17 +98,19 @@ export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>):
     total_ms: round(now - ctx.startedAt),
     upstream_ms: ctx.upstreamStartedAt === undefined ? null : round((ctx.upstreamHeadersAt ?? now) - ctx.upstreamStartedAt),
     error: ctx.error?.code ?? null,
+    headers: loggedHeaders(ctx.headers, headerNames),
   });
 }
 
 export function createAccessLog(config: AccessLogConfig): AccessLog {
   if (!config.enabled) return { write() {}, flush() {} };
   const redacted = new Set(config.redact_query.map((q) => q.toLowerCase()));
-  const sink = sinkFor(config.path);
+  const headerNames = config.headers.map((h) => h.toLowerCase());
+  sinkFor(config.path);
   return {
     write(ctx) {
-      sink.write(`${accessLogLine(ctx, redacted)}\n`);
+      sinkFor(config.path).write(`${accessLogLine(ctx, redacted, headerNames)}\n`);
     },
-    flush: () => sink.flush(),
+    flush: () => sinkFor(config.path).flush(),
   };
 }

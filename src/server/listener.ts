@@ -23,7 +23,7 @@ export function startProxyListener(listener: Listener, index: number, state: Ser
     runtime: state.runtime,
     listener: { name: listener.name ?? `listener-${index}`, proto: "http" },
     draining: () => state.draining,
-  });
+  }, listener.health_checks ? { ready: () => !state.draining } : undefined);
   return Bun.serve<WebSocketSession>({
     hostname: listener.address,
     port: listener.port,

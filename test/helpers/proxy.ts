@@ -25,9 +25,9 @@ export async function startProxy(config: Omit<ConfigInput, "listeners"> & Partia
   const logFile = dir.file("access.log");
   const full = (c: typeof config): ConfigInput => ({
     listeners: [{ address: "127.0.0.1", port: 0 }],
-    access_log: { path: logFile },
     shutdown: { drain_timeout: "2s" },
     ...c,
+    access_log: { path: logFile, ...c.access_log },
   });
   const configFile = dir.file("switchyard.json");
   writeFileSync(configFile, JSON.stringify(full(config), null, 2));

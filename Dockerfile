@@ -1,0 +1,18 @@
+# Switchyard on the official Bun image.
+FROM oven/bun:1.4.5-slim AS deps
+WORKDIR /app
+COPY package.json bun.lock ./
+RUN bun install --frozen-lockfile --production
+
+FROM oven/bun:1.4.5-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json bunfig.toml tsconfig.json switchyard.yaml switchyard.schema.json ./
+COPY src ./src
+COPY routes ./routes
+USER bun
+EXPOSE 8080
+# SIGTERM drains; `start` raises Bun's fetch concurrency cap itself (BUN_CONFIG_MAX_HTTP_REQUESTS).
+STOPSIGNAL SIGTERM
+CMD ["bun", "src/cli.ts", "start", "switchyard.yaml"]

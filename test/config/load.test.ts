@@ -1,0 +1,128 @@
+/** Config loading: every kind of bad file is refused with its path and a clear reason; good ones become frozen, typed config. */
+import { describe, expect, test } from "bun:test";
+import { ConfigError, loadConfigFile, validateConfig } from "../../src/config/load.ts";
+import { writeTempConfig } from "../helpers/cli.ts";
+
+const base = {
+  listeners: [{ port: 8080 }],
+  routes: [{ name: "r", match: { path: { prefix: "/" } }, to: "c" }],
+  clusters: { c: { endpoints: ["http://127.0.0.1:9000"] } },
+};
+
+/** The problems validateConfig reports for `base` with `patch` applied. */
+function problemsOf(raw: unknown, env: Record<string, string> = {}): string[] {
+  try {
+    validateConfig("test.yaml", raw, env);
+  } catch (e) {
+    if (e instanceof ConfigError) return [...e.problems];
+    throw e;
+  }
+  return [];
+}
+
+const withRoute = (route: Record<string, unknown>) => ({ ...base, routes: [{ to: "c", ...route }] });
+
+describe("valid config", () => {
+  test("the default switchyard.yaml validates into a frozen config with parsed durations and sizes", async () => {
+    const config = await loadConfigFile("switchyard.yaml", {});
+    expect(config.listeners[0]!.port).toBe(8080);
+    expect(config.listeners[0]!.max_request_body).toBe(128 * 1024 * 1024);
+    expect(config.routes[0]!.timeouts.request).toBe(60_000);
+    expect(config.admin).toEqual({ address: "127.0.0.1", port: 9901 });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.routes[0]!.match)).toBe(true);
+  });
+
+  test("${VAR} and ${VAR:-default} are substituted, also into numbers such as ports", () => {
+    const config = validateConfig("t.yaml", { ...base, listeners: [{ port: "${PORT:-7000}" }], clusters: { c: { endpoints: ["http://${UP_HOST}:9000"] } } }, { UP_HOST: "10.0.0.5" });
+    expect(config.listeners[0]!.port).toBe(7000);
+    expect(config.clusters.c!.endpoints[0]).toBe("http://10.0.0.5:9000");
+    expect(validateConfig("t.yaml", { ...base, listeners: [{ port: "${PORT:-7000}" }] }, { PORT: "7100" }).listeners[0]!.port).toBe(7100);
+  });
+
+  test("YAML and JSON files both load", async () => {
+    const yaml = writeTempConfig("listeners:\n  - port: 8081\nroutes:\n  - to: c\nclusters:\n  c:\n    endpoints: [127.0.0.1:9000]\n", "s.yaml");
+    const json = writeTempConfig(base, "s.json");
+    try {
+      expect((await loadConfigFile(yaml.file)).listeners[0]!.port).toBe(8081);
+      expect((await loadConfigFile(json.file)).routes[0]!.to).toBe("c");
+    } finally {
+      yaml.cleanup();
+      json.cleanup();
+    }
+  });
+});
+
+describe("each kind of error names its path", () => {
+  const cases: [string, unknown, RegExp][] = [
+    ["unknown top-level key", { ...base, listners: [] }, /^\(top level\): unknown key "listners"/],
+    ["unknown nested key (a typo)", withRoute({ match: { pathh: { prefix: "/" } } }), /^routes\[0\]\.match: unknown key "pathh"/],
+    ["bad duration", withRoute({ timeouts: { request: "5 seconds" } }), /^routes\[0\]\.timeouts\.request: "5 seconds" is not a duration/],
+    ["bad size", { ...base, listeners: [{ port: 1, max_request_body: "lots" }] }, /^listeners\[0\]\.max_request_body: "lots" is not a size/],
+    ["port out of range", { ...base, listeners: [{ port: 70000 }] }, /^listeners\[0\]\.port/],
+    ["idle timeout over Bun's limit", { ...base, listeners: [{ port: 1, idle_timeout: "5m" }] }, /^listeners\[0\]\.idle_timeout: must be at most 255s/],
+    ["invalid regex", withRoute({ match: { path: { regex: "([a-z" } } }), /^routes\[0\]\.match\.path\.regex: /],
+    ["two path kinds", withRoute({ match: { path: { prefix: "/a", exact: "/a" } } }), /^routes\[0\]\.match\.path: give exactly one of exact, prefix or regex/],
+    ["unknown cluster", withRoute({ to: "nope" }), /^routes\[0\]\.to: unknown cluster "nope" \(known: c\)/],
+    ["duplicate route name", { ...base, routes: [{ name: "a", to: "c" }, { name: "a", to: "c" }] }, /^routes\[1\]\.name: duplicate route name \(also routes\[0\]\)/],
+    ["port conflict", { ...base, admin: { address: "0.0.0.0", port: 8080 } }, /^admin\.port: port 8080 is already used by listeners\.0\.port/],
+    ["bad endpoint", { ...base, clusters: { c: { endpoints: ["ftp://x:1"] } } }, /^clusters\.c\.endpoints\[0\]: "ftp:\/\/x:1" is not an endpoint/],
+    ["endpoint with a path", { ...base, clusters: { c: { endpoints: ["http://x:1/api"] } } }, /^clusters\.c\.endpoints\[0\]/],
+    ["no endpoints", { ...base, clusters: { c: { endpoints: [] } } }, /^clusters\.c\.endpoints: needs at least one endpoint/],
+    ["unknown balancer", { ...base, clusters: { c: { endpoints: ["x:1"], balancer: { type: "random-ish" } } } }, /^clusters\.c\.balancer\.type/],
+    ["rewrite prefix without prefix match", withRoute({ match: { path: { exact: "/a" } }, rewrite: { path_prefix: "/b" } }), /^routes\[0\]\.rewrite\.path_prefix: needs match\.path\.prefix/],
+    ["lower-case method", withRoute({ match: { methods: ["get"] } }), /^routes\[0\]\.match\.methods\[0\]: must be an upper-case HTTP method/],
+    ["bad host pattern", withRoute({ match: { hosts: ["*bad*.com"] } }), /^routes\[0\]\.match\.hosts\[0\]: must be a host name/],
+    ["header condition with two kinds", withRoute({ match: { headers: [{ name: "x", exact: "1", present: true }] } }), /^routes\[0\]\.match\.headers\[0\]: give exactly one of exact, regex or present/],
+    ["wrong type", withRoute({ websocket: "yes" }), /^routes\[0\]\.websocket: /],
+    ["no listeners", { ...base, listeners: [] }, /^listeners: needs at least one listener/],
+    ["missing required key", { ...base, routes: [{ match: {} }] }, /^routes\[0\]\.to: /],
+  ];
+  for (const [name, raw, expected] of cases) {
+    test(name, () => {
+      const problems = problemsOf(raw);
+      expect(problems.length).toBeGreaterThan(0);
+      expect(problems.some((p) => expected.test(p))).toBe(true);
+    });
+  }
+
+  test("an unset environment variable without default is an error at its path", () => {
+    expect(problemsOf({ ...base, clusters: { c: { endpoints: ["http://${UPSTREAM_HOST}:1"] } } })).toContain(
+      "clusters.c.endpoints[0]: environment variable UPSTREAM_HOST is not set",
+    );
+  });
+
+  test("every problem is reported at once, not just the first", () => {
+    const problems = problemsOf({ ...base, listeners: [{ port: 1, idle_timeout: "x" }], routes: [{ to: "nope", timeouts: { request: "y" } }] });
+    expect(problems.length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("files", () => {
+  test("a YAML syntax error, a JSON syntax error and a missing file are reported with the file name", async () => {
+    const yaml = writeTempConfig("listeners:\n  - port: [8080\n", "bad.yaml");
+    const json = writeTempConfig("{ \"listeners\": [", "bad.json");
+    try {
+      for (const file of [yaml.file, json.file, "/nonexistent/switchyard.yaml"]) {
+        const error = await loadConfigFile(file).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(ConfigError);
+        expect((error as ConfigError).message).toStartWith(file);
+      }
+      const missing = (await loadConfigFile("/nonexistent/switchyard.yaml").catch((e: unknown) => e)) as ConfigError;
+      expect(missing.problems[0]).toContain("ENOENT");
+    } finally {
+      yaml.cleanup();
+      json.cleanup();
+    }
+  });
+
+  test("an empty file is refused (no listeners), not accepted as an empty config", async () => {
+    const empty = writeTempConfig("", "empty.yaml");
+    try {
+      const error = (await loadConfigFile(empty.file).catch((e: unknown) => e)) as ConfigError;
+      expect(error).toBeInstanceOf(ConfigError);
+    } finally {
+      empty.cleanup();
+    }
+  });
+});
