@@ -31,7 +31,9 @@ export function upstreamHeaders(ctx: ProxyContext): Headers {
 export function upstreamUrl(ctx: ProxyContext, endpoint: Endpoint, scheme?: "ws"): string {
   const path = ctx.route!.rewritePath ? ctx.route!.rewritePath(ctx.path) : ctx.path;
   const origin = scheme === "ws" ? endpoint.origin.replace(/^http/, "ws") : endpoint.origin;
-  return ctx.query === "" ? origin + path : `${origin}${path}?${ctx.query}`;
+  if (ctx.query === "") return origin + path;
+  // A regex rewrite may have added query parameters of its own; the client's follow them.
+  return `${origin}${path}${path.includes("?") ? "&" : "?"}${ctx.query}`;
 }
 
 /**
