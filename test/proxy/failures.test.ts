@@ -12,6 +12,7 @@ let deadPort: number;
 let proxy: TestProxy;
 const cancelled: { cancelled?: boolean } = {};
 let clientGone = false;
+let uploadOutcome: string | undefined;
 
 beforeAll(async () => {
   slow = startUpstream(async (req) => {
@@ -22,6 +23,16 @@ beforeAll(async () => {
     }
     if (path === "/stall-body") return new Response(slowBody(["first chunk\n", "never"], 5000));
     if (path === "/trickle") return new Response(slowBody(Array.from({ length: 8 }, (_, i) => `tick ${i}\n`), 150));
+    if (path === "/upload") {
+      let got = 0;
+      try {
+        for await (const chunk of req.body!) got += chunk.byteLength;
+        uploadOutcome = `complete after ${got} bytes`;
+      } catch {
+        uploadOutcome = `aborted after ${got} bytes`;
+      }
+      return new Response("stored");
+    }
     if (path === "/endless") {
       req.signal.addEventListener("abort", () => (clientGone = true));
       return new Response(slowBody(Array.from({ length: 1000 }, () => "data\n"), 50, cancelled));
@@ -178,6 +189,17 @@ describe("failures after the response has started", () => {
     expect(text.split("\n").filter(Boolean)).toHaveLength(8);
     const line = await proxy.logOf(res.headers.get("x-request-id")!);
     expect(line.error).toBeNull();
+  });
+
+  test("a client that disconnects mid-upload aborts the upstream request; the upstream never sees a complete body", async () => {
+    const { connect } = await import("node:net");
+    const socket = connect({ host: "127.0.0.1", port: proxy.port });
+    await new Promise((resolve) => socket.on("connect", resolve));
+    socket.write("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + "u".repeat(5000));
+    await Bun.sleep(200);
+    socket.destroy();
+    await waitFor("upstream saw the upload end", () => uploadOutcome, 3000);
+    expect(uploadOutcome).toStartWith("aborted");
   });
 
   test("a client that disconnects mid-stream aborts the upstream request", async () => {
