@@ -18,11 +18,12 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   ctx.cluster = route.cluster;
 
   // 4 select: an endpoint not tried yet in this request.
-  const endpoint = route.cluster.pick(ctx.triedEndpoints);
+  const endpoint = route.cluster.pick(ctx, ctx.triedEndpoints);
   if (endpoint === undefined) return fail(ctx, errors.noEndpoint(route.cluster.name));
   ctx.endpoint = endpoint;
   ctx.triedEndpoints.add(endpoint);
   ctx.attempt++;
+  endpoint.active++; // released by the log phase, when the exchange has ended
 
   // WebSocket upgrades leave the HTTP path here: they have their own lifecycle (websocket.ts).
   if (route.config.websocket && isWebSocketUpgrade(ctx.request)) return proxyWebSocket(ctx, endpoint);
@@ -120,5 +121,6 @@ export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
 export function log(ctx: ProxyContext): void {
   if (ctx.logged) return;
   ctx.logged = true;
+  if (ctx.endpoint !== undefined) ctx.endpoint.active--;
   ctx.runtime.accessLog.write(ctx);
 }

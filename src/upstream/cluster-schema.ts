@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { DurationSchema } from "../config/primitives.ts";
-import { BALANCER_TYPES } from "./balancers/types.ts";
+import { BalancerSchema } from "./balancers/schema.ts";
 
 /** An endpoint: `http://host:port` or `https://host:port` (a bare `host:port` means http). */
 export const EndpointSchema = z.union([
@@ -31,8 +31,8 @@ export function parseEndpointUrl(text: string): URL | undefined {
 
 export const ClusterSchema = z.strictObject({
   endpoints: z.array(EndpointSchema).min(1, "needs at least one endpoint"),
-  /** How an endpoint is chosen. Default round_robin. */
-  balancer: z.strictObject({ type: z.enum(BALANCER_TYPES).default("round_robin") }).prefault({ type: "round_robin" }),
+  /** How an endpoint is chosen: round_robin (default), weighted_round_robin, least_request, random, ring_hash, maglev. */
+  balancer: BalancerSchema.prefault({ type: "round_robin" }),
   /** When false, Authorization and Cookie are stripped before this cluster sees a request. Default true. */
   trusted: z.boolean().default(true),
   timeouts: z.strictObject({

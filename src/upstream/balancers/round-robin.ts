@@ -1,7 +1,7 @@
-import type { Balancer } from "./types.ts";
+import type { BalancedEndpoint, Balancer } from "./types.ts";
 
-/** Plain round robin over the candidates it is given (weights are for the weighted policies). */
-export function roundRobin(): Balancer {
+/** Each candidate in turn, ignoring weights. */
+export function roundRobin<E extends BalancedEndpoint>(): Balancer<E> {
   let next = 0;
   return {
     pick(candidates) {

@@ -1,0 +1,49 @@
+/** The request attribute a consistent-hash balancer hashes (compiled once per cluster). */
+import type { HashOn } from "./balancers/schema.ts";
+
+export interface HashFacts {
+  readonly headers: Headers;
+  readonly clientIp: string;
+  readonly path: string;
+  /** Raw query string without `?`. */
+  readonly query: string;
+}
+
+export type HashKey = (facts: HashFacts) => number | undefined;
+
+const hash = (text: string) => Bun.hash.xxHash32(text);
+
+function cookieValue(header: string | null, name: string): string | undefined {
+  if (header === null) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+export function compileHashKey(on: HashOn): HashKey {
+  if (on.header !== undefined) {
+    const name = on.header;
+    return (f) => {
+      const v = f.headers.get(name);
+      return v === null ? undefined : hash(v);
+    };
+  }
+  if (on.cookie !== undefined) {
+    const name = on.cookie;
+    return (f) => {
+      const v = cookieValue(f.headers.get("cookie"), name);
+      return v === undefined ? undefined : hash(v);
+    };
+  }
+  if (on.query !== undefined) {
+    const name = on.query;
+    return (f) => {
+      const v = f.query === "" ? null : new URLSearchParams(f.query).get(name);
+      return v === null ? undefined : hash(v);
+    };
+  }
+  if (on.client_ip) return (f) => (f.clientIp === "" ? undefined : hash(f.clientIp));
+  return (f) => hash(f.path);
+}
