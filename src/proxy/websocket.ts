@@ -65,7 +65,8 @@ function openUpstream(ctx: ProxyContext, endpoint: Endpoint): Promise<{ upstream
     tls: endpoint.tls ? { serverName: endpoint.hostname } : undefined,
   } as unknown as string[]);
   const early: (string | Buffer)[] = [];
-  upstream.addEventListener("message", (e) => early.push(e.data as string | Buffer));
+  // Held only until the client side opens: its `open` handler replaces this handler.
+  upstream.onmessage = (e) => early.push(e.data as string | Buffer);
   const timeoutMs = ctx.cluster!.config.timeouts.connect || 30_000;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

@@ -17,8 +17,9 @@ let releaseSecond: () => void = () => {};
 let secondSentAt = 0;
 
 beforeAll(async () => {
-  upstream = startUpstream(async (req) => {
+  upstream = startUpstream(async (req, server) => {
     const path = new URL(req.url).pathname;
+    if (path === "/ws" && server.upgrade(req, { data: undefined })) return undefined;
     if (path === "/sse") {
       const gate = new Promise<void>((resolve) => (releaseSecond = resolve));
       const encoder = new TextEncoder();
@@ -53,10 +54,14 @@ beforeAll(async () => {
       return Response.json({ received });
     }
     return new Response("not found", { status: 404 });
+  }, {
+    message(ws, message) {
+      ws.send(message);
+    },
   });
   const config = writeTempConfig({
     listeners: [{ address: "127.0.0.1", port: 0, max_request_body: "200MiB" }],
-    routes: [{ match: { path: { prefix: "/" } }, to: "up", timeouts: { request: "120s", idle: "10s" } }],
+    routes: [{ match: { path: { prefix: "/" } }, to: "up", websocket: true, timeouts: { request: "120s", idle: "10s" } }],
     clusters: { up: { endpoints: [upstream.origin] } },
     access_log: { enabled: false },
   });
@@ -158,4 +163,28 @@ test("a slow reader of a 100 MiB download does not make the proxy buffer it", as
   expect(received).toBe(TOTAL);
   console.log(`slow reader: proxy RSS grew ${(growth / MiB).toFixed(1)} MiB`);
   expect(growth).toBeLessThan(64 * MiB);
+}, 60_000);
+
+test("a long WebSocket session (80 MiB echoed) does not accumulate memory in the proxy", async () => {
+  const message = new Uint8Array(4096).fill(1);
+  const total = 20_000;
+  let echoed = 0;
+  const growth = await peakGrowth(async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${proxy.port}/ws`);
+    ws.binaryType = "arraybuffer";
+    await new Promise((resolve) => ws.addEventListener("open", resolve, { once: true }));
+    await new Promise<void>((resolve) => {
+      // Keep a window of messages in flight; each echo lets one more go.
+      ws.onmessage = () => {
+        echoed++;
+        if (echoed === total) resolve();
+        else if (echoed + 64 <= total) ws.send(message);
+      };
+      for (let i = 0; i < 64; i++) ws.send(message);
+    });
+    ws.close();
+  });
+  expect(echoed).toBe(total);
+  console.log(`websocket: proxy RSS grew ${(growth / MiB).toFixed(1)} MiB over ${((total * message.byteLength) / MiB).toFixed(0)} MiB echoed`);
+  expect(growth).toBeLessThan(40 * MiB);
 }, 60_000);
