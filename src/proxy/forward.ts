@@ -74,9 +74,11 @@ function noop(): void {}
 /** Sends the request to `endpoint`; resolves with the upstream's response head, body still streaming. */
 export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines): Promise<Response> {
   const request = ctx.request;
-  let body: ReadableStream<Uint8Array> | null = null;
-  if (request.body !== null) {
-    body = watchBody(request.body, {
+  let body: ReadableStream<Uint8Array> | null = request.body;
+  const declared = request.headers.get("content-length");
+  if (body !== null && declared === null) {
+    // A chunked upload is watched: bytes counted, activity feeding the idle timeout.
+    body = watchBody(body, {
       onChunk(n) {
         ctx.bytesIn += n;
         deadlines.touch();
@@ -84,6 +86,10 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
       onEnd() {},
     });
   }
+  // A fixed-length one goes to fetch as Bun's own stream: wrapped in JS with its Content-Length,
+  // Bun never returns the upstream socket to the pool (measured: 1,098 upstream connections for
+  // 16 clients in the 1 MiB upload bench). Its size is the declared length.
+  else if (body !== null) ctx.bytesIn = Number(declared);
   const stopGuard = guardConnect(endpoint, ctx.cluster!.config.timeouts.connect, deadlines);
   ctx.upstreamStartedAt = performance.now();
   try {
