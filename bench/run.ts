@@ -144,7 +144,7 @@ const fmtMiB = (kib: number | null) => (kib === null || kib === 0 ? "-" : `${(ki
 const fmtRatio = (r: number) => (Number.isFinite(r) ? r.toFixed(2) : "-");
 
 function pad(cells: string[], widths: number[], alignLeft: boolean[]): string {
-  return cells.map((c, i) => (alignLeft[i] ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  return cells.map((c, i) => (alignLeft[i] ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
 }
 
 function table(header: string[], rows: string[][], alignLeft: boolean[]): string {
@@ -364,6 +364,7 @@ async function main(): Promise<number> {
           if (m.non2xx > 0) failures.push(`${scenario.name} round ${round + 1} ${t.name}: ${m.non2xx} non-2xx responses`);
           if (m.socketErrors > 0) failures.push(`${scenario.name} round ${round + 1} ${t.name}: ${m.socketErrors} socket/protocol errors`);
         } catch (e) {
+          if (interrupted) await new Promise<never>(() => {}); // Ctrl-C: the signal handler exits
           if (e instanceof StartError) throw e;
           if (!(e instanceof LoadError)) throw e;
           m = { round, error: e.message };
