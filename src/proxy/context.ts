@@ -40,6 +40,12 @@ export interface ProxyContext {
   bytesIn: number;
   bytesOut: number;
   error?: SwitchyardError;
+  /** One entry per upstream try, in order (logged when there was more than one). */
+  tries?: { endpoint: string; status: number | null; error: string | null; ms: number }[];
+  /** The request counts in its cluster's in-flight total (for the retry budget) until logged. */
+  countedInCluster?: boolean;
+  /** A retry of this request holds a place in the cluster's retry budget. */
+  retryHeld?: boolean;
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }

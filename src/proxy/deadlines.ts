@@ -20,6 +20,12 @@ export class Deadlines {
     return this.controller.signal;
   }
 
+  /** Replaces the whole-request timer (after a try's headers, the route's remaining time applies); 0 = none. */
+  restartRequestTimer(ms: number): void {
+    clearTimeout(this.requestTimer);
+    this.requestTimer = ms > 0 ? setTimeout(() => this.fail(errors.requestTimeout()), ms) : undefined;
+  }
+
   touch(): void {
     this.lastActivity = performance.now();
   }

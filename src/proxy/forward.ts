@@ -72,13 +72,15 @@ export function guardConnect(endpoint: Endpoint, timeoutMs: number, deadlines: D
 function noop(): void {}
 
 /** Sends the request to `endpoint`; resolves with the upstream's response head, body still streaming. */
-export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines): Promise<Response> {
+export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, kept?: ArrayBuffer): Promise<Response> {
   const request = ctx.request;
-  let body: ReadableStream<Uint8Array> | null = request.body;
+  let body: ReadableStream<Uint8Array> | ArrayBuffer | null = kept ?? request.body;
   const declared = request.headers.get("content-length");
-  if (body !== null && declared === null) {
+  if (kept !== undefined) {
+    // A body kept for retries: sent whole, the same bytes on every try.
+  } else if (body !== null && declared === null) {
     // A chunked upload is watched: bytes counted, activity feeding the idle timeout.
-    body = watchBody(body, {
+    body = watchBody(body as ReadableStream<Uint8Array>, {
       onChunk(n) {
         ctx.bytesIn += n;
         deadlines.touch();

@@ -1,14 +1,18 @@
 /**
  * The one place that encodes phase order (design.md). Each step says why it sits where it does.
  */
-import { BODY_CANCELLED, watchBody } from "./body.ts";
+import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
-import { errorResponse, errors, SwitchyardError } from "./errors.ts";
+import { errors, SwitchyardError } from "./errors.ts";
 import { forward } from "./forward.ts";
-import { stripHopByHop } from "./headers.ts";
+import { clientAborted, fail, releaseRetry } from "./outcome.ts";
+import { respond } from "./respond.ts";
+import { backoffDelay, methodRetryable, type RetryPolicy, retriesError, retriesStatus, retryAfterMs } from "./retry.ts";
 import { matchRoute } from "./router.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
+
+export { fail, log } from "./outcome.ts";
 
 export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   // 1 match: everything after depends on the route (its cluster, timeouts, header rules).
@@ -16,111 +20,111 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   if (route === undefined) return fail(ctx, errors.noRoute());
   ctx.route = route;
   ctx.cluster = route.cluster;
+  route.cluster.budget.active++;
+  ctx.countedInCluster = true;
 
-  // 4 select: an endpoint not tried yet in this request.
-  const endpoint = route.cluster.pick(ctx, ctx.triedEndpoints);
-  if (endpoint === undefined) return fail(ctx, errors.noEndpoint(route.cluster.name));
+  // WebSocket upgrades leave the HTTP path here: they have their own lifecycle (websocket.ts).
+  if (route.config.websocket && isWebSocketUpgrade(ctx.request)) {
+    const endpoint = select(ctx);
+    if (endpoint === undefined) return fail(ctx, errors.noEndpoint(route.cluster.name));
+    return proxyWebSocket(ctx, endpoint);
+  }
+
+  // A retry must be able to send the body again: only bodies small enough to keep qualify.
+  const policy = route.config.retry;
+  let retries = policy !== undefined && policy.attempts > 1 && methodRetryable(policy, ctx.method);
+  let body: ArrayBuffer | undefined;
+  if (retries && ctx.request.body !== null) {
+    const declared = Number(ctx.request.headers.get("content-length") ?? Number.NaN);
+    if (declared <= policy!.buffer_body) {
+      try {
+        body = await ctx.request.arrayBuffer();
+      } catch {
+        return fail(ctx, clientAborted());
+      }
+      ctx.bytesIn = body.byteLength;
+    } else retries = false;
+  }
+
+  // 4 select → 5 forward, again from 4 while the retry policy allows (design.md).
+  let current: Deadlines | undefined;
+  ctx.request.signal.addEventListener("abort", () => current?.fail(clientAborted()), { once: true });
+  for (;;) {
+    if (ctx.request.signal.aborted) return fail(ctx, clientAborted());
+    const endpoint = select(ctx);
+    if (endpoint === undefined) return fail(ctx, errors.noEndpoint(route.cluster.name));
+    const remaining = route.config.timeouts.request > 0 ? route.config.timeouts.request - (performance.now() - ctx.startedAt) : 0;
+    if (route.config.timeouts.request > 0 && remaining <= 0) return fail(ctx, errors.requestTimeout());
+    // The deadlines span the whole exchange: created before the fetch, cleared when the body ends.
+    const perTry = retries ? policy!.per_try_timeout : 0;
+    const deadlines = (current = new Deadlines(shortest(perTry, remaining), route.config.timeouts.idle));
+    const triedAt = performance.now();
+    let upstream: Response;
+    try {
+      upstream = await forward(ctx, endpoint, deadlines, body);
+    } catch (e) {
+      deadlines.clear();
+      const error = SwitchyardError.from(e);
+      recordTry(ctx, endpoint, triedAt, undefined, error.code);
+      releaseRetry(ctx);
+      if (retries && retriesError(policy!, error) && (await mayRetry(ctx, policy!, undefined))) continue;
+      return fail(ctx, error);
+    }
+    releaseRetry(ctx);
+    recordTry(ctx, endpoint, triedAt, upstream.status, undefined);
+    if (retries && retriesStatus(policy!, upstream.status)) {
+      const wait = upstream.status === 429 || upstream.status === 503 ? retryAfterMs(upstream.headers.get("retry-after")) : undefined;
+      if ((wait === undefined || wait <= policy!.retry_after_max) && (await mayRetry(ctx, policy!, wait, upstream, deadlines))) continue;
+    }
+    // 6 response: the per-try limit no longer applies; the route's own deadline covers the body.
+    if (perTry > 0) {
+      const left = route.config.timeouts.request - (performance.now() - ctx.startedAt);
+      deadlines.restartRequestTimer(route.config.timeouts.request > 0 ? Math.max(1, left) : 0);
+    }
+    return respond(ctx, upstream, deadlines);
+  }
+}
+
+/** 4 select: an endpoint not yet tried by this request (any, once all have been), counted as busy. */
+function select(ctx: ProxyContext): Endpoint | undefined {
+  const cluster = ctx.cluster!;
+  const endpoint = cluster.pick(ctx, ctx.triedEndpoints) ?? cluster.pick(ctx);
+  if (endpoint === undefined) return undefined;
   ctx.endpoint = endpoint;
   ctx.triedEndpoints.add(endpoint);
   ctx.attempt++;
-  endpoint.active++; // released by the log phase, when the exchange has ended
-
-  // WebSocket upgrades leave the HTTP path here: they have their own lifecycle (websocket.ts).
-  if (route.config.websocket && isWebSocketUpgrade(ctx.request)) return proxyWebSocket(ctx, endpoint);
-
-  // 5 forward: the deadlines span the whole exchange, so they are created before the fetch and
-  // cleared only when the response body has ended.
-  const deadlines = new Deadlines(route.config.timeouts.request, route.config.timeouts.idle);
-  const onClientAbort = () => deadlines.fail(clientAborted());
-  ctx.request.signal.addEventListener("abort", onClientAbort, { once: true });
-  let upstream: Response;
-  try {
-    upstream = await forward(ctx, endpoint, deadlines);
-  } catch (e) {
-    deadlines.clear();
-    return fail(ctx, SwitchyardError.from(e));
-  }
-
-  // 6 response: header rules, then the body streams through a watcher that runs phase 8 at its end.
-  return respond(ctx, upstream, deadlines);
-}
-
-function clientAborted(): SwitchyardError {
-  return new SwitchyardError({ code: "client_aborted", status: 499, source: "client", message: "the client went away" });
+  endpoint.active++; // released after a failed try, or by the log phase
+  return endpoint;
 }
 
 /**
- * Bun 1.4.5 drops Content-Length from any JS-wrapped stream body and frames it chunked
- * (oven-sh/bun#10507). A fixed-length body up to this size is therefore read whole (as nginx's
- * proxy_buffering does) and sent with its exact length; larger or unsized bodies stream.
+ * After a failed try: is another allowed (attempts left, the cluster's retry budget, time left)?
+ * If so, lets go of the failed try (its body, its endpoint) and waits the backoff; true = retry.
  */
-const BUFFERED_BODY_MAX = 64 * 1024;
-
-function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
-  const headers = new Headers(upstream.headers);
-  stripHopByHop(headers);
-  ctx.route!.responseHeaders?.apply(headers);
-  headers.set("x-request-id", ctx.requestId);
-  return headers;
+async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | undefined, upstream?: Response, deadlines?: Deadlines): Promise<boolean> {
+  if (ctx.attempt >= policy.attempts || !ctx.cluster!.budget.allows()) return false;
+  const delay = wait ?? backoffDelay(policy, ctx.attempt);
+  const timeout = ctx.route!.config.timeouts.request;
+  if (timeout > 0 && performance.now() - ctx.startedAt + delay >= timeout) return false;
+  upstream?.body?.cancel().catch(() => {});
+  deadlines?.clear();
+  ctx.endpoint!.active--;
+  ctx.endpoint = undefined;
+  // Taken now, not when the retry is sent, so that retries waiting out their backoff count too;
+  // given back when the retry's answer (or failure) is in, or by the log phase.
+  ctx.cluster!.budget.retrying++;
+  ctx.retryHeld = true;
+  if (delay > 0) await Bun.sleep(delay);
+  return true;
 }
 
-function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadlines): Response | Promise<Response> {
-  const headers = responseHeaders(ctx, upstream);
-  ctx.status = upstream.status;
-  const init = { status: upstream.status, statusText: upstream.statusText, headers };
-  if (upstream.body === null || ctx.method === "HEAD" || upstream.status === 204 || upstream.status === 304) {
-    upstream.body?.cancel().catch(() => {});
-    deadlines.clear();
-    log(ctx);
-    return new Response(null, init);
-  }
-  const length = Number(upstream.headers.get("content-length") ?? Number.NaN);
-  if (length <= BUFFERED_BODY_MAX) return respondBuffered(ctx, upstream, deadlines, init);
-  const body = watchBody(upstream.body, {
-    onChunk(n) {
-      ctx.bytesOut += n;
-      deadlines.touch();
-    },
-    onEnd(error) {
-      const reason = deadlines.signal.reason;
-      deadlines.clear();
-      if (error === BODY_CANCELLED) ctx.error = clientAborted();
-      else if (error !== undefined) ctx.error = SwitchyardError.from(reason ?? error);
-      log(ctx);
-    },
-  });
-  return new Response(body, init);
+function recordTry(ctx: ProxyContext, endpoint: Endpoint, startedAt: number, status: number | undefined, error: string | undefined): void {
+  (ctx.tries ??= []).push({ endpoint: endpoint.address, status: status ?? null, error: error ?? null, ms: Math.round((performance.now() - startedAt) * 100) / 100 });
 }
 
-/** A small fixed-length body, read whole under the same deadlines; a failure here can still be a clean 502/504. */
-async function respondBuffered(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, init: ResponseInit): Promise<Response> {
-  let bytes: ArrayBuffer;
-  try {
-    bytes = await upstream.arrayBuffer();
-  } catch (e) {
-    const reason = deadlines.signal.reason;
-    deadlines.clear();
-    ctx.status = undefined;
-    return fail(ctx, SwitchyardError.from(reason ?? e));
-  }
-  deadlines.clear();
-  ctx.bytesOut = bytes.byteLength;
-  log(ctx);
-  return new Response(bytes, init);
-}
-
-/** 7 error: every failure becomes a JSON response with the request id, then is logged. */
-export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
-  ctx.error = error;
-  ctx.status = error.status;
-  log(ctx);
-  return errorResponse(error, ctx.requestId);
-}
-
-/** 8 log: exactly once per request, whatever path it took. */
-export function log(ctx: ProxyContext): void {
-  if (ctx.logged) return;
-  ctx.logged = true;
-  if (ctx.endpoint !== undefined) ctx.endpoint.active--;
-  ctx.runtime.accessLog.write(ctx);
+/** The smaller of two limits where 0 means none. */
+function shortest(a: number, b: number): number {
+  if (a <= 0) return b;
+  if (b <= 0) return a;
+  return Math.min(a, b);
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DurationSchema, RegexSchema, TokenSchema } from "../config/primitives.ts";
+import { RetryPolicySchema } from "./retry.ts";
 
 /** Path match: exactly one of exact, prefix (a plain string prefix, as Envoy's) or regex (against the path only). */
 export const PathMatchSchema = z
@@ -80,6 +81,8 @@ export const RouteSchema = z
     /** The cluster to forward to. */
     to: z.string().min(1),
     timeouts: RouteTimeoutsSchema.prefault({ request: "60s", idle: "60s" }),
+    /** Retry failed tries on another endpoint (see RetryPolicySchema); none when absent. */
+    retry: RetryPolicySchema.optional(),
     /** Header rules on the request sent upstream and on the response sent to the client. */
     headers: z.strictObject({ request: HeaderRulesSchema.optional(), response: HeaderRulesSchema.optional() }).optional(),
     /** Proxy WebSocket upgrades on this route. Default false: an upgrade request is then forwarded as plain HTTP without its Upgrade header. */

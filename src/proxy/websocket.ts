@@ -8,7 +8,7 @@ import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { SwitchyardError } from "./errors.ts";
 import { upstreamUrl } from "./forward.ts";
-import { fail, log } from "./pipeline.ts";
+import { fail, log } from "./outcome.ts";
 
 /** Bytes the upstream socket may hold unsent before the client is paused. */
 const UPSTREAM_HIGH_WATER = 1024 * 1024;

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DurationSchema } from "../config/primitives.ts";
+import { RetryBudgetSchema } from "../proxy/retry.ts";
 import { BalancerSchema } from "./balancers/schema.ts";
 
 /** An endpoint: `http://host:port` or `https://host:port` (a bare `host:port` means http). */
@@ -33,6 +34,8 @@ export const ClusterSchema = z.strictObject({
   endpoints: z.array(EndpointSchema).min(1, "needs at least one endpoint"),
   /** How an endpoint is chosen: round_robin (default), weighted_round_robin, least_request, random, ring_hash, maglev. */
   balancer: BalancerSchema.prefault({ type: "round_robin" }),
+  /** Caps retries to this cluster: at most `percent` of its requests in flight (but `min_concurrency` always). Default 20% / 3. */
+  retry_budget: RetryBudgetSchema.prefault({}),
   /** When false, Authorization and Cookie are stripped before this cluster sees a request. Default true. */
   trusted: z.boolean().default(true),
   timeouts: z.strictObject({

@@ -1,3 +1,4 @@
+import { RetryBudget } from "../proxy/retry.ts";
 import { buildBalancer } from "./balancers/index.ts";
 import { type ClusterConfig, parseEndpointUrl } from "./cluster-schema.ts";
 import { compileHashKey, type HashFacts, type HashKey } from "./hash-key.ts";
@@ -21,6 +22,8 @@ export interface Cluster {
   readonly name: string;
   readonly config: ClusterConfig;
   readonly endpoints: readonly Endpoint[];
+  /** Requests and retries in flight to this cluster, for the retry budget. */
+  readonly budget: RetryBudget;
   /** An endpoint not in `exclude`, chosen by the cluster's balancer; undefined when none is left. */
   pick(facts: HashFacts, exclude?: ReadonlySet<Endpoint>): Endpoint | undefined;
 }
@@ -44,6 +47,7 @@ export function buildCluster(name: string, config: ClusterConfig): Cluster {
     name,
     config,
     endpoints,
+    budget: new RetryBudget(config.retry_budget),
     pick(facts, exclude) {
       const hash = hashKey?.(facts);
       if (!exclude || exclude.size === 0) return balancer.pick(endpoints, hash);

@@ -1,0 +1,34 @@
+/** Phases 7 and 8: how every request ends — an error response, and exactly one log line. */
+import type { ProxyContext } from "./context.ts";
+import { errorResponse, SwitchyardError } from "./errors.ts";
+
+export function clientAborted(): SwitchyardError {
+  return new SwitchyardError({ code: "client_aborted", status: 499, source: "client", message: "the client went away" });
+}
+
+/** 7 error: every failure becomes a JSON response with the request id, then is logged. */
+export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
+  ctx.error = error;
+  ctx.status = error.status;
+  log(ctx);
+  const response = errorResponse(error, ctx.requestId);
+  if (ctx.route?.config.retry) response.headers.set("x-switchyard-attempts", String(ctx.attempt));
+  return response;
+}
+
+/** 8 log: exactly once per request, whatever path it took; releases what the request held. */
+export function log(ctx: ProxyContext): void {
+  if (ctx.logged) return;
+  ctx.logged = true;
+  if (ctx.endpoint !== undefined) ctx.endpoint.active--;
+  if (ctx.countedInCluster) ctx.cluster!.budget.active--;
+  releaseRetry(ctx);
+  ctx.runtime.accessLog.write(ctx);
+}
+
+/** Gives back the request's place in its cluster's retry budget, if it holds one. */
+export function releaseRetry(ctx: ProxyContext): void {
+  if (!ctx.retryHeld) return;
+  ctx.retryHeld = false;
+  ctx.cluster!.budget.retrying--;
+}

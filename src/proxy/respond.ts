@@ -1,0 +1,68 @@
+/** Phase 6: the upstream's response, on its way to the client, with the body watched to its end. */
+import { BODY_CANCELLED, watchBody } from "./body.ts";
+import type { ProxyContext } from "./context.ts";
+import type { Deadlines } from "./deadlines.ts";
+import { SwitchyardError } from "./errors.ts";
+import { stripHopByHop } from "./headers.ts";
+import { clientAborted, fail, log } from "./outcome.ts";
+
+/**
+ * Bun 1.4.5 drops Content-Length from any JS-wrapped stream body and frames it chunked
+ * (oven-sh/bun#10507). A fixed-length body up to this size is therefore read whole (as nginx's
+ * proxy_buffering does) and sent with its exact length; larger or unsized bodies stream.
+ */
+const BUFFERED_BODY_MAX = 64 * 1024;
+
+function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
+  const headers = new Headers(upstream.headers);
+  stripHopByHop(headers);
+  ctx.route!.responseHeaders?.apply(headers);
+  headers.set("x-request-id", ctx.requestId);
+  if (ctx.route!.config.retry) headers.set("x-switchyard-attempts", String(ctx.attempt));
+  return headers;
+}
+
+export function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadlines): Response | Promise<Response> {
+  const headers = responseHeaders(ctx, upstream);
+  ctx.status = upstream.status;
+  const init = { status: upstream.status, statusText: upstream.statusText, headers };
+  if (upstream.body === null || ctx.method === "HEAD" || upstream.status === 204 || upstream.status === 304) {
+    upstream.body?.cancel().catch(() => {});
+    deadlines.clear();
+    log(ctx);
+    return new Response(null, init);
+  }
+  const length = Number(upstream.headers.get("content-length") ?? Number.NaN);
+  if (length <= BUFFERED_BODY_MAX) return respondBuffered(ctx, upstream, deadlines, init);
+  const body = watchBody(upstream.body, {
+    onChunk(n) {
+      ctx.bytesOut += n;
+      deadlines.touch();
+    },
+    onEnd(error) {
+      const reason = deadlines.signal.reason;
+      deadlines.clear();
+      if (error === BODY_CANCELLED) ctx.error = clientAborted();
+      else if (error !== undefined) ctx.error = SwitchyardError.from(reason ?? error);
+      log(ctx);
+    },
+  });
+  return new Response(body, init);
+}
+
+/** A small fixed-length body, read whole under the same deadlines; a failure here can still be a clean 502/504. */
+async function respondBuffered(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, init: ResponseInit): Promise<Response> {
+  let bytes: ArrayBuffer;
+  try {
+    bytes = await upstream.arrayBuffer();
+  } catch (e) {
+    const reason = deadlines.signal.reason;
+    deadlines.clear();
+    ctx.status = undefined;
+    return fail(ctx, SwitchyardError.from(reason ?? e));
+  }
+  deadlines.clear();
+  ctx.bytesOut = bytes.byteLength;
+  log(ctx);
+  return new Response(bytes, init);
+}

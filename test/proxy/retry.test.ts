@@ -1,0 +1,184 @@
+/** Retries against real failing upstreams: they go elsewhere, resend the body, respect the method, time and budget limits. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { z } from "zod";
+import type { RetryPolicySchema } from "../../src/proxy/retry.ts";
+import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+
+let good: Upstream;
+let bad: Upstream;
+let hang: Upstream;
+let throttle: Upstream;
+let slowBad: Upstream;
+let deadPort: number;
+const hits = { good: 0, bad: 0, hang: 0, throttle: 0, slowBad: 0 };
+const bodies: string[] = [];
+let proxy: TestProxy;
+
+beforeAll(async () => {
+  good = startUpstream(async (req) => {
+    hits.good++;
+    if (req.body) bodies.push(await req.text());
+    return new Response("good");
+  });
+  bad = startUpstream(async (req) => {
+    hits.bad++;
+    await req.arrayBuffer();
+    return new Response("bad", { status: 503 });
+  });
+  hang = startUpstream(async () => {
+    hits.hang++;
+    await Bun.sleep(3000);
+    return new Response("late");
+  });
+  throttle = startUpstream((req) => {
+    hits.throttle++;
+    const after = new URL(req.url).searchParams.get("after") ?? "1";
+    return new Response("slow down", { status: 429, headers: { "retry-after": after } });
+  });
+  slowBad = startUpstream(async () => {
+    hits.slowBad++;
+    await Bun.sleep(100);
+    return new Response("bad", { status: 503 });
+  });
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  deadPort = probe.port;
+  probe.stop(true);
+  const retry: z.input<typeof RetryPolicySchema> = { attempts: 3, retry_on: ["gateway-error", "429"], backoff: { base: "5ms", max: "20ms" } };
+  proxy = await startProxy({
+    routes: [
+      { name: "flaky", match: { path: { prefix: "/flaky" } }, to: "flaky", retry },
+      { name: "flaky-post", match: { path: { prefix: "/post-any" } }, to: "flaky", retry: { ...retry, non_idempotent: true, buffer_body: "1KiB" } },
+      { name: "no-retry", match: { path: { prefix: "/no-retry" } }, to: "flaky" },
+      { name: "dead", match: { path: { prefix: "/dead" } }, to: "dead", retry },
+      { name: "hang", match: { path: { prefix: "/hang" } }, to: "hang", retry: { ...retry, per_try_timeout: "200ms" }, timeouts: { request: "5s" } },
+      { name: "throttle", match: { path: { prefix: "/throttle" } }, to: "throttle", retry: { ...retry, attempts: 2, retry_after_max: "1500ms" } },
+      { name: "storm", match: { path: { prefix: "/storm" } }, to: "storm", retry: { ...retry, attempts: 5 } },
+      { name: "storm-unbudgeted", match: { path: { prefix: "/unbudgeted" } }, to: "unbudgeted", retry: { ...retry, attempts: 5 } },
+    ],
+    clusters: {
+      flaky: { endpoints: [good.origin, bad.origin] },
+      dead: { endpoints: [`127.0.0.1:${deadPort}`, good.origin] },
+      hang: { endpoints: [hang.origin, good.origin] },
+      throttle: { endpoints: [throttle.origin, good.origin] },
+      storm: { endpoints: [slowBad.origin] },
+      unbudgeted: { endpoints: [slowBad.origin], retry_budget: { percent: 100, min_concurrency: 1000 } },
+    },
+  });
+});
+
+afterAll(async () => {
+  await proxy.stop();
+  for (const u of [good, bad, hang, throttle, slowBad]) u.stop(true);
+});
+
+const reset = () => {
+  for (const k of Object.keys(hits) as (keyof typeof hits)[]) hits[k] = 0;
+};
+
+describe("retries", () => {
+  test("a 503 is retried on the other endpoint: every request succeeds, attempts are reported and logged", async () => {
+    reset();
+    for (let i = 0; i < 10; i++) {
+      const res = await fetch(`${proxy.origin}/flaky/${i}`, { headers: { "x-request-id": `flaky-${i}` } });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe("good");
+      const attempts = Number(res.headers.get("x-switchyard-attempts"));
+      expect([1, 2]).toContain(attempts);
+      const line = await proxy.logOf(`flaky-${i}`);
+      expect(line.attempts).toBe(attempts);
+      if (attempts === 2) {
+        const tries = line.tries as { endpoint: string; status: number }[];
+        expect(tries.map((t) => t.status)).toEqual([503, 200]);
+        expect(tries[0]!.endpoint).not.toBe(tries[1]!.endpoint);
+      }
+    }
+    expect(hits.bad).toBeGreaterThan(0);
+    expect(hits.good).toBe(10);
+  });
+
+  test("without a retry policy the 503 reaches the client", async () => {
+    const statuses = new Set<number>();
+    for (let i = 0; i < 6; i++) statuses.add((await fetch(`${proxy.origin}/no-retry`)).status);
+    expect(statuses).toEqual(new Set([200, 503]));
+  });
+
+  test("connection refused is retried elsewhere", async () => {
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(`${proxy.origin}/dead`);
+      expect(res.status).toBe(200);
+    }
+  });
+
+  test("POST is not retried by default; with non_idempotent the kept body is sent again intact", async () => {
+    const statuses = new Set<number>();
+    for (let i = 0; i < 6; i++) statuses.add((await fetch(`${proxy.origin}/flaky`, { method: "POST", body: "once" })).status);
+    expect(statuses.has(503)).toBe(true);
+    bodies.length = 0;
+    for (let i = 0; i < 6; i++) {
+      const res = await fetch(`${proxy.origin}/post-any`, { method: "POST", body: `payload-${i}` });
+      expect(res.status).toBe(200);
+    }
+    expect(bodies).toEqual(Array.from({ length: 6 }, (_, i) => `payload-${i}`));
+  });
+
+  test("a body larger than buffer_body is never retried (it cannot be sent twice)", async () => {
+    const statuses = new Set<number>();
+    for (let i = 0; i < 6; i++) statuses.add((await fetch(`${proxy.origin}/post-any`, { method: "POST", body: "x".repeat(4096) })).status);
+    expect(statuses.has(503)).toBe(true);
+  });
+
+  test("a hanging endpoint is abandoned at the per-try timeout and the retry succeeds elsewhere", async () => {
+    reset();
+    for (let i = 0; i < 4; i++) {
+      const started = performance.now();
+      const res = await fetch(`${proxy.origin}/hang`);
+      expect(res.status).toBe(200);
+      expect(performance.now() - started).toBeLessThan(1500);
+    }
+    expect(hits.hang).toBeGreaterThan(0);
+  });
+
+  test("429 with a short Retry-After is waited for; a long one is passed to the client", async () => {
+    reset();
+    let waited = false;
+    for (let i = 0; i < 4 && !waited; i++) {
+      const started = performance.now();
+      const res = await fetch(`${proxy.origin}/throttle?after=1`);
+      expect(res.status).toBe(200);
+      if (res.headers.get("x-switchyard-attempts") === "2") {
+        expect(performance.now() - started).toBeGreaterThanOrEqual(950);
+        waited = true;
+      }
+    }
+    expect(waited).toBe(true);
+    const statuses = new Set<number>();
+    for (let i = 0; i < 4; i++) {
+      const started = performance.now();
+      const res = await fetch(`${proxy.origin}/throttle?after=30`);
+      statuses.add(res.status);
+      if (res.status === 429) {
+        expect(res.headers.get("retry-after")).toBe("30");
+        expect(performance.now() - started).toBeLessThan(500);
+      }
+    }
+    expect(statuses.has(429)).toBe(true);
+  }, 15_000);
+});
+
+describe("retry budget", () => {
+  async function storm(path: string): Promise<number> {
+    reset();
+    const results = await Promise.all(Array.from({ length: 40 }, () => fetch(`${proxy.origin}${path}`).then((r) => r.status)));
+    expect(results.every((s) => s === 503)).toBe(true);
+    return hits.slowBad;
+  }
+
+  test("under a full outage the budget caps retries: far fewer tries than attempts × requests", async () => {
+    const unbudgeted = await storm("/unbudgeted");
+    const budgeted = await storm("/storm");
+    console.log(`40 requests × 5 attempts to a dead cluster: ${unbudgeted} tries without a budget, ${budgeted} with 20%/min 3`);
+    expect(unbudgeted).toBe(200);
+    expect(budgeted).toBeLessThan(70);
+  }, 20_000);
+});
