@@ -85,6 +85,7 @@ export async function start(configFile: string): Promise<Running> {
     for (const s of proxies) void s.stop(true);
     void admin?.stop(true);
     void echo?.stop(true);
+    state.runtime.current.dispose();
     flushAll();
     logEvent({ msg: "stopped" });
   };

@@ -66,12 +66,14 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       deadlines.clear();
       const error = SwitchyardError.from(e);
       recordTry(ctx, endpoint, triedAt, undefined, error.code);
+      if (error.source === "upstream") route.cluster.report(endpoint, { gatewayFailure: true });
       releaseRetry(ctx);
       if (retries && retriesError(policy!, error) && (await mayRetry(ctx, policy!, undefined))) continue;
       return fail(ctx, error);
     }
     releaseRetry(ctx);
     recordTry(ctx, endpoint, triedAt, upstream.status, undefined);
+    route.cluster.report(endpoint, { status: upstream.status });
     if (retries && retriesStatus(policy!, upstream.status)) {
       const wait = upstream.status === 429 || upstream.status === 503 ? retryAfterMs(upstream.headers.get("retry-after")) : undefined;
       if ((wait === undefined || wait <= policy!.retry_after_max) && (await mayRetry(ctx, policy!, wait, upstream, deadlines))) continue;

@@ -27,11 +27,14 @@ export interface Runtime {
   readonly routes: readonly CompiledRoute[];
   readonly clusters: ReadonlyMap<string, Cluster>;
   readonly accessLog: AccessLog;
+  /** Stops the runtime's timers (health checks, outlier reviews) once a newer one replaces it. */
+  dispose(): void;
 }
 
-export function buildRuntime(config: Config, version: number): Runtime {
+/** Builds a runtime; clusters that `previous` also had keep their endpoints' health state. */
+export function buildRuntime(config: Config, version: number, previous?: Runtime): Runtime {
   const clusters = new Map<string, Cluster>();
-  for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c));
+  for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c, previous?.clusters.get(name)));
   const routes = config.routes.map((r, i): CompiledRoute => ({
     name: r.name ?? `route-${i}`,
     config: r,
@@ -42,5 +45,8 @@ export function buildRuntime(config: Config, version: number): Runtime {
     requestHeaders: compileHeaderRules(r.headers?.request),
     responseHeaders: compileHeaderRules(r.headers?.response),
   }));
-  return Object.freeze({ version, config, routes, clusters, accessLog: createAccessLog(config.access_log) });
+  const dispose = () => {
+    for (const cluster of clusters.values()) cluster.dispose();
+  };
+  return Object.freeze({ version, config, routes, clusters, accessLog: createAccessLog(config.access_log), dispose });
 }

@@ -18,7 +18,9 @@ export class RuntimeRef {
 
   /** Builds a runtime from an already-validated config and makes it current. */
   swap(config: Config): Runtime {
-    this.runtime = buildRuntime(config, this.runtime.version + 1);
+    const previous = this.runtime;
+    this.runtime = buildRuntime(config, previous.version + 1, previous);
+    previous.dispose();
     return this.runtime;
   }
 }

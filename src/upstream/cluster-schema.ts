@@ -2,6 +2,7 @@ import { z } from "zod";
 import { DurationSchema } from "../config/primitives.ts";
 import { RetryBudgetSchema } from "../proxy/retry.ts";
 import { BalancerSchema } from "./balancers/schema.ts";
+import { HealthCheckSchema, OutlierSchema } from "./health/schema.ts";
 
 /** An endpoint: `http://host:port` or `https://host:port` (a bare `host:port` means http). */
 export const EndpointSchema = z.union([
@@ -34,6 +35,12 @@ export const ClusterSchema = z.strictObject({
   endpoints: z.array(EndpointSchema).min(1, "needs at least one endpoint"),
   /** How an endpoint is chosen: round_robin (default), weighted_round_robin, least_request, random, ring_hash, maglev. */
   balancer: BalancerSchema.prefault({ type: "round_robin" }),
+  /** Active HTTP health checks; none when absent. */
+  health_check: HealthCheckSchema.optional(),
+  /** Passive outlier detection on real traffic; none when absent. */
+  outlier: OutlierSchema.optional(),
+  /** When fewer than this % of endpoints are available, requests go to all of them (Envoy's panic mode). Default 50; 0 = never. */
+  panic_threshold: z.number().min(0).max(100).default(50),
   /** Caps retries to this cluster: at most `percent` of its requests in flight (but `min_concurrency` always). Default 20% / 3. */
   retry_budget: RetryBudgetSchema.prefault({}),
   /** When false, Authorization and Cookie are stripped before this cluster sees a request. Default true. */

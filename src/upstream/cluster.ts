@@ -2,16 +2,21 @@ import { RetryBudget } from "../proxy/retry.ts";
 import { buildBalancer } from "./balancers/index.ts";
 import { type ClusterConfig, parseEndpointUrl } from "./cluster-schema.ts";
 import { compileHashKey, type HashFacts, type HashKey } from "./hash-key.ts";
+import { type ActiveChecker, startActiveChecks } from "./health/active.ts";
+import { OutlierDetector, type TryOutcome } from "./health/outlier.ts";
+import { freshHealth, type HealthState, isAvailable } from "./health/state.ts";
 
 export interface Endpoint {
   /** `http://host:port`, the base that request paths are appended to. */
   readonly origin: string;
-  /** `host:port`, as logged; also the endpoint's identity for hashing. */
+  /** `host:port`, as logged; also the endpoint's identity for hashing and across reloads. */
   readonly address: string;
   readonly hostname: string;
   readonly port: number;
   readonly tls: boolean;
   readonly weight: number;
+  /** Active-check and outlier state; the same object is carried over when a reload keeps the endpoint. */
+  readonly health: HealthState;
   /** Requests (and WebSocket sessions) in flight to this endpoint. */
   active: number;
   /** Time (ms, monotonic) a response last came back; a recent one means a pooled connection is likely warm. */
@@ -24,35 +29,85 @@ export interface Cluster {
   readonly endpoints: readonly Endpoint[];
   /** Requests and retries in flight to this cluster, for the retry budget. */
   readonly budget: RetryBudget;
-  /** An endpoint not in `exclude`, chosen by the cluster's balancer; undefined when none is left. */
+  /**
+   * An endpoint chosen by the balancer among the available ones (healthy, not ejected — or all,
+   * in panic) that are not in `exclude`; undefined when none is left.
+   */
   pick(facts: HashFacts, exclude?: ReadonlySet<Endpoint>): Endpoint | undefined;
+  /** Endpoints a request may go to now (for the admin API and tests). */
+  available(): readonly Endpoint[];
+  /** Feeds one try's outcome to outlier detection. */
+  report(endpoint: Endpoint, outcome: TryOutcome): void;
+  /** Stops this cluster's timers (health checks, outlier reviews); the health state lives on. */
+  dispose(): void;
 }
 
-export function buildEndpoint(text: string, weight: number): Endpoint {
+export function buildEndpoint(text: string, weight: number, health: HealthState = freshHealth()): Endpoint {
   const url = parseEndpointUrl(text)!;
   const tls = url.protocol === "https:";
   const port = url.port ? Number(url.port) : tls ? 443 : 80;
   return {
-    origin: url.origin, address: `${url.hostname}:${port}`, hostname: url.hostname, port, tls, weight,
+    origin: url.origin, address: `${url.hostname}:${port}`, hostname: url.hostname, port, tls, weight, health,
     active: 0, lastResponseAt: Number.NEGATIVE_INFINITY,
   };
 }
 
-export function buildCluster(name: string, config: ClusterConfig): Cluster {
-  const endpoints = config.endpoints.map((e) => (typeof e === "string" ? buildEndpoint(e, 1) : buildEndpoint(e.url, e.weight)));
+/** Builds a cluster; endpoints that `previous` (the same cluster before a reload) also had keep their health. */
+export function buildCluster(name: string, config: ClusterConfig, previous?: Cluster): Cluster {
+  const kept = new Map(previous?.endpoints.map((e) => [e.address, e.health]));
+  const endpoints = config.endpoints.map((raw) => {
+    const text = typeof raw === "string" ? raw : raw.url;
+    const probe = buildEndpoint(text, 1);
+    return buildEndpoint(text, typeof raw === "string" ? 1 : raw.weight, kept.get(probe.address));
+  });
+  if (!config.health_check) for (const e of endpoints) e.health.activeHealthy = true;
   const balancer = buildBalancer(endpoints, config.balancer);
   const b = config.balancer;
   const hashKey: HashKey | undefined = b.type === "ring_hash" || b.type === "maglev" ? compileHashKey(b.hash_on) : undefined;
+
+  // The available list is recomputed only when health changes or an ejection expires.
+  let pool: readonly Endpoint[] = endpoints;
+  let dirty = true;
+  let nextExpiry = Number.POSITIVE_INFINITY;
+  const markDirty = () => {
+    dirty = true;
+  };
+  const refresh = (now: number) => {
+    const up = endpoints.filter((e) => isAvailable(e.health, now));
+    // Panic: with too few healthy endpoints, spreading over all beats crushing the few.
+    pool = (up.length / endpoints.length) * 100 < config.panic_threshold ? endpoints : up;
+    nextExpiry = Math.min(...endpoints.map((e) => (e.health.ejectedUntil > now ? e.health.ejectedUntil : Number.POSITIVE_INFINITY)));
+    dirty = false;
+  };
+  const available = () => {
+    const now = performance.now();
+    if (dirty || now >= nextExpiry) refresh(now);
+    return pool;
+  };
+
+  const checker: ActiveChecker | undefined = config.health_check ? startActiveChecks(endpoints, config.health_check, markDirty) : undefined;
+  const outlier = config.outlier ? new OutlierDetector(endpoints, config.outlier, markDirty) : undefined;
+
   return {
     name,
     config,
     endpoints,
     budget: new RetryBudget(config.retry_budget),
     pick(facts, exclude) {
+      const candidates = available();
+      if (candidates.length === 0) return undefined;
       const hash = hashKey?.(facts);
-      if (!exclude || exclude.size === 0) return balancer.pick(endpoints, hash);
-      const left = endpoints.filter((e) => !exclude.has(e));
+      if (!exclude || exclude.size === 0) return balancer.pick(candidates, hash);
+      const left = candidates.filter((e) => !exclude.has(e));
       return left.length > 0 ? balancer.pick(left, hash) : undefined;
+    },
+    available,
+    report(endpoint, outcome) {
+      outlier?.report(endpoint, outcome);
+    },
+    dispose() {
+      checker?.stop();
+      outlier?.stop();
     },
   };
 }
