@@ -84,6 +84,7 @@ export const errors = {
   }),
   badRequest: (message: string) => new SwitchyardError({ code: "bad_request", status: 400, source: "client", message }),
   internal: () => new SwitchyardError({ code: "internal_error", status: 500, source: "internal", message: "the proxy failed to handle this request" }),
+  clientTimeout: () => new SwitchyardError({ code: "client_timeout", status: 408, source: "client", message: "the request body did not arrive in time" }),
   draining: () => new SwitchyardError({ code: "draining", status: 503, source: "internal", message: "the proxy is shutting down" }),
 } as const;
 

@@ -37,11 +37,9 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   if (retries && ctx.request.body !== null) {
     const declared = Number(ctx.request.headers.get("content-length") ?? Number.NaN);
     if (declared <= policy!.buffer_body) {
-      try {
-        body = await ctx.request.arrayBuffer();
-      } catch {
-        return fail(ctx, clientAborted());
-      }
+      const kept = await readWithin(ctx.request, shortest(route.config.timeouts.idle, route.config.timeouts.request));
+      if (kept instanceof SwitchyardError) return fail(ctx, kept);
+      body = kept;
       ctx.bytesIn = body.byteLength;
     } else retries = false;
   }
@@ -122,6 +120,21 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
 
 function recordTry(ctx: ProxyContext, endpoint: Endpoint, startedAt: number, status: number | undefined, error: string | undefined): void {
   (ctx.tries ??= []).push({ endpoint: endpoint.address, status: status ?? null, error: error ?? null, ms: Math.round((performance.now() - startedAt) * 100) / 100 });
+}
+
+/** Reads a (small) request body whole, unless the client takes longer than `ms` (0 = no limit) or leaves. */
+async function readWithin(request: Request, ms: number): Promise<ArrayBuffer | SwitchyardError> {
+  let timer: Timer | undefined;
+  const late = new Promise<SwitchyardError>((resolve) => {
+    if (ms > 0) timer = setTimeout(() => resolve(errors.clientTimeout()), ms);
+  });
+  try {
+    return await Promise.race([request.arrayBuffer(), late]);
+  } catch {
+    return clientAborted();
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The smaller of two limits where 0 means none. */

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { z } from "zod";
 import type { RetryPolicySchema } from "../../src/proxy/retry.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { rawRequest } from "../helpers/raw.ts";
 import { startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let good: Upstream;
@@ -49,6 +50,7 @@ beforeAll(async () => {
     routes: [
       { name: "flaky", match: { path: { prefix: "/flaky" } }, to: "flaky", retry },
       { name: "flaky-post", match: { path: { prefix: "/post-any" } }, to: "flaky", retry: { ...retry, non_idempotent: true, buffer_body: "1KiB" } },
+      { name: "slow-client", match: { path: { prefix: "/slow-client" } }, to: "flaky", retry: { ...retry, non_idempotent: true }, timeouts: { idle: "300ms" } },
       { name: "no-retry", match: { path: { prefix: "/no-retry" } }, to: "flaky" },
       { name: "dead", match: { path: { prefix: "/dead" } }, to: "dead", retry },
       { name: "hang", match: { path: { prefix: "/hang" } }, to: "hang", retry: { ...retry, per_try_timeout: "200ms" }, timeouts: { request: "5s" } },
@@ -126,6 +128,14 @@ describe("retries", () => {
     const statuses = new Set<number>();
     for (let i = 0; i < 6; i++) statuses.add((await fetch(`${proxy.origin}/post-any`, { method: "POST", body: "x".repeat(4096) })).status);
     expect(statuses.has(503)).toBe(true);
+  });
+
+  test("a client too slow to send a body kept for retries gets 408 at the idle timeout", async () => {
+    const started = performance.now();
+    const res = await rawRequest(proxy.port, "POST /slow-client HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b", { quietMs: 200, timeoutMs: 3000 });
+    expect(res.status).toBe(408);
+    expect(JSON.parse(res.body).error).toBe("client_timeout");
+    expect(performance.now() - started).toBeLessThan(1500);
   });
 
   test("a hanging endpoint is abandoned at the per-try timeout and the retry succeeds elsewhere", async () => {
