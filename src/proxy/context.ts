@@ -44,6 +44,12 @@ export interface ProxyContext {
   tries?: { endpoint: string; status: number | null; error: string | null; ms: number }[];
   /** The request counts in its cluster's in-flight total (for the retry budget) until logged. */
   countedInCluster?: boolean;
+  /** Counted in its cluster's max_requests limit (released by the log phase). */
+  limitAdmitted?: boolean;
+  /** Holds one of its cluster's max_connections slots. */
+  connectionHeld?: boolean;
+  /** Admitted by the cluster's breaker ("probe": one of the half-open probes); its outcome is recorded at the end. */
+  breakerAdmission?: "yes" | "probe";
   /** A retry of this request holds a place in the cluster's retry budget. */
   retryHeld?: boolean;
   /** Set by the log phase; it runs exactly once. */

@@ -11,6 +11,8 @@ export interface SwitchyardErrorInit {
   source: ErrorSource;
   retryable?: boolean;
   cause?: unknown;
+  /** Extra response headers the error response carries (e.g. x-switchyard-overloaded). */
+  headers?: Record<string, string>;
 }
 
 export class SwitchyardError extends Error {
@@ -18,6 +20,7 @@ export class SwitchyardError extends Error {
   readonly status: number;
   readonly source: ErrorSource;
   readonly retryable: boolean;
+  readonly headers: Record<string, string> | undefined;
 
   constructor(init: SwitchyardErrorInit) {
     super(init.message, { cause: init.cause });
@@ -26,6 +29,7 @@ export class SwitchyardError extends Error {
     this.status = init.status;
     this.source = init.source;
     this.retryable = init.retryable ?? false;
+    this.headers = init.headers;
   }
 
   /** Maps anything thrown while talking to an upstream onto a SwitchyardError. */
@@ -85,6 +89,15 @@ export const errors = {
   badRequest: (message: string) => new SwitchyardError({ code: "bad_request", status: 400, source: "client", message }),
   internal: () => new SwitchyardError({ code: "internal_error", status: 500, source: "internal", message: "the proxy failed to handle this request" }),
   clientTimeout: () => new SwitchyardError({ code: "client_timeout", status: 408, source: "client", message: "the request body did not arrive in time" }),
+  /** A cluster limit (Envoy's circuit-breaker thresholds) was reached: shed load at once. */
+  overloaded: (cluster: string, limit: string) => new SwitchyardError({
+    code: "overloaded", status: 503, source: "internal", message: `cluster ${cluster} is at its ${limit} limit`,
+    headers: { "x-switchyard-overloaded": "true" },
+  }),
+  circuitOpen: (cluster: string) => new SwitchyardError({
+    code: "circuit_open", status: 503, source: "internal", message: `the circuit breaker of cluster ${cluster} is open`,
+    headers: { "x-switchyard-overloaded": "true" },
+  }),
   draining: () => new SwitchyardError({ code: "draining", status: 503, source: "internal", message: "the proxy is shutting down" }),
 } as const;
 
@@ -92,6 +105,6 @@ export const errors = {
 export function errorResponse(err: SwitchyardError, requestId: string): Response {
   return new Response(JSON.stringify({ error: err.code, message: err.message, request_id: requestId }), {
     status: err.status,
-    headers: { "content-type": "application/json", "x-request-id": requestId, "cache-control": "no-store" },
+    headers: { "content-type": "application/json", "x-request-id": requestId, "cache-control": "no-store", ...err.headers },
   });
 }

@@ -22,8 +22,22 @@ export function log(ctx: ProxyContext): void {
   ctx.logged = true;
   if (ctx.endpoint !== undefined) ctx.endpoint.active--;
   if (ctx.countedInCluster) ctx.cluster!.budget.active--;
+  if (ctx.limitAdmitted) ctx.cluster!.limits.releaseRequest();
   releaseRetry(ctx);
+  releaseConnection(ctx);
+  if (ctx.breakerAdmission !== undefined) {
+    // One outcome per request: a 5xx answer or an upstream failure counts against the cluster.
+    const failed = ctx.error !== undefined ? ctx.error.source === "upstream" : (ctx.status ?? 0) >= 500;
+    ctx.cluster!.breaker!.record(failed, ctx.breakerAdmission === "probe");
+  }
   ctx.runtime.accessLog.write(ctx);
+}
+
+/** Gives back the request's connection slot, if it holds one (after a failed try, or at the end). */
+export function releaseConnection(ctx: ProxyContext): void {
+  if (!ctx.connectionHeld) return;
+  ctx.connectionHeld = false;
+  ctx.cluster!.limits.releaseConnection();
 }
 
 /** Gives back the request's place in its cluster's retry budget, if it holds one. */

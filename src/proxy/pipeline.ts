@@ -6,7 +6,7 @@ import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
 import { forward } from "./forward.ts";
-import { clientAborted, fail, releaseRetry } from "./outcome.ts";
+import { clientAborted, fail, releaseConnection, releaseRetry } from "./outcome.ts";
 import { respond } from "./respond.ts";
 import { backoffDelay, methodRetryable, type RetryPolicy, retriesError, retriesStatus, retryAfterMs } from "./retry.ts";
 import { matchRoute } from "./router.ts";
@@ -30,6 +30,17 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     return proxyWebSocket(ctx, endpoint);
   }
 
+  // Load shedding before any work: the breaker, then the cluster's request limit (WebSockets,
+  // long-lived by nature, are not counted against either).
+  const cluster = route.cluster;
+  if (cluster.breaker !== undefined) {
+    const admission = cluster.breaker.admit();
+    if (admission === "no") return fail(ctx, errors.circuitOpen(cluster.name));
+    ctx.breakerAdmission = admission;
+  }
+  if (!cluster.limits.admitRequest()) return fail(ctx, errors.overloaded(cluster.name, "max_requests"));
+  ctx.limitAdmitted = true;
+
   // A retry must be able to send the body again: only bodies small enough to keep qualify.
   const policy = route.config.retry;
   let retries = policy !== undefined && policy.attempts > 1 && methodRetryable(policy, ctx.method);
@@ -49,6 +60,10 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   ctx.request.signal.addEventListener("abort", () => current?.fail(clientAborted()), { once: true });
   for (;;) {
     if (ctx.request.signal.aborted) return fail(ctx, clientAborted());
+    let slot = cluster.limits.acquireConnection(ctx.request.signal);
+    if (slot !== true) slot = await slot;
+    if (!slot) return fail(ctx, ctx.request.signal.aborted ? clientAborted() : errors.overloaded(cluster.name, "max_connections"));
+    ctx.connectionHeld = true;
     const endpoint = select(ctx);
     if (endpoint === undefined) return fail(ctx, errors.noEndpoint(route.cluster.name));
     const remaining = route.config.timeouts.request > 0 ? route.config.timeouts.request - (performance.now() - ctx.startedAt) : 0;
@@ -102,7 +117,8 @@ function select(ctx: ProxyContext): Endpoint | undefined {
  * If so, lets go of the failed try (its body, its endpoint) and waits the backoff; true = retry.
  */
 async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | undefined, upstream?: Response, deadlines?: Deadlines): Promise<boolean> {
-  if (ctx.attempt >= policy.attempts || !ctx.cluster!.budget.allows()) return false;
+  const cluster = ctx.cluster!;
+  if (ctx.attempt >= policy.attempts || !cluster.budget.allows() || cluster.budget.retrying >= cluster.limits.config.max_retries) return false;
   const delay = wait ?? backoffDelay(policy, ctx.attempt);
   const timeout = ctx.route!.config.timeouts.request;
   if (timeout > 0 && performance.now() - ctx.startedAt + delay >= timeout) return false;
@@ -110,6 +126,7 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
   deadlines?.clear();
   ctx.endpoint!.active--;
   ctx.endpoint = undefined;
+  releaseConnection(ctx);
   // Taken now, not when the retry is sent, so that retries waiting out their backoff count too;
   // given back when the retry's answer (or failure) is in, or by the log phase.
   ctx.cluster!.budget.retrying++;

@@ -3,6 +3,7 @@ import { DurationSchema } from "../config/primitives.ts";
 import { RetryBudgetSchema } from "../proxy/retry.ts";
 import { BalancerSchema } from "./balancers/schema.ts";
 import { HealthCheckSchema, OutlierSchema } from "./health/schema.ts";
+import { BreakerSchema, LimitsSchema } from "./limits-schema.ts";
 
 /** An endpoint: `http://host:port` or `https://host:port` (a bare `host:port` means http). */
 export const EndpointSchema = z.union([
@@ -41,6 +42,10 @@ export const ClusterSchema = z.strictObject({
   outlier: OutlierSchema.optional(),
   /** When fewer than this % of endpoints are available, requests go to all of them (Envoy's panic mode). Default 50; 0 = never. */
   panic_threshold: z.number().min(0).max(100).default(50),
+  /** Resource limits (Envoy's circuit-breaker thresholds); over one, 503 with x-switchyard-overloaded. */
+  limits: LimitsSchema.prefault({}),
+  /** Error-rate circuit breaker; none when absent. */
+  breaker: BreakerSchema.optional(),
   /** Caps retries to this cluster: at most `percent` of its requests in flight (but `min_concurrency` always). Default 20% / 3. */
   retry_budget: RetryBudgetSchema.prefault({}),
   /** When false, Authorization and Cookie are stripped before this cluster sees a request. Default true. */

@@ -1,6 +1,8 @@
 import { RetryBudget } from "../proxy/retry.ts";
 import { buildBalancer } from "./balancers/index.ts";
 import { type ClusterConfig, parseEndpointUrl } from "./cluster-schema.ts";
+import { CircuitBreaker } from "./breaker.ts";
+import { ClusterLimits } from "./limits.ts";
 import { compileHashKey, type HashFacts, type HashKey } from "./hash-key.ts";
 import { type ActiveChecker, startActiveChecks } from "./health/active.ts";
 import { OutlierDetector, type TryOutcome } from "./health/outlier.ts";
@@ -29,6 +31,8 @@ export interface Cluster {
   readonly endpoints: readonly Endpoint[];
   /** Requests and retries in flight to this cluster, for the retry budget. */
   readonly budget: RetryBudget;
+  readonly limits: ClusterLimits;
+  readonly breaker: CircuitBreaker | undefined;
   /**
    * An endpoint chosen by the balancer among the available ones (healthy, not ejected — or all,
    * in panic) that are not in `exclude`; undefined when none is left.
@@ -93,6 +97,8 @@ export function buildCluster(name: string, config: ClusterConfig, previous?: Clu
     config,
     endpoints,
     budget: new RetryBudget(config.retry_budget),
+    limits: new ClusterLimits(config.limits),
+    breaker: config.breaker ? new CircuitBreaker(config.breaker) : undefined,
     pick(facts, exclude) {
       const candidates = available();
       if (candidates.length === 0) return undefined;

@@ -63,8 +63,9 @@ beforeAll(async () => {
       dead: { endpoints: [`127.0.0.1:${deadPort}`, good.origin] },
       hang: { endpoints: [hang.origin, good.origin] },
       throttle: { endpoints: [throttle.origin, good.origin] },
-      storm: { endpoints: [slowBad.origin] },
-      unbudgeted: { endpoints: [slowBad.origin], retry_budget: { percent: 100, min_concurrency: 1000 } },
+
+      unbudgeted: { endpoints: [slowBad.origin], retry_budget: { percent: 100, min_concurrency: 1000 }, limits: { max_retries: 1000 } },
+      storm: { endpoints: [slowBad.origin], limits: { max_retries: 1000 } },
     },
   });
 });

@@ -1,0 +1,31 @@
+import { z } from "zod";
+import { DurationSchema } from "../config/primitives.ts";
+
+/** Envoy's circuit-breaker thresholds: per cluster, per process. Over a limit, requests fail fast with 503. */
+export const LimitsSchema = z.strictObject({
+  /** Upstream exchanges in flight (a proxy for open sockets). Default 1024. */
+  max_connections: z.number().int().min(1).default(1024),
+  /** Requests waiting for a connection slot when max_connections is reached. Default 1024; 0 = none wait. */
+  max_pending: z.number().int().min(0).default(1024),
+  /** Requests in flight to the cluster, waiting or not. Default 1024. */
+  max_requests: z.number().int().min(1).default(1024),
+  /** Retries in flight (on top of the retry budget). Default 3. */
+  max_retries: z.number().int().min(0).default(3),
+});
+
+/** Error-rate circuit breaker: closed → open → half-open → closed (or open again). */
+export const BreakerSchema = z.strictObject({
+  /** Failure percentage (5xx answers and gateway failures) over the window that opens the breaker. Default 50. */
+  failure_percent: z.number().min(1).max(100).default(50),
+  /** The sliding window the percentage is measured over. Default 10s. */
+  window: DurationSchema.prefault("10s"),
+  /** No opening before this many requests in the window. Default 20. */
+  minimum_requests: z.number().int().min(1).default(20),
+  /** How long the breaker stays open before letting probes through. Default 30s. */
+  open_for: DurationSchema.prefault("30s"),
+  /** Probes let through half-open; all must succeed to close it. Default 3. */
+  half_open_probes: z.number().int().min(1).default(3),
+});
+
+export type LimitsConfig = z.infer<typeof LimitsSchema>;
+export type BreakerConfig = z.infer<typeof BreakerSchema>;
