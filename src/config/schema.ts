@@ -69,13 +69,18 @@ export const ConfigSchema = z
     const clusters = config.clusters !== null && typeof config.clusters === "object" ? Object.keys(config.clusters) : [];
     const names = new Map<string, number>();
     routes.forEach((raw, i) => {
-      const route = (raw ?? {}) as { to?: unknown; name?: unknown };
-      if (typeof route.to === "string" && route.to !== "" && !clusters.includes(route.to)) {
+      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown };
+      const check = (name: unknown, path: (string | number)[]) => {
+        if (typeof name !== "string" || name === "" || clusters.includes(name)) return;
         ctx.addIssue({
-          code: "custom", path: ["routes", i, "to"],
-          message: `unknown cluster "${route.to}"${clusters.length ? ` (known: ${clusters.join(", ")})` : " (no clusters are defined)"}`,
+          code: "custom", path: ["routes", i, ...path],
+          message: `unknown cluster "${name}"${clusters.length ? ` (known: ${clusters.join(", ")})` : " (no clusters are defined)"}`,
         });
-      }
+      };
+      check(route.to, ["to"]);
+      if (Array.isArray(route.weighted_clusters)) route.weighted_clusters.forEach((w: { cluster?: unknown } | null, j) => check(w?.cluster, ["weighted_clusters", j, "cluster"]));
+      check((route.override as { cluster?: unknown } | undefined)?.cluster, ["override", "cluster"]);
+      if (Array.isArray(route.failover)) route.failover.forEach((name, j) => check(name, ["failover", j]));
       if (typeof route.name !== "string") return;
       const first = names.get(route.name);
       if (first !== undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name (also routes[${first}])` });

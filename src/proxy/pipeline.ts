@@ -19,20 +19,19 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   const route = matchRoute(ctx.runtime.routes, ctx);
   if (route === undefined) return fail(ctx, errors.noRoute());
   ctx.route = route;
-  ctx.cluster = route.cluster;
-  route.cluster.budget.active++;
+  const cluster = (ctx.cluster = route.chooseCluster(ctx.headers));
+  cluster.budget.active++;
   ctx.countedInCluster = true;
 
   // WebSocket upgrades leave the HTTP path here: they have their own lifecycle (websocket.ts).
   if (route.config.websocket && isWebSocketUpgrade(ctx.request)) {
     const endpoint = select(ctx);
-    if (endpoint === undefined) return fail(ctx, errors.noEndpoint(route.cluster.name));
+    if (endpoint === undefined) return fail(ctx, errors.noEndpoint(cluster.name));
     return proxyWebSocket(ctx, endpoint);
   }
 
   // Load shedding before any work: the breaker, then the cluster's request limit (WebSockets,
   // long-lived by nature, are not counted against either).
-  const cluster = route.cluster;
   if (cluster.breaker !== undefined) {
     const admission = cluster.breaker.admit();
     if (admission === "no") return fail(ctx, errors.circuitOpen(cluster.name));
@@ -65,7 +64,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     if (!slot) return fail(ctx, ctx.request.signal.aborted ? clientAborted() : errors.overloaded(cluster.name, "max_connections"));
     ctx.connectionHeld = true;
     const endpoint = select(ctx);
-    if (endpoint === undefined) return fail(ctx, errors.noEndpoint(route.cluster.name));
+    if (endpoint === undefined) return fail(ctx, errors.noEndpoint(cluster.name));
     const remaining = route.config.timeouts.request > 0 ? route.config.timeouts.request - (performance.now() - ctx.startedAt) : 0;
     if (route.config.timeouts.request > 0 && remaining <= 0) return fail(ctx, errors.requestTimeout());
     // The deadlines span the whole exchange: created before the fetch, cleared when the body ends.
@@ -79,14 +78,14 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       deadlines.clear();
       const error = SwitchyardError.from(e);
       recordTry(ctx, endpoint, triedAt, undefined, error.code);
-      if (error.source === "upstream") route.cluster.report(endpoint, { gatewayFailure: true });
+      if (error.source === "upstream") cluster.report(endpoint, { gatewayFailure: true });
       releaseRetry(ctx);
       if (retries && retriesError(policy!, error) && (await mayRetry(ctx, policy!, undefined))) continue;
       return fail(ctx, error);
     }
     releaseRetry(ctx);
     recordTry(ctx, endpoint, triedAt, upstream.status, undefined);
-    route.cluster.report(endpoint, { status: upstream.status });
+    cluster.report(endpoint, { status: upstream.status });
     if (retries && retriesStatus(policy!, upstream.status)) {
       const wait = upstream.status === 429 || upstream.status === 503 ? retryAfterMs(upstream.headers.get("retry-after")) : undefined;
       if ((wait === undefined || wait <= policy!.retry_after_max) && (await mayRetry(ctx, policy!, wait, upstream, deadlines))) continue;

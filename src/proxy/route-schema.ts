@@ -78,8 +78,23 @@ export const RouteSchema = z
     /** Conditions; the first route whose conditions all hold wins. */
     match: RouteMatchSchema.prefault({}),
     rewrite: RewriteSchema.optional(),
-    /** The cluster to forward to. */
-    to: z.string().min(1),
+    /** The cluster to forward to (or give `weighted_clusters`). */
+    to: z.string().min(1).optional(),
+    /** Split traffic by weight between clusters (a canary: 95/5) instead of `to`. */
+    weighted_clusters: z.array(z.strictObject({ cluster: z.string().min(1), weight: z.number().int().min(0).max(10_000) })).min(1).optional(),
+    /** Requests with this header (or cookie) go to `cluster`, whatever the weights say (e.g. x-canary: 1). */
+    override: z
+      .strictObject({
+        header: TokenSchema.optional(),
+        cookie: TokenSchema.optional(),
+        /** The value that selects; any value when absent. */
+        value: z.string().optional(),
+        cluster: z.string().min(1),
+      })
+      .refine((o) => (o.header === undefined) !== (o.cookie === undefined), { message: "give exactly one of header or cookie" })
+      .optional(),
+    /** Clusters tried in order when the chosen one has no available endpoint (priority failover). */
+    failover: z.array(z.string().min(1)).min(1).optional(),
     timeouts: RouteTimeoutsSchema.prefault({ request: "60s", idle: "60s" }),
     /** Retry failed tries on another endpoint (see RetryPolicySchema); none when absent. */
     retry: RetryPolicySchema.optional(),
@@ -91,6 +106,12 @@ export const RouteSchema = z
     websocket_headers: z.array(TokenSchema).default(["authorization", "cookie", "origin", "user-agent"]),
   })
   .superRefine((r, ctx) => {
+    if ((r.to === undefined) === (r.weighted_clusters === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["to"], message: "give exactly one of to or weighted_clusters" });
+    }
+    if (r.weighted_clusters && r.weighted_clusters.every((w) => w.weight === 0)) {
+      ctx.addIssue({ code: "custom", path: ["weighted_clusters"], message: "at least one weight must be above 0" });
+    }
     if (r.rewrite?.path_prefix !== undefined && r.match.path?.prefix === undefined) {
       ctx.addIssue({ code: "custom", path: ["rewrite", "path_prefix"], message: "needs match.path.prefix to replace" });
     }

@@ -7,12 +7,14 @@ import { type AccessLog, createAccessLog } from "../observe/access-log.ts";
 import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.ts";
 import type { Route } from "../proxy/route-schema.ts";
 import { compileMatch, compileRewrite, type RequestFacts } from "../proxy/router.ts";
+import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
 
 export interface CompiledRoute {
   readonly name: string;
   readonly config: Route;
-  readonly cluster: Cluster;
+  /** The cluster for one request (weights, override, failover). */
+  readonly chooseCluster: ClusterChoice;
   readonly test: (facts: RequestFacts, query: () => URLSearchParams) => boolean;
   readonly rewritePath: ((path: string) => string) | undefined;
   readonly hostRewrite: string | undefined;
@@ -38,7 +40,7 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
   const routes = config.routes.map((r, i): CompiledRoute => ({
     name: r.name ?? `route-${i}`,
     config: r,
-    cluster: clusters.get(r.to)!,
+    chooseCluster: compileClusterChoice(r, clusters),
     test: compileMatch(r.match),
     rewritePath: compileRewrite(r),
     hostRewrite: r.rewrite?.host,

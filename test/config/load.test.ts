@@ -132,6 +132,6 @@ describe("documentation", () => {
     const readme = await Bun.file(`${import.meta.dir}/../../README.md`).text();
     const block = /## Config reference, by example[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
     const config = validateConfig("README.md", Bun.YAML.parse(block), {});
-    expect(config.routes.map((r) => r.name)).toEqual(["orders-v2", "live"]);
+    expect(config.routes.map((r) => r.name)).toEqual(["orders-v2", "checkout-canary", "live"]);
   });
 });

@@ -1,0 +1,52 @@
+/**
+ * Which cluster a request goes to: the route's `to`, or a weighted pick (canary), unless an
+ * override header/cookie names one; then priority failover when that cluster has nothing
+ * available. Compiled once per route at build time.
+ */
+import type { Cluster } from "../upstream/cluster.ts";
+import type { Route } from "./route-schema.ts";
+
+export type ClusterChoice = (headers: Headers, random?: () => number) => Cluster;
+
+function cookie(header: string | null, name: string): string | undefined {
+  if (header === null) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+export function compileClusterChoice(route: Route, clusters: ReadonlyMap<string, Cluster>): ClusterChoice {
+  const get = (name: string) => clusters.get(name)!;
+  let primary: (random: () => number) => Cluster;
+  if (route.to !== undefined) {
+    const only = get(route.to);
+    primary = () => only;
+  } else {
+    const weighted = route.weighted_clusters!.filter((w) => w.weight > 0).map((w) => ({ cluster: get(w.cluster), weight: w.weight }));
+    const total = weighted.reduce((sum, w) => sum + w.weight, 0);
+    primary = (random) => {
+      let r = random() * total;
+      for (const w of weighted) {
+        r -= w.weight;
+        if (r < 0) return w.cluster;
+      }
+      return weighted[weighted.length - 1]!.cluster;
+    };
+  }
+  const o = route.override;
+  const override = o ? { ...o, target: get(o.cluster) } : undefined;
+  const failover = (route.failover ?? []).map(get);
+
+  return (headers, random = Math.random) => {
+    let chosen: Cluster | undefined;
+    if (override !== undefined) {
+      const v = override.header !== undefined ? headers.get(override.header) ?? undefined : cookie(headers.get("cookie"), override.cookie!);
+      if (v !== undefined && (override.value === undefined || v === override.value)) chosen = override.target;
+    }
+    chosen ??= primary(random);
+    if (failover.length === 0 || chosen.available().length > 0) return chosen;
+    return failover.find((c) => c.available().length > 0) ?? chosen;
+  };
+}
