@@ -69,7 +69,7 @@ export const ConfigSchema = z
     const clusters = config.clusters !== null && typeof config.clusters === "object" ? Object.keys(config.clusters) : [];
     const names = new Map<string, number>();
     routes.forEach((raw, i) => {
-      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown };
+      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown };
       const check = (name: unknown, path: (string | number)[]) => {
         if (typeof name !== "string" || name === "" || clusters.includes(name)) return;
         ctx.addIssue({
@@ -81,6 +81,7 @@ export const ConfigSchema = z
       if (Array.isArray(route.weighted_clusters)) route.weighted_clusters.forEach((w: { cluster?: unknown } | null, j) => check(w?.cluster, ["weighted_clusters", j, "cluster"]));
       check((route.override as { cluster?: unknown } | undefined)?.cluster, ["override", "cluster"]);
       if (Array.isArray(route.failover)) route.failover.forEach((name, j) => check(name, ["failover", j]));
+      check((route.mirror as { cluster?: unknown } | undefined)?.cluster, ["mirror", "cluster"]);
       if (typeof route.name !== "string") return;
       const first = names.get(route.name);
       if (first !== undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name (also routes[${first}])` });

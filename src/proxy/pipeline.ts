@@ -7,6 +7,7 @@ import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
 import { forward } from "./forward.ts";
 import { clientAborted, fail, releaseConnection, releaseRetry } from "./outcome.ts";
+import { mirror, wantsMirror } from "./mirror.ts";
 import { respond } from "./respond.ts";
 import { backoffDelay, methodRetryable, type RetryPolicy, retriesError, retriesStatus, retryAfterMs } from "./retry.ts";
 import { matchRoute } from "./router.ts";
@@ -40,19 +41,22 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   if (!cluster.limits.admitRequest()) return fail(ctx, errors.overloaded(cluster.name, "max_requests"));
   ctx.limitAdmitted = true;
 
-  // A retry must be able to send the body again: only bodies small enough to keep qualify.
+  // A retry or a mirror must be able to send the body again: only bodies small enough to keep qualify.
   const policy = route.config.retry;
   let retries = policy !== undefined && policy.attempts > 1 && methodRetryable(policy, ctx.method);
+  const mirrored = route.mirror !== undefined && wantsMirror(route.mirror.config, ctx.request);
   let body: ArrayBuffer | undefined;
-  if (retries && ctx.request.body !== null) {
+  if ((retries || mirrored) && ctx.request.body !== null) {
     const declared = Number(ctx.request.headers.get("content-length") ?? Number.NaN);
-    if (declared <= policy!.buffer_body) {
+    if (declared <= Math.max(retries ? policy!.buffer_body : 0, mirrored ? route.mirror!.config.max_body : 0)) {
       const kept = await readWithin(ctx.request, shortest(route.config.timeouts.idle, route.config.timeouts.request));
       if (kept instanceof SwitchyardError) return fail(ctx, kept);
       body = kept;
       ctx.bytesIn = body.byteLength;
+      if (retries && body.byteLength > policy!.buffer_body) retries = false;
     } else retries = false;
   }
+  if (mirrored) mirror(ctx, route.mirror!.cluster, route.mirror!.config, body);
 
   // 4 select → 5 forward, again from 4 while the retry policy allows (design.md).
   let current: Deadlines | undefined;

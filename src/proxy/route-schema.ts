@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DurationSchema, RegexSchema, TokenSchema } from "../config/primitives.ts";
+import { MirrorSchema } from "./mirror.ts";
 import { RetryPolicySchema } from "./retry.ts";
 
 /** Path match: exactly one of exact, prefix (a plain string prefix, as Envoy's) or regex (against the path only). */
@@ -93,6 +94,8 @@ export const RouteSchema = z
       })
       .refine((o) => (o.header === undefined) !== (o.cookie === undefined), { message: "give exactly one of header or cookie" })
       .optional(),
+    /** Copy a sampled share of requests to a shadow cluster, fire and forget. */
+    mirror: MirrorSchema.optional(),
     /** Clusters tried in order when the chosen one has no available endpoint (priority failover). */
     failover: z.array(z.string().min(1)).min(1).optional(),
     timeouts: RouteTimeoutsSchema.prefault({ request: "60s", idle: "60s" }),

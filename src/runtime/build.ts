@@ -7,6 +7,7 @@ import { type AccessLog, createAccessLog } from "../observe/access-log.ts";
 import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.ts";
 import type { Route } from "../proxy/route-schema.ts";
 import { compileMatch, compileRewrite, type RequestFacts } from "../proxy/router.ts";
+import type { MirrorConfig } from "../proxy/mirror.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
 
@@ -15,6 +16,7 @@ export interface CompiledRoute {
   readonly config: Route;
   /** The cluster for one request (weights, override, failover). */
   readonly chooseCluster: ClusterChoice;
+  readonly mirror: { readonly cluster: Cluster; readonly config: MirrorConfig } | undefined;
   readonly test: (facts: RequestFacts, query: () => URLSearchParams) => boolean;
   readonly rewritePath: ((path: string) => string) | undefined;
   readonly hostRewrite: string | undefined;
@@ -41,6 +43,7 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
     name: r.name ?? `route-${i}`,
     config: r,
     chooseCluster: compileClusterChoice(r, clusters),
+    mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, config: r.mirror } : undefined,
     test: compileMatch(r.match),
     rewritePath: compileRewrite(r),
     hostRewrite: r.rewrite?.host,

@@ -1,0 +1,60 @@
+/**
+ * Request mirroring: a sampled copy of a request goes to a shadow cluster, fire and forget. The
+ * shadow's answer is read and dropped; it never delays or changes the client's response, and a
+ * shadow at its limits is simply skipped. The shadow sees the Host with a `-shadow` suffix (as
+ * Envoy does), so it can tell mirrored traffic apart.
+ */
+import { z } from "zod";
+import { DurationSchema, SizeSchema } from "../config/primitives.ts";
+import type { Cluster } from "../upstream/cluster.ts";
+import type { ProxyContext } from "./context.ts";
+import { upstreamHeaders, upstreamUrl } from "./forward.ts";
+
+export const MirrorSchema = z.strictObject({
+  /** The shadow cluster. */
+  cluster: z.string().min(1),
+  /** Share of requests copied, in %. Default 100. */
+  percent: z.number().min(0).max(100).default(100),
+  /** Requests with a larger body are not mirrored (the body must be kept to be sent twice). Default 64KiB. */
+  max_body: SizeSchema.prefault("64KiB"),
+  /** The shadow request is abandoned after this. Default 5s. */
+  timeout: DurationSchema.prefault("5s"),
+});
+
+export type MirrorConfig = z.infer<typeof MirrorSchema>;
+
+/** `api.example.com:8080` → `api.example.com-shadow:8080`. */
+export function shadowHost(host: string): string {
+  const colon = host.lastIndexOf(":");
+  return colon > host.lastIndexOf("]") && colon !== -1 ? `${host.slice(0, colon)}-shadow${host.slice(colon)}` : `${host}-shadow`;
+}
+
+/** Should this request be mirrored (sampled, and its body small enough to keep)? */
+export function wantsMirror(config: MirrorConfig, request: Request, random: () => number = Math.random): boolean {
+  if (config.percent <= 0 || random() * 100 >= config.percent) return false;
+  if (request.body === null) return true;
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  return declared <= config.max_body;
+}
+
+/** Sends the copy; returns at once. `body` is the kept request body, if the request has one. */
+export function mirror(ctx: ProxyContext, shadow: Cluster, config: MirrorConfig, body: ArrayBuffer | undefined): void {
+  const endpoint = shadow.pick(ctx);
+  if (endpoint === undefined || !shadow.limits.admitRequest()) return;
+  const headers = upstreamHeaders(ctx);
+  headers.set("host", shadowHost(headers.get("host") ?? endpoint.address));
+  if (body !== undefined) headers.set("content-length", String(body.byteLength));
+  fetch(upstreamUrl(ctx, endpoint), {
+    method: ctx.method,
+    headers,
+    body,
+    redirect: "manual",
+    decompress: false,
+    proxy: false,
+    signal: AbortSignal.timeout(config.timeout),
+    tls: endpoint.tls ? { serverName: endpoint.hostname } : undefined,
+  } as RequestInit)
+    .then((res) => res.body?.cancel())
+    .catch(() => {})
+    .finally(() => shadow.limits.releaseRequest());
+}
