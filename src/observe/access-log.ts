@@ -98,6 +98,7 @@ export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>, 
     total_ms: round(now - ctx.startedAt),
     upstream_ms: ctx.upstreamStartedAt === undefined ? null : round((ctx.upstreamHeadersAt ?? now) - ctx.upstreamStartedAt),
     error: ctx.error?.code ?? null,
+    fallback: ctx.fallback,
     headers: loggedHeaders(ctx.headers, headerNames),
     tries: ctx.tries !== undefined && ctx.tries.length > 1 ? ctx.tries : undefined,
   });

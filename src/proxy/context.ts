@@ -50,6 +50,8 @@ export interface ProxyContext {
   connectionHeld?: boolean;
   /** Admitted by the cluster's breaker ("probe": one of the half-open probes); its outcome is recorded at the end. */
   breakerAdmission?: "yes" | "probe";
+  /** Answered by the route's fallback instead of an error. */
+  fallback?: "static";
   /** A retry of this request holds a place in the cluster's retry budget. */
   retryHeld?: boolean;
   /** Set by the log phase; it runs exactly once. */

@@ -7,8 +7,22 @@ export function clientAborted(): SwitchyardError {
 }
 
 /** 7 error: every failure becomes a JSON response with the request id, then is logged. */
+/** Failures on the upstream side, which a route's fallback may answer for. */
+const FALLBACK_FOR = new Set(["circuit_open", "overloaded", "no_healthy_endpoint"]);
+
 export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
   ctx.error = error;
+  const fallback = ctx.route?.config.fallback;
+  if (fallback !== undefined && (error.source === "upstream" || FALLBACK_FOR.has(error.code))) {
+    ctx.status = fallback.status;
+    ctx.fallback = "static";
+    log(ctx);
+    const headers = new Headers(fallback.headers);
+    headers.set("x-switchyard-fallback", "static");
+    headers.set("x-request-id", ctx.requestId);
+    if (ctx.route!.config.retry) headers.set("x-switchyard-attempts", String(ctx.attempt));
+    return new Response(ctx.method === "HEAD" ? null : fallback.body, { status: fallback.status, headers });
+  }
   ctx.status = error.status;
   log(ctx);
   const response = errorResponse(error, ctx.requestId);

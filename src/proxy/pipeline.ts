@@ -94,6 +94,12 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       const wait = upstream.status === 429 || upstream.status === 503 ? retryAfterMs(upstream.headers.get("retry-after")) : undefined;
       if ((wait === undefined || wait <= policy!.retry_after_max) && (await mayRetry(ctx, policy!, wait, upstream, deadlines))) continue;
     }
+    // A gateway-error answer after the last try is a failure a fallback may answer for.
+    if (route.config.fallback !== undefined && upstream.status >= 502 && upstream.status <= 504) {
+      upstream.body?.cancel().catch(() => {});
+      deadlines.clear();
+      return fail(ctx, new SwitchyardError({ code: "upstream_unavailable", status: upstream.status, source: "upstream", message: `the upstream answered ${upstream.status}` }));
+    }
     // 6 response: the per-try limit no longer applies; the route's own deadline covers the body.
     if (perTry > 0) {
       const left = route.config.timeouts.request - (performance.now() - ctx.startedAt);

@@ -94,6 +94,17 @@ export const RouteSchema = z
       })
       .refine((o) => (o.header === undefined) !== (o.cookie === undefined), { message: "give exactly one of header or cookie" })
       .optional(),
+    /**
+     * Answer this instead of the error when every try failed, the breaker is open, the cluster is
+     * overloaded or has no endpoint left (marked x-switchyard-fallback: static).
+     */
+    fallback: z
+      .strictObject({
+        status: z.number().int().min(200).max(599).default(200),
+        body: z.string().default(""),
+        headers: z.record(TokenSchema, z.string()).default({}),
+      })
+      .optional(),
     /** Copy a sampled share of requests to a shadow cluster, fire and forget. */
     mirror: MirrorSchema.optional(),
     /** Clusters tried in order when the chosen one has no available endpoint (priority failover). */
