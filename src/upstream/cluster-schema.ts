@@ -2,6 +2,7 @@ import { z } from "zod";
 import { DurationSchema } from "../config/primitives.ts";
 import { RetryBudgetSchema } from "../proxy/retry.ts";
 import { BalancerSchema } from "./balancers/schema.ts";
+import { DiscoverySchema } from "./discovery/schema.ts";
 import { HealthCheckSchema, OutlierSchema } from "./health/schema.ts";
 import { BreakerSchema, LimitsSchema } from "./limits-schema.ts";
 
@@ -33,7 +34,10 @@ export function parseEndpointUrl(text: string): URL | undefined {
 }
 
 export const ClusterSchema = z.strictObject({
-  endpoints: z.array(EndpointSchema).min(1, "needs at least one endpoint"),
+  /** Static endpoints (or give `discovery`). */
+  endpoints: z.array(EndpointSchema).min(1, "needs at least one endpoint").optional(),
+  /** Endpoints from DNS (A/AAAA or SRV) or a watched file, instead of `endpoints`. */
+  discovery: DiscoverySchema.optional(),
   /** How an endpoint is chosen: round_robin (default), weighted_round_robin, least_request, random, ring_hash, maglev. */
   balancer: BalancerSchema.prefault({ type: "round_robin" }),
   /** Active HTTP health checks; none when absent. */
@@ -54,6 +58,10 @@ export const ClusterSchema = z.strictObject({
     /** Time allowed to open a TCP connection to an endpoint. Default 5s. */
     connect: DurationSchema.prefault("5s"),
   }).prefault({ connect: "5s" }),
+}).superRefine((c, ctx) => {
+  if ((c.endpoints === undefined) === (c.discovery === undefined)) {
+    ctx.addIssue({ code: "custom", path: ["endpoints"], message: "give exactly one of endpoints or discovery" });
+  }
 });
 
 export type ClusterConfig = z.infer<typeof ClusterSchema>;

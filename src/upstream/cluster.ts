@@ -1,8 +1,11 @@
 import { RetryBudget } from "../proxy/retry.ts";
 import { buildBalancer } from "./balancers/index.ts";
+import type { Balancer } from "./balancers/types.ts";
 import { type ClusterConfig, parseEndpointUrl } from "./cluster-schema.ts";
 import { CircuitBreaker } from "./breaker.ts";
 import { ClusterLimits } from "./limits.ts";
+import { type Discovery, startDiscovery } from "./discovery/index.ts";
+import type { EndpointSpec } from "./discovery/schema.ts";
 import { compileHashKey, type HashFacts, type HashKey } from "./hash-key.ts";
 import { type ActiveChecker, startActiveChecks } from "./health/active.ts";
 import { OutlierDetector, type TryOutcome } from "./health/outlier.ts";
@@ -40,6 +43,8 @@ export interface Cluster {
   pick(facts: HashFacts, exclude?: ReadonlySet<Endpoint>): Endpoint | undefined;
   /** Endpoints a request may go to now (for the admin API and tests). */
   available(): readonly Endpoint[];
+  /** Resolves the cluster's discovery now (true when its endpoints changed); false without discovery. */
+  refreshDiscovery(): Promise<boolean>;
   /** Feeds one try's outcome to outlier detection. */
   report(endpoint: Endpoint, outcome: TryOutcome): void;
   /** Stops this cluster's timers (health checks, outlier reviews); the health state lives on. */
@@ -58,16 +63,14 @@ export function buildEndpoint(text: string, weight: number, health: HealthState 
 
 /** Builds a cluster; endpoints that `previous` (the same cluster before a reload) also had keep their health. */
 export function buildCluster(name: string, config: ClusterConfig, previous?: Cluster): Cluster {
-  const kept = new Map(previous?.endpoints.map((e) => [e.address, e.health]));
-  const endpoints = config.endpoints.map((raw) => {
-    const text = typeof raw === "string" ? raw : raw.url;
-    const probe = buildEndpoint(text, 1);
-    return buildEndpoint(text, typeof raw === "string" ? 1 : raw.weight, kept.get(probe.address));
-  });
-  if (!config.health_check) for (const e of endpoints) e.health.activeHealthy = true;
-  const balancer = buildBalancer(endpoints, config.balancer);
   const b = config.balancer;
   const hashKey: HashKey | undefined = b.type === "ring_hash" || b.type === "maglev" ? compileHashKey(b.hash_on) : undefined;
+
+  // Everything that depends on the endpoint set is rebuilt when discovery changes it.
+  let endpoints: Endpoint[] = [];
+  let balancer: Balancer<Endpoint> = buildBalancer(endpoints, config.balancer);
+  let checker: ActiveChecker | undefined;
+  let outlier: OutlierDetector | undefined;
 
   // The available list is recomputed only when health changes or an ejection expires.
   let pool: readonly Endpoint[] = endpoints;
@@ -79,7 +82,7 @@ export function buildCluster(name: string, config: ClusterConfig, previous?: Clu
   const refresh = (now: number) => {
     const up = endpoints.filter((e) => isAvailable(e.health, now));
     // Panic: with too few healthy endpoints, spreading over all beats crushing the few.
-    pool = (up.length / endpoints.length) * 100 < config.panic_threshold ? endpoints : up;
+    pool = endpoints.length > 0 && (up.length / endpoints.length) * 100 < config.panic_threshold ? endpoints : up;
     nextExpiry = Math.min(...endpoints.map((e) => (e.health.ejectedUntil > now ? e.health.ejectedUntil : Number.POSITIVE_INFINITY)));
     dirty = false;
   };
@@ -89,13 +92,37 @@ export function buildCluster(name: string, config: ClusterConfig, previous?: Clu
     return pool;
   };
 
-  const checker: ActiveChecker | undefined = config.health_check ? startActiveChecks(endpoints, config.health_check, markDirty) : undefined;
-  const outlier = config.outlier ? new OutlierDetector(endpoints, config.outlier, markDirty) : undefined;
+  /** Installs a new endpoint set; endpoints already known (by address) keep their health state. */
+  const setEndpoints = (specs: readonly EndpointSpec[]) => {
+    const kept = new Map([...(previous?.endpoints ?? []), ...endpoints].map((e) => [e.address, e.health]));
+    endpoints = specs.map((spec) => {
+      const probe = buildEndpoint(spec.url, spec.weight);
+      return buildEndpoint(spec.url, spec.weight, kept.get(probe.address));
+    });
+    if (!config.health_check) for (const e of endpoints) e.health.activeHealthy = true;
+    balancer = buildBalancer(endpoints, config.balancer);
+    checker?.stop();
+    outlier?.stop();
+    checker = config.health_check ? startActiveChecks(endpoints, config.health_check, markDirty) : undefined;
+    outlier = config.outlier ? new OutlierDetector(endpoints, config.outlier, markDirty) : undefined;
+    markDirty();
+  };
+
+  let discovery: Discovery | undefined;
+  if (config.discovery) {
+    // Until the first answer, a reload keeps serving the endpoints it had.
+    if (previous) setEndpoints(previous.endpoints.map((e) => ({ url: e.origin, weight: e.weight })));
+    discovery = startDiscovery(name, config.discovery, setEndpoints);
+  } else {
+    setEndpoints((config.endpoints ?? []).map((e) => (typeof e === "string" ? { url: e, weight: 1 } : { url: e.url, weight: e.weight })));
+  }
 
   return {
     name,
     config,
-    endpoints,
+    get endpoints() {
+      return endpoints;
+    },
     budget: new RetryBudget(config.retry_budget),
     limits: new ClusterLimits(config.limits),
     breaker: config.breaker ? new CircuitBreaker(config.breaker) : undefined,
@@ -111,7 +138,9 @@ export function buildCluster(name: string, config: ClusterConfig, previous?: Clu
     report(endpoint, outcome) {
       outlier?.report(endpoint, outcome);
     },
+    refreshDiscovery: () => discovery?.refresh() ?? Promise.resolve(false),
     dispose() {
+      discovery?.stop();
       checker?.stop();
       outlier?.stop();
     },

@@ -36,7 +36,7 @@ describe("valid config", () => {
   test("${VAR} and ${VAR:-default} are substituted, also into numbers such as ports", () => {
     const config = validateConfig("t.yaml", { ...base, listeners: [{ port: "${PORT:-7000}" }], clusters: { c: { endpoints: ["http://${UP_HOST}:9000"] } } }, { UP_HOST: "10.0.0.5" });
     expect(config.listeners[0]!.port).toBe(7000);
-    expect(config.clusters.c!.endpoints[0]).toBe("http://10.0.0.5:9000");
+    expect(config.clusters.c!.endpoints![0]).toBe("http://10.0.0.5:9000");
     expect(validateConfig("t.yaml", { ...base, listeners: [{ port: "${PORT:-7000}" }] }, { PORT: "7100" }).listeners[0]!.port).toBe(7100);
   });
 
