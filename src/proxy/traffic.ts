@@ -4,18 +4,10 @@
  * available. Compiled once per route at build time.
  */
 import type { Cluster } from "../upstream/cluster.ts";
+import { cookieValue } from "./headers.ts";
 import type { Route } from "./route-schema.ts";
 
 export type ClusterChoice = (headers: Headers, random?: () => number) => Cluster;
-
-function cookie(header: string | null, name: string): string | undefined {
-  if (header === null) return undefined;
-  for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
-}
 
 export function compileClusterChoice(route: Route, clusters: ReadonlyMap<string, Cluster>): ClusterChoice {
   const get = (name: string) => clusters.get(name)!;
@@ -42,7 +34,7 @@ export function compileClusterChoice(route: Route, clusters: ReadonlyMap<string,
   return (headers, random = Math.random) => {
     let chosen: Cluster | undefined;
     if (override !== undefined) {
-      const v = override.header !== undefined ? headers.get(override.header) ?? undefined : cookie(headers.get("cookie"), override.cookie!);
+      const v = override.header !== undefined ? headers.get(override.header) ?? undefined : cookieValue(headers.get("cookie"), override.cookie!);
       if (v !== undefined && (override.value === undefined || v === override.value)) chosen = override.target;
     }
     chosen ??= primary(random);

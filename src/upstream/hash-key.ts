@@ -1,4 +1,5 @@
 /** The request attribute a consistent-hash balancer hashes (compiled once per cluster). */
+import { cookieValue } from "../proxy/headers.ts";
 import type { HashOn } from "./balancers/schema.ts";
 
 export interface HashFacts {
@@ -12,15 +13,6 @@ export interface HashFacts {
 export type HashKey = (facts: HashFacts) => number | undefined;
 
 const hash = (text: string) => Bun.hash.xxHash32(text);
-
-function cookieValue(header: string | null, name: string): string | undefined {
-  if (header === null) return undefined;
-  for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
-}
 
 export function compileHashKey(on: HashOn): HashKey {
   if (on.header !== undefined) {
