@@ -41,8 +41,13 @@ export function log(ctx: ProxyContext): void {
   releaseConnection(ctx);
   if (ctx.breakerAdmission !== undefined) {
     // One outcome per request: a 5xx answer or an upstream failure counts against the cluster.
-    const failed = ctx.error !== undefined ? ctx.error.source === "upstream" : (ctx.status ?? 0) >= 500;
-    ctx.cluster!.breaker!.record(failed, ctx.breakerAdmission === "probe");
+    // A request that never reached the upstream says nothing about it — unless it was a probe,
+    // whose slot must not be lost: it counts as failed, and the breaker stays open.
+    const probe = ctx.breakerAdmission === "probe";
+    if (ctx.attempt > 0) {
+      const failed = ctx.error !== undefined ? ctx.error.source === "upstream" : (ctx.status ?? 0) >= 500;
+      ctx.cluster!.breaker!.record(failed, probe);
+    } else if (probe) ctx.cluster!.breaker!.record(true, true);
   }
   ctx.runtime.accessLog.write(ctx);
 }
