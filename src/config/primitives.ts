@@ -12,7 +12,8 @@ export function parseDuration(text: string): number | undefined {
 }
 
 export const DurationSchema = z
-  .string()
+  // A bare 0 (as YAML reads `0`) means "disabled", like the string "0".
+  .preprocess((v) => (v === 0 ? "0" : v), z.string({ error: "must be a duration string such as 250ms, 5s, 2m (or 0)" }))
   .describe("A duration: a number and a unit, ms, s, m or h (e.g. `250ms`, `5s`); `0` disables")
   .transform((text, ctx) => {
     const ms = parseDuration(text);

@@ -5,7 +5,7 @@ import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
-import { forward } from "./forward.ts";
+import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, fail, releaseConnection, releaseRetry } from "./outcome.ts";
 import { mirror, wantsMirror } from "./mirror.ts";
 import { respond } from "./respond.ts";
@@ -73,23 +73,25 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     if (route.config.timeouts.request > 0 && remaining <= 0) return fail(ctx, errors.requestTimeout());
     // The deadlines span the whole exchange: created before the fetch, cleared when the body ends.
     const perTry = retries ? policy!.per_try_timeout : 0;
-    const deadlines = (current = new Deadlines(shortest(perTry, remaining), route.config.timeouts.idle));
-    const triedAt = performance.now();
-    let upstream: Response;
-    try {
-      upstream = await forward(ctx, endpoint, deadlines, body);
-    } catch (e) {
+    const newDeadlines = () => new Deadlines(shortest(perTry, remaining), route.config.timeouts.idle);
+    current = newDeadlines();
+    const hedged = retries && policy!.hedge_after > 0;
+    const outcome = hedged
+      ? await tryHedged(ctx, policy!, endpoint, current, body, newDeadlines, (lost) => {
+          if ("cancelled" in lost) recordTry(ctx, lost.endpoint, lost.startedAt, undefined, "hedge_cancelled");
+          else noteTry(ctx, lost);
+        })
+      : await tryOnce(ctx, endpoint, current, body);
+    const deadlines = (current = outcome.deadlines);
+    releaseRetry(ctx);
+    noteTry(ctx, outcome);
+    if (!outcome.ok) {
       deadlines.clear();
-      const error = SwitchyardError.from(e);
-      recordTry(ctx, endpoint, triedAt, undefined, error.code);
-      if (error.source === "upstream") cluster.report(endpoint, { gatewayFailure: true });
-      releaseRetry(ctx);
+      const error = outcome.error;
       if (retries && retriesError(policy!, error) && (await mayRetry(ctx, policy!, undefined))) continue;
       return fail(ctx, error);
     }
-    releaseRetry(ctx);
-    recordTry(ctx, endpoint, triedAt, upstream.status, undefined);
-    cluster.report(endpoint, { status: upstream.status });
+    const upstream = outcome.response;
     if (retries && retriesStatus(policy!, upstream.status)) {
       const wait = upstream.status === 429 || upstream.status === 503 ? retryAfterMs(upstream.headers.get("retry-after")) : undefined;
       if ((wait === undefined || wait <= policy!.retry_after_max) && (await mayRetry(ctx, policy!, wait, upstream, deadlines))) continue;
@@ -142,6 +144,17 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
   ctx.retryHeld = true;
   if (delay > 0) await Bun.sleep(delay);
   return true;
+}
+
+/** Records a settled try in the request's log entry and reports it to outlier detection. */
+function noteTry(ctx: ProxyContext, o: TryOutcome): void {
+  if (o.ok) {
+    recordTry(ctx, o.endpoint, o.startedAt, o.response.status, undefined);
+    ctx.cluster!.report(o.endpoint, { status: o.response.status });
+  } else {
+    recordTry(ctx, o.endpoint, o.startedAt, undefined, o.error.code);
+    if (o.error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true });
+  }
 }
 
 function recordTry(ctx: ProxyContext, endpoint: Endpoint, startedAt: number, status: number | undefined, error: string | undefined): void {

@@ -28,6 +28,8 @@ export const RetryPolicySchema = z.strictObject({
   backoff: z.strictObject({ base: DurationSchema.prefault("25ms"), max: DurationSchema.prefault("250ms") }).prefault({}),
   /** The longest Retry-After (429, 503) that is waited for; a longer one is passed to the client instead. Default 1s. */
   retry_after_max: DurationSchema.prefault("1s"),
+  /** Hedging: when a try has not answered after this long, a second try goes to another endpoint and the first good answer wins. `0` = off. Default 0. */
+  hedge_after: DurationSchema.prefault("0"),
   /** Retry POST, PATCH and other non-idempotent methods too. Default false. */
   non_idempotent: z.boolean().default(false),
   /** Request bodies up to this size are kept so that they can be sent again; larger ones are never retried. Default 64KiB. */

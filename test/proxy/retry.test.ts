@@ -4,6 +4,7 @@ import type { z } from "zod";
 import type { RetryPolicySchema } from "../../src/proxy/retry.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { rawRequest } from "../helpers/raw.ts";
+import { waitFor } from "../helpers/tmp.ts";
 import { startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let good: Upstream;
@@ -192,4 +193,43 @@ describe("retry budget", () => {
     expect(unbudgeted).toBe(200);
     expect(budgeted).toBeLessThan(70);
   }, 20_000);
+});
+
+describe("hedging", () => {
+  test("a slow try is hedged to another endpoint after hedge_after; the first good answer wins, the other is cancelled", async () => {
+    let slowCancelled = 0;
+    const slowOne = startUpstream(async (req) => {
+      req.signal.addEventListener("abort", () => slowCancelled++);
+      await Bun.sleep(1000);
+      return new Response("slow");
+    });
+    const fastOne = startUpstream(() => new Response("fast"));
+    const p = await startProxy({
+      routes: [{ name: "hedged", to: "pair", retry: { attempts: 2, hedge_after: "50ms" } }],
+      clusters: { pair: { endpoints: [slowOne.origin, fastOne.origin] } },
+    });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const started = performance.now();
+        const res = await fetch(`${p.origin}/h`, { headers: { "x-request-id": `hedge-${i}` } });
+        expect(await res.text()).toBe("fast");
+        expect(performance.now() - started).toBeLessThan(600);
+        if (res.headers.get("x-switchyard-attempts") === "2") {
+          const line = await p.logOf(`hedge-${i}`);
+          expect((line.tries as { error: string | null }[]).map((t) => t.error)).toContain("hedge_cancelled");
+        }
+      }
+      await waitFor("slow tries cancelled", () => slowCancelled >= 2, 3000);
+      // Every counter a try took is given back.
+      const pair = p.running.state.runtime.current.clusters.get("pair")!;
+      await waitFor("counters settle", () => pair.limits.connections === 0 && pair.limits.requests === 0);
+      expect(pair.endpoints.map((e) => e.active)).toEqual([0, 0]);
+      expect(pair.budget.retrying).toBe(0);
+      expect(pair.budget.active).toBe(0);
+    } finally {
+      await p.stop();
+      slowOne.stop(true);
+      fastOne.stop(true);
+    }
+  });
 });

@@ -1,0 +1,105 @@
+/**
+ * Hedged requests: when a try has not answered within `hedge_after`, a second try goes to another
+ * endpoint and the first good answer wins; the other is cancelled and its resources given back.
+ * A hedge counts as a retry (attempts, budget, max_retries) and needs a free connection slot: it
+ * never queues.
+ */
+import type { Endpoint } from "../upstream/cluster.ts";
+import type { ProxyContext } from "./context.ts";
+import { Deadlines } from "./deadlines.ts";
+import { SwitchyardError } from "./errors.ts";
+import { forward } from "./forward.ts";
+import { type RetryPolicy, retriesStatus } from "./retry.ts";
+
+export type TryOutcome =
+  | { ok: true; response: Response; endpoint: Endpoint; deadlines: Deadlines; startedAt: number }
+  | { ok: false; error: SwitchyardError; endpoint: Endpoint; deadlines: Deadlines; startedAt: number };
+
+/** One try, its failure caught as data. */
+export function tryOnce(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined): Promise<TryOutcome> {
+  const startedAt = performance.now();
+  return forward(ctx, endpoint, deadlines, body).then(
+    (response): TryOutcome => ({ ok: true, response, endpoint, deadlines, startedAt }),
+    (e: unknown): TryOutcome => ({ ok: false, error: SwitchyardError.from(e), endpoint, deadlines, startedAt }),
+  );
+}
+
+const hedgeLost = () => new SwitchyardError({ code: "hedge_cancelled", status: 499, source: "internal", message: "another try answered first" });
+
+interface Running {
+  readonly endpoint: Endpoint;
+  readonly deadlines: Deadlines;
+  readonly startedAt: number;
+  /** Resolves with this same record once `outcome` is set. */
+  readonly done: Promise<Running>;
+  outcome?: TryOutcome;
+}
+
+function start(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined): Running {
+  const run = { endpoint, deadlines, startedAt: performance.now() } as Running & { done: Promise<Running> };
+  (run as { done: Promise<Running> }).done = tryOnce(ctx, endpoint, deadlines, body).then((o) => {
+    run.outcome = o;
+    return run;
+  });
+  return run;
+}
+
+/** What the pipeline is told about the try that lost: its outcome, or that it was cancelled. */
+export type LostTry = TryOutcome | { endpoint: Endpoint; startedAt: number; cancelled: true };
+
+/**
+ * Runs the try on `endpoint`, hedged after `policy.hedge_after`; `onLoser` hears of the try that
+ * lost. The returned outcome's endpoint is the request's from then on (ctx.endpoint).
+ */
+export async function tryHedged(
+  ctx: ProxyContext, policy: RetryPolicy, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined,
+  newDeadlines: () => Deadlines, onLoser: (loser: LostTry) => void,
+): Promise<TryOutcome> {
+  const a = start(ctx, endpoint, deadlines, body);
+  let timer: Timer | undefined;
+  const early = await Promise.race([a.done, new Promise<undefined>((resolve) => (timer = setTimeout(resolve, policy.hedge_after)))]);
+  clearTimeout(timer);
+  if (early !== undefined) return early.outcome!;
+
+  const cluster = ctx.cluster!;
+  const { limits, budget } = cluster;
+  const allowed = ctx.attempt < policy.attempts && budget.allows() && budget.retrying < limits.config.max_retries && limits.connections < limits.config.max_connections;
+  const other = allowed ? cluster.pick(ctx, ctx.triedEndpoints) : undefined;
+  if (other === undefined) return (await a.done).outcome!;
+  limits.connections++;
+  budget.retrying++;
+  other.active++;
+  ctx.triedEndpoints.add(other);
+  ctx.attempt++;
+  const b = start(ctx, other, newDeadlines(), body);
+
+  const good = (o: TryOutcome) => o.ok && !retriesStatus(policy, o.response.status);
+  const decisive = (o: TryOutcome) => good(o) || (!o.ok && o.error.source === "client");
+  const first = await Promise.race([a.done, b.done]);
+  const second = first === a ? b : a;
+  let winner: Running;
+  if (decisive(first.outcome!)) winner = first;
+  else {
+    await second.done;
+    // The later one wins if it is good, or if the first one failed outright.
+    winner = good(second.outcome!) || !first.outcome!.ok ? second : first;
+  }
+  const loser = winner === a ? b : a;
+  if (loser.outcome === undefined) {
+    loser.deadlines.fail(hedgeLost()); // aborts its fetch
+    void loser.done.then((late) => {
+      if (late.outcome!.ok) late.outcome!.response.body?.cancel().catch(() => {});
+    });
+    onLoser({ endpoint: loser.endpoint, startedAt: loser.startedAt, cancelled: true });
+  } else {
+    if (loser.outcome.ok) loser.outcome.response.body?.cancel().catch(() => {});
+    loser.deadlines.clear();
+    onLoser(loser.outcome);
+  }
+  // Give back what the losing try held; the request keeps the winner's endpoint and one slot.
+  budget.retrying--;
+  limits.releaseConnection();
+  loser.endpoint.active--;
+  ctx.endpoint = winner.endpoint;
+  return winner.outcome!;
+}
