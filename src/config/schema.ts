@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { CacheSchema } from "../cache/schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
 import { DurationSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
@@ -59,6 +60,8 @@ export const ConfigSchema = z
     echo: EchoSchema.optional(),
     routes: z.array(RouteSchema).default([]),
     clusters: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "cluster names are letters, digits, _ . or -"), ClusterSchema).prefault({}),
+    /** Named HTTP caches that routes refer to (`routes[].cache.name`). */
+    caches: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "cache names are letters, digits, _ . or -"), CacheSchema).prefault({}),
     access_log: AccessLogSchema.prefault({}),
     shutdown: ShutdownSchema.prefault({ drain_timeout: "30s" }),
   })
@@ -69,7 +72,7 @@ export const ConfigSchema = z
     const clusters = config.clusters !== null && typeof config.clusters === "object" ? Object.keys(config.clusters) : [];
     const names = new Map<string, number>();
     routes.forEach((raw, i) => {
-      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown };
+      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown; cache?: unknown };
       const check = (name: unknown, path: (string | number)[]) => {
         if (typeof name !== "string" || name === "" || clusters.includes(name)) return;
         ctx.addIssue({
@@ -82,6 +85,11 @@ export const ConfigSchema = z
       check((route.override as { cluster?: unknown } | undefined)?.cluster, ["override", "cluster"]);
       if (Array.isArray(route.failover)) route.failover.forEach((name, j) => check(name, ["failover", j]));
       check((route.mirror as { cluster?: unknown } | undefined)?.cluster, ["mirror", "cluster"]);
+      const cacheName = (route.cache as { name?: unknown } | undefined)?.name;
+      const caches = config.caches !== null && typeof config.caches === "object" ? Object.keys(config.caches) : [];
+      if (typeof cacheName === "string" && !caches.includes(cacheName)) {
+        ctx.addIssue({ code: "custom", path: ["routes", i, "cache", "name"], message: `unknown cache "${cacheName}"${caches.length ? ` (known: ${caches.join(", ")})` : " (no caches are defined)"}` });
+      }
       if (typeof route.name !== "string") return;
       const first = names.get(route.name);
       if (first !== undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name (also routes[${first}])` });

@@ -99,6 +99,7 @@ export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>, 
     upstream_ms: ctx.upstreamStartedAt === undefined ? null : round((ctx.upstreamHeadersAt ?? now) - ctx.upstreamStartedAt),
     error: ctx.error?.code ?? null,
     fallback: ctx.fallback,
+    cache: ctx.cacheStatus,
     headers: loggedHeaders(ctx.headers, headerNames),
     tries: ctx.tries !== undefined && ctx.tries.length > 1 ? ctx.tries : undefined,
   });

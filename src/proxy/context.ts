@@ -1,6 +1,7 @@
 import type { Server } from "bun";
 import type { Endpoint, Cluster } from "../upstream/cluster.ts";
 import type { Runtime, CompiledRoute } from "../runtime/build.ts";
+import type { CacheState } from "../cache/serve.ts";
 import type { SwitchyardError } from "./errors.ts";
 
 /** Where a request came in. */
@@ -50,8 +51,14 @@ export interface ProxyContext {
   connectionHeld?: boolean;
   /** Admitted by the cluster's breaker ("probe": one of the half-open probes); its outcome is recorded at the end. */
   breakerAdmission?: "yes" | "probe";
-  /** Answered by the route's fallback instead of an error. */
-  fallback?: "static";
+  /** Answered by the route's fallback, or by a stale cached copy, instead of an error. */
+  fallback?: "static" | "stale";
+  /** HIT, STALE, REVALIDATED or MISS, on routes with a cache. */
+  cacheStatus?: string;
+  /** Headers added to the upstream request (a cache revalidation's validators). */
+  upstreamExtraHeaders?: Record<string, string>;
+  /** Served stale within stale-while-revalidate: refresh this entry in the background. */
+  backgroundRevalidate?: CacheState;
   /** A retry of this request holds a place in the cluster's retry budget. */
   retryHeld?: boolean;
   /** Set by the log phase; it runs exactly once. */

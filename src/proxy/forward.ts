@@ -25,6 +25,7 @@ export function upstreamHeaders(ctx: ProxyContext): Headers {
   const host = route.hostRewrite ?? ctx.host;
   if (host !== "") headers.set("host", host);
   route.requestHeaders?.apply(headers);
+  if (ctx.upstreamExtraHeaders) for (const [name, value] of Object.entries(ctx.upstreamExtraHeaders)) headers.set(name, value);
   return headers;
 }
 

@@ -5,6 +5,8 @@ import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
+import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, refreshInBackground, staleOnError } from "../cache/serve.ts";
+import { forward } from "./forward.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, fail, releaseConnection, releaseRetry } from "./outcome.ts";
 import { mirror, wantsMirror } from "./mirror.ts";
@@ -31,14 +33,31 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     return proxyWebSocket(ctx, endpoint);
   }
 
+  // 3 cache: a stored answer that may be used needs no upstream and no capacity.
+  let cacheState: CacheState | undefined;
+  if (route.cache !== undefined) {
+    const looked = await cacheLookup(ctx, route.cache).catch(cacheUnavailable);
+    if (looked instanceof Response) {
+      const refresh = ctx.backgroundRevalidate;
+      if (refresh !== undefined) refreshInBackground(ctx, route.cache, refresh, () => sendInBackground(ctx));
+      return respond(ctx, looked, new Deadlines(0, 0));
+    }
+    cacheState = looked;
+  }
+  /** 7 error, or a stale cached copy when stale-if-error allows one. */
+  const failOrStale = (error: SwitchyardError): Response | Promise<Response> => {
+    const stale = staleOnError(ctx, cacheState);
+    return stale !== undefined ? respond(ctx, stale, new Deadlines(0, 0)) : fail(ctx, error);
+  };
+
   // Load shedding before any work: the breaker, then the cluster's request limit (WebSockets,
   // long-lived by nature, are not counted against either).
   if (cluster.breaker !== undefined) {
     const admission = cluster.breaker.admit();
-    if (admission === "no") return fail(ctx, errors.circuitOpen(cluster.name));
+    if (admission === "no") return failOrStale(errors.circuitOpen(cluster.name));
     ctx.breakerAdmission = admission;
   }
-  if (!cluster.limits.admitRequest()) return fail(ctx, errors.overloaded(cluster.name, "max_requests"));
+  if (!cluster.limits.admitRequest()) return failOrStale(errors.overloaded(cluster.name, "max_requests"));
   ctx.limitAdmitted = true;
 
   // A retry or a mirror must be able to send the body again: only bodies small enough to keep qualify.
@@ -65,10 +84,10 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     if (ctx.request.signal.aborted) return fail(ctx, clientAborted());
     let slot = cluster.limits.acquireConnection(ctx.request.signal);
     if (slot !== true) slot = await slot;
-    if (!slot) return fail(ctx, ctx.request.signal.aborted ? clientAborted() : errors.overloaded(cluster.name, "max_connections"));
+    if (!slot) return ctx.request.signal.aborted ? fail(ctx, clientAborted()) : failOrStale(errors.overloaded(cluster.name, "max_connections"));
     ctx.connectionHeld = true;
     const endpoint = select(ctx);
-    if (endpoint === undefined) return fail(ctx, errors.noEndpoint(cluster.name));
+    if (endpoint === undefined) return failOrStale(errors.noEndpoint(cluster.name));
     const remaining = route.config.timeouts.request > 0 ? route.config.timeouts.request - (performance.now() - ctx.startedAt) : 0;
     if (route.config.timeouts.request > 0 && remaining <= 0) return fail(ctx, errors.requestTimeout());
     // The deadlines span the whole exchange: created before the fetch, cleared when the body ends.
@@ -89,13 +108,16 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       deadlines.clear();
       const error = outcome.error;
       if (retries && retriesError(policy!, error) && (await mayRetry(ctx, policy!, undefined))) continue;
-      return fail(ctx, error);
+      return error.source === "upstream" ? failOrStale(error) : fail(ctx, error);
     }
-    const upstream = outcome.response;
+    let upstream = outcome.response;
     if (retries && retriesStatus(policy!, upstream.status)) {
       const wait = upstream.status === 429 || upstream.status === 503 ? retryAfterMs(upstream.headers.get("retry-after")) : undefined;
       if ((wait === undefined || wait <= policy!.retry_after_max) && (await mayRetry(ctx, policy!, wait, upstream, deadlines))) continue;
     }
+    // 3 again, with the answer: store it, merge a 304, or serve stale on a 5xx; unsafe methods invalidate.
+    if (cacheState !== undefined) upstream = await cacheOnResponse(ctx, route.cache!, cacheState, upstream);
+    else if (route.cache !== undefined) invalidateAfter(ctx, route.cache, upstream.status, upstream.headers);
     // A gateway-error answer after the last try is a failure a fallback may answer for.
     if (route.config.fallback !== undefined && upstream.status >= 502 && upstream.status <= 504) {
       upstream.body?.cancel().catch(() => {});
@@ -109,6 +131,20 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     }
     return respond(ctx, upstream, deadlines);
   }
+}
+
+/** The cache's file failed: the request goes on uncached (logged), it never fails for it. */
+function cacheUnavailable(e: unknown): undefined {
+  console.error(JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "cache lookup failed; forwarding uncached", error: String(e) }));
+  return undefined;
+}
+
+/** The upstream request of a background revalidation (stale-while-revalidate). */
+async function sendInBackground(ctx: ProxyContext): Promise<Response> {
+  const endpoint = ctx.cluster!.pick(ctx);
+  if (endpoint === undefined) throw errors.noEndpoint(ctx.cluster!.name);
+  // Its timers run to their end: a background refresh is rare (one per key at a time).
+  return forward(ctx, endpoint, new Deadlines(ctx.route!.config.timeouts.request, ctx.route!.config.timeouts.idle), undefined);
 }
 
 /** 4 select: an endpoint not yet tried by this request (any, once all have been), counted as busy. */

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DurationSchema, RegexSchema, TokenSchema } from "../config/primitives.ts";
+import { RouteCacheSchema } from "../cache/schema.ts";
 import { MirrorSchema } from "./mirror.ts";
 import { RetryPolicySchema } from "./retry.ts";
 
@@ -105,6 +106,8 @@ export const RouteSchema = z
         headers: z.record(TokenSchema, z.string()).default({}),
       })
       .optional(),
+    /** Serve and store responses through a named cache (RFC 9111 shared-cache rules). */
+    cache: RouteCacheSchema.optional(),
     /** Copy a sampled share of requests to a shadow cluster, fire and forget. */
     mirror: MirrorSchema.optional(),
     /** Clusters tried in order when the chosen one has no available endpoint (priority failover). */

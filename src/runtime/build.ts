@@ -7,6 +7,8 @@ import { type AccessLog, createAccessLog } from "../observe/access-log.ts";
 import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.ts";
 import type { Route } from "../proxy/route-schema.ts";
 import { compileMatch, compileRewrite, type RequestFacts } from "../proxy/router.ts";
+import { HttpCache } from "../cache/cache.ts";
+import { buildRouteCache, type RouteCache } from "../cache/serve.ts";
 import type { MirrorConfig } from "../proxy/mirror.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
@@ -16,6 +18,7 @@ export interface CompiledRoute {
   readonly config: Route;
   /** The cluster for one request (weights, override, failover). */
   readonly chooseCluster: ClusterChoice;
+  readonly cache: RouteCache | undefined;
   readonly mirror: { readonly cluster: Cluster; readonly config: MirrorConfig } | undefined;
   readonly test: (facts: RequestFacts, query: () => URLSearchParams) => boolean;
   readonly rewritePath: ((path: string) => string) | undefined;
@@ -30,6 +33,7 @@ export interface Runtime {
   readonly config: Config;
   readonly routes: readonly CompiledRoute[];
   readonly clusters: ReadonlyMap<string, Cluster>;
+  readonly caches: ReadonlyMap<string, HttpCache>;
   readonly accessLog: AccessLog;
   /** Stops the runtime's timers (health checks, outlier reviews) once a newer one replaces it. */
   dispose(): void;
@@ -38,11 +42,18 @@ export interface Runtime {
 /** Builds a runtime; clusters that `previous` also had keep their endpoints' health state. */
 export function buildRuntime(config: Config, version: number, previous?: Runtime): Runtime {
   const clusters = new Map<string, Cluster>();
+  // A cache whose settings did not change is kept (with its memory tier) across reloads.
+  const caches = new Map<string, HttpCache>();
+  for (const [name, c] of Object.entries(config.caches)) {
+    const before = previous?.caches.get(name);
+    caches.set(name, before !== undefined && JSON.stringify(before.config) === JSON.stringify(c) ? before : new HttpCache(name, c));
+  }
   for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c, previous?.clusters.get(name)));
   const routes = config.routes.map((r, i): CompiledRoute => ({
     name: r.name ?? `route-${i}`,
     config: r,
     chooseCluster: compileClusterChoice(r, clusters),
+    cache: r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache) : undefined,
     mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, config: r.mirror } : undefined,
     test: compileMatch(r.match),
     rewritePath: compileRewrite(r),
@@ -53,5 +64,5 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
   const dispose = () => {
     for (const cluster of clusters.values()) cluster.dispose();
   };
-  return Object.freeze({ version, config, routes, clusters, accessLog: createAccessLog(config.access_log), dispose });
+  return Object.freeze({ version, config, routes, clusters, caches, accessLog: createAccessLog(config.access_log), dispose });
 }

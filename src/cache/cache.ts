@@ -1,0 +1,204 @@
+/**
+ * One named HTTP cache on its libSQL file (via src/store): lookup by key and Vary, store while
+ * the body streams to the client, header updates after revalidation, invalidation and purge,
+ * LRU eviction by total size, a memory tier in front. The only cache module that touches the store.
+ */
+import { openStore, type Store } from "../store/client.ts";
+import { varyMatches } from "./policy.ts";
+import { MemoryLru } from "./memory.ts";
+import type { CacheConfig } from "./schema.ts";
+
+export interface Entry {
+  readonly id: number;
+  readonly key: string;
+  readonly varyKey: string;
+  readonly status: number;
+  headers: Headers;
+  readonly requestHeaders: Headers;
+  requestTime: number;
+  responseTime: number;
+  readonly size: number;
+  lastUsed: number;
+}
+
+interface Cached {
+  entry: Entry;
+  body: Uint8Array;
+  size: number;
+}
+
+const CHUNK = 64 * 1024;
+const nowSeconds = () => Date.now() / 1000;
+
+/** Files are opened once per process, whatever the number of reloads. */
+const stores = new Map<string, Promise<Store>>();
+
+function storeFor(path: string): Promise<Store> {
+  let s = stores.get(path);
+  if (!s) {
+    s = openStore(path);
+    stores.set(path, s);
+  }
+  return s;
+}
+
+export interface StoreMeta {
+  key: string;
+  varyKey: string;
+  status: number;
+  headers: Headers;
+  requestHeaders: Record<string, string>;
+  requestTime: number;
+  responseTime: number;
+  tags: string[];
+}
+
+export class HttpCache {
+  private readonly memory: MemoryLru<Cached>;
+
+  constructor(readonly name: string, readonly config: CacheConfig) {
+    this.memory = new MemoryLru(config.memory.max_object, config.memory.max_total);
+  }
+
+  private get store(): Promise<Store> {
+    return storeFor(this.config.path);
+  }
+
+  /** The stored variant of `key` whose selecting headers match `request`, with its body; complete entries only. */
+  async lookup(key: string, request: Headers): Promise<{ entry: Entry; body: Uint8Array } | undefined> {
+    const store = await this.store;
+    const rows = (await store.execute(
+      "SELECT id, vary_key, status, headers, request_headers, request_time, response_time, body_size, last_used FROM cache_entries WHERE cache_key = ? AND complete = 1",
+      [key],
+    )).rows;
+    for (const r of rows) {
+      const entry: Entry = {
+        id: Number(r.id), key, varyKey: String(r.vary_key), status: Number(r.status),
+        headers: new Headers(JSON.parse(String(r.headers)) as [string, string][]),
+        requestHeaders: new Headers(JSON.parse(String(r.request_headers)) as Record<string, string>),
+        requestTime: Number(r.request_time), responseTime: Number(r.response_time), size: Number(r.body_size), lastUsed: Number(r.last_used),
+      };
+      if (!varyMatches(entry.headers.get("vary"), entry.requestHeaders, request)) continue;
+      const memo = this.memory.get(`${key}\u0000${entry.varyKey}`);
+      const body = memo !== undefined && memo.entry.id === entry.id ? memo.body : await this.readBody(store, entry);
+      if (memo === undefined || memo.entry.id !== entry.id) this.memory.set(`${key}\u0000${entry.varyKey}`, { entry, body, size: body.byteLength });
+      // Recency for LRU eviction, written at most once a minute per entry.
+      const now = nowSeconds();
+      if (now - entry.lastUsed > 60) {
+        entry.lastUsed = now;
+        void store.execute("UPDATE cache_entries SET last_used = ? WHERE id = ?", [now, entry.id]).catch(() => {});
+      }
+      return { entry, body };
+    }
+    return undefined;
+  }
+
+  private async readBody(store: Store, entry: Entry): Promise<Uint8Array> {
+    const rows = (await store.execute("SELECT data FROM cache_chunks WHERE entry_id = ? ORDER BY seq", [entry.id])).rows;
+    const parts = rows.map((r) => new Uint8Array(r.data as ArrayBuffer));
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /**
+   * Passes `body` through to the client while storing a copy; a body over max_object, or one that
+   * fails or is cancelled, is not stored. Returns the stream for the client.
+   */
+  storeWhileStreaming(meta: StoreMeta, body: ReadableStream<Uint8Array> | null): ReadableStream<Uint8Array> | null {
+    if (body === null) {
+      void this.write(meta, new Uint8Array(0)).catch(logStoreError);
+      return null;
+    }
+    const [toClient, toStore] = body.tee();
+    void (async () => {
+      const reader = toStore.getReader();
+      const parts: Uint8Array[] = [];
+      let size = 0;
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          size += value.byteLength;
+          if (size > this.config.max_object) {
+            await reader.cancel();
+            return;
+          }
+          parts.push(value);
+        }
+      } catch {
+        return; // the upstream failed mid-body: nothing is stored
+      }
+      await this.write(meta, Buffer.concat(parts));
+    })().catch(logStoreError);
+    return toClient;
+  }
+
+  /** Writes a whole entry in one transaction, replacing the same variant; then evicts down to max_total. */
+  async write(meta: StoreMeta, body: Uint8Array): Promise<void> {
+    const store = await this.store;
+    const now = nowSeconds();
+    const pending = `${meta.varyKey}\u0000pending\u0000${crypto.randomUUID()}`;
+    const inserted = await store.execute(
+      `INSERT INTO cache_entries (cache_key, vary_key, status, headers, request_headers, request_time, response_time, body_size, complete, last_used)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id`,
+      [meta.key, pending, meta.status, JSON.stringify([...meta.headers]), JSON.stringify(meta.requestHeaders), meta.requestTime, meta.responseTime, body.byteLength, now],
+    );
+    const id = Number(inserted.rows[0]!.id);
+    const statements: { sql: string; args: (string | number | Uint8Array)[] }[] = [];
+    for (let seq = 0, off = 0; off < body.byteLength || (seq === 0 && body.byteLength === 0); seq++, off += CHUNK) {
+      statements.push({ sql: "INSERT INTO cache_chunks (entry_id, seq, data) VALUES (?, ?, ?)", args: [id, seq, body.subarray(off, off + CHUNK)] });
+      if (body.byteLength === 0) break;
+    }
+    for (const tag of meta.tags) statements.push({ sql: "INSERT INTO cache_tags (entry_id, tag) VALUES (?, ?)", args: [id, tag] });
+    statements.push({ sql: "DELETE FROM cache_entries WHERE cache_key = ? AND vary_key = ?", args: [meta.key, meta.varyKey] });
+    statements.push({ sql: "UPDATE cache_entries SET vary_key = ?, complete = 1 WHERE id = ?", args: [meta.varyKey, id] });
+    await store.batch(statements);
+    this.memory.delete(`${meta.key}\u0000${meta.varyKey}`);
+    await this.evict(store);
+  }
+
+  private async evict(store: Store): Promise<void> {
+    const total = Number((await store.execute("SELECT coalesce(sum(body_size), 0) AS n FROM cache_entries")).rows[0]!.n);
+    if (total <= this.config.max_total) return;
+    let excess = total - this.config.max_total;
+    const victims = (await store.execute("SELECT id, cache_key, vary_key, body_size FROM cache_entries ORDER BY last_used LIMIT 1000")).rows;
+    const ids: number[] = [];
+    for (const v of victims) {
+      if (excess <= 0) break;
+      ids.push(Number(v.id));
+      excess -= Number(v.body_size);
+      this.memory.delete(`${String(v.cache_key)}\u0000${String(v.vary_key)}`);
+    }
+    if (ids.length > 0) await store.execute(`DELETE FROM cache_entries WHERE id IN (${ids.map(() => "?").join(",")})`, ids);
+  }
+
+  /** After a 304: the stored headers and times are updated (RFC 9111 §4.3.4). */
+  async refresh(entry: Entry, headers: Headers, requestTime: number, responseTime: number): Promise<void> {
+    entry.headers = headers;
+    entry.requestTime = requestTime;
+    entry.responseTime = responseTime;
+    this.memory.delete(`${entry.key}\u0000${entry.varyKey}`);
+    const store = await this.store;
+    await store.execute("UPDATE cache_entries SET headers = ?, request_time = ?, response_time = ? WHERE id = ?", [JSON.stringify([...headers]), requestTime, responseTime, entry.id]);
+  }
+
+  /** Removes entries: by exact key (every variant and header suffix), by key prefix, or by tag. Returns how many. */
+  async purge(by: { key?: string; prefix?: string; tag?: string }): Promise<number> {
+    const store = await this.store;
+    let result;
+    if (by.key !== undefined) {
+      result = await store.execute("DELETE FROM cache_entries WHERE cache_key = ? OR substr(cache_key, 1, ?) = ?", [by.key, by.key.length + 1, `${by.key}\n`]);
+      this.memory.deleteWhere((k) => k.startsWith(`${by.key}\u0000`) || k.startsWith(`${by.key}\n`));
+    } else if (by.prefix !== undefined) {
+      result = await store.execute("DELETE FROM cache_entries WHERE substr(cache_key, 1, ?) = ?", [by.prefix.length, by.prefix]);
+      this.memory.deleteWhere((k) => k.startsWith(by.prefix!));
+    } else if (by.tag !== undefined) {
+      result = await store.execute("DELETE FROM cache_entries WHERE id IN (SELECT entry_id FROM cache_tags WHERE tag = ?)", [by.tag]);
+      this.memory.deleteWhere(() => true); // tags are not kept in memory: drop the tier
+    } else return 0;
+    return result.rowsAffected;
+  }
+}
+
+function logStoreError(e: unknown): void {
+  console.error(JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "cache store failed", error: String(e) }));
+}

@@ -1,0 +1,159 @@
+/**
+ * Phase 3 of the pipeline: answer from the cache when RFC 9111 allows, or say how to forward
+ * (plain, or as a revalidation); then, with the upstream's answer, store it, merge a 304, or fall
+ * back to a stale copy on a 5xx when stale-if-error allows. x-cache tells which: HIT, STALE,
+ * REVALIDATED, MISS.
+ */
+import type { ProxyContext } from "../proxy/context.ts";
+import { stripHopByHop } from "../proxy/headers.ts";
+import { type Entry, HttpCache } from "./cache.ts";
+import { compileCacheKey, type KeyFacts, selectingHeaders, varyNames } from "./key.ts";
+import {
+  CACHEABLE_METHODS, decide, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, revalidationHeaders, staleIfErrorAllows,
+} from "./policy.ts";
+import type { RouteCacheConfig } from "./schema.ts";
+
+export interface RouteCache {
+  readonly cache: HttpCache;
+  readonly config: RouteCacheConfig;
+  readonly key: (facts: KeyFacts) => string;
+}
+
+export function buildRouteCache(cache: HttpCache, config: RouteCacheConfig): RouteCache {
+  return { cache, config, key: compileCacheKey(config) };
+}
+
+/** What the cache phase decided for a request that goes upstream. */
+export interface CacheState {
+  readonly key: string;
+  /** The stored variant, when there is one (revalidation, stale-if-error). */
+  readonly stored?: { entry: Entry; body: Uint8Array };
+  readonly requestTime: number;
+}
+
+const nowSeconds = () => Date.now() / 1000;
+
+function keyFacts(ctx: ProxyContext): KeyFacts {
+  return { scheme: ctx.listener.proto, host: ctx.host, path: ctx.path, query: ctx.query, headers: ctx.headers };
+}
+
+/** A response built from a stored entry. */
+export function fromStore(ctx: ProxyContext, entry: Entry, body: Uint8Array, xCache: string, age: number, status = entry.status): Response {
+  const headers = new Headers(entry.headers);
+  headers.set("age", String(Math.max(0, Math.floor(age))));
+  headers.set("x-cache", xCache);
+  ctx.cacheStatus = xCache;
+  const empty = ctx.method === "HEAD" || status === 304 || status === 204;
+  if (status === 304) for (const h of ["content-length", "content-type", "content-encoding"]) headers.delete(h);
+  return new Response(empty ? null : body, { status, headers });
+}
+
+/** Either a response straight from the cache, or the state the forward phase carries on with. */
+export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Response | CacheState | undefined> {
+  if (!CACHEABLE_METHODS.has(ctx.method)) return undefined;
+  const key = rc.key(keyFacts(ctx));
+  const requestTime = nowSeconds();
+  const found = await rc.cache.lookup(key, ctx.headers);
+  if (found === undefined) {
+    if (/(^|,)\s*only-if-cached\s*(,|$)/i.test(ctx.headers.get("cache-control") ?? "")) {
+      return new Response(JSON.stringify({ error: "not_cached", message: "only-if-cached and nothing usable is stored", request_id: ctx.requestId }), {
+        status: 504, headers: { "content-type": "application/json", "x-cache": "MISS" },
+      });
+    }
+    return { key, requestTime };
+  }
+  const { entry, body } = found;
+  const d = decide(ctx.headers, entry, requestTime, rc.cache.config.heuristic_max / 1000);
+  if (d.use === "revalidate") {
+    ctx.upstreamExtraHeaders = revalidationHeaders(entry.headers);
+    return { key, stored: found, requestTime };
+  }
+  if (d.use === "stale-while-revalidate") {
+    ctx.upstreamExtraHeaders = revalidationHeaders(entry.headers);
+    ctx.backgroundRevalidate = { key, stored: found, requestTime };
+  }
+  const label = d.use === "fresh" ? "HIT" : "STALE";
+  // A conditional request the stored response satisfies gets 304 (RFC 9110 §13.2.2).
+  const status = notModifiedFor(ctx.headers, entry.headers) ? 304 : entry.status;
+  return fromStore(ctx, entry, body, label, d.age, status);
+}
+
+/**
+ * With the upstream's answer: merge a 304 into the stored entry, fall back to a stale copy on a
+ * 5xx, or store what may be stored while it streams to the client. Returns what goes to the client.
+ */
+export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: CacheState, upstream: Response): Promise<Response> {
+  const responseTime = nowSeconds();
+  const stored = state.stored;
+  if (stored !== undefined && upstream.status === 304) {
+    upstream.body?.cancel().catch(() => {});
+    const merged = mergeNotModified(stored.entry.headers, upstream.headers);
+    await rc.cache.refresh(stored.entry, merged, state.requestTime, responseTime).catch(() => {});
+    const status = notModifiedFor(ctx.headers, merged) ? 304 : stored.entry.status;
+    return fromStore(ctx, stored.entry, stored.body, "REVALIDATED", 0, status);
+  }
+  if (stored !== undefined && upstream.status >= 500 && staleIfErrorAllows(ctx.headers, stored.entry, responseTime)) {
+    upstream.body?.cancel().catch(() => {});
+    ctx.fallback = "stale";
+    return fromStore(ctx, stored.entry, stored.body, "STALE", stored.entry.responseTime ? responseTime - stored.entry.responseTime : 0);
+  }
+  const headers = new Headers(upstream.headers);
+  stripHopByHop(headers);
+  headers.set("x-cache", "MISS");
+  ctx.cacheStatus = "MISS";
+  const storable =
+    ctx.method === "GET" &&
+    !headers.has("set-cookie") && // never share one client's cookie with others (as nginx does by default)
+    isStorable({ method: ctx.method, requestHeaders: ctx.headers, status: upstream.status, responseHeaders: headers });
+  if (!storable) return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });
+  const vary = varyNames(headers.get("vary"));
+  const selecting = selectingHeaders(vary, ctx.headers);
+  const stored_headers = new Headers(headers);
+  stored_headers.delete("x-cache");
+  const tags = (headers.get(rc.config.tags_header) ?? "").split(/[\s,]+/).filter(Boolean);
+  const body = rc.cache.storeWhileStreaming(
+    {
+      key: state.key, varyKey: vary.map((n) => `${n}=${selecting[n] ?? ""}`).join("&"), status: upstream.status, headers: stored_headers,
+      requestHeaders: selecting, requestTime: state.requestTime, responseTime, tags,
+    },
+    upstream.body,
+  );
+  return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers });
+}
+
+/** A stale copy to serve when the upstream could not be reached at all (stale-if-error), if allowed. */
+export function staleOnError(ctx: ProxyContext, state: CacheState | undefined): Response | undefined {
+  const stored = state?.stored;
+  if (stored === undefined || !staleIfErrorAllows(ctx.headers, stored.entry, nowSeconds())) return undefined;
+  ctx.fallback = "stale";
+  return fromStore(ctx, stored.entry, stored.body, "STALE", nowSeconds() - stored.entry.responseTime);
+}
+
+/** Unsafe methods invalidate the target URI and its Location / Content-Location (RFC 9111 §4.4). */
+export function invalidateAfter(ctx: ProxyContext, rc: RouteCache, status: number, responseHeaders: Headers): void {
+  const target = new URL(`${ctx.listener.proto}://${ctx.host || "localhost"}${ctx.path}${ctx.query ? `?${ctx.query}` : ""}`);
+  for (const uri of invalidatedUris(ctx.method, status, target, responseHeaders)) {
+    const url = new URL(uri);
+    const key = rc.key({ scheme: url.protocol.slice(0, -1), host: url.host, path: url.pathname, query: url.search.slice(1), headers: new Headers() });
+    // The configured key headers are part of the key: purge every suffix of this URI.
+    void rc.cache.purge({ key: key.split("\n")[0]! }).catch(() => {});
+  }
+}
+
+const refreshing = new Set<string>();
+
+/**
+ * stale-while-revalidate (RFC 5861 §3): the stale copy has been served; `send` revalidates with
+ * the upstream and the answer updates the cache. One refresh per key at a time.
+ */
+export function refreshInBackground(ctx: ProxyContext, rc: RouteCache, state: CacheState, send: () => Promise<Response>): void {
+  if (refreshing.has(state.key)) return;
+  refreshing.add(state.key);
+  void send()
+    .then(async (upstream) => {
+      const answer = await cacheOnResponse(ctx, rc, state, upstream);
+      await answer.arrayBuffer(); // drains the tee so the store side completes
+    })
+    .catch(() => {})
+    .finally(() => refreshing.delete(state.key));
+}
