@@ -9,7 +9,7 @@ import { stripHopByHop } from "../proxy/headers.ts";
 import { type Entry, HttpCache } from "./cache.ts";
 import { compileCacheKey, type KeyFacts, selectingHeaders, varyNames } from "./key.ts";
 import {
-  CACHEABLE_METHODS, decide, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, revalidationHeaders, staleIfErrorAllows,
+  CACHEABLE_METHODS, currentAge, decide, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, revalidationHeaders, staleIfErrorAllows,
 } from "./policy.ts";
 import type { RouteCacheConfig } from "./schema.ts";
 
@@ -94,8 +94,7 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
   }
   if (stored !== undefined && upstream.status >= 500 && staleIfErrorAllows(ctx.headers, stored.entry, responseTime)) {
     upstream.body?.cancel().catch(() => {});
-    ctx.fallback = "stale";
-    return fromStore(ctx, stored.entry, stored.body, "STALE", stored.entry.responseTime ? responseTime - stored.entry.responseTime : 0);
+    return staleFallback(ctx, stored.entry, stored.body, responseTime);
   }
   const headers = new Headers(upstream.headers);
   stripHopByHop(headers);
@@ -125,8 +124,15 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
 export function staleOnError(ctx: ProxyContext, state: CacheState | undefined): Response | undefined {
   const stored = state?.stored;
   if (stored === undefined || !staleIfErrorAllows(ctx.headers, stored.entry, nowSeconds())) return undefined;
+  return staleFallback(ctx, stored.entry, stored.body, nowSeconds());
+}
+
+/** A stale copy standing in for a failed upstream: marked as a fallback (issue 3) and logged so. */
+function staleFallback(ctx: ProxyContext, entry: Entry, body: Uint8Array, now: number): Response {
   ctx.fallback = "stale";
-  return fromStore(ctx, stored.entry, stored.body, "STALE", nowSeconds() - stored.entry.responseTime);
+  const response = fromStore(ctx, entry, body, "STALE", currentAge(entry, now));
+  response.headers.set("x-switchyard-fallback", "stale");
+  return response;
 }
 
 /** Unsafe methods invalidate the target URI and its Location / Content-Location (RFC 9111 §4.4). */

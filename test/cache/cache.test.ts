@@ -142,6 +142,7 @@ describe("stale answers", () => {
     failing = false;
     expect(r.status).toBe(200);
     expect(r.headers.get("x-cache")).toBe("STALE");
+    expect(r.headers.get("x-switchyard-fallback")).toBe("stale");
     expect(r.text).toBe(fresh.text);
   });
 
@@ -196,5 +197,28 @@ test("entries survive a restart: another proxy process on the same file serves t
   } finally {
     await other.stop();
     config.cleanup();
+  }
+});
+
+test("stale-if-error also stands in when the upstream cannot be reached at all", async () => {
+  const dir2 = tempDir();
+  const flaky = startUpstream(() => new Response("kept", { headers: { "cache-control": "max-age=0, stale-if-error=300", date: new Date().toUTCString() } }));
+  const p = await startProxy({
+    caches: { c: { path: dir2.file("c.db") } },
+    routes: [{ name: "r", to: "u", cache: { name: "c" } }],
+    clusters: { u: { endpoints: [flaky.origin] } },
+  });
+  try {
+    expect(await (await fetch(`${p.origin}/x`)).text()).toBe("kept");
+    await Bun.sleep(150); // stored while streaming
+    flaky.stop(true);
+    const res = await fetch(`${p.origin}/x`, { headers: { "x-request-id": "sie-down" } });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("kept");
+    expect(res.headers.get("x-switchyard-fallback")).toBe("stale");
+    expect(await p.logOf("sie-down")).toMatchObject({ fallback: "stale", error: "upstream_connect_refused", cache: "STALE" });
+  } finally {
+    await p.stop();
+    dir2.cleanup();
   }
 });
