@@ -37,7 +37,7 @@ export function startProxyListener(listener: Listener, index: number, state: Ser
 }
 
 export function startAdminListener(config: NonNullable<Config["admin"]>, state: ServerState): Server<undefined> {
-  const app = adminRoutes({ ready: () => !state.draining });
+  const app = adminRoutes({ ready: () => !state.draining }, state.runtime);
   return Bun.serve({
     hostname: config.address,
     port: config.port,

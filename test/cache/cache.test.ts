@@ -222,3 +222,36 @@ test("stale-if-error also stands in when the upstream cannot be reached at all",
     dir2.cleanup();
   }
 });
+
+test("admin API: POST /cache/purge by key, prefix or tag; bad requests get 400 with the reason", async () => {
+  const dir3 = tempDir();
+  const u = startUpstream(() => new Response("x", { headers: { "cache-control": "max-age=60", "surrogate-key": "t1" } }));
+  const p = await startProxy({
+    admin: { address: "127.0.0.1", port: 0 },
+    caches: { c: { path: dir3.file("c.db") } },
+    routes: [{ to: "u", cache: { name: "c" } }],
+    clusters: { u: { endpoints: [u.origin] } },
+  });
+  const admin = p.running.admin!.url.origin;
+  const purge = (body: unknown) => fetch(`${admin}/cache/purge`, { method: "POST", body: JSON.stringify(body) });
+  const stored = async (path: string) => {
+    await fetch(`${p.origin}${path}`).then((r) => r.text());
+    await waitFor("stored", async () => (await fetch(`${p.origin}${path}`)).headers.get("x-cache") === "HIT");
+  };
+  try {
+    await stored("/a");
+    expect(await (await purge({ cache: "c", key: `http://127.0.0.1:${p.port}/a` })).json()).toEqual({ purged: 1 });
+    await stored("/b");
+    expect(await (await purge({ cache: "c", tag: "t1" })).json()).toEqual({ purged: 1 });
+    await stored("/c/1");
+    await stored("/c/2");
+    expect(await (await purge({ cache: "c", prefix: `http://127.0.0.1:${p.port}/c/` })).json()).toEqual({ purged: 2 });
+    expect((await purge({ cache: "c", key: "k", tag: "t" })).status).toBe(400);
+    expect((await purge({ cache: "nope", tag: "t" })).status).toBe(404);
+    expect((await fetch(`${admin}/cache/purge`, { method: "POST", body: "{" })).status).toBe(400);
+  } finally {
+    await p.stop();
+    u.stop(true);
+    dir3.cleanup();
+  }
+});
