@@ -5,6 +5,7 @@
  */
 import { openStore, type Store } from "../store/client.ts";
 import { varyMatches } from "./policy.ts";
+import { Collapser } from "./collapse.ts";
 import { MemoryLru } from "./memory.ts";
 import type { CacheConfig } from "./schema.ts";
 
@@ -55,9 +56,11 @@ export interface StoreMeta {
 
 export class HttpCache {
   private readonly memory: MemoryLru<Cached>;
+  readonly collapser: Collapser;
 
   constructor(readonly name: string, readonly config: CacheConfig) {
     this.memory = new MemoryLru(config.memory.max_object, config.memory.max_total);
+    this.collapser = new Collapser(() => this.store);
   }
 
   private get store(): Promise<Store> {
@@ -103,9 +106,9 @@ export class HttpCache {
    * Passes `body` through to the client while storing a copy; a body over max_object, or one that
    * fails or is cancelled, is not stored. Returns the stream for the client.
    */
-  storeWhileStreaming(meta: StoreMeta, body: ReadableStream<Uint8Array> | null): ReadableStream<Uint8Array> | null {
+  storeWhileStreaming(meta: StoreMeta, body: ReadableStream<Uint8Array> | null, onSettled: () => void = () => {}): ReadableStream<Uint8Array> | null {
     if (body === null) {
-      void this.write(meta, new Uint8Array(0)).catch(logStoreError);
+      void this.write(meta, new Uint8Array(0)).catch(logStoreError).finally(onSettled);
       return null;
     }
     const [toClient, toStore] = body.tee();
@@ -128,7 +131,9 @@ export class HttpCache {
         return; // the upstream failed mid-body: nothing is stored
       }
       await this.write(meta, Buffer.concat(parts));
-    })().catch(logStoreError);
+    })()
+      .catch(logStoreError)
+      .finally(onSettled);
     return toClient;
   }
 

@@ -28,6 +28,15 @@ export const RouteCacheSchema = z.strictObject({
     /** Request headers made part of the key (besides what Vary asks for). */
     headers: z.array(TokenSchema).default([]),
   }).prefault({}),
+  /** Collapsed forwarding: concurrent misses for one key make one upstream request. */
+  collapse: z.strictObject({
+    /** Default true. */
+    enabled: z.boolean().default(true),
+    /** How long followers wait for the leader before going upstream themselves. Default 5s. */
+    wait: DurationSchema.prefault("5s"),
+    /** A leader's claim across worker processes lapses after this (a crashed leader). Default 30s. */
+    lease: DurationSchema.prefault("30s"),
+  }).prefault({}),
   /** A response header listing the tags to purge by (space- or comma-separated). Default surrogate-key. */
   tags_header: TokenSchema.default("surrogate-key"),
 });

@@ -60,7 +60,20 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
         status: 504, headers: { "content-type": "application/json", "x-cache": "MISS" },
       });
     }
-    return { key, requestTime };
+    if (!rc.config.collapse.enabled || ctx.method !== "GET") return { key, requestTime };
+    const leadership = await rc.cache.collapser.acquire(key, rc.config.collapse.lease / 1000);
+    if (leadership.lead) {
+      ctx.collapseRelease = leadership.release;
+      return { key, requestTime };
+    }
+    // A follower: wait for the leader's answer to be stored, then serve it — or go upstream.
+    await rc.cache.collapser.wait(key, rc.config.collapse.wait, async () => (await rc.cache.lookup(key, ctx.headers)) !== undefined, leadership.remote);
+    leadership.release();
+    const led = await rc.cache.lookup(key, ctx.headers);
+    if (led === undefined) return { key, requestTime };
+    const d = decide(ctx.headers, led.entry, nowSeconds(), rc.cache.config.heuristic_max / 1000);
+    if (d.use === "revalidate") return { key, requestTime };
+    return fromStore(ctx, led.entry, led.body, "HIT", d.age, notModifiedFor(ctx.headers, led.entry.headers) ? 304 : led.entry.status);
   }
   const { entry, body } = found;
   const d = decide(ctx.headers, entry, requestTime, rc.cache.config.heuristic_max / 1000);
@@ -104,7 +117,10 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
     ctx.method === "GET" &&
     !headers.has("set-cookie") && // never share one client's cookie with others (as nginx does by default)
     isStorable({ method: ctx.method, requestHeaders: ctx.headers, status: upstream.status, responseHeaders: headers });
-  if (!storable) return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });
+  if (!storable) {
+    ctx.collapseRelease?.(); // followers go upstream themselves
+    return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });
+  }
   const vary = varyNames(headers.get("vary"));
   const selecting = selectingHeaders(vary, ctx.headers);
   const stored_headers = new Headers(headers);
@@ -116,7 +132,9 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
       requestHeaders: selecting, requestTime: state.requestTime, responseTime, tags,
     },
     upstream.body,
+    () => ctx.collapseRelease?.(),
   );
+  ctx.collapseDeferred = ctx.collapseRelease !== undefined;
   return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers });
 }
 

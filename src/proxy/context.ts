@@ -53,6 +53,10 @@ export interface ProxyContext {
   breakerAdmission?: "yes" | "probe";
   /** Answered by the route's fallback, or by a stale cached copy, instead of an error. */
   fallback?: "static" | "stale";
+  /** Held while this request leads a collapsed miss; released once its answer is stored (or cannot be). */
+  collapseRelease?: () => void;
+  /** The cache store took over releasing the collapse (it does so when the entry is written). */
+  collapseDeferred?: boolean;
   /** HIT, STALE, REVALIDATED or MISS, on routes with a cache. */
   cacheStatus?: string;
   /** Headers added to the upstream request (a cache revalidation's validators). */

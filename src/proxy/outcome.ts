@@ -39,6 +39,7 @@ export function log(ctx: ProxyContext): void {
   if (ctx.limitAdmitted) ctx.cluster!.limits.releaseRequest();
   releaseRetry(ctx);
   releaseConnection(ctx);
+  if (!ctx.collapseDeferred) ctx.collapseRelease?.();
   if (ctx.breakerAdmission !== undefined) {
     // One outcome per request: a 5xx answer or an upstream failure counts against the cluster.
     // A request that never reached the upstream says nothing about it — unless it was a probe,

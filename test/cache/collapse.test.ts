@@ -1,0 +1,67 @@
+/** Collapsed forwarding: a thundering herd on one cold key makes one upstream request, in one process and across two. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type ProxyProcess, spawnProxy, writeTempConfig } from "../helpers/cli.ts";
+import { startProxy } from "../helpers/proxy.ts";
+import { tempDir } from "../helpers/tmp.ts";
+import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+
+let up: Upstream;
+const hits = new Map<string, number>();
+const dir = tempDir();
+
+beforeAll(() => {
+  up = startUpstream(async (req) => {
+    const path = new URL(req.url).pathname;
+    hits.set(path, (hits.get(path) ?? 0) + 1);
+    await Bun.sleep(300);
+    if (path.startsWith("/uncacheable")) return new Response("nope", { headers: { "cache-control": "no-store" } });
+    return new Response(`body of ${path}`, { headers: { "cache-control": "max-age=60" } });
+  });
+});
+afterAll(() => {
+  up.stop(true);
+  dir.cleanup();
+});
+
+function config(db: string) {
+  return {
+    listeners: [{ address: "127.0.0.1", port: 0 }],
+    caches: { c: { path: db } },
+    routes: [{ to: "u", cache: { name: "c" }, timeouts: { request: "30s" } }],
+    clusters: { u: { endpoints: [up.origin], limits: { max_requests: 5000, max_connections: 5000 } } },
+    access_log: { enabled: false },
+  };
+}
+
+test("200 concurrent misses in one process: one upstream request, everyone gets the body", async () => {
+  const p = await startProxy(config(dir.file("one.db")));
+  try {
+    const bodies = await Promise.all(Array.from({ length: 200 }, () => fetch(`${p.origin}/herd-one`).then((r) => r.text())));
+    expect(new Set(bodies)).toEqual(new Set(["body of /herd-one"]));
+    expect(hits.get("/herd-one")).toBe(1);
+    // An uncacheable answer releases the followers to go upstream themselves.
+    const statuses = await Promise.all(Array.from({ length: 5 }, () => fetch(`${p.origin}/uncacheable`).then((r) => r.status)));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    expect(hits.get("/uncacheable")).toBeGreaterThan(1);
+  } finally {
+    await p.stop();
+  }
+}, 30_000);
+
+test("1,000 concurrent requests for one cold key through two worker processes on one file: exactly one upstream request", async () => {
+  const db = dir.file("shared.db");
+  const files = [writeTempConfig(config(db)), writeTempConfig(config(db))];
+  const workers: ProxyProcess[] = [];
+  try {
+    for (const f of files) workers.push(await spawnProxy(f.file));
+    const host = "herd.example";
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => fetch(`${workers[i % 2]!.origin}/herd-two`, { headers: { host } }).then(async (r) => `${r.status} ${await r.text()}`)),
+    );
+    expect(new Set(results)).toEqual(new Set(["200 body of /herd-two"]));
+    expect(hits.get("/herd-two")).toBe(1);
+  } finally {
+    for (const w of workers) await w.stop();
+    for (const f of files) f.cleanup();
+  }
+}, 60_000);
