@@ -3,7 +3,7 @@
  * the body streams to the client, header updates after revalidation, invalidation and purge,
  * LRU eviction by total size, a memory tier in front. The only cache module that touches the store.
  */
-import { openStore, type Store } from "../store/client.ts";
+import { sharedStore, type Store } from "../store/client.ts";
 import { varyMatches } from "./policy.ts";
 import { Collapser } from "./collapse.ts";
 import { MemoryLru } from "./memory.ts";
@@ -31,17 +31,6 @@ interface Cached {
 const CHUNK = 64 * 1024;
 const nowSeconds = () => Date.now() / 1000;
 
-/** Files are opened once per process, whatever the number of reloads. */
-const stores = new Map<string, Promise<Store>>();
-
-function storeFor(path: string): Promise<Store> {
-  let s = stores.get(path);
-  if (!s) {
-    s = openStore(path);
-    stores.set(path, s);
-  }
-  return s;
-}
 
 export interface StoreMeta {
   key: string;
@@ -64,7 +53,7 @@ export class HttpCache {
   }
 
   private get store(): Promise<Store> {
-    return storeFor(this.config.path);
+    return sharedStore(this.config.path);
   }
 
   /** The stored variant of `key` whose selecting headers match `request`, with its body; complete entries only. */

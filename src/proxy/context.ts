@@ -53,6 +53,8 @@ export interface ProxyContext {
   breakerAdmission?: "yes" | "probe";
   /** Answered by the route's fallback, or by a stale cached copy, instead of an error. */
   fallback?: "static" | "stale";
+  /** Forgets this request's Idempotency-Key claim unless its answer was recorded (log phase). */
+  idempotencyAbandon?: () => void;
   /** Held while this request leads a collapsed miss; released once its answer is stored (or cannot be). */
   collapseRelease?: () => void;
   /** The cache store took over releasing the collapse (it does so when the entry is written). */

@@ -5,6 +5,7 @@ import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
+import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
 import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, refreshInBackground, staleOnError } from "../cache/serve.ts";
 import { forward } from "./forward.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
@@ -52,6 +53,26 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     return respond(ctx, stale, new Deadlines(0, 0));
   };
 
+  // Idempotency keys: a repeat is answered from the record, without the upstream or capacity.
+  let body: ArrayBuffer | undefined;
+  let claim: Claim | undefined;
+  const idem = route.config.idempotency;
+  const idemKey = idem !== undefined && idem.methods.includes(ctx.method) ? ctx.headers.get(idem.header) : null;
+  if (idemKey !== null) {
+    if (ctx.request.body !== null) {
+      const declared = Number(ctx.request.headers.get("content-length") ?? Number.NaN);
+      if (!(declared <= idem!.max_body)) return fail(ctx, errors.tooLarge(`a request with an Idempotency-Key may carry at most ${idem!.max_body} bytes`));
+      const kept = await readWithin(ctx.request, shortest(route.config.timeouts.idle, route.config.timeouts.request));
+      if (kept instanceof SwitchyardError) return fail(ctx, kept);
+      body = kept;
+      ctx.bytesIn = body.byteLength;
+    }
+    const claimed = await claimIdempotencyKey(ctx, idem!, idemKey, body);
+    if (claimed instanceof Response) return respond(ctx, claimed, new Deadlines(0, 0));
+    claim = claimed;
+    ctx.idempotencyAbandon = () => claim?.abandon();
+  }
+
   // Load shedding before any work: the breaker, then the cluster's request limit (WebSockets,
   // long-lived by nature, are not counted against either).
   if (cluster.breaker !== undefined) {
@@ -66,8 +87,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   const policy = route.config.retry;
   let retries = policy !== undefined && policy.attempts > 1 && methodRetryable(policy, ctx.method);
   const mirrored = route.mirror !== undefined && wantsMirror(route.mirror.config, ctx.request);
-  let body: ArrayBuffer | undefined;
-  if ((retries || mirrored) && ctx.request.body !== null) {
+  if ((retries || mirrored) && ctx.request.body !== null && body === undefined) {
     const declared = Number(ctx.request.headers.get("content-length") ?? Number.NaN);
     if (declared <= Math.max(retries ? policy!.buffer_body : 0, mirrored ? route.mirror!.config.max_body : 0)) {
       const kept = await readWithin(ctx.request, shortest(route.config.timeouts.idle, route.config.timeouts.request));
@@ -77,6 +97,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       if (retries && body.byteLength > policy!.buffer_body) retries = false;
     } else retries = false;
   }
+  if (retries && body !== undefined && body.byteLength > policy!.buffer_body) retries = false;
   if (mirrored) mirror(ctx, route.mirror!.cluster, route.mirror!.config, body);
 
   // 4 select → 5 forward, again from 4 while the retry policy allows (design.md).
@@ -120,6 +141,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     // 3 again, with the answer: store it, merge a 304, or serve stale on a 5xx; unsafe methods invalidate.
     if (cacheState !== undefined) upstream = await cacheOnResponse(ctx, route.cache!, cacheState, upstream);
     else if (route.cache !== undefined) invalidateAfter(ctx, route.cache, upstream.status, upstream.headers);
+    if (claim !== undefined) upstream = claim.record(upstream);
     // A gateway-error answer after the last try is a failure a fallback may answer for.
     if (route.config.fallback !== undefined && upstream.status >= 502 && upstream.status <= 504) {
       upstream.body?.cancel().catch(() => {});

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DurationSchema, RegexSchema, TokenSchema } from "../config/primitives.ts";
+import { IdempotencySchema } from "../cache/idempotency.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
 import { MirrorSchema } from "./mirror.ts";
 import { RetryPolicySchema } from "./retry.ts";
@@ -106,6 +107,8 @@ export const RouteSchema = z
         headers: z.record(TokenSchema, z.string()).default({}),
       })
       .optional(),
+    /** Idempotency keys: a POST/PUT/PATCH with an Idempotency-Key is forwarded once and its answer replayed. */
+    idempotency: IdempotencySchema.optional(),
     /** Serve and store responses through a named cache (RFC 9111 shared-cache rules). */
     cache: RouteCacheSchema.optional(),
     /** Copy a sampled share of requests to a shadow cluster, fire and forget. */

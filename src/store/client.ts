@@ -51,3 +51,16 @@ export async function openStore(path: string, options: StoreOptions = {}): Promi
     close: () => client.close(),
   };
 }
+
+/** Files are opened once per process, whatever the number of reloads or users. */
+const shared = new Map<string, Promise<Store>>();
+
+export function sharedStore(path: string): Promise<Store> {
+  let s = shared.get(path);
+  if (!s) {
+    s = openStore(path);
+    shared.set(path, s);
+    s.catch(() => shared.delete(path)); // a failed open is tried again next time
+  }
+  return s;
+}

@@ -1,0 +1,117 @@
+/**
+ * Idempotency keys (draft-ietf-httpapi-idempotency-key-header): a POST/PUT/PATCH with an
+ * Idempotency-Key is forwarded once; its answer is stored in the libSQL file under the route, the
+ * key and a fingerprint of the request. A repeat gets the stored answer (idempotent-replayed:
+ * true); the same key with another request gets 422; a repeat while the first is in flight 409.
+ * A failed first attempt (an upstream failure or 5xx) leaves no record, so it may be retried.
+ */
+import { z } from "zod";
+import { DurationSchema, SizeSchema, TokenSchema } from "../config/primitives.ts";
+import type { ProxyContext } from "../proxy/context.ts";
+import { errorResponse, SwitchyardError } from "../proxy/errors.ts";
+import { sharedStore, type Store } from "../store/client.ts";
+
+export const IdempotencySchema = z.strictObject({
+  /** The request header holding the key. Default idempotency-key. */
+  header: TokenSchema.default("idempotency-key"),
+  /** Methods it applies to. Default POST, PUT, PATCH. */
+  methods: z.array(z.string().regex(/^[A-Z]+$/)).default(["POST", "PUT", "PATCH"]),
+  /** How long a record is kept. Default 24h. */
+  ttl: DurationSchema.prefault("24h"),
+  /** Request and response bodies up to this size; a larger request body gets 413. Default 1MiB. */
+  max_body: SizeSchema.prefault("1MiB"),
+  /** The libSQL file of the records. Default ./switchyard-state.db. */
+  path: z.string().min(1).default("switchyard-state.db"),
+});
+
+export type IdempotencyConfig = z.infer<typeof IdempotencySchema>;
+
+const KEY_RE = /^[\x21-\x7e]{1,255}$/;
+const nowSeconds = () => Date.now() / 1000;
+
+/** A claimed key: the request goes upstream; `record` stores its answer, `abandon` forgets the claim. */
+export interface Claim {
+  record(response: Response): Response;
+  abandon(): void;
+}
+
+function problem(code: string, status: number, message: string, ctx: ProxyContext): Response {
+  return errorResponse(new SwitchyardError({ code, status, source: "client", message }), ctx.requestId);
+}
+
+async function fingerprint(ctx: ProxyContext, body: ArrayBuffer | undefined): Promise<string> {
+  const hasher = new Bun.CryptoHasher("sha256");
+  hasher.update(`${ctx.method}\n${ctx.host}\n${ctx.path}?${ctx.query}\n${ctx.headers.get("content-type") ?? ""}\n`);
+  if (body) hasher.update(new Uint8Array(body));
+  return hasher.digest("hex");
+}
+
+/**
+ * For a request the route's idempotency applies to: a replayed, 409 or 422 response, or a claim.
+ * `body` is the request body, already read (≤ max_body).
+ */
+export async function claimIdempotencyKey(ctx: ProxyContext, config: IdempotencyConfig, key: string, body: ArrayBuffer | undefined): Promise<Response | Claim> {
+  if (!KEY_RE.test(key)) return problem("bad_idempotency_key", 400, "the Idempotency-Key must be 1 to 255 visible ASCII characters", ctx);
+  const store = await sharedStore(config.path);
+  const recordKey = `${ctx.route!.name}\n${key}`;
+  const print = await fingerprint(ctx, body);
+  const now = nowSeconds();
+  const claimed = await store.execute(
+    `INSERT INTO idempotency (record_key, fingerprint, state, expires_at) VALUES (?, ?, 'in_flight', ?)
+     ON CONFLICT (record_key) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight', status = NULL, headers = NULL, body = NULL, expires_at = excluded.expires_at
+     WHERE idempotency.expires_at < ?`,
+    [recordKey, print, now + config.ttl / 1000, now],
+  );
+  if (claimed.rowsAffected === 0) return answerExisting(ctx, store, recordKey, print);
+
+  let settled = false;
+  const forget = () => void store.execute("DELETE FROM idempotency WHERE record_key = ? AND state = 'in_flight'", [recordKey]).catch(() => {});
+  return {
+    abandon() {
+      if (settled) return;
+      settled = true;
+      forget();
+    },
+    record(response) {
+      settled = true;
+      if (response.status >= 500) {
+        forget();
+        return response;
+      }
+      const headers = [...response.headers].filter(([name]) => name !== "x-request-id"); // each request has its own
+      if (response.body === null) {
+        void save(store, recordKey, response.status, headers, new Uint8Array(0)).catch(forget);
+        return response;
+      }
+      const [toClient, toStore] = response.body.tee();
+      void (async () => {
+        const parts: Uint8Array[] = [];
+        let size = 0;
+        for await (const chunk of toStore) {
+          size += chunk.byteLength;
+          if (size > config.max_body) throw new Error("response too large to keep");
+          parts.push(chunk);
+        }
+        await save(store, recordKey, response.status, headers, Buffer.concat(parts));
+      })().catch(forget);
+      return new Response(toClient, { status: response.status, statusText: response.statusText, headers: response.headers });
+    },
+  };
+}
+
+async function save(store: Store, recordKey: string, status: number, headers: [string, string][], body: Uint8Array): Promise<void> {
+  await store.execute("UPDATE idempotency SET state = 'done', status = ?, headers = ?, body = ? WHERE record_key = ?", [status, JSON.stringify(headers), body, recordKey]);
+}
+
+async function answerExisting(ctx: ProxyContext, store: Store, recordKey: string, print: string): Promise<Response> {
+  const row = (await store.execute("SELECT fingerprint, state, status, headers, body FROM idempotency WHERE record_key = ?", [recordKey])).rows[0];
+  if (row === undefined) return problem("idempotency_request_in_progress", 409, "a request with this Idempotency-Key is being processed; retry later", ctx);
+  if (String(row.fingerprint) !== print) {
+    return problem("idempotency_key_reused", 422, "this Idempotency-Key was used for a different request", ctx);
+  }
+  if (String(row.state) !== "done") return problem("idempotency_request_in_progress", 409, "a request with this Idempotency-Key is being processed; retry later", ctx);
+  const headers = new Headers(JSON.parse(String(row.headers)) as [string, string][]);
+  headers.set("idempotent-replayed", "true");
+  const body = row.body === null ? null : new Uint8Array(row.body as ArrayBuffer);
+  return new Response(body, { status: Number(row.status), headers });
+}

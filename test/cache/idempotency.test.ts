@@ -1,0 +1,84 @@
+/** Idempotency keys: forwarded once, replayed after, 422 on reuse, 409 while in flight; records in the libSQL file. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { tempDir } from "../helpers/tmp.ts";
+import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+
+let up: Upstream;
+let proxy: TestProxy;
+let calls = 0;
+let failNext = false;
+const dir = tempDir();
+
+beforeAll(async () => {
+  up = startUpstream(async (req) => {
+    calls++;
+    const body = await req.text();
+    if (new URL(req.url).pathname === "/slow") await Bun.sleep(400);
+    if (failNext) {
+      failNext = false;
+      return new Response("boom", { status: 503 });
+    }
+    return Response.json({ charge: calls, got: body }, { status: 201, headers: { location: `/charges/${calls}` } });
+  });
+  proxy = await startProxy({
+    routes: [{ name: "payments", to: "u", idempotency: { path: dir.file("state.db"), max_body: "1KiB" } }],
+    clusters: { u: { endpoints: [up.origin] } },
+  });
+});
+afterAll(async () => {
+  await proxy.stop();
+  up.stop(true);
+  dir.cleanup();
+});
+
+const post = (path: string, body: string, key?: string) =>
+  fetch(proxy.origin + path, { method: "POST", body, headers: key ? { "idempotency-key": key, "content-type": "application/json" } : { "content-type": "application/json" } });
+
+test("the first request is forwarded; a repeat is replayed with idempotent-replayed: true and never reaches the upstream", async () => {
+  const before = calls;
+  const first = await post("/charges", '{"amount":5}', "key-1");
+  expect(first.status).toBe(201);
+  const firstBody = await first.text();
+  await Bun.sleep(50); // the record is written as the body finishes
+  const again = await post("/charges", '{"amount":5}', "key-1");
+  expect(again.status).toBe(201);
+  expect(await again.text()).toBe(firstBody);
+  expect(again.headers.get("idempotent-replayed")).toBe("true");
+  expect(again.headers.get("location")).toBe(first.headers.get("location")!);
+  expect(calls).toBe(before + 1);
+});
+
+test("the same key with a different request is 422", async () => {
+  await (await post("/charges", '{"amount":7}', "key-2")).text();
+  await Bun.sleep(50);
+  const other = await post("/charges", '{"amount":8}', "key-2");
+  expect(other.status).toBe(422);
+  expect(((await other.json()) as { error: string }).error).toBe("idempotency_key_reused");
+});
+
+test("a repeat while the first is still in flight is 409", async () => {
+  const first = post("/slow", "{}", "key-3");
+  await Bun.sleep(100);
+  const second = await post("/slow", "{}", "key-3");
+  expect(second.status).toBe(409);
+  expect((await first).status).toBe(201);
+});
+
+test("a failed first attempt (5xx) leaves no record: the retry goes upstream", async () => {
+  failNext = true;
+  expect((await post("/charges", "{}", "key-4")).status).toBe(503);
+  await Bun.sleep(50);
+  const retry = await post("/charges", "{}", "key-4");
+  expect(retry.status).toBe(201);
+  expect(retry.headers.get("idempotent-replayed")).toBeNull();
+});
+
+test("without a key every request is forwarded; a bad key is 400; a body over max_body is 413", async () => {
+  const before = calls;
+  await (await post("/charges", "{}")).text();
+  await (await post("/charges", "{}")).text();
+  expect(calls).toBe(before + 2);
+  expect((await post("/charges", "{}", "x".repeat(300))).status).toBe(400);
+  expect((await post("/charges", "y".repeat(5000), "key-big")).status).toBe(413);
+});
