@@ -37,6 +37,8 @@ export const RouteCacheSchema = z.strictObject({
     /** A leader's claim across worker processes lapses after this (a crashed leader). Default 30s. */
     lease: DurationSchema.prefault("30s"),
   }).prefault({}),
+  /** Answer the PURGE method on this route by purging the URL's entries (every variant). Default false: anyone who can reach the route could purge. */
+  purge_method: z.boolean().default(false),
   /** A response header listing the tags to purge by (space- or comma-separated). Default surrogate-key. */
   tags_header: TokenSchema.default("surrogate-key"),
 });

@@ -48,6 +48,13 @@ export function fromStore(ctx: ProxyContext, entry: Entry, body: Uint8Array, xCa
   return new Response(empty ? null : body, { status, headers });
 }
 
+/** PURGE on a route that allows it: removes the URL's entries; 200 with the count, or 404 when none. */
+export async function purgeRequest(ctx: ProxyContext, rc: RouteCache): Promise<Response> {
+  const key = rc.key(keyFacts(ctx)).split("\n")[0]!;
+  const purged = await rc.cache.purge({ key });
+  return Response.json({ purged, key }, { status: purged > 0 ? 200 : 404 });
+}
+
 /** Either a response straight from the cache, or the state the forward phase carries on with. */
 export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Response | CacheState | undefined> {
   if (!CACHEABLE_METHODS.has(ctx.method)) return undefined;

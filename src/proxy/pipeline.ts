@@ -6,7 +6,7 @@ import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
 import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
-import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, refreshInBackground, staleOnError } from "../cache/serve.ts";
+import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
 import { forward } from "./forward.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, fail, releaseConnection, releaseRetry } from "./outcome.ts";
@@ -36,6 +36,9 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
 
   // 3 cache: a stored answer that may be used needs no upstream and no capacity.
   let cacheState: CacheState | undefined;
+  if (route.cache !== undefined && ctx.method === "PURGE" && route.cache.config.purge_method) {
+    return respond(ctx, await purgeRequest(ctx, route.cache), new Deadlines(0, 0));
+  }
   if (route.cache !== undefined) {
     const looked = await cacheLookup(ctx, route.cache).catch(cacheUnavailable);
     if (looked instanceof Response) {

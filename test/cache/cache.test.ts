@@ -255,3 +255,35 @@ test("admin API: POST /cache/purge by key, prefix or tag; bad requests get 400 w
     dir3.cleanup();
   }
 });
+
+test("PURGE on a route that allows it; LRU eviction keeps the file under max_total", async () => {
+  const dir4 = tempDir();
+  const u = startUpstream((req) => new Response("z".repeat(4096) + new URL(req.url).pathname, { headers: { "cache-control": "max-age=60" } }));
+  const p = await startProxy({
+    caches: { c: { path: dir4.file("c.db"), max_total: "10KiB", memory: { max_object: "1KiB" } } },
+    routes: [{ to: "u", cache: { name: "c", purge_method: true } }],
+    clusters: { u: { endpoints: [u.origin] } },
+  });
+  const xcache = async (path: string) => (await fetch(`${p.origin}${path}`)).headers.get("x-cache");
+  try {
+    await fetch(`${p.origin}/p`).then((r) => r.text());
+    await waitFor("stored", async () => (await xcache("/p")) === "HIT");
+    const purged = await fetch(`${p.origin}/p`, { method: "PURGE" });
+    expect(purged.status).toBe(200);
+    expect((await purged.json()) as { purged: number }).toMatchObject({ purged: 1 });
+    expect(await xcache("/p")).toBe("MISS");
+    expect((await fetch(`${p.origin}/never`, { method: "PURGE" })).status).toBe(404);
+    // 4 KiB bodies in a 10 KiB cache: storing a third evicts the least recently used.
+    for (const path of ["/e1", "/e2", "/e3", "/e4"]) {
+      await fetch(`${p.origin}${path}`).then((r) => r.text());
+      await waitFor(`${path} stored`, async () => (await xcache(path)) === "HIT");
+    }
+    const cache = p.running.state.runtime.current.caches.get("c")!;
+    expect(await cache.lookup(`http://127.0.0.1:${p.port}/e1`, new Headers())).toBeUndefined();
+    expect(await cache.lookup(`http://127.0.0.1:${p.port}/e4`, new Headers())).toBeDefined();
+  } finally {
+    await p.stop();
+    u.stop(true);
+    dir4.cleanup();
+  }
+});
