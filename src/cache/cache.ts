@@ -22,11 +22,16 @@ export interface Entry {
   lastUsed: number;
 }
 
+/** What the memory tier keeps of one key: its variants, and the bodies of the small ones. */
 interface Cached {
-  entry: Entry;
-  body: Uint8Array;
+  entries: Entry[];
+  bodies: Map<number, Uint8Array>;
+  checkedAt: number;
   size: number;
 }
+
+/** How long the memory tier is trusted without looking at the file (another worker's writes). */
+const MEMORY_TRUST_MS = 1000;
 
 const CHUNK = 64 * 1024;
 const nowSeconds = () => Date.now() / 1000;
@@ -48,7 +53,7 @@ export class HttpCache {
   readonly collapser: Collapser;
 
   constructor(readonly name: string, readonly config: CacheConfig) {
-    this.memory = new MemoryLru(config.memory.max_object, config.memory.max_total);
+    this.memory = new MemoryLru(config.memory.max_total);
     this.collapser = new Collapser(() => this.store);
   }
 
@@ -56,33 +61,58 @@ export class HttpCache {
     return sharedStore(this.config.path);
   }
 
-  /** The stored variant of `key` whose selecting headers match `request`, with its body; complete entries only. */
+  /**
+   * The stored variant of `key` whose selecting headers match `request`, with its body; complete
+   * entries only. The memory tier answers without touching the file for up to MEMORY_TRUST_MS
+   * (writes and purges in this process drop it at once; another process's change shows within
+   * that time).
+   */
   async lookup(key: string, request: Headers): Promise<{ entry: Entry; body: Uint8Array } | undefined> {
+    const now = performance.now();
+    let memo = this.memory.get(key);
+    if (memo === undefined || now - memo.checkedAt > MEMORY_TRUST_MS) {
+      const rows = await this.readEntries(key);
+      if (rows.length === 0) {
+        this.memory.delete(key);
+        return undefined;
+      }
+      const bodies = new Map<number, Uint8Array>();
+      for (const e of rows) {
+        const kept = memo?.bodies.get(e.id);
+        if (kept !== undefined) bodies.set(e.id, kept);
+      }
+      memo = { entries: rows, bodies, checkedAt: now, size: 0 };
+    }
+    const entry = memo.entries.find((e) => varyMatches(e.headers.get("vary"), e.requestHeaders, request));
+    if (entry === undefined) return undefined;
+    let body = memo.bodies.get(entry.id);
+    if (body === undefined) {
+      body = await this.readBody(await this.store, entry);
+      if (body.byteLength <= this.config.memory.max_object) memo.bodies.set(entry.id, body);
+    }
+    memo.size = [...memo.bodies.values()].reduce((sum, b) => sum + b.byteLength, 0) + 512 * memo.entries.length;
+    this.memory.set(key, memo);
+    // Recency for LRU eviction, written at most once a minute per entry.
+    const seconds = nowSeconds();
+    if (seconds - entry.lastUsed > 60) {
+      entry.lastUsed = seconds;
+      void this.store.then((s) => s.execute("UPDATE cache_entries SET last_used = ? WHERE id = ?", [seconds, entry.id])).catch(() => {});
+    }
+    return { entry, body };
+  }
+
+  private async readEntries(key: string): Promise<Entry[]> {
     const store = await this.store;
     const rows = (await store.execute(
       "SELECT id, vary_key, status, headers, request_headers, request_time, response_time, body_size, last_used FROM cache_entries WHERE cache_key = ? AND complete = 1",
       [key],
     )).rows;
-    for (const r of rows) {
-      const entry: Entry = {
-        id: Number(r.id), key, varyKey: String(r.vary_key), status: Number(r.status),
-        headers: new Headers(JSON.parse(String(r.headers)) as [string, string][]),
-        requestHeaders: new Headers(JSON.parse(String(r.request_headers)) as Record<string, string>),
-        requestTime: Number(r.request_time), responseTime: Number(r.response_time), size: Number(r.body_size), lastUsed: Number(r.last_used),
-      };
-      if (!varyMatches(entry.headers.get("vary"), entry.requestHeaders, request)) continue;
-      const memo = this.memory.get(`${key}\u0000${entry.varyKey}`);
-      const body = memo !== undefined && memo.entry.id === entry.id ? memo.body : await this.readBody(store, entry);
-      if (memo === undefined || memo.entry.id !== entry.id) this.memory.set(`${key}\u0000${entry.varyKey}`, { entry, body, size: body.byteLength });
-      // Recency for LRU eviction, written at most once a minute per entry.
-      const now = nowSeconds();
-      if (now - entry.lastUsed > 60) {
-        entry.lastUsed = now;
-        void store.execute("UPDATE cache_entries SET last_used = ? WHERE id = ?", [now, entry.id]).catch(() => {});
-      }
-      return { entry, body };
-    }
-    return undefined;
+    return rows.map((r) => ({
+      id: Number(r.id), key, varyKey: String(r.vary_key), status: Number(r.status),
+      headers: new Headers(JSON.parse(String(r.headers)) as [string, string][]),
+      requestHeaders: new Headers(JSON.parse(String(r.request_headers)) as Record<string, string>),
+      requestTime: Number(r.request_time), responseTime: Number(r.response_time), size: Number(r.body_size), lastUsed: Number(r.last_used),
+    }));
   }
 
   private async readBody(store: Store, entry: Entry): Promise<Uint8Array> {
@@ -146,7 +176,7 @@ export class HttpCache {
     statements.push({ sql: "DELETE FROM cache_entries WHERE cache_key = ? AND vary_key = ?", args: [meta.key, meta.varyKey] });
     statements.push({ sql: "UPDATE cache_entries SET vary_key = ?, complete = 1 WHERE id = ?", args: [meta.varyKey, id] });
     await store.batch(statements);
-    this.memory.delete(`${meta.key}\u0000${meta.varyKey}`);
+    this.memory.delete(meta.key);
     await this.evict(store);
   }
 
@@ -160,7 +190,7 @@ export class HttpCache {
       if (excess <= 0) break;
       ids.push(Number(v.id));
       excess -= Number(v.body_size);
-      this.memory.delete(`${String(v.cache_key)}\u0000${String(v.vary_key)}`);
+      this.memory.delete(String(v.cache_key));
     }
     if (ids.length > 0) await store.execute(`DELETE FROM cache_entries WHERE id IN (${ids.map(() => "?").join(",")})`, ids);
   }
@@ -170,7 +200,7 @@ export class HttpCache {
     entry.headers = headers;
     entry.requestTime = requestTime;
     entry.responseTime = responseTime;
-    this.memory.delete(`${entry.key}\u0000${entry.varyKey}`);
+    this.memory.delete(entry.key);
     const store = await this.store;
     await store.execute("UPDATE cache_entries SET headers = ?, request_time = ?, response_time = ? WHERE id = ?", [JSON.stringify([...headers]), requestTime, responseTime, entry.id]);
   }
@@ -181,7 +211,7 @@ export class HttpCache {
     let result;
     if (by.key !== undefined) {
       result = await store.execute("DELETE FROM cache_entries WHERE cache_key = ? OR substr(cache_key, 1, ?) = ?", [by.key, by.key.length + 1, `${by.key}\n`]);
-      this.memory.deleteWhere((k) => k.startsWith(`${by.key}\u0000`) || k.startsWith(`${by.key}\n`));
+      this.memory.deleteWhere((k) => k === by.key || k.startsWith(`${by.key}\n`));
     } else if (by.prefix !== undefined) {
       result = await store.execute("DELETE FROM cache_entries WHERE substr(cache_key, 1, ?) = ?", [by.prefix.length, by.prefix]);
       this.memory.deleteWhere((k) => k.startsWith(by.prefix!));

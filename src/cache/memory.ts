@@ -1,9 +1,9 @@
-/** The in-memory tier: small bodies of hot entries, least recently used dropped first. */
+/** The in-memory tier: hot entries, least recently used dropped first. Callers decide what is small enough to keep. */
 export class MemoryLru<V extends { size: number }> {
   private readonly map = new Map<string, V>();
   private total = 0;
 
-  constructor(private readonly maxObject: number, private readonly maxTotal: number) {}
+  constructor(private readonly maxTotal: number) {}
 
   get(key: string): V | undefined {
     const v = this.map.get(key);
@@ -16,7 +16,7 @@ export class MemoryLru<V extends { size: number }> {
 
   set(key: string, value: V): void {
     this.delete(key);
-    if (value.size > this.maxObject || value.size > this.maxTotal) return;
+    if (value.size > this.maxTotal) return;
     this.map.set(key, value);
     this.total += value.size;
     for (const [k, v] of this.map) {
