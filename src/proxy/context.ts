@@ -53,6 +53,8 @@ export interface ProxyContext {
   breakerAdmission?: "yes" | "probe";
   /** Answered by the route's fallback, or by a stale cached copy, instead of an error. */
   fallback?: "static" | "stale";
+  /** Lets followers of a coalesced GET go upstream themselves if this leader ends without sharing. */
+  coalesceAbandon?: () => void;
   /** Forgets this request's Idempotency-Key claim unless its answer was recorded (log phase). */
   idempotencyAbandon?: () => void;
   /** Held while this request leads a collapsed miss; released once its answer is stored (or cannot be). */

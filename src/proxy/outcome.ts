@@ -41,6 +41,7 @@ export function log(ctx: ProxyContext): void {
   releaseConnection(ctx);
   if (!ctx.collapseDeferred) ctx.collapseRelease?.();
   ctx.idempotencyAbandon?.();
+  ctx.coalesceAbandon?.();
   if (ctx.breakerAdmission !== undefined) {
     // One outcome per request: a 5xx answer or an upstream failure counts against the cluster.
     // A request that never reached the upstream says nothing about it — unless it was a probe,

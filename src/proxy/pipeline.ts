@@ -5,6 +5,7 @@ import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
+import { coalesceKey, join, type Leader } from "../cache/coalesce.ts";
 import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
 import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
 import { forward } from "./forward.ts";
@@ -47,6 +48,22 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       return respond(ctx, looked, new Deadlines(0, 0));
     }
     cacheState = looked;
+  }
+  // Coalescing (routes without a cache): identical concurrent GETs share one upstream answer.
+  let sharing: Leader | undefined;
+  const coalescing = route.config.coalesce;
+  const sharedKey = coalescing !== undefined && route.cache === undefined ? coalesceKey(ctx) : undefined;
+  if (sharedKey !== undefined) {
+    let joined = join(sharedKey, coalescing!);
+    if ("follower" in joined) {
+      const copy = await joined.follower;
+      if (copy !== undefined) return respond(ctx, copy, new Deadlines(0, 0));
+      joined = join(sharedKey, coalescing!); // the leader did not share: lead or follow anew
+    }
+    if ("leader" in joined) {
+      sharing = joined.leader;
+      ctx.coalesceAbandon = sharing.abandon;
+    }
   }
   /** 7 error, or a stale cached copy when stale-if-error allows one. */
   const failOrStale = (error: SwitchyardError): Response | Promise<Response> => {
@@ -145,6 +162,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     if (cacheState !== undefined) upstream = await cacheOnResponse(ctx, route.cache!, cacheState, upstream);
     else if (route.cache !== undefined) invalidateAfter(ctx, route.cache, upstream.status, upstream.headers);
     if (claim !== undefined) upstream = claim.record(upstream);
+    if (sharing !== undefined) upstream = sharing.share(upstream);
     // A gateway-error answer after the last try is a failure a fallback may answer for.
     if (route.config.fallback !== undefined && upstream.status >= 502 && upstream.status <= 504) {
       upstream.body?.cancel().catch(() => {});

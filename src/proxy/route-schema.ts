@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DurationSchema, RegexSchema, TokenSchema } from "../config/primitives.ts";
+import { CoalesceSchema } from "../cache/coalesce.ts";
 import { IdempotencySchema } from "../cache/idempotency.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
 import { MirrorSchema } from "./mirror.ts";
@@ -109,6 +110,8 @@ export const RouteSchema = z
       .optional(),
     /** Idempotency keys: a POST/PUT/PATCH with an Idempotency-Key is forwarded once and its answer replayed. */
     idempotency: IdempotencySchema.optional(),
+    /** Coalesce identical concurrent GETs into one upstream request (for routes without a cache; a cache collapses by itself). */
+    coalesce: CoalesceSchema.optional(),
     /** Serve and store responses through a named cache (RFC 9111 shared-cache rules). */
     cache: RouteCacheSchema.optional(),
     /** Copy a sampled share of requests to a shadow cluster, fire and forget. */

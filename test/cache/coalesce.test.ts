@@ -1,0 +1,47 @@
+/** Request coalescing on a route without a cache: identical concurrent GETs share one upstream answer. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+
+let up: Upstream;
+let proxy: TestProxy;
+const hits = new Map<string, number>();
+
+beforeAll(async () => {
+  up = startUpstream(async (req) => {
+    const path = new URL(req.url).pathname;
+    hits.set(path, (hits.get(path) ?? 0) + 1);
+    await Bun.sleep(200);
+    if (path === "/cookie") return new Response("mine", { headers: { "set-cookie": "sid=1" } });
+    if (path === "/big") return new Response("b".repeat(4096));
+    return new Response(`shared ${path}`, { headers: { "cache-control": "no-store" } });
+  });
+  proxy = await startProxy({
+    routes: [{ name: "api", to: "u", coalesce: { max_body: "1KiB" } }],
+    clusters: { u: { endpoints: [up.origin] } },
+  });
+});
+afterAll(async () => {
+  await proxy.stop();
+  up.stop(true);
+});
+
+const burst = (path: string, n: number, headers: Record<string, string> = {}) =>
+  Promise.all(Array.from({ length: n }, () => fetch(proxy.origin + path, { headers }).then(async (r) => ({ text: await r.text(), coalesced: r.headers.get("x-coalesced") }))));
+
+test("50 identical concurrent GETs: one upstream request, everyone gets the answer (even no-store: nothing is stored)", async () => {
+  const results = await burst("/same", 50);
+  expect(new Set(results.map((r) => r.text))).toEqual(new Set(["shared /same"]));
+  expect(hits.get("/same")).toBe(1);
+  expect(results.filter((r) => r.coalesced === "true")).toHaveLength(49);
+});
+
+test("requests with credentials never share; answers with Set-Cookie or over max_body are not shared", async () => {
+  await burst("/private", 5, { authorization: "Bearer x" });
+  expect(hits.get("/private")).toBe(5);
+  await burst("/cookie", 5);
+  expect(hits.get("/cookie")).toBeGreaterThan(1);
+  const big = await burst("/big", 5);
+  expect(big.every((r) => r.text.length === 4096)).toBe(true);
+  expect(hits.get("/big")).toBeGreaterThan(1);
+});
