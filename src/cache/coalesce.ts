@@ -1,12 +1,13 @@
 /**
  * Request coalescing for routes without a cache: identical concurrent GETs (same target and
- * content-negotiation headers, no credentials) make one upstream request; the others get a copy of
- * its answer once it is complete, or go upstream themselves when the answer is too large, carries
- * a Set-Cookie, or fails. In-process only: across workers it takes the cache's lease rows.
+ * content-negotiation headers, no credentials) make one upstream request; the others are streamed
+ * its answer as it arrives, or go upstream themselves when the answer has no declared length or a
+ * larger one than max_body, carries a Set-Cookie, or fails first. In-process only.
  */
 import { z } from "zod";
 import { DurationSchema, SizeSchema } from "../config/primitives.ts";
 import type { ProxyContext } from "../proxy/context.ts";
+import { Broadcast, broadcastBody } from "./broadcast.ts";
 
 export const CoalesceSchema = z.strictObject({
   /** Answers up to this size are shared; larger ones are not (followers go upstream). Default 1MiB. */
@@ -17,14 +18,8 @@ export const CoalesceSchema = z.strictObject({
 
 export type CoalesceConfig = z.infer<typeof CoalesceSchema>;
 
-interface Shared {
-  status: number;
-  statusText: string;
-  headers: [string, string][];
-  body: Uint8Array;
-}
-
-const inflight = new Map<string, Promise<Shared | undefined>>();
+/** What followers wait for: the leader's answer as a broadcast, or undefined (go upstream yourselves). */
+const inflight = new Map<string, Promise<Broadcast | undefined>>();
 
 /** The coalescing key, or undefined when this request must not share (not a GET, or it carries credentials). */
 export function coalesceKey(ctx: ProxyContext): string | undefined {
@@ -34,67 +29,61 @@ export function coalesceKey(ctx: ProxyContext): string | undefined {
   return [ctx.route!.name, ctx.host, ctx.path, ctx.query, h.get("accept") ?? "", h.get("accept-encoding") ?? "", h.get("accept-language") ?? ""].join("\n");
 }
 
+export interface Leader {
+  share(response: Response): Response;
+  abandon(): void;
+}
+
 /**
  * Joins `key` synchronously (so that concurrent arrivals see each other): the first becomes the
- * leader; the others get a promise of a copy of its answer (undefined: go upstream yourself).
+ * leader; the others get a promise of the leader's answer, streamed to them as it arrives
+ * (undefined: go upstream yourself).
  */
 export function join(key: string, config: CoalesceConfig): { leader: Leader } | { follower: Promise<Response | undefined> } {
   const current = inflight.get(key);
   return current === undefined ? { leader: lead(key, config) } : { follower: follow(current, config) };
 }
 
-export interface Leader {
-  share(response: Response): Response;
-  abandon(): void;
-}
-
-async function follow(lead: Promise<Shared | undefined>, config: CoalesceConfig): Promise<Response | undefined> {
+async function follow(lead: Promise<Broadcast | undefined>, config: CoalesceConfig): Promise<Response | undefined> {
   let timer: Timer | undefined;
   const shared = await Promise.race([lead, new Promise<undefined>((r) => (timer = setTimeout(r, config.wait)))]);
   clearTimeout(timer);
-  if (shared === undefined) return undefined;
-  const headers = new Headers(shared.headers);
-  headers.set("x-coalesced", "true");
-  return new Response(shared.body.byteLength === 0 ? null : shared.body, { status: shared.status, statusText: shared.statusText, headers });
+  return shared?.response({ "x-coalesced": "true" });
 }
 
-/** Makes this request the leader of `key`; returns what shares its answer, and what gives up. */
+/** Makes this request the leader of `key`. Answers are shared when their declared length fits max_body. */
 function lead(key: string, config: CoalesceConfig): Leader {
-  let resolve!: (s: Shared | undefined) => void;
-  const promise = new Promise<Shared | undefined>((r) => (resolve = r));
+  let resolve!: (s: Broadcast | undefined) => void;
+  const promise = new Promise<Broadcast | undefined>((r) => (resolve = r));
   inflight.set(key, promise);
   let settled = false;
-  const settle = (s: Shared | undefined) => {
+  const settle = (b: Broadcast | undefined) => {
     if (settled) return;
     settled = true;
-    if (inflight.get(key) === promise) inflight.delete(key); // a later leader may have taken over
-    resolve(s);
+    resolve(b);
   };
-  let sharing = false;
+  const done = () => {
+    if (inflight.get(key) === promise) inflight.delete(key); // a later leader may have taken over
+  };
   return {
-    // After share(), the collector settles (the client may finish reading before it does).
     abandon: () => {
-      if (!sharing) settle(undefined);
+      settle(undefined);
+      done();
     },
     share(response) {
-      sharing = true;
       const length = Number(response.headers.get("content-length") ?? Number.NaN);
-      if (response.headers.has("set-cookie") || length > config.max_body || response.body === null) {
-        settle(response.body === null && !response.headers.has("set-cookie") ? { status: response.status, statusText: response.statusText, headers: [...response.headers], body: new Uint8Array(0) } : undefined);
+      // Only a body of known, bounded length is shared: every chunk is kept for late joiners.
+      if (response.headers.has("set-cookie") || !(length <= config.max_body)) {
+        settle(undefined);
+        done();
         return response;
       }
-      const [toClient, toShare] = response.body.tee();
-      void (async () => {
-        const parts: Uint8Array[] = [];
-        let size = 0;
-        for await (const chunk of toShare) {
-          size += chunk.byteLength;
-          if (size > config.max_body) return settle(undefined);
-          parts.push(chunk);
-        }
-        settle({ status: response.status, statusText: response.statusText, headers: [...response.headers], body: Buffer.concat(parts) });
-      })().catch(() => settle(undefined));
-      return new Response(toClient, { status: response.status, statusText: response.statusText, headers: response.headers });
+      const broadcast = new Broadcast(response.status, response.statusText, response.headers);
+      const own = response.body === null ? null : broadcastBody(response.body, broadcast, config.max_body);
+      if (response.body === null) broadcast.end();
+      settle(broadcast); // followers start reading now, while the body arrives
+      void broadcast.ended.then(done); // …and may join until it has
+      return new Response(own, { status: response.status, statusText: response.statusText, headers: response.headers });
     },
   };
 }

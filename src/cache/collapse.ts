@@ -6,6 +6,7 @@
  * leader and the others poll for the entry. A crashed leader's lease expires.
  */
 import type { Store } from "../store/client.ts";
+import type { Broadcast } from "./broadcast.ts";
 
 export interface Leadership {
   /** This request goes upstream; call `release` once its answer is stored or known unstorable. */
@@ -18,12 +19,20 @@ export interface Leadership {
   release(): void;
 }
 
+/** A leader in this process: followers wait for `done`, or read its answer as it arrives (`answer`). */
+interface LocalLead {
+  done: Promise<void>;
+  resolve: () => void;
+  answer: Promise<Broadcast | undefined>;
+  publish: (answer: Broadcast | undefined) => void;
+}
+
 const OWNER = `${process.pid}-${crypto.randomUUID()}`;
 const nowSeconds = () => Date.now() / 1000;
 
 export class Collapser {
   /** Keys led from this process → resolves when the leader releases. */
-  private readonly local = new Map<string, { done: Promise<void>; resolve: () => void }>();
+  private readonly local = new Map<string, LocalLead>();
 
   constructor(private readonly store: () => Promise<Store>) {}
 
@@ -32,7 +41,9 @@ export class Collapser {
     if (this.local.has(key)) return { lead: false, remote: false, release() {} };
     let resolve!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
-    this.local.set(key, { done, resolve });
+    let publish!: (answer: Broadcast | undefined) => void;
+    const answer = new Promise<Broadcast | undefined>((r) => (publish = r));
+    this.local.set(key, { done, resolve, answer, publish });
     let leased = false;
     try {
       const store = await this.store();
@@ -51,11 +62,27 @@ export class Collapser {
       if (released) return;
       released = true;
       this.local.delete(key);
+      publish(undefined); // no-op when the answer was published
       resolve();
       if (leased) void this.store().then((s) => s.execute("DELETE FROM leases WHERE lease_key = ? AND owner = ?", [key, OWNER])).catch(() => {});
     };
     // Not leased: another worker leads; this request watches the file for the whole process.
     return { lead: leased, remote: !leased, release };
+  }
+
+  /** The leader of `key` (in this process) shares its answer as it arrives; undefined: it will not. */
+  publish(key: string, answer: Broadcast | undefined): void {
+    this.local.get(key)?.publish(answer);
+  }
+
+  /** The answer of this process's leader of `key`, as it arrives (undefined when it is not shared, or after `maxMs`). */
+  async sharedAnswer(key: string, maxMs: number): Promise<Broadcast | undefined> {
+    const local = this.local.get(key);
+    if (local === undefined) return undefined;
+    let timer: Timer | undefined;
+    const answer = await Promise.race([local.answer, new Promise<undefined>((r) => (timer = setTimeout(r, maxMs)))]);
+    clearTimeout(timer);
+    return answer;
   }
 
   /**

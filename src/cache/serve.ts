@@ -6,6 +6,7 @@
  */
 import type { ProxyContext } from "../proxy/context.ts";
 import { stripHopByHop } from "../proxy/headers.ts";
+import { Broadcast, broadcastBody } from "./broadcast.ts";
 import { type Entry, HttpCache } from "./cache.ts";
 import { compileCacheKey, type KeyFacts, selectingHeaders, varyNames } from "./key.ts";
 import {
@@ -73,7 +74,15 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
       ctx.collapseRelease = leadership.release;
       return { key, requestTime };
     }
-    // A follower: wait for the leader's answer to be stored, then serve it — or go upstream.
+    // A follower in the leader's process reads its answer as it arrives…
+    if (!leadership.remote) {
+      const shared = await rc.cache.collapser.sharedAnswer(key, rc.config.collapse.wait);
+      if (shared !== undefined) {
+        ctx.cacheStatus = "HIT";
+        return shared.response({ "x-cache": "HIT", age: "0" });
+      }
+    }
+    // …otherwise it waits for the answer to be stored, then serves it — or goes upstream.
     await rc.cache.collapser.wait(key, rc.config.collapse.wait, async () => (await rc.cache.lookup(key, ctx.headers)) !== undefined, leadership.remote);
     leadership.release();
     const led = await rc.cache.lookup(key, ctx.headers);
@@ -133,12 +142,20 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
   const stored_headers = new Headers(headers);
   stored_headers.delete("x-cache");
   const tags = (headers.get(rc.config.tags_header) ?? "").split(/[\s,]+/).filter(Boolean);
+  // Followers in this process are streamed the answer as it arrives (bounded: max_object).
+  let source = upstream.body;
+  const length = Number(headers.get("content-length") ?? Number.NaN);
+  if (ctx.collapseRelease !== undefined && source !== null && length <= rc.cache.config.max_object) {
+    const shared = new Broadcast(upstream.status, upstream.statusText, headers);
+    source = broadcastBody(source, shared, rc.cache.config.max_object);
+    rc.cache.collapser.publish(state.key, shared);
+  }
   const body = rc.cache.storeWhileStreaming(
     {
       key: state.key, varyKey: vary.map((n) => `${n}=${selecting[n] ?? ""}`).join("&"), status: upstream.status, headers: stored_headers,
       requestHeaders: selecting, requestTime: state.requestTime, responseTime, tags,
     },
-    upstream.body,
+    source,
     () => ctx.collapseRelease?.(),
   );
   ctx.collapseDeferred = ctx.collapseRelease !== undefined;

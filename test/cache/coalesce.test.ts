@@ -1,9 +1,11 @@
 /** Request coalescing on a route without a cache: identical concurrent GETs share one upstream answer. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
-import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { rawUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let up: Upstream;
+let trickle: ReturnType<typeof rawUpstream>;
+let trickleHits = 0;
 let proxy: TestProxy;
 const hits = new Map<string, number>();
 
@@ -14,16 +16,28 @@ beforeAll(async () => {
     await Bun.sleep(200);
     if (path === "/cookie") return new Response("mine", { headers: { "set-cookie": "sid=1" } });
     if (path === "/big") return new Response("b".repeat(4096));
+
     return new Response(`shared ${path}`, { headers: { "cache-control": "no-store" } });
   });
+  // Bun.serve drops Content-Length from streamed bodies: a raw upstream sends it, then the body in two parts.
+  trickle = rawUpstream((socket) => {
+    trickleHits++;
+    // Over 64 KiB, so that the proxy streams it rather than reading it whole to keep its length.
+    socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${100_000}\r\n\r\n${"a".repeat(40_000)}`);
+    setTimeout(() => socket.write("b".repeat(60_000)), 400);
+  });
   proxy = await startProxy({
-    routes: [{ name: "api", to: "u", coalesce: { max_body: "1KiB" } }],
-    clusters: { u: { endpoints: [up.origin] } },
+    routes: [
+      { name: "trickle", match: { path: { prefix: "/trickle" } }, to: "t", coalesce: {} },
+      { name: "api", to: "u", coalesce: { max_body: "1KiB" } },
+    ],
+    clusters: { u: { endpoints: [up.origin] }, t: { endpoints: [trickle.origin] } },
   });
 });
 afterAll(async () => {
   await proxy.stop();
   up.stop(true);
+  trickle.stop();
 });
 
 const burst = (path: string, n: number, headers: Record<string, string> = {}) =>
@@ -44,4 +58,27 @@ test("requests with credentials never share; answers with Set-Cookie or over max
   const big = await burst("/big", 5);
   expect(big.every((r) => r.text.length === 4096)).toBe(true);
   expect(hits.get("/big")).toBeGreaterThan(1);
+});
+
+test("followers are streamed the answer as it arrives, not after it is complete", async () => {
+  const started = performance.now();
+  const firstChunkAt: number[] = [];
+  const texts = await Promise.all(
+    Array.from({ length: 5 }, async () => {
+      const res = await fetch(proxy.origin + "/trickle");
+      const reader = res.body!.getReader();
+      let text = "";
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (text === "") firstChunkAt.push(performance.now() - started);
+        text += new TextDecoder().decode(value);
+      }
+      return text;
+    }),
+  );
+  expect(new Set(texts)).toEqual(new Set(["a".repeat(40_000) + "b".repeat(60_000)]));
+  expect(trickleHits).toBe(1);
+  // Everyone had the first part well before the upstream sent the second (after 400 ms).
+  expect(Math.max(...firstChunkAt)).toBeLessThan(300);
 });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ProxyProcess, spawnProxy, writeTempConfig } from "../helpers/cli.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { rawUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let up: Upstream;
 const hits = new Map<string, number>();
@@ -65,3 +65,40 @@ test("1,000 concurrent requests for one cold key through two worker processes on
     for (const f of files) f.cleanup();
   }
 }, 60_000);
+
+test("collapsed followers in the leader's process are streamed its answer as it arrives", async () => {
+  let upstreamHits = 0;
+  const trickle = rawUpstream((socket) => {
+    upstreamHits++;
+    socket.write(`HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 100000\r\n\r\n${"a".repeat(40_000)}`);
+    setTimeout(() => socket.write("b".repeat(60_000)), 400);
+  });
+  const p = await startProxy({
+    caches: { c: { path: dir.file("stream.db") } },
+    routes: [{ to: "t", cache: { name: "c" } }],
+    clusters: { t: { endpoints: [trickle.origin] } },
+  });
+  try {
+    const started = performance.now();
+    const firstChunkAt: number[] = [];
+    const lengths = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const reader = (await fetch(`${p.origin}/stream`)).body!.getReader();
+        let n = 0;
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          if (n === 0) firstChunkAt.push(performance.now() - started);
+          n += value.byteLength;
+        }
+        return n;
+      }),
+    );
+    expect(lengths).toEqual([100_000, 100_000, 100_000, 100_000, 100_000]);
+    expect(upstreamHits).toBe(1);
+    expect(Math.max(...firstChunkAt)).toBeLessThan(300);
+  } finally {
+    await p.stop();
+    trickle.stop();
+  }
+});
