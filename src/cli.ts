@@ -2,6 +2,7 @@
 /** `switchyard start | validate | schema` */
 import { ConfigError, loadConfigFile } from "./config/load.ts";
 import { configJsonSchema } from "./config/schema.ts";
+import { superviseWorkers, WORKER_ENV } from "./server/workers.ts";
 
 const USAGE = `usage:
   switchyard start [CONFIG]      run the proxy (default config: ./switchyard.yaml)
@@ -23,10 +24,21 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "start": {
       if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) await reexecWithFetchCap();
+      const file = rest[0] ?? "switchyard.yaml";
+      if (process.env[WORKER_ENV] === undefined) {
+        let workers: number;
+        try {
+          workers = (await loadConfigFile(file)).workers;
+        } catch (e) {
+          console.error(e instanceof ConfigError ? e.message : String(e));
+          return 1;
+        }
+        if (workers > 1) return await superviseWorkers(import.meta.path, file, workers);
+      }
       const { start, logEvent } = await import("./main.ts");
       let running: Awaited<ReturnType<typeof start>>;
       try {
-        running = await start(rest[0] ?? "switchyard.yaml");
+        running = await start(file, process.env[WORKER_ENV] === undefined ? undefined : Number(process.env[WORKER_ENV]));
       } catch (e) {
         console.error(e instanceof ConfigError ? e.message : `failed to start: ${(e as Error).message}`);
         return 1;

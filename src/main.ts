@@ -29,15 +29,18 @@ function listenerKey(config: Config): string {
   return JSON.stringify([config.listeners, config.admin, config.echo]);
 }
 
-export async function start(configFile: string): Promise<Running> {
+/** `worker`: this process's index when it is one of several workers (see server/workers.ts). */
+export async function start(configFile: string, worker?: number): Promise<Running> {
   const config = await loadConfigFile(configFile);
   const state: ServerState = { runtime: new RuntimeRef(config), draining: false };
-  const echo = config.echo ? startEcho(config.echo.address, config.echo.port) : undefined;
-  const proxies = config.listeners.map((l, i) => startProxyListener(l, i, state));
-  const admin = config.admin ? startAdminListener(config.admin, state) : undefined;
+  // Proxy listeners are shared by the workers (reusePort); admin and echo belong to worker 0.
+  const first = worker === undefined || worker === 0;
+  const echo = config.echo && first ? startEcho(config.echo.address, config.echo.port) : undefined;
+  const proxies = config.listeners.map((l, i) => startProxyListener(l, i, state, worker !== undefined));
+  const admin = config.admin && first ? startAdminListener(config.admin, state) : undefined;
   const bound = listenerKey(config);
   logEvent({
-    msg: "switchyard started", config: configFile, version: state.runtime.current.version,
+    msg: "switchyard started", config: configFile, version: state.runtime.current.version, worker: worker ?? null, pid: process.pid,
     listeners: proxies.map((s) => s.url.href), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
   });
 

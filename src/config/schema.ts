@@ -56,6 +56,8 @@ export const ConfigSchema = z
     /** For editors: the JSON Schema (see `switchyard schema`). Ignored by the proxy. */
     $schema: z.string().optional(),
     listeners: z.array(ListenerSchema).min(1, "needs at least one listener"),
+    /** Processes serving the listeners together (reusePort; each has its own upstream connection pool). Default 1. */
+    workers: z.number().int().min(1).max(64).default(1),
     admin: AdminSchema.optional(),
     echo: EchoSchema.optional(),
     routes: z.array(RouteSchema).default([]),
@@ -104,6 +106,11 @@ export const ConfigSchema = z
       else bound.set(key, path.join("."));
     };
     const listeners: unknown[] = Array.isArray(config.listeners) ? config.listeners : [];
+    if (typeof config.workers === "number" && config.workers > 1) {
+      listeners.forEach((l, i) => {
+        if ((l as { port?: unknown } | null)?.port === 0) ctx.addIssue({ code: "custom", path: ["listeners", i, "port"], message: "workers > 1 need a fixed port (0 would give each worker its own)" });
+      });
+    }
     listeners.forEach((l, i) => {
       const listener = (l ?? {}) as { address?: unknown; port?: unknown };
       claim(listener.address, listener.port, ["listeners", i, "port"]);

@@ -18,7 +18,7 @@ function onServerError(error: Error): Response {
   return errorResponse(errors.internal(), crypto.randomUUID());
 }
 
-export function startProxyListener(listener: Listener, index: number, state: ServerState): Server<WebSocketSession> {
+export function startProxyListener(listener: Listener, index: number, state: ServerState, reusePort = false): Server<WebSocketSession> {
   const app = proxyRoutes({
     runtime: state.runtime,
     listener: { name: listener.name ?? `listener-${index}`, proto: "http" },
@@ -29,6 +29,7 @@ export function startProxyListener(listener: Listener, index: number, state: Ser
     port: listener.port,
     idleTimeout: Math.ceil(listener.idle_timeout / 1000),
     maxRequestBodySize: listener.max_request_body,
+    reusePort,
     development: false,
     fetch: (request, server) => app.fetch(request, server),
     websocket: websocketHandlers,

@@ -1,0 +1,53 @@
+/**
+ * Worker processes: `workers: N` runs N copies of the proxy on the same ports (reusePort, so the
+ * kernel spreads connections), each with its own fetch pool — the way past Bun's 64 idle upstream
+ * sockets per process (shared/bun-notes.md). This supervisor forwards signals (SIGHUP reloads,
+ * SIGTERM/SIGINT drain) and restarts a worker that dies, with a growing delay.
+ */
+import type { Subprocess } from "bun";
+
+export const WORKER_ENV = "SWITCHYARD_WORKER";
+
+function log(fields: Record<string, unknown>): void {
+  console.error(JSON.stringify({ time: new Date().toISOString(), ...fields }));
+}
+
+export async function superviseWorkers(cliPath: string, configFile: string, count: number): Promise<number> {
+  const children = new Map<number, Subprocess>();
+  const failures = new Map<number, number>();
+  let stopping = false;
+
+  const spawn = (index: number) => {
+    const child = Bun.spawn([process.execPath, cliPath, "start", configFile], {
+      env: { ...process.env, [WORKER_ENV]: String(index) },
+      stdio: ["inherit", "inherit", "inherit"],
+    });
+    children.set(index, child);
+    void child.exited.then((code) => {
+      children.delete(index);
+      if (stopping) return;
+      const n = (failures.get(index) ?? 0) + 1;
+      failures.set(index, n);
+      const delay = Math.min(30_000, 500 * 2 ** (n - 1));
+      log({ level: "error", msg: "worker exited; restarting", worker: index, code, restart_in_ms: delay });
+      setTimeout(() => {
+        if (!stopping) spawn(index);
+      }, delay);
+    });
+  };
+
+  for (let i = 0; i < count; i++) spawn(i);
+  log({ msg: "supervising workers", workers: count });
+  process.on("SIGHUP", () => {
+    for (const c of children.values()) c.kill("SIGHUP");
+  });
+  return await new Promise<number>((resolve) => {
+    const stop = (signal: "SIGTERM" | "SIGINT") => {
+      stopping = true;
+      for (const c of children.values()) c.kill(signal);
+      void Promise.all([...children.values()].map((c) => c.exited)).then(() => resolve(0));
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}

@@ -1,0 +1,76 @@
+/** workers: N — several processes on one port (reusePort), supervised: signals forwarded, a dead worker restarted. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type ProxyProcess, spawnProxy, writeTempConfig } from "../helpers/cli.ts";
+import { tempDir, waitFor } from "../helpers/tmp.ts";
+import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+
+function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+let up: Upstream;
+let hits = 0;
+const dir = tempDir();
+let proxy: ProxyProcess;
+let cleanup: () => void;
+
+beforeAll(async () => {
+  up = startUpstream(async (req) => {
+    hits++;
+    await Bun.sleep(300);
+    return new Response(`cached ${new URL(req.url).pathname}`, { headers: { "cache-control": "max-age=60" } });
+  });
+  const config = writeTempConfig({
+    workers: 2,
+    listeners: [{ address: "127.0.0.1", port: freePort() }],
+    caches: { c: { path: dir.file("shared.db") } },
+    routes: [{ to: "u", cache: { name: "c" } }],
+    clusters: { u: { endpoints: [up.origin], limits: { max_requests: 5000, max_connections: 5000 } } },
+    access_log: { enabled: false },
+  });
+  cleanup = config.cleanup;
+  proxy = await spawnProxy(config.file);
+  await waitFor("both workers", () => proxy.events.filter((e) => e.msg === "switchyard started").length === 2, 10_000);
+});
+afterAll(async () => {
+  await proxy.stop();
+  up.stop(true);
+  cleanup();
+  dir.cleanup();
+});
+
+const workerPids = () => new Set(proxy.events.filter((e) => e.msg === "switchyard started").map((e) => e.pid as number));
+
+test("two workers start on the same port", () => {
+  const workers = proxy.events.filter((e) => e.msg === "switchyard started").map((e) => e.worker).sort();
+  expect(workers).toEqual([0, 1]);
+  expect(workerPids().size).toBe(2);
+});
+
+test("herd: 1,000 concurrent requests for one cold key through the two workers → exactly one upstream request", async () => {
+  const results = await Promise.all(Array.from({ length: 1000 }, () => fetch(`${proxy.origin}/herd`).then((r) => r.text())));
+  expect(new Set(results)).toEqual(new Set(["cached /herd"]));
+  expect(hits).toBe(1);
+}, 60_000);
+
+test("SIGHUP reaches every worker", async () => {
+  const after = proxy.events.length;
+  proxy.proc.kill("SIGHUP");
+  await waitFor("two reloads", () => proxy.events.slice(after).filter((e) => e.msg === "config reloaded").length === 2, 10_000);
+});
+
+test("a worker that dies is restarted, and the port keeps serving meanwhile", async () => {
+  const victim = [...workerPids()][0]!;
+  const after = proxy.events.length;
+  process.kill(victim, "SIGKILL");
+  for (let i = 0; i < 20; i++) expect((await fetch(`${proxy.origin}/herd`)).status).toBe(200);
+  await proxy.waitForEvent("worker exited; restarting", after);
+  await waitFor("restarted", () => proxy.events.slice(after).some((e) => e.msg === "switchyard started"), 10_000);
+}, 20_000);
+
+test("SIGTERM drains every worker and the supervisor exits 0", async () => {
+  expect(await proxy.stop()).toBe(0);
+});
