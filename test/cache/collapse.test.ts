@@ -102,3 +102,28 @@ test("collapsed followers in the leader's process are streamed its answer as it 
     trickle.stop();
   }
 });
+
+test("a crashed leader's lease lapses: followers stop waiting for it and go upstream", async () => {
+  const db = dir.file("crashed.db");
+  const { openStore } = await import("../../src/store/client.ts");
+  const p = await startProxy({
+    caches: { c: { path: db } },
+    routes: [{ to: "u", cache: { name: "c", collapse: { lease: "1s", wait: "5s" } } }],
+    clusters: { u: { endpoints: [up.origin] } },
+  });
+  try {
+    // A leader in another process took the key and died without a word.
+    const store = await openStore(db);
+    await store.execute("INSERT INTO leases (lease_key, owner, expires_at) VALUES (?, 'crashed-worker', ?)", [`http://127.0.0.1:${p.port}/orphan`, Date.now() / 1000 + 1]);
+    store.close();
+    const started = performance.now();
+    const res = await fetch(`${p.origin}/orphan`);
+    const waited = performance.now() - started;
+    expect(await res.text()).toBe("body of /orphan");
+    expect(waited).toBeGreaterThan(600); // it did wait for the lease…
+    expect(waited).toBeLessThan(3000); // …but only until it lapsed, not the full 5 s
+    expect(hits.get("/orphan")).toBe(1);
+  } finally {
+    await p.stop();
+  }
+});

@@ -82,3 +82,22 @@ test("without a key every request is forwarded; a bad key is 400; a body over ma
   expect((await post("/charges", "{}", "x".repeat(300))).status).toBe(400);
   expect((await post("/charges", "y".repeat(5000), "key-big")).status).toBe(413);
 });
+
+test("records expire: after the ttl the key may be used for a new request", async () => {
+  const p = await startProxy({
+    routes: [{ name: "short", to: "u", idempotency: { path: dir.file("short.db"), ttl: "1s" } }],
+    clusters: { u: { endpoints: [up.origin] } },
+  });
+  try {
+    const send = (body: string) => fetch(`${p.origin}/x`, { method: "POST", body, headers: { "idempotency-key": "k" } });
+    expect((await send("one")).status).toBe(201);
+    await Bun.sleep(100);
+    expect((await send("two")).status).toBe(422);
+    await Bun.sleep(1100);
+    const later = await send("two");
+    expect(later.status).toBe(201);
+    expect(later.headers.get("idempotent-replayed")).toBeNull();
+  } finally {
+    await p.stop();
+  }
+});
