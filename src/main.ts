@@ -8,6 +8,7 @@ import { ConfigError, loadConfigFile } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { startEcho } from "./echo/echo.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
+import { metrics, setRuntimeSource } from "./observe/metrics.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
 
@@ -33,6 +34,7 @@ function listenerKey(config: Config): string {
 export async function start(configFile: string, worker?: number): Promise<Running> {
   const config = await loadConfigFile(configFile);
   const state: ServerState = { runtime: new RuntimeRef(config), draining: false };
+  setRuntimeSource(() => state.runtime.current);
   // Proxy listeners are shared by the workers (reusePort); admin and echo belong to worker 0.
   const first = worker === undefined || worker === 0;
   const echo = config.echo && first ? startEcho(config.echo.address, config.echo.port) : undefined;
@@ -51,10 +53,12 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
       const next = await loadConfigFile(configFile);
       if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });
       const runtime = state.runtime.swap(next);
+      metrics.reloads.inc(["ok"]);
       logEvent({ msg: "config reloaded", version: runtime.version });
       return true;
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems : [String(e)];
+      metrics.reloads.inc(["rejected"]);
       logEvent({ level: "error", msg: "config rejected; the previous config stays in force", version: state.runtime.current.version, problems });
       return false;
     }

@@ -3,6 +3,7 @@
  * the body streams to the client, header updates after revalidation, invalidation and purge,
  * LRU eviction by total size, a memory tier in front. The only cache module that touches the store.
  */
+import { metrics } from "../observe/metrics.ts";
 import { sharedStore, type Store } from "../store/client.ts";
 import { varyMatches } from "./policy.ts";
 import { Collapser } from "./collapse.ts";
@@ -176,6 +177,7 @@ export class HttpCache {
     statements.push({ sql: "DELETE FROM cache_entries WHERE cache_key = ? AND vary_key = ?", args: [meta.key, meta.varyKey] });
     statements.push({ sql: "UPDATE cache_entries SET vary_key = ?, complete = 1 WHERE id = ?", args: [meta.varyKey, id] });
     await store.batch(statements);
+    metrics.cacheStoredBytes.inc([this.name], body.byteLength);
     this.memory.delete(meta.key);
     await this.evict(store);
   }

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { DurationSchema, SizeSchema } from "../config/primitives.ts";
+import { metrics } from "../observe/metrics.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 import { Broadcast, broadcastBody } from "./broadcast.ts";
 
@@ -41,7 +42,9 @@ export interface Leader {
  */
 export function join(key: string, config: CoalesceConfig): { leader: Leader } | { follower: Promise<Response | undefined> } {
   const current = inflight.get(key);
-  return current === undefined ? { leader: lead(key, config) } : { follower: follow(current, config) };
+  if (current === undefined) return { leader: lead(key, config) };
+  metrics.collapsedWaiters.inc(["coalesce"]);
+  return { follower: follow(current, config) };
 }
 
 async function follow(lead: Promise<Broadcast | undefined>, config: CoalesceConfig): Promise<Response | undefined> {

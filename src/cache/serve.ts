@@ -4,6 +4,7 @@
  * back to a stale copy on a 5xx when stale-if-error allows. x-cache tells which: HIT, STALE,
  * REVALIDATED, MISS.
  */
+import { metrics } from "../observe/metrics.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 import { stripHopByHop } from "../proxy/headers.ts";
 import { Broadcast, broadcastBody } from "./broadcast.ts";
@@ -74,6 +75,7 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
       ctx.collapseRelease = leadership.release;
       return { key, requestTime };
     }
+    metrics.collapsedWaiters.inc(["collapse"]);
     // A follower in the leader's process reads its answer as it arrives…
     if (!leadership.remote) {
       const shared = await rc.cache.collapser.sharedAnswer(key, rc.config.collapse.wait);

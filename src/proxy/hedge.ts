@@ -4,6 +4,7 @@
  * A hedge counts as a retry (attempts, budget, max_retries) and needs a free connection slot: it
  * never queues.
  */
+import { metrics } from "../observe/metrics.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
@@ -68,6 +69,7 @@ export async function tryHedged(
   if (other === undefined) return (await a.done).outcome!;
   limits.connections++;
   budget.retrying++;
+  metrics.retries.inc([cluster.name]);
   other.active++;
   ctx.triedEndpoints.add(other);
   ctx.attempt++;

@@ -1,5 +1,6 @@
 /** Phases 7 and 8: how every request ends — an error response, and exactly one log line. */
 import type { ProxyContext } from "./context.ts";
+import { recordRequest } from "../observe/metrics.ts";
 import { errorResponse, SwitchyardError } from "./errors.ts";
 
 export function clientAborted(): SwitchyardError {
@@ -52,6 +53,7 @@ export function log(ctx: ProxyContext): void {
       ctx.cluster!.breaker!.record(failed, probe);
     } else if (probe) ctx.cluster!.breaker!.record(true, true);
   }
+  recordRequest(ctx, performance.now());
   ctx.runtime.accessLog.write(ctx);
 }
 

@@ -8,6 +8,7 @@ import { errors, SwitchyardError } from "./errors.ts";
 import { coalesceKey, join, type Leader } from "../cache/coalesce.ts";
 import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
 import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
+import { metrics } from "../observe/metrics.ts";
 import { forward } from "./forward.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, fail, releaseConnection, releaseRetry } from "./outcome.ts";
@@ -223,6 +224,7 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
   // given back when the retry's answer (or failure) is in, or by the log phase.
   ctx.cluster!.budget.retrying++;
   ctx.retryHeld = true;
+  metrics.retries.inc([cluster.name]);
   if (delay > 0) await Bun.sleep(delay);
   return true;
 }

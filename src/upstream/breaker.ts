@@ -19,7 +19,11 @@ export class CircuitBreaker {
   private readonly failed = new Array<number>(BUCKETS).fill(0);
   private bucketAt = 0;
 
-  constructor(private readonly config: BreakerConfig, private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly config: BreakerConfig,
+    private readonly now: () => number = () => performance.now(),
+    private readonly onOpen: () => void = () => {},
+  ) {}
 
   /** May a request go upstream? "probe" when it is one of the half-open probes (its outcome decides). */
   admit(): "yes" | "probe" | "no" {
@@ -66,6 +70,7 @@ export class CircuitBreaker {
   }
 
   private open(): void {
+    this.onOpen();
     this.state = "open";
     this.openedAt = this.now();
   }

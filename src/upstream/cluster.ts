@@ -1,3 +1,4 @@
+import { metrics } from "../observe/metrics.ts";
 import { RetryBudget } from "../proxy/retry.ts";
 import { buildBalancer } from "./balancers/index.ts";
 import type { Balancer } from "./balancers/types.ts";
@@ -104,7 +105,7 @@ export function buildCluster(name: string, config: ClusterConfig, previous?: Clu
     checker?.stop();
     outlier?.stop();
     checker = config.health_check ? startActiveChecks(endpoints, config.health_check, markDirty) : undefined;
-    outlier = config.outlier ? new OutlierDetector(endpoints, config.outlier, markDirty) : undefined;
+    outlier = config.outlier ? new OutlierDetector(endpoints, config.outlier, markDirty, undefined, () => metrics.ejections.inc([name])) : undefined;
     markDirty();
   };
 
@@ -125,7 +126,7 @@ export function buildCluster(name: string, config: ClusterConfig, previous?: Clu
     },
     budget: new RetryBudget(config.retry_budget),
     limits: new ClusterLimits(config.limits),
-    breaker: config.breaker ? new CircuitBreaker(config.breaker) : undefined,
+    breaker: config.breaker ? new CircuitBreaker(config.breaker, undefined, () => metrics.breakerTrips.inc([name])) : undefined,
     pick(facts, exclude) {
       const candidates = available();
       if (candidates.length === 0) return undefined;

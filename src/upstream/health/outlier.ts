@@ -21,6 +21,7 @@ export class OutlierDetector {
     private readonly config: OutlierConfig,
     private readonly onChange: () => void,
     private readonly now: () => number = () => performance.now(),
+    private readonly onEject: () => void = () => {},
   ) {
     // The interval closes success-rate windows and lets ejections expire on time.
     this.timer = setInterval(() => this.review(), config.interval);
@@ -73,6 +74,7 @@ export class OutlierDetector {
     h.ejections++;
     h.ejectedUntil = now + Math.min(this.config.max_ejection_time, this.config.base_ejection_time * h.ejections);
     h.consecutive5xx = h.consecutiveGatewayFailures = 0;
+    this.onEject();
     this.onChange();
     return true;
   }

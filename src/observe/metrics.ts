@@ -1,0 +1,82 @@
+/**
+ * Every metric Switchyard exports, in one place (design.md). Labels are of bounded cardinality
+ * only: route, cluster, cache and endpoint names come from the config; status and method are
+ * reduced to classes; nothing per path, IP or user.
+ */
+import type { ProxyContext } from "../proxy/context.ts";
+import type { Runtime } from "../runtime/build.ts";
+import { Counter, Gauge, Histogram, Registry } from "./registry.ts";
+
+export const registry = new Registry();
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export const metrics = {
+  requests: registry.add(new Counter("switchyard_requests_total", "Requests handled, by route, cluster, method class and status class.", ["route", "cluster", "method", "status_class"])),
+  requestDuration: registry.add(new Histogram("switchyard_request_duration_seconds", "Time from arrival until the response body ended.", ["route"], LATENCY_BUCKETS)),
+  upstreamDuration: registry.add(new Histogram("switchyard_upstream_duration_seconds", "Time from sending upstream until the response headers came back.", ["cluster"], LATENCY_BUCKETS)),
+  bytesIn: registry.add(new Counter("switchyard_request_bytes_total", "Request body bytes received.", ["route"])),
+  bytesOut: registry.add(new Counter("switchyard_response_bytes_total", "Response body bytes sent.", ["route"])),
+  errors: registry.add(new Counter("switchyard_errors_total", "Requests that ended in an error, by error code (timeouts, resets, overload…).", ["route", "cluster", "code"])),
+  retries: registry.add(new Counter("switchyard_retries_total", "Retries (and hedges) sent.", ["cluster"])),
+  fallbacks: registry.add(new Counter("switchyard_fallbacks_total", "Requests answered by a fallback instead of an error (static, or a stale cached copy).", ["route", "kind"])),
+  ejections: registry.add(new Counter("switchyard_outlier_ejections_total", "Endpoints ejected by outlier detection.", ["cluster"])),
+  breakerTrips: registry.add(new Counter("switchyard_breaker_trips_total", "Times a cluster's circuit breaker opened.", ["cluster"])),
+  cache: registry.add(new Counter("switchyard_cache_responses_total", "Responses of cached routes by cache result (HIT, STALE, REVALIDATED, MISS).", ["cache", "result"])),
+  cacheStoredBytes: registry.add(new Counter("switchyard_cache_stored_bytes_total", "Body bytes written to a cache.", ["cache"])),
+  collapsedWaiters: registry.add(new Counter("switchyard_collapsed_waiters_total", "Requests that waited for another request's upstream answer instead of sending their own.", ["kind"])),
+  websocketSessions: registry.add(new Counter("switchyard_websocket_sessions_total", "WebSocket sessions proxied.", ["route"])),
+  reloads: registry.add(new Counter("switchyard_config_reloads_total", "Config reloads, by result.", ["result"])),
+};
+
+const METHOD_CLASSES = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+/** The log phase's contribution: one call per request. */
+export function recordRequest(ctx: ProxyContext, now: number): void {
+  const route = ctx.route?.name ?? "";
+  const cluster = ctx.cluster?.name ?? "";
+  const status = ctx.status ?? 0;
+  metrics.requests.inc([route, cluster, METHOD_CLASSES.has(ctx.method) ? ctx.method : "OTHER", `${Math.floor(status / 100)}xx`]);
+  metrics.requestDuration.observe([route], (now - ctx.startedAt) / 1000);
+  if (ctx.upstreamStartedAt !== undefined && ctx.upstreamHeadersAt !== undefined) metrics.upstreamDuration.observe([cluster], (ctx.upstreamHeadersAt - ctx.upstreamStartedAt) / 1000);
+  if (ctx.bytesIn) metrics.bytesIn.inc([route], ctx.bytesIn);
+  if (ctx.bytesOut) metrics.bytesOut.inc([route], ctx.bytesOut);
+  if (ctx.error !== undefined) metrics.errors.inc([route, cluster, ctx.error.code]);
+  if (ctx.fallback !== undefined) metrics.fallbacks.inc([route, ctx.fallback]);
+  if (ctx.cacheStatus !== undefined && ctx.route?.cache) metrics.cache.inc([ctx.route.cache.cache.name, ctx.cacheStatus]);
+  if (ctx.status === 101) metrics.websocketSessions.inc([route]);
+}
+
+const BREAKER_STATE = { closed: 0, open: 1, half_open: 2 } as const;
+
+/** Where the live-state gauges read from: the process's current runtime (set at start). */
+let source: (() => Runtime) | undefined;
+
+export function setRuntimeSource(current: () => Runtime): void {
+  source = current;
+}
+
+/** Gauges read from the live runtime at scrape time (registered once per process). */
+{
+  const current = () => source!();
+  const live = (fill: (runtime: Runtime, set: (labels: readonly string[], value: number) => void) => void) =>
+    (set: (labels: readonly string[], value: number) => void) => {
+      if (source !== undefined) fill(current(), set);
+    };
+  registry.add(new Gauge("switchyard_config_version", "Version of the config in force (1 at start, +1 per successful reload).", [], live((rt, set) => set([], rt.version))));
+  registry.add(new Gauge("switchyard_requests_active", "Requests in flight, by cluster.", ["cluster"], live((rt, set) => {
+    for (const c of rt.clusters.values()) set([c.name], c.budget.active);
+  })));
+  registry.add(new Gauge("switchyard_upstream_connections_active", "Upstream exchanges in flight (the max_connections count), by cluster.", ["cluster"], live((rt, set) => {
+    for (const c of rt.clusters.values()) set([c.name], c.limits.connections);
+  })));
+  registry.add(new Gauge("switchyard_endpoint_healthy", "1 when an endpoint may receive requests (healthy and not ejected), else 0.", ["cluster", "endpoint"], live((rt, set) => {
+    for (const c of rt.clusters.values()) {
+      const up = new Set(c.available());
+      for (const e of c.endpoints) set([c.name, e.address], up.has(e) && e.health.activeHealthy && e.health.ejectedUntil <= performance.now() ? 1 : 0);
+    }
+  })));
+  registry.add(new Gauge("switchyard_breaker_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open.", ["cluster"], live((rt, set) => {
+    for (const c of rt.clusters.values()) if (c.breaker) set([c.name], BREAKER_STATE[c.breaker.state]);
+  })));
+}

@@ -1,0 +1,102 @@
+/**
+ * A small metrics registry rendering the Prometheus text exposition format (0.0.4). Series are
+ * keyed by their label values joined once per update; no allocation beyond the first sample of a
+ * series. Gauges that mirror live state are filled by collectors at scrape time.
+ */
+
+type Labels = readonly string[];
+
+const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+
+function labelText(names: readonly string[], values: Labels, extra = ""): string {
+  const parts = names.map((n, i) => `${n}="${escapeLabel(values[i] ?? "")}"`);
+  if (extra) parts.push(extra);
+  return parts.length ? `{${parts.join(",")}}` : "";
+}
+
+const formatNumber = (n: number) => (Number.isFinite(n) ? String(n) : n > 0 ? "+Inf" : n < 0 ? "-Inf" : "NaN");
+
+interface Metric {
+  render(out: string[]): void;
+}
+
+export class Counter implements Metric {
+  private readonly series = new Map<string, { labels: Labels; value: number }>();
+  constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[]) {}
+
+  inc(labels: Labels, by = 1): void {
+    const key = labels.join("\u0000");
+    const s = this.series.get(key);
+    if (s) s.value += by;
+    else this.series.set(key, { labels: [...labels], value: by });
+  }
+
+  value(labels: Labels): number {
+    return this.series.get(labels.join("\u0000"))?.value ?? 0;
+  }
+
+  render(out: string[]): void {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`);
+    for (const s of this.series.values()) out.push(`${this.name}${labelText(this.labelNames, s.labels)} ${formatNumber(s.value)}`);
+  }
+}
+
+export class Gauge implements Metric {
+  private readonly series = new Map<string, { labels: Labels; value: number }>();
+  constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[], private readonly collect?: (set: (labels: Labels, value: number) => void) => void) {}
+
+  set(labels: Labels, value: number): void {
+    this.series.set(labels.join("\u0000"), { labels: [...labels], value });
+  }
+
+  render(out: string[]): void {
+    if (this.collect) {
+      this.series.clear();
+      this.collect((labels, value) => this.set(labels, value));
+    }
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`);
+    for (const s of this.series.values()) out.push(`${this.name}${labelText(this.labelNames, s.labels)} ${formatNumber(s.value)}`);
+  }
+}
+
+export class Histogram implements Metric {
+  private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[], readonly buckets: readonly number[]) {}
+
+  observe(labels: Labels, value: number): void {
+    const key = labels.join("\u0000");
+    let s = this.series.get(key);
+    if (!s) {
+      s = { labels: [...labels], counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
+      this.series.set(key, s);
+    }
+    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
+    s.sum += value;
+    s.count++;
+  }
+
+  render(out: string[]): void {
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
+    for (const s of this.series.values()) {
+      this.buckets.forEach((le, i) => out.push(`${this.name}_bucket${labelText(this.labelNames, s.labels, `le="${le}"`)} ${s.counts[i]}`));
+      out.push(`${this.name}_bucket${labelText(this.labelNames, s.labels, 'le="+Inf"')} ${s.count}`);
+      out.push(`${this.name}_sum${labelText(this.labelNames, s.labels)} ${formatNumber(s.sum)}`);
+      out.push(`${this.name}_count${labelText(this.labelNames, s.labels)} ${s.count}`);
+    }
+  }
+}
+
+export class Registry {
+  private readonly metrics: Metric[] = [];
+
+  add<M extends Metric>(metric: M): M {
+    this.metrics.push(metric);
+    return metric;
+  }
+
+  render(): string {
+    const out: string[] = [];
+    for (const m of this.metrics) m.render(out);
+    return `${out.join("\n")}\n`;
+  }
+}
