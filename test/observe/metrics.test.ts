@@ -13,7 +13,7 @@ beforeAll(async () => {
     admin: { address: "127.0.0.1", port: 0 },
     routes: [
       { name: "retrying", match: { path: { prefix: "/fail" } }, to: "up", retry: { attempts: 2 }, fallback: { status: 200, body: "fallback" } },
-      { name: "api", to: "up" },
+      { name: "metrics-api", to: "up" },
     ],
     clusters: { up: { endpoints: [up.origin], outlier: { consecutive_5xx: 100 }, breaker: { minimum_requests: 1000 } } },
   });
@@ -58,14 +58,14 @@ test("the exposition parses, and every family is there", async () => {
 });
 
 test("requests are counted by route, cluster, method class and status class; latency is a histogram", async () => {
-  const before = Number(sample((await scrape()).get("switchyard_requests_total"), { route: "api", status_class: "2xx", method: "GET" })?.value ?? 0);
+  const before = Number(sample((await scrape()).get("switchyard_requests_total"), { route: "metrics-api", status_class: "2xx", method: "GET" })?.value ?? 0);
   for (let i = 0; i < 5; i++) await (await fetch(`${proxy.origin}/b/${i}`)).text();
   const families = await scrape();
-  expect(Number(sample(families.get("switchyard_requests_total"), { route: "api", cluster: "up", method: "GET", status_class: "2xx" })!.value)).toBe(before + 5);
+  expect(Number(sample(families.get("switchyard_requests_total"), { route: "metrics-api", cluster: "up", method: "GET", status_class: "2xx" })!.value)).toBe(before + 5);
   const text = await scrapeText();
   const count = Number(/^switchyard_request_duration_seconds_count\{route="api"\} (\d+)$/m.exec(text)![1]);
   expect(count).toBeGreaterThanOrEqual(5);
-  expect(text).toMatch(/^switchyard_request_duration_seconds_bucket\{route="api",le="\+Inf"\} \d+$/m);
+  expect(text).toMatch(/^switchyard_request_duration_seconds_bucket\{route="metrics-api",le="\+Inf"\} \d+$/m);
   // No per-path label anywhere.
   for (const f of families.values()) for (const m of f.metrics) expect(Object.keys(m.labels ?? {})).not.toContain("path");
 });
