@@ -63,7 +63,7 @@ test("requests are counted by route, cluster, method class and status class; lat
   const families = await scrape();
   expect(Number(sample(families.get("switchyard_requests_total"), { route: "metrics-api", cluster: "up", method: "GET", status_class: "2xx" })!.value)).toBe(before + 5);
   const text = await scrapeText();
-  const count = Number(/^switchyard_request_duration_seconds_count\{route="api"\} (\d+)$/m.exec(text)![1]);
+  const count = Number(/^switchyard_request_duration_seconds_count\{route="metrics-api"\} (\d+)$/m.exec(text)![1]);
   expect(count).toBeGreaterThanOrEqual(5);
   expect(text).toMatch(/^switchyard_request_duration_seconds_bucket\{route="metrics-api",le="\+Inf"\} \d+$/m);
   // No per-path label anywhere.
