@@ -1,14 +1,38 @@
-/** The admin listener's app: health now; the admin API mounts here too. */
+/** The admin listener's app: health, metrics, the admin API, cache purge. Never on the public port by default. */
+import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
-import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { registry } from "../src/observe/metrics.ts";
+import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
+import { adminApiRoutes } from "./admin-api.ts";
 import { cacheRoutes } from "./cache.ts";
 import { healthRoutes, type HealthOptions } from "./health.ts";
 
-export function adminRoutes(options: HealthOptions, runtime?: RuntimeRef): Hono {
+export interface AdminOptions extends HealthOptions {
+  runtime?: RuntimeRef;
+  /** When set, everything but /healthz and /readyz needs `Authorization: Bearer <token>`. */
+  token?: string;
+  drain?: () => void;
+}
+
+export function adminRoutes(options: AdminOptions): Hono {
   const app = new Hono();
   app.route("/", healthRoutes(options));
-  if (runtime) app.route("/", cacheRoutes(runtime));
+  if (options.token !== undefined) {
+    const expected = `Bearer ${options.token}`;
+    app.use("*", async (c, next) => {
+      const given = c.req.header("authorization") ?? "";
+      // Constant-time comparison: the token must not leak through timing.
+      const a = Buffer.from(given);
+      const b = Buffer.from(expected);
+      const ok = a.length === b.length && timingSafeEqual(a, b);
+      if (!ok) return c.json({ error: "unauthorized", message: "the admin API needs Authorization: Bearer <admin.token>" }, 401, { "www-authenticate": "Bearer" });
+      await next();
+    });
+  }
+  if (options.runtime) {
+    app.route("/", cacheRoutes(options.runtime));
+    app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")) }));
+  }
   // Prometheus text format (0.0.4).
   app.get("/metrics", () => new Response(registry.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));
   app.notFound((c) => c.json({ error: "not_found", message: `no admin endpoint ${c.req.method} ${c.req.path}` }, 404));

@@ -7,6 +7,8 @@ import { superviseWorkers, WORKER_ENV } from "./server/workers.ts";
 const USAGE = `usage:
   switchyard start [CONFIG]      run the proxy (default config: ./switchyard.yaml)
   switchyard validate CONFIG     check a config file; print every problem with its path
+  switchyard validate CONFIG --explain [METHOD] URL
+                                 …and show which route and cluster that request would hit
   switchyard schema              print the config's JSON Schema (for editors)`;
 
 /** Bun reads its fetch concurrency cap only at process start (measured): re-exec with it raised. */
@@ -54,8 +56,23 @@ async function main(argv: string[]): Promise<number> {
     case "validate": {
       if (!rest[0]) break;
       try {
-        await loadConfigFile(rest[0]);
+        const config = await loadConfigFile(rest[0]);
         console.log(`${rest[0]}: ok`);
+        if (rest[1] === "--explain") {
+          const [method, target] = rest[3] === undefined ? ["GET", rest[2]] : [rest[2]!, rest[3]];
+          let url: URL;
+          try {
+            url = new URL(target ?? "");
+          } catch {
+            console.error("--explain needs an absolute URL, e.g. --explain GET https://api.example.com/orders/7");
+            return 2;
+          }
+          const { buildRuntime } = await import("./runtime/build.ts");
+          const { explainRequest } = await import("./runtime/explain.ts");
+          const runtime = buildRuntime(config, 1);
+          console.log(JSON.stringify(explainRequest(runtime, method!, url, new Headers()), null, 2));
+          runtime.dispose();
+        }
         return 0;
       } catch (e) {
         console.error(e instanceof ConfigError ? e.message : String(e));

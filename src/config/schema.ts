@@ -27,6 +27,8 @@ export const AdminSchema = z.strictObject({
   /** Bind address of the admin listener. Default 127.0.0.1: never public unless you say so. */
   address: AddressSchema.default("127.0.0.1"),
   port: PortSchema.default(9901),
+  /** Bearer token for everything but /healthz and /readyz (use `${ADMIN_TOKEN}`). None: open to whoever reaches the address. */
+  token: z.string().min(16, "use at least 16 characters").optional(),
 });
 
 export const EchoSchema = z.strictObject({

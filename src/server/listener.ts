@@ -38,7 +38,7 @@ export function startProxyListener(listener: Listener, index: number, state: Ser
 }
 
 export function startAdminListener(config: NonNullable<Config["admin"]>, state: ServerState): Server<undefined> {
-  const app = adminRoutes({ ready: () => !state.draining }, state.runtime);
+  const app = adminRoutes({ ready: () => !state.draining, runtime: state.runtime, token: config.token });
   return Bun.serve({
     hostname: config.address,
     port: config.port,

@@ -52,3 +52,11 @@ test("an unknown command prints usage and exits 2", () => {
   expect(r.code).toBe(2);
   expect(r.stderr).toContain("usage:");
 });
+
+test("validate --explain shows the route and cluster a request would hit", () => {
+  const r = run("validate", "switchyard.yaml", "--explain", "GET", "http://localhost:8080/echo/x?y=1");
+  expect(r.code).toBe(0);
+  const explained = JSON.parse(r.stdout.slice(r.stdout.indexOf("{"))) as Record<string, unknown>;
+  expect(explained).toMatchObject({ route: "echo", cluster: "echo", upstream_path: "/echo/x?y=1", websocket: true });
+  expect(run("validate", "switchyard.yaml", "--explain", "not-a-url").code).toBe(2);
+});

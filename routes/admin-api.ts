@@ -1,0 +1,68 @@
+/** The admin API (admin listener only): config in force (secrets redacted), clusters and their health, the route-test tool, drain. */
+import { Hono } from "hono";
+import { explainRequest } from "../src/runtime/explain.ts";
+import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
+
+/** Keys whose values are never shown. */
+const SECRET_KEY = /token|secret|password|key$|authorization|credential/i;
+
+export function redact(value: unknown, key = ""): unknown {
+  if (typeof value === "string") return SECRET_KEY.test(key) ? "[redacted]" : value;
+  if (Array.isArray(value)) return value.map((v) => redact(v, key));
+  if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, k)]));
+  return value;
+}
+
+export interface AdminApiOptions {
+  runtime: RuntimeRef;
+  /** Begins a graceful drain of the whole process (as SIGTERM does). */
+  drain: () => void;
+}
+
+export function adminApiRoutes(options: AdminApiOptions): Hono {
+  const app = new Hono();
+  app.get("/config", (c) => c.json({ version: options.runtime.current.version, config: redact(options.runtime.current.config) }));
+  app.get("/clusters", (c) => {
+    const now = performance.now();
+    const clusters = [...options.runtime.current.clusters.values()].map((cl) => {
+      const available = new Set(cl.available());
+      return {
+        name: cl.name,
+        balancer: cl.config.balancer.type,
+        requests_active: cl.budget.active,
+        connections_active: cl.limits.connections,
+        breaker: cl.breaker?.state ?? null,
+        endpoints: cl.endpoints.map((e) => ({
+          address: e.address,
+          weight: e.weight,
+          available: available.has(e),
+          healthy: e.health.activeHealthy,
+          ejected_for_ms: e.health.ejectedUntil > now ? Math.round(e.health.ejectedUntil - now) : 0,
+          active: e.active,
+        })),
+      };
+    });
+    return c.json({ clusters });
+  });
+  // GET /route?method=GET&url=http://host/path&header=name:value … → which route and cluster.
+  app.get("/route", (c) => {
+    const target = c.req.query("url");
+    let url: URL;
+    try {
+      url = new URL(target ?? "");
+    } catch {
+      return c.json({ error: "bad_request", message: "give url=http://host/path (absolute), and optionally method= and header=name:value" }, 400);
+    }
+    const headers = new Headers();
+    for (const h of c.req.queries("header") ?? []) {
+      const i = h.indexOf(":");
+      if (i > 0) headers.append(h.slice(0, i).trim(), h.slice(i + 1).trim());
+    }
+    return c.json(explainRequest(options.runtime.current, c.req.query("method") ?? "GET", url, headers));
+  });
+  app.post("/drain", (c) => {
+    options.drain();
+    return c.json({ draining: true }, 202);
+  });
+  return app;
+}

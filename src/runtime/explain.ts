@@ -1,0 +1,47 @@
+/**
+ * Which route and cluster a request would hit, and what the upstream would see — the route-test
+ * tool behind `GET /route` on the admin API and `switchyard validate FILE --explain METHOD URL`.
+ */
+import { matchRoute } from "../proxy/router.ts";
+import type { Runtime } from "./build.ts";
+
+export interface Explained {
+  route: string | null;
+  /** Index of the route in the config. */
+  index: number | null;
+  cluster: string | null;
+  /** Every cluster the route may send to (weights, override, failover), in order. */
+  clusters: string[];
+  upstream_path: string | null;
+  upstream_host: string | null;
+  endpoints: { address: string; available: boolean }[];
+  websocket: boolean;
+  cache: string | null;
+}
+
+export function explainRequest(runtime: Runtime, method: string, url: URL, headers: Headers): Explained {
+  const facts = { method: method.toUpperCase(), host: url.host.toLowerCase(), path: url.pathname || "/", query: url.search.slice(1), headers };
+  const route = matchRoute(runtime.routes, facts);
+  if (route === undefined) {
+    return { route: null, index: null, cluster: null, clusters: [], upstream_path: null, upstream_host: null, endpoints: [], websocket: false, cache: null };
+  }
+  const cluster = route.chooseCluster(headers, () => 0);
+  const c = route.config;
+  const clusters = [
+    ...(c.to !== undefined ? [c.to] : c.weighted_clusters!.map((w) => w.cluster)),
+    ...(c.override ? [c.override.cluster] : []),
+    ...(c.failover ?? []),
+  ];
+  const available = new Set(cluster.available());
+  return {
+    route: route.name,
+    index: runtime.routes.indexOf(route),
+    cluster: cluster.name,
+    clusters: [...new Set(clusters)],
+    upstream_path: (route.rewritePath ? route.rewritePath(facts.path) : facts.path) + (url.search || ""),
+    upstream_host: route.hostRewrite ?? facts.host,
+    endpoints: cluster.endpoints.map((e) => ({ address: e.address, available: available.has(e) })),
+    websocket: c.websocket,
+    cache: route.cache?.cache.name ?? null,
+  };
+}

@@ -1,0 +1,85 @@
+/** The admin API: bearer token, config (redacted), clusters, the route-test tool, drain. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { spawnProxy, writeTempConfig } from "../helpers/cli.ts";
+import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+
+const TOKEN = "s3cret-admin-token-0123456789";
+let up: Upstream;
+let proxy: TestProxy;
+let admin: string;
+
+beforeAll(async () => {
+  up = startUpstream(() => new Response("ok"));
+  proxy = await startProxy({
+    admin: { address: "127.0.0.1", port: 0, token: TOKEN },
+    routes: [
+      { name: "orders", match: { hosts: ["api.example.com"], path: { prefix: "/v2/orders" } }, rewrite: { path_prefix: "/orders" }, to: "orders", failover: ["backup"] },
+      { name: "canary", match: { headers: [{ name: "x-canary", exact: "1" }] }, to: "backup" },
+    ],
+    clusters: { orders: { endpoints: [up.origin, "127.0.0.1:1"] }, backup: { endpoints: [up.origin] } },
+  });
+  admin = proxy.running.admin!.url.origin;
+});
+afterAll(async () => {
+  await proxy.stop();
+  up.stop(true);
+});
+
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+test("everything but health needs the bearer token", async () => {
+  expect((await fetch(`${admin}/healthz`)).status).toBe(200);
+  expect((await fetch(`${admin}/readyz`)).status).toBe(200);
+  for (const path of ["/config", "/clusters", "/metrics", "/route?url=http://x/"]) {
+    const res = await fetch(admin + path);
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toBe("Bearer");
+    expect((await fetch(admin + path, { headers: { authorization: "Bearer wrong" } })).status).toBe(401);
+    expect((await fetch(admin + path, { headers: auth })).status).toBe(200);
+  }
+});
+
+test("GET /config shows the config in force with secrets redacted", async () => {
+  const body = (await (await fetch(`${admin}/config`, { headers: auth })).json()) as { version: number; config: { admin: { token: string }; routes: { name: string }[] } };
+  expect(body.version).toBe(1);
+  expect(body.config.admin.token).toBe("[redacted]");
+  expect(body.config.routes.map((r) => r.name)).toEqual(["orders", "canary"]);
+  expect(JSON.stringify(body)).not.toContain(TOKEN);
+});
+
+test("GET /clusters lists endpoints with their state", async () => {
+  const body = (await (await fetch(`${admin}/clusters`, { headers: auth })).json()) as { clusters: { name: string; endpoints: { address: string; available: boolean }[] }[] };
+  const orders = body.clusters.find((c) => c.name === "orders")!;
+  expect(orders.endpoints.map((e) => e.address)).toEqual([up.origin.replace("http://", ""), "127.0.0.1:1"]);
+  expect(orders.endpoints.every((e) => e.available)).toBe(true);
+});
+
+test("GET /route tells which route and cluster a request would hit, and what the upstream would see", async () => {
+  const ask = async (query: string) => (await (await fetch(`${admin}/route?${query}`, { headers: auth })).json()) as Record<string, unknown>;
+  expect(await ask(`method=GET&url=${encodeURIComponent("http://api.example.com/v2/orders/7?x=1")}`)).toMatchObject({
+    route: "orders", index: 0, cluster: "orders", clusters: ["orders", "backup"], upstream_path: "/orders/7?x=1", upstream_host: "api.example.com",
+  });
+  expect(await ask(`url=${encodeURIComponent("http://other.example/")}&header=x-canary:1`)).toMatchObject({ route: "canary", cluster: "backup" });
+  expect(await ask(`url=${encodeURIComponent("http://other.example/")}`)).toMatchObject({ route: null });
+  expect((await fetch(`${admin}/route?url=relative`, { headers: auth })).status).toBe(400);
+});
+
+test("POST /drain drains the process like SIGTERM: it exits 0", async () => {
+  const config = writeTempConfig({
+    listeners: [{ address: "127.0.0.1", port: 0 }],
+    admin: { address: "127.0.0.1", port: 0 },
+    routes: [{ to: "u" }],
+    clusters: { u: { endpoints: [up.origin] } },
+    access_log: { enabled: false },
+  });
+  const p = await spawnProxy(config.file);
+  try {
+    const res = await fetch(`${p.adminOrigin}/drain`, { method: "POST" });
+    expect(res.status).toBe(202);
+    expect(await p.proc.exited).toBe(0);
+  } finally {
+    p.proc.kill("SIGKILL");
+    config.cleanup();
+  }
+});
