@@ -1,5 +1,8 @@
 /** The admin API (admin listener only): config in force (secrets redacted), clusters and their health, the route-test tool, drain. */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import { diffConfig } from "../src/config/diff.ts";
+import { ConfigError, parseText, validateConfig } from "../src/config/load.ts";
+import type { Config } from "../src/config/schema.ts";
 import { explainRequest } from "../src/runtime/explain.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 
@@ -17,6 +20,8 @@ export interface AdminApiOptions {
   runtime: RuntimeRef;
   /** Begins a graceful drain of the whole process (as SIGTERM does). */
   drain: () => void;
+  /** Puts a validated config in force; returns its version. */
+  applyConfig?: (config: Config, source: string) => number;
 }
 
 export function adminApiRoutes(options: AdminApiOptions): Hono {
@@ -60,6 +65,25 @@ export function adminApiRoutes(options: AdminApiOptions): Hono {
     }
     return c.json(explainRequest(options.runtime.current, c.req.query("method") ?? "GET", url, headers));
   });
+  // PUT/POST /config: a whole config (YAML or JSON), validated with the same rules as the file;
+  // swapped in atomically, or refused with every problem. ?dry_run=1 validates and shows the diff.
+  const push = async (c: Context) => {
+    const text = await c.req.text();
+    let next: Config;
+    try {
+      next = validateConfig("(pushed config)", parseText(c.req.header("content-type")?.includes("json") ? "pushed.json" : "pushed.yaml", text));
+    } catch (e) {
+      const problems = e instanceof ConfigError ? e.problems : [String(e)];
+      return c.json({ error: "invalid_config", message: "the config was refused; the one in force stays", problems }, 422);
+    }
+    const changes = diffConfig(redact(options.runtime.current.config), redact(next));
+    if (c.req.query("dry_run") === "1" || c.req.query("dry_run") === "true") return c.json({ valid: true, dry_run: true, changes });
+    if (!options.applyConfig) return c.json({ error: "unavailable", message: "config push is not enabled here" }, 503);
+    const version = options.applyConfig(next, "admin-api");
+    return c.json({ valid: true, version, changes });
+  };
+  app.put("/config", push);
+  app.post("/config", push);
   app.post("/drain", (c) => {
     options.drain();
     return c.json({ draining: true }, 202);

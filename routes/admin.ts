@@ -1,6 +1,7 @@
 /** The admin listener's app: health, metrics, the admin API, cache purge. Never on the public port by default. */
 import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
+import type { Config } from "../src/config/schema.ts";
 import { registry } from "../src/observe/metrics.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { adminApiRoutes } from "./admin-api.ts";
@@ -12,6 +13,7 @@ export interface AdminOptions extends HealthOptions {
   /** When set, everything but /healthz and /readyz needs `Authorization: Bearer <token>`. */
   token?: string;
   drain?: () => void;
+  applyConfig?: (config: Config, source: string) => number;
 }
 
 export function adminRoutes(options: AdminOptions): Hono {
@@ -31,7 +33,7 @@ export function adminRoutes(options: AdminOptions): Hono {
   }
   if (options.runtime) {
     app.route("/", cacheRoutes(options.runtime));
-    app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")) }));
+    app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")), applyConfig: options.applyConfig }));
   }
   // Prometheus text format (0.0.4).
   app.get("/metrics", () => new Response(registry.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));

@@ -46,6 +46,15 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     listeners: proxies.map((s) => s.url.href), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
   });
 
+  // A config pushed through the admin API takes effect like a reload; the file stays as it is (a
+  // later file change or SIGHUP puts the file's config back in force).
+  state.applyConfig = (next, source) => {
+    const runtime = state.runtime.swap(next);
+    metrics.reloads.inc(["ok"]);
+    logEvent({ msg: "config pushed", source, version: runtime.version });
+    return runtime.version;
+  };
+
   let reloading: Promise<boolean> | undefined;
   const reload = async (): Promise<boolean> => {
     reopenAll(); // whatever the new config says, logrotate's moved files are let go

@@ -10,6 +10,8 @@ import type { RuntimeRef } from "../runtime/runtime-ref.ts";
 export interface ServerState {
   runtime: RuntimeRef;
   draining: boolean;
+  /** Puts a validated config in force (a push through the admin API); returns the new version. */
+  applyConfig?: (config: Config, source: string) => number;
 }
 
 /** Last guard: Bun calls this if a handler throws; the process must never crash on a request. */
@@ -38,7 +40,7 @@ export function startProxyListener(listener: Listener, index: number, state: Ser
 }
 
 export function startAdminListener(config: NonNullable<Config["admin"]>, state: ServerState): Server<undefined> {
-  const app = adminRoutes({ ready: () => !state.draining, runtime: state.runtime, token: config.token });
+  const app = adminRoutes({ ready: () => !state.draining, runtime: state.runtime, token: config.token, applyConfig: (c, source) => state.applyConfig!(c, source) });
   return Bun.serve({
     hostname: config.address,
     port: config.port,

@@ -83,3 +83,30 @@ test("POST /drain drains the process like SIGTERM: it exits 0", async () => {
     config.cleanup();
   }
 });
+
+test("PUT /config: ?dry_run=1 validates and shows the diff; a valid config is swapped in; an invalid one is refused with every problem", async () => {
+  const current = (await (await fetch(`${admin}/config`, { headers: auth })).json()) as { version: number };
+  const next = {
+    listeners: [{ address: "127.0.0.1", port: proxy.port }],
+    admin: { address: "127.0.0.1", port: proxy.running.admin!.port, token: TOKEN },
+    routes: [{ name: "everything", to: "backup" }],
+    clusters: { backup: { endpoints: [up.origin] } },
+  };
+  const put = (body: unknown, query = "") => fetch(`${admin}/config${query}`, { method: "PUT", body: JSON.stringify(body), headers: { ...auth, "content-type": "application/json" } });
+
+  const dry = (await (await put(next, "?dry_run=1")).json()) as { dry_run: boolean; changes: { path: string }[] };
+  expect(dry.dry_run).toBe(true);
+  expect(dry.changes.map((c) => c.path)).toContain("routes[0].name");
+  expect(((await (await fetch(`${admin}/config`, { headers: auth })).json()) as { version: number }).version).toBe(current.version);
+
+  const bad = await put({ ...next, routes: [{ to: "nowhere", timeouts: { request: "soon" } }] });
+  expect(bad.status).toBe(422);
+  const refused = (await bad.json()) as { problems: string[] };
+  expect(refused.problems).toContain('routes[0].to: unknown cluster "nowhere" (known: backup)');
+  expect(refused.problems.some((p) => p.startsWith("routes[0].timeouts.request"))).toBe(true);
+
+  const applied = (await (await put(next)).json()) as { version: number };
+  expect(applied.version).toBe(current.version + 1);
+  const explained = (await (await fetch(`${admin}/route?url=${encodeURIComponent("http://api.example.com/v2/orders/1")}`, { headers: auth })).json()) as { route: string };
+  expect(explained.route).toBe("everything");
+});
