@@ -80,3 +80,13 @@ test("retries, fallbacks and errors are counted; health and breaker state are ex
   expect(sample(families.get("switchyard_breaker_state"), { cluster: "up" })!.value).toBe("0");
   expect(sample(families.get("switchyard_config_version"), {})!.value).toBe("1");
 });
+
+test("every metric the Grafana dashboard queries is exported", async () => {
+  const dashboard = JSON.parse(await Bun.file(`${import.meta.dir}/../../src/observe/grafana-dashboard.json`).text()) as { panels: { targets: { expr: string }[] }[] };
+  const queried = new Set<string>();
+  for (const p of dashboard.panels) for (const t of p.targets) for (const m of t.expr.matchAll(/\bswitchyard_[a-z_]+/g)) queried.add(m[0].replace(/_(bucket|sum|count)$/, ""));
+  expect(queried.size).toBeGreaterThan(10);
+  // Families present in the exposition, whether or not they have samples yet.
+  const exported = new Set([...(await scrapeText()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+  for (const name of queried) expect(exported).toContain(name);
+});
