@@ -36,7 +36,7 @@ export function splitTarget(url: string): { authority: string; path: string; que
 }
 
 /** A host[:port] as RFC 3986 allows it (reg-name, IPv4, [IPv6]); anything else, e.g. two Host headers joined by a comma, is refused. */
-const VALID_HOST = /^(?:[a-z0-9._~!$&'()*+;=%-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/;
+const VALID_HOST = /^(?:[a-z0-9._~!$&'()*+;=-]+|\[[0-9a-f]*:[0-9a-f:.]*\])(?::\d{1,5})?$/;
 
 export function handleProxyRequest(request: Request, server: Server<unknown>, options: ProxyRouteOptions): Promise<Response> | Response {
   const requestId = requestIdFrom(request.headers);
@@ -65,12 +65,16 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
   };
   if (options.draining()) return fail(ctx, errors.draining());
   // Bun routes by the first of several Host headers; RFC 9112 §3.2 demands a 400 for them.
-  if ((ctx.host !== "" && !VALID_HOST.test(ctx.host)) || request.headers.get("host")?.includes(",")) {
+  const hostHeader = request.headers.get("host");
+  // (A Host Bun could not make a URL of arrives as a bare path, like HTTP/1.0 without Host.)
+  if ((ctx.host !== "" && !VALID_HOST.test(ctx.host)) || (hostHeader !== null && (ctx.host === "" || hostHeader.includes(",")))) {
     return fail(ctx, errors.badRequest("the request has a malformed Host header, or more than one (RFC 9112 §3.2)"));
   }
   return runPipeline(ctx).catch((e: unknown) => {
-    // The pipeline turns every expected failure into a response; this is the last guard.
+    // The pipeline turns every expected failure into a response; this is the last guard. It still
+    // logs the request, which gives back everything it held (counters, slots, claims).
     console.error(JSON.stringify({ level: "error", msg: "pipeline crashed", request_id: requestId, error: String(e) }));
+    if (!ctx.logged) return fail(ctx, errors.internal());
     return errorResponse(errors.internal(), requestId);
   });
 }

@@ -164,10 +164,10 @@ export function decide(request: Headers, stored: Stored, now: number, heuristicM
 }
 
 /** May this stale response be served because the upstream failed (RFC 5861 §4)? */
-export function staleIfErrorAllows(request: Headers, stored: Stored, now: number): boolean {
+export function staleIfErrorAllows(request: Headers, stored: Stored, now: number, heuristicMax?: number): boolean {
   const res = parseCacheControl(stored.headers.get("cache-control"));
-  if (res.has("must-revalidate") || res.has("proxy-revalidate") || res.has("no-cache")) return false;
-  const staleness = currentAge(stored, now) - freshnessLifetime(stored.status, stored.headers);
+  if (res.has("must-revalidate") || res.has("proxy-revalidate") || res.has("s-maxage") || res.has("no-cache")) return false;
+  const staleness = currentAge(stored, now) - freshnessLifetime(stored.status, stored.headers, heuristicMax);
   const limit = deltaSeconds(parseCacheControl(request.get("cache-control")).get("stale-if-error")) ?? deltaSeconds(res.get("stale-if-error"));
   return limit !== undefined && staleness <= limit;
 }
@@ -182,8 +182,11 @@ export function revalidationHeaders(stored: Headers): Record<string, string> {
   return out;
 }
 
-/** Fields a 304 must not overwrite in the stored response (§3.2: they describe the stored body). */
-const KEEP_ON_304 = new Set(["content-length", "content-encoding", "transfer-encoding", "content-range"]);
+/**
+ * Fields a 304 must not overwrite in the stored response (§3.2: they describe the stored body),
+ * and Set-Cookie, which is one client's and must never be replayed to others from a shared cache.
+ */
+const KEEP_ON_304 = new Set(["content-length", "content-encoding", "transfer-encoding", "content-range", "set-cookie"]);
 
 /** The stored headers updated with those of a 304 (§4.3.4). */
 export function mergeNotModified(stored: Headers, notModified: Headers): Headers {
@@ -203,7 +206,8 @@ function weakMatch(a: string, b: string): boolean {
  * Can the cache answer this conditional request with 304 from `stored` (RFC 9110 §13.1.2, §13.1.3,
  * §13.2.2)? If-None-Match wins over If-Modified-Since.
  */
-export function notModifiedFor(request: Headers, stored: Headers): boolean {
+export function notModifiedFor(request: Headers, stored: Headers, status = 200): boolean {
+  if (status < 200 || status > 299) return false; // preconditions apply to 2xx only (RFC 9110 §13.2.1)
   const inm = request.get("if-none-match");
   if (inm !== null) {
     const etag = stored.get("etag");

@@ -11,7 +11,7 @@ import { Broadcast, broadcastBody } from "./broadcast.ts";
 import { type Entry, HttpCache } from "./cache.ts";
 import { compileCacheKey, type KeyFacts, selectingHeaders, varyNames } from "./key.ts";
 import {
-  CACHEABLE_METHODS, currentAge, decide, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, revalidationHeaders, staleIfErrorAllows,
+  CACHEABLE_METHODS, currentAge, decide, parseCacheControl, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, revalidationHeaders, staleIfErrorAllows,
 } from "./policy.ts";
 import type { RouteCacheConfig } from "./schema.ts";
 
@@ -57,6 +57,15 @@ export async function purgeRequest(ctx: ProxyContext, rc: RouteCache): Promise<R
   return Response.json({ purged, key }, { status: purged > 0 ? 200 : 404 });
 }
 
+const ONLY_IF_CACHED = /(^|,)\s*only-if-cached\s*(,|$)/i;
+
+/** RFC 9111 §5.2.1.7: only-if-cached and nothing usable stored → 504. */
+function notCached(ctx: ProxyContext): Response {
+  return new Response(JSON.stringify({ error: "not_cached", message: "only-if-cached and nothing usable is stored", request_id: ctx.requestId }), {
+    status: 504, headers: { "content-type": "application/json", "x-cache": "MISS" },
+  });
+}
+
 /** Either a response straight from the cache, or the state the forward phase carries on with. */
 export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Response | CacheState | undefined> {
   if (!CACHEABLE_METHODS.has(ctx.method)) return undefined;
@@ -64,11 +73,7 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
   const requestTime = nowSeconds();
   const found = await rc.cache.lookup(key, ctx.headers);
   if (found === undefined) {
-    if (/(^|,)\s*only-if-cached\s*(,|$)/i.test(ctx.headers.get("cache-control") ?? "")) {
-      return new Response(JSON.stringify({ error: "not_cached", message: "only-if-cached and nothing usable is stored", request_id: ctx.requestId }), {
-        status: 504, headers: { "content-type": "application/json", "x-cache": "MISS" },
-      });
-    }
+    if (ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return notCached(ctx);
     if (!rc.config.collapse.enabled || ctx.method !== "GET") return { key, requestTime };
     const leadership = await rc.cache.collapser.acquire(key, rc.config.collapse.lease / 1000);
     if (leadership.lead) {
@@ -91,10 +96,11 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
     if (led === undefined) return { key, requestTime };
     const d = decide(ctx.headers, led.entry, nowSeconds(), rc.cache.config.heuristic_max / 1000);
     if (d.use === "revalidate") return { key, requestTime };
-    return fromStore(ctx, led.entry, led.body, "HIT", d.age, notModifiedFor(ctx.headers, led.entry.headers) ? 304 : led.entry.status);
+    return fromStore(ctx, led.entry, led.body, "HIT", d.age, notModifiedFor(ctx.headers, led.entry.headers, led.entry.status) ? 304 : led.entry.status);
   }
   const { entry, body } = found;
   const d = decide(ctx.headers, entry, requestTime, rc.cache.config.heuristic_max / 1000);
+  if (d.use === "revalidate" && ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return notCached(ctx);
   if (d.use === "revalidate") {
     ctx.upstreamExtraHeaders = revalidationHeaders(entry.headers);
     return { key, stored: found, requestTime };
@@ -105,7 +111,7 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
   }
   const label = d.use === "fresh" ? "HIT" : "STALE";
   // A conditional request the stored response satisfies gets 304 (RFC 9110 §13.2.2).
-  const status = notModifiedFor(ctx.headers, entry.headers) ? 304 : entry.status;
+  const status = notModifiedFor(ctx.headers, entry.headers, entry.status) ? 304 : entry.status;
   return fromStore(ctx, entry, body, label, d.age, status);
 }
 
@@ -119,11 +125,17 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
   if (stored !== undefined && upstream.status === 304) {
     upstream.body?.cancel().catch(() => {});
     const merged = mergeNotModified(stored.entry.headers, upstream.headers);
-    await rc.cache.refresh(stored.entry, merged, state.requestTime, responseTime).catch(() => {});
-    const status = notModifiedFor(ctx.headers, merged) ? 304 : stored.entry.status;
-    return fromStore(ctx, stored.entry, stored.body, "REVALIDATED", 0, status);
+    // A 304 that is itself private or no-store refreshes nothing for others.
+    const cc = parseCacheControl(upstream.headers.get("cache-control"));
+    const shared = !cc.has("no-store") && !cc.has("private");
+    if (shared) await rc.cache.refresh(stored.entry, merged, state.requestTime, responseTime).catch(() => {});
+    const status = notModifiedFor(ctx.headers, merged, stored.entry.status) ? 304 : stored.entry.status;
+    const response = fromStore(ctx, shared ? stored.entry : { ...stored.entry, headers: merged }, stored.body, "REVALIDATED", 0, status);
+    // Cookies the upstream set on this revalidation are this client's alone.
+    for (const cookie of upstream.headers.getSetCookie()) response.headers.append("set-cookie", cookie);
+    return response;
   }
-  if (stored !== undefined && upstream.status >= 500 && staleIfErrorAllows(ctx.headers, stored.entry, responseTime)) {
+  if (stored !== undefined && upstream.status >= 500 && staleIfErrorAllows(ctx.headers, stored.entry, responseTime, rc.cache.config.heuristic_max / 1000)) {
     upstream.body?.cancel().catch(() => {});
     return staleFallback(ctx, stored.entry, stored.body, responseTime);
   }
@@ -165,9 +177,9 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
 }
 
 /** A stale copy to serve when the upstream could not be reached at all (stale-if-error), if allowed. */
-export function staleOnError(ctx: ProxyContext, state: CacheState | undefined): Response | undefined {
+export function staleOnError(ctx: ProxyContext, rc: RouteCache | undefined, state: CacheState | undefined): Response | undefined {
   const stored = state?.stored;
-  if (stored === undefined || !staleIfErrorAllows(ctx.headers, stored.entry, nowSeconds())) return undefined;
+  if (rc === undefined || stored === undefined || !staleIfErrorAllows(ctx.headers, stored.entry, nowSeconds(), rc.cache.config.heuristic_max / 1000)) return undefined;
   return staleFallback(ctx, stored.entry, stored.body, nowSeconds());
 }
 
@@ -181,7 +193,12 @@ function staleFallback(ctx: ProxyContext, entry: Entry, body: Uint8Array, now: n
 
 /** Unsafe methods invalidate the target URI and its Location / Content-Location (RFC 9111 §4.4). */
 export function invalidateAfter(ctx: ProxyContext, rc: RouteCache, status: number, responseHeaders: Headers): void {
-  const target = new URL(`${ctx.listener.proto}://${ctx.host || "localhost"}${ctx.path}${ctx.query ? `?${ctx.query}` : ""}`);
+  let target: URL;
+  try {
+    target = new URL(`${ctx.listener.proto}://${ctx.host || "localhost"}${ctx.path}${ctx.query ? `?${ctx.query}` : ""}`);
+  } catch {
+    return; // not a URL a GET could have been stored under
+  }
   for (const uri of invalidatedUris(ctx.method, status, target, responseHeaders)) {
     const url = new URL(uri);
     const key = rc.key({ scheme: url.protocol.slice(0, -1), host: url.host, path: url.pathname, query: url.search.slice(1), headers: new Headers() });

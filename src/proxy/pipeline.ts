@@ -68,7 +68,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   }
   /** 7 error, or a stale cached copy when stale-if-error allows one. */
   const failOrStale = (error: SwitchyardError): Response | Promise<Response> => {
-    const stale = staleOnError(ctx, cacheState);
+    const stale = staleOnError(ctx, route.cache, cacheState);
     if (stale === undefined) return fail(ctx, error);
     ctx.error = error; // logged beside the stale answer that stood in for it
     return respond(ctx, stale, new Deadlines(0, 0));

@@ -57,7 +57,9 @@ export const RewriteSchema = z
     message: "give path_prefix or path_regex, not both",
   });
 
-const HeaderValuesSchema = z.record(TokenSchema, z.string());
+/** A field value that can be sent (RFC 9110 §5.5): no CR, LF or NUL, Latin-1 only. */
+export const HeaderValueSchema = z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, "must be a valid header value (no line breaks or control characters, Latin-1 only)");
+const HeaderValuesSchema = z.record(TokenSchema, HeaderValueSchema);
 
 export const HeaderRulesSchema = z.strictObject({
   /** Appended (existing values kept). */
@@ -105,7 +107,7 @@ export const RouteSchema = z
       .strictObject({
         status: z.number().int().min(200).max(599).default(200),
         body: z.string().default(""),
-        headers: z.record(TokenSchema, z.string()).default({}),
+        headers: z.record(TokenSchema, HeaderValueSchema).default({}),
       })
       .optional(),
     /** Idempotency keys: a POST/PUT/PATCH with an Idempotency-Key is forwarded once and its answer replayed. */

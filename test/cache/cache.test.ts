@@ -287,3 +287,27 @@ test("PURGE on a route that allows it; LRU eviction keeps the file under max_tot
     dir4.cleanup();
   }
 });
+
+test("a Set-Cookie on a revalidation's 304 goes to that client only, never into the shared entry", async () => {
+  const dir5 = tempDir();
+  let cookie = 0;
+  const u = startUpstream((req) => {
+    if (req.headers.get("if-none-match") === '"v"') return new Response(null, { status: 304, headers: { etag: '"v"', "set-cookie": `session=user-${++cookie}` } });
+    return new Response("shared body", { headers: { etag: '"v"', "cache-control": "max-age=0, must-revalidate" } });
+  });
+  const p = await startProxy({ caches: { c: { path: dir5.file("c.db") } }, routes: [{ to: "u", cache: { name: "c" } }], clusters: { u: { endpoints: [u.origin] } } });
+  try {
+    await (await fetch(`${p.origin}/r`)).text();
+    await Bun.sleep(100);
+    const alice = await fetch(`${p.origin}/r`);
+    expect(alice.headers.get("x-cache")).toBe("REVALIDATED");
+    expect(alice.headers.get("set-cookie")).toBe("session=user-1");
+    const bob = await fetch(`${p.origin}/r`);
+    expect(bob.headers.get("set-cookie")).toBe("session=user-2"); // his own, from his own revalidation
+    expect(await bob.text()).toBe("shared body");
+  } finally {
+    await p.stop();
+    u.stop(true);
+    dir5.cleanup();
+  }
+});

@@ -289,6 +289,13 @@ describe("hostile request lines and headers", () => {
     expect(JSON.parse(res.body).error).toBe("bad_request");
   });
 
+  test("malformed Host values (percent-encoding, a bracketed non-IPv6) are refused with a JSON 400", async () => {
+    for (const host of ["a%zz", "[1.2.3.4]", "a b"]) {
+      const res = await rawRequest(proxy.port, `POST /x HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 0\r\n\r\n`);
+      expect(res.status).toBe(400);
+    }
+  });
+
   test("dot segments are resolved before routing, so ../ cannot climb out of a prefix", async () => {
     await rawRequest(proxy.port, "GET /s/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n");
     expect(last().url.pathname).toBe("/etc/passwd"); // routed by `main` as /etc/passwd, not by `special`
