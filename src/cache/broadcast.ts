@@ -12,7 +12,8 @@ export class Broadcast {
   /** Resolves once the whole body has arrived (or failed). */
   readonly ended: Promise<void> = new Promise((r) => (this.resolveEnded = r));
 
-  constructor(readonly status: number, readonly statusText: string, readonly headers: Headers) {}
+  /** `requestHeaders`: the leader's request headers its answer was selected by (Vary), for followers to match. */
+  constructor(readonly status: number, readonly statusText: string, readonly headers: Headers, readonly requestHeaders: Headers = new Headers()) {}
 
   push(chunk: Uint8Array): void {
     this.chunks.push(chunk);

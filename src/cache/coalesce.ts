@@ -23,10 +23,15 @@ export type CoalesceConfig = z.infer<typeof CoalesceSchema>;
 const inflight = new Map<string, Promise<Broadcast | undefined>>();
 
 /** The coalescing key, or undefined when this request must not share (not a GET, or it carries credentials). */
+/** Requests whose answer depends on more than the key: credentials, ranges, preconditions. */
+const NOT_SHARED = ["authorization", "cookie", "x-api-key", "proxy-authorization", "range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"];
+/** The request headers that are part of the key, so an answer may Vary on these only. */
+const KEYED = new Set(["accept", "accept-encoding", "accept-language"]);
+
 export function coalesceKey(ctx: ProxyContext): string | undefined {
   if (ctx.method !== "GET") return undefined;
   const h = ctx.headers;
-  if (h.has("authorization") || h.has("cookie")) return undefined;
+  for (const name of NOT_SHARED) if (h.has(name)) return undefined;
   return [ctx.route!.name, ctx.host, ctx.path, ctx.query, h.get("accept") ?? "", h.get("accept-encoding") ?? "", h.get("accept-language") ?? ""].join("\n");
 }
 
@@ -75,8 +80,12 @@ function lead(key: string, config: CoalesceConfig): Leader {
     },
     share(response) {
       const length = Number(response.headers.get("content-length") ?? Number.NaN);
-      // Only a body of known, bounded length is shared: every chunk is kept for late joiners.
-      if (response.headers.has("set-cookie") || !(length <= config.max_body)) {
+      const vary = (response.headers.get("vary") ?? "").split(",").map((v) => v.trim().toLowerCase()).filter(Boolean);
+      const cc = response.headers.get("cache-control") ?? "";
+      // Only a plain 200 meant for anyone, varying on keyed headers at most, with a body of known,
+      // bounded length (every chunk is kept for late joiners).
+      const shareable = response.status === 200 && !response.headers.has("set-cookie") && !/(^|,)\s*private\b/i.test(cc) && vary.every((v) => KEYED.has(v)) && length <= config.max_body;
+      if (!shareable) {
         settle(undefined);
         done();
         return response;

@@ -53,15 +53,20 @@ async function fingerprint(ctx: ProxyContext, body: ArrayBuffer | undefined): Pr
 export async function claimIdempotencyKey(ctx: ProxyContext, config: IdempotencyConfig, key: string, body: ArrayBuffer | undefined): Promise<Response | Claim> {
   if (!KEY_RE.test(key)) return problem("bad_idempotency_key", 400, "the Idempotency-Key must be 1 to 255 visible ASCII characters", ctx);
   const store = await sharedStore(config.path);
-  const recordKey = `${ctx.route!.name}\n${key}`;
+  // Scoped to the caller: the same key from other credentials is another record.
+  const caller = new Bun.CryptoHasher("sha256").update(`${ctx.headers.get("authorization") ?? ""}\n${ctx.headers.get("cookie") ?? ""}\n${ctx.headers.get("x-api-key") ?? ""}`).digest("hex").slice(0, 32);
+  const recordKey = `${ctx.route!.name}\n${caller}\n${key}`;
   const print = await fingerprint(ctx, body);
   const now = nowSeconds();
   const claimed = await store.execute(
     `INSERT INTO idempotency (record_key, fingerprint, state, expires_at) VALUES (?, ?, 'in_flight', ?)
      ON CONFLICT (record_key) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight', status = NULL, headers = NULL, body = NULL, expires_at = excluded.expires_at
      WHERE idempotency.expires_at < ?`,
-    [recordKey, print, now + config.ttl / 1000, now],
+    // In flight, a claim lapses after the route's request time (a crashed proxy must not block
+    // retries for the whole ttl); once answered it is kept for the ttl.
+    [recordKey, print, now + inFlightSeconds(ctx, config), now],
   );
+  if (Math.random() < 0.01) void store.execute("DELETE FROM idempotency WHERE expires_at < ?", [now]).catch(() => {}); // expired records go, now and then
   if (claimed.rowsAffected === 0) return answerExisting(ctx, store, recordKey, print);
 
   let settled = false;
@@ -80,7 +85,7 @@ export async function claimIdempotencyKey(ctx: ProxyContext, config: Idempotency
       }
       const headers = [...response.headers].filter(([name]) => name !== "x-request-id"); // each request has its own
       if (response.body === null) {
-        void save(store, recordKey, response.status, headers, new Uint8Array(0)).catch(forget);
+        void save(store, recordKey, response.status, headers, new Uint8Array(0), config.ttl).catch(forget);
         return response;
       }
       const [toClient, toStore] = response.body.tee();
@@ -92,15 +97,21 @@ export async function claimIdempotencyKey(ctx: ProxyContext, config: Idempotency
           if (size > config.max_body) throw new Error("response too large to keep");
           parts.push(chunk);
         }
-        await save(store, recordKey, response.status, headers, Buffer.concat(parts));
+        await save(store, recordKey, response.status, headers, Buffer.concat(parts), config.ttl);
       })().catch(forget);
       return new Response(toClient, { status: response.status, statusText: response.statusText, headers: response.headers });
     },
   };
 }
 
-async function save(store: Store, recordKey: string, status: number, headers: [string, string][], body: Uint8Array): Promise<void> {
-  await store.execute("UPDATE idempotency SET state = 'done', status = ?, headers = ?, body = ? WHERE record_key = ?", [status, JSON.stringify(headers), body, recordKey]);
+async function save(store: Store, recordKey: string, status: number, headers: [string, string][], body: Uint8Array, ttlMs: number): Promise<void> {
+  await store.execute("UPDATE idempotency SET state = 'done', status = ?, headers = ?, body = ?, expires_at = ? WHERE record_key = ?", [status, JSON.stringify(headers), body, nowSeconds() + ttlMs / 1000, recordKey]);
+}
+
+/** How long an in-flight claim holds: the route's request timeout (or 5 minutes without one) plus a margin, within the ttl. */
+function inFlightSeconds(ctx: ProxyContext, config: IdempotencyConfig): number {
+  const request = ctx.route!.config.timeouts.request;
+  return Math.min(config.ttl, (request > 0 ? request : 300_000) + 30_000) / 1000;
 }
 
 async function answerExisting(ctx: ProxyContext, store: Store, recordKey: string, print: string): Promise<Response> {

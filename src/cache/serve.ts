@@ -11,7 +11,7 @@ import { Broadcast, broadcastBody } from "./broadcast.ts";
 import { type Entry, HttpCache } from "./cache.ts";
 import { compileCacheKey, type KeyFacts, selectingHeaders, varyNames } from "./key.ts";
 import {
-  CACHEABLE_METHODS, currentAge, decide, parseCacheControl, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, revalidationHeaders, staleIfErrorAllows,
+  CACHEABLE_METHODS, currentAge, decide, parseCacheControl, varyMatches, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, revalidationHeaders, staleIfErrorAllows,
 } from "./policy.ts";
 import type { RouteCacheConfig } from "./schema.ts";
 
@@ -81,17 +81,20 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
       return { key, requestTime };
     }
     metrics.collapsedWaiters.inc(["collapse"]);
-    // A follower in the leader's process reads its answer as it arrives…
+    // A follower in the leader's process reads its answer as it arrives, if its Vary allows…
     if (!leadership.remote) {
       const shared = await rc.cache.collapser.sharedAnswer(key, rc.config.collapse.wait);
-      if (shared !== undefined) {
+      if (shared !== undefined && varyMatches(shared.headers.get("vary"), shared.requestHeaders, ctx.headers)) {
         ctx.cacheStatus = "HIT";
         return shared.response({ "x-cache": "HIT", age: "0" });
       }
     }
     // …otherwise it waits for the answer to be stored, then serves it — or goes upstream.
-    await rc.cache.collapser.wait(key, rc.config.collapse.wait, async () => (await rc.cache.lookup(key, ctx.headers)) !== undefined, leadership.remote);
-    leadership.release();
+    try {
+      await rc.cache.collapser.wait(key, rc.config.collapse.wait, async () => (await rc.cache.lookup(key, ctx.headers)) !== undefined, leadership.remote);
+    } finally {
+      leadership.release(); // whatever happened, the key is not left waiting in this process
+    }
     const led = await rc.cache.lookup(key, ctx.headers);
     if (led === undefined) return { key, requestTime };
     const d = decide(ctx.headers, led.entry, nowSeconds(), rc.cache.config.heuristic_max / 1000);
@@ -160,7 +163,7 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
   let source = upstream.body;
   const length = Number(headers.get("content-length") ?? Number.NaN);
   if (ctx.collapseRelease !== undefined && source !== null && length <= rc.cache.config.max_object) {
-    const shared = new Broadcast(upstream.status, upstream.statusText, headers);
+    const shared = new Broadcast(upstream.status, upstream.statusText, headers, new Headers(selecting));
     source = broadcastBody(source, shared, rc.cache.config.max_object);
     rc.cache.collapser.publish(state.key, shared);
   }

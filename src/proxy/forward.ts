@@ -13,11 +13,12 @@ import { setForwarded, stripCredentials, stripHopByHop } from "./headers.ts";
 /** An endpoint that answered this recently most likely has a pooled connection: skip the connect probe. */
 const WARM_MS = 2_000;
 
-export function upstreamHeaders(ctx: ProxyContext): Headers {
+/** The request headers for `cluster` (the request's own by default; a mirror passes its shadow's, whose trust may differ). */
+export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!): Headers {
   const route = ctx.route!;
   const headers = new Headers(ctx.request.headers);
   stripHopByHop(headers);
-  if (!ctx.cluster!.config.trusted) stripCredentials(headers);
+  if (!cluster.config.trusted) stripCredentials(headers);
   setForwarded(headers, {
     clientIp: ctx.clientIp, proto: ctx.listener.proto, host: ctx.host, requestId: ctx.requestId, traceparent: ctx.traceparent,
   });

@@ -41,7 +41,7 @@ export function wantsMirror(config: MirrorConfig, request: Request, random: () =
 export function mirror(ctx: ProxyContext, shadow: Cluster, config: MirrorConfig, body: ArrayBuffer | undefined): void {
   const endpoint = shadow.pick(ctx);
   if (endpoint === undefined || !shadow.limits.admitRequest()) return;
-  const headers = upstreamHeaders(ctx);
+  const headers = upstreamHeaders(ctx, shadow);
   headers.set("host", shadowHost(headers.get("host") ?? endpoint.address));
   if (body !== undefined) headers.set("content-length", String(body.byteLength));
   fetch(upstreamUrl(ctx, endpoint), {

@@ -123,7 +123,9 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
 
   // 4 select → 5 forward, again from 4 while the retry policy allows (design.md).
   let current: Deadlines | undefined;
-  ctx.request.signal.addEventListener("abort", () => current?.fail(clientAborted()), { once: true });
+  // A client that leaves aborts the upstream exchange — except under an Idempotency-Key claim: the
+  // upstream may already be acting, so its answer is awaited and recorded for the client's retry.
+  if (claim === undefined) ctx.request.signal.addEventListener("abort", () => current?.fail(clientAborted()), { once: true });
   for (;;) {
     if (ctx.request.signal.aborted) return fail(ctx, clientAborted());
     let slot = cluster.limits.acquireConnection(ctx.request.signal);

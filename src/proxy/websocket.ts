@@ -32,7 +32,7 @@ function handshakeHeaders(ctx: ProxyContext): Record<string, string> {
   const h = ctx.request.headers;
   for (const name of ctx.route!.config.websocket_headers) {
     const v = h.get(name);
-    if (v !== null) out[name] = v;
+    if (v !== null) out[name.toLowerCase()] = v;
   }
   if (!ctx.cluster!.config.trusted) {
     delete out.authorization;

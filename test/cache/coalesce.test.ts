@@ -50,6 +50,12 @@ test("50 identical concurrent GETs: one upstream request, everyone gets the answ
   expect(results.filter((r) => r.coalesced === "true")).toHaveLength(49);
 });
 
+test("requests with Range or preconditions never share (their answers differ)", async () => {
+  const before = hits.get("/ranged") ?? 0;
+  await Promise.all(Array.from({ length: 4 }, () => fetch(`${proxy.origin}/ranged`, { headers: { range: "bytes=0-3" } }).then((r) => r.text())));
+  expect((hits.get("/ranged") ?? 0) - before).toBe(4);
+});
+
 test("requests with credentials never share; answers with Set-Cookie or over max_body are not shared", async () => {
   await burst("/private", 5, { authorization: "Bearer x" });
   expect(hits.get("/private")).toBe(5);

@@ -127,3 +127,28 @@ test("a crashed leader's lease lapses: followers stop waiting for it and go upst
     await p.stop();
   }
 });
+
+test("a collapsed follower whose Vary headers differ from the leader's is not given the leader's answer", async () => {
+  let n = 0;
+  const u = startUpstream(async (req) => {
+    n++;
+    await Bun.sleep(200);
+    return new Response(`lang=${req.headers.get("accept-language")}`, { headers: { "cache-control": "max-age=60", vary: "accept-language" } });
+  });
+  const p = await startProxy({ caches: { c: { path: dir.file("vary.db") } }, routes: [{ to: "u", cache: { name: "c" } }], clusters: { u: { endpoints: [u.origin] } } });
+  try {
+    const [de, fr] = await Promise.all([
+      fetch(`${p.origin}/v`, { headers: { "accept-language": "de" } }).then((r) => r.text()),
+      (async () => {
+        await Bun.sleep(20);
+        return fetch(`${p.origin}/v`, { headers: { "accept-language": "fr" } }).then((r) => r.text());
+      })(),
+    ]);
+    expect(de).toBe("lang=de");
+    expect(fr).toBe("lang=fr");
+    expect(n).toBe(2);
+  } finally {
+    await p.stop();
+    u.stop(true);
+  }
+});

@@ -101,3 +101,27 @@ test("records expire: after the ttl the key may be used for a new request", asyn
     await p.stop();
   }
 });
+
+test("a client that gives up mid-request and retries with the same key gets the recorded answer; the upstream acted once", async () => {
+  const before = calls;
+  const controller = new AbortController();
+  const first = fetch(`${proxy.origin}/slow`, { method: "POST", body: "{}", headers: { "idempotency-key": "key-timeout", "content-type": "application/json" }, signal: controller.signal }).catch((e: Error) => e);
+  await Bun.sleep(100);
+  controller.abort();
+  expect(await first).toBeInstanceOf(Error);
+  await Bun.sleep(600); // the upstream finishes; the answer is recorded
+  const retry = await post("/slow", "{}", "key-timeout");
+  expect(retry.status).toBe(201);
+  expect(retry.headers.get("idempotent-replayed")).toBe("true");
+  expect(calls).toBe(before + 1);
+});
+
+test("the same key from another caller (credentials) is another record", async () => {
+  const send = (who: string) => fetch(`${proxy.origin}/charges`, { method: "POST", body: "{}", headers: { "idempotency-key": "shared-key", authorization: `Bearer ${who}` } });
+  const alice = await send("alice");
+  await alice.text();
+  await Bun.sleep(50);
+  const bob = await send("bob");
+  expect(bob.headers.get("idempotent-replayed")).toBeNull();
+  expect((await send("alice")).headers.get("idempotent-replayed")).toBe("true");
+});

@@ -77,3 +77,25 @@ test("shadow host naming", () => {
   expect(shadowHost("a.example:8080")).toBe("a.example-shadow:8080");
   expect(shadowHost("[::1]:80")).toBe("[::1]-shadow:80");
 });
+
+test("an untrusted shadow never sees Authorization or Cookie, even when the primary cluster is trusted", async () => {
+  const seen: Record<string, string>[] = [];
+  const shadow2 = startUpstream((req) => {
+    seen.push(Object.fromEntries(req.headers));
+    return new Response("x");
+  });
+  const p = await startProxy({
+    routes: [{ to: "main", mirror: { cluster: "shadow" } }],
+    clusters: { main: { endpoints: [main.origin] }, shadow: { endpoints: [shadow2.origin], trusted: false } },
+  });
+  try {
+    await (await fetch(`${p.origin}/m`, { headers: { authorization: "Bearer secret", cookie: "sid=1" } })).text();
+    await waitFor("mirrored", () => seen.length === 1);
+    expect(seen[0]!.authorization).toBeUndefined();
+    expect(seen[0]!.cookie).toBeUndefined();
+    expect(main.seen.at(-1)!.headers.authorization).toBe("Bearer secret");
+  } finally {
+    await p.stop();
+    shadow2.stop(true);
+  }
+});
