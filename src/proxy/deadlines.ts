@@ -8,6 +8,7 @@ import { errors, type SwitchyardError } from "./errors.ts";
 export class Deadlines {
   readonly controller = new AbortController();
   private lastActivity = performance.now();
+  private idleHeld = false;
   private requestTimer: Timer | undefined;
   private idleTimer: Timer | undefined;
 
@@ -26,6 +27,19 @@ export class Deadlines {
     this.requestTimer = ms > 0 ? setTimeout(() => this.fail(errors.requestTimeout()), ms) : undefined;
   }
 
+  /**
+   * While a request body streams to the upstream unwatched (Bun's own stream, see forward.ts) its
+   * progress cannot be seen: the idle timer is held until the response headers come back.
+   */
+  holdIdle(): void {
+    this.idleHeld = true;
+  }
+
+  releaseIdle(): void {
+    this.idleHeld = false;
+    this.touch();
+  }
+
   touch(): void {
     this.lastActivity = performance.now();
   }
@@ -42,6 +56,7 @@ export class Deadlines {
   }
 
   private checkIdle(): void {
+    if (this.idleHeld) this.touch();
     const quiet = performance.now() - this.lastActivity;
     if (quiet >= this.idleMs) this.fail(errors.idleTimeout());
     else this.idleTimer = setTimeout(() => this.checkIdle(), this.idleMs - quiet);

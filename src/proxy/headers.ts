@@ -69,11 +69,16 @@ export interface ForwardedInfo {
  * X-Forwarded-For is appended to (the chain is the client's business plus ours); -Proto and -Host
  * are overwritten, since a client could otherwise claim to have arrived over TLS.
  */
+/** Forwarding fields a client could forge; this proxy states its own (X-Forwarded-*) instead. */
+const FORGEABLE = ["forwarded", "x-forwarded-port", "x-forwarded-server", "x-real-ip"];
+
 export function setForwarded(headers: Headers, info: ForwardedInfo): void {
+  for (const name of FORGEABLE) headers.delete(name);
   const prior = headers.get("x-forwarded-for");
   headers.set("x-forwarded-for", prior ? `${prior}, ${info.clientIp}` : info.clientIp);
   headers.set("x-forwarded-proto", info.proto);
   if (info.host !== "") headers.set("x-forwarded-host", info.host);
+  else headers.delete("x-forwarded-host");
   headers.set("x-request-id", info.requestId);
   headers.set("traceparent", info.traceparent);
 }

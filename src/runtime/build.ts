@@ -48,7 +48,17 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
     const before = previous?.caches.get(name);
     caches.set(name, before !== undefined && JSON.stringify(before.config) === JSON.stringify(c) ? before : new HttpCache(name, c));
   }
-  for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c, previous?.clusters.get(name)));
+  // The access log first: it can fail (an unwritable path), and clusters start timers.
+  const accessLog = createAccessLog(config.access_log);
+  const dispose = () => {
+    for (const cluster of clusters.values()) cluster.dispose();
+  };
+  try {
+    for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c, previous?.clusters.get(name)));
+  } catch (e) {
+    dispose(); // a refused reload leaves no health checks or watchers running
+    throw e;
+  }
   const routes = config.routes.map((r, i): CompiledRoute => ({
     name: r.name ?? `route-${i}`,
     config: r,
@@ -61,8 +71,5 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
     requestHeaders: compileHeaderRules(r.headers?.request),
     responseHeaders: compileHeaderRules(r.headers?.response),
   }));
-  const dispose = () => {
-    for (const cluster of clusters.values()) cluster.dispose();
-  };
-  return Object.freeze({ version, config, routes, clusters, caches, accessLog: createAccessLog(config.access_log), dispose });
+  return Object.freeze({ version, config, routes, clusters, caches, accessLog, dispose });
 }

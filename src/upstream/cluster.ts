@@ -63,7 +63,11 @@ export function buildEndpoint(text: string, weight: number, health: HealthState 
 }
 
 /** Builds a cluster; endpoints that `previous` (the same cluster before a reload) also had keep their health. */
-export function buildCluster(name: string, config: ClusterConfig, previous?: Cluster): Cluster {
+export function buildCluster(name: string, config: ClusterConfig, previousCluster?: Cluster): Cluster {
+  // Only the previous endpoints' health is kept, not the previous cluster itself (else every
+  // reload would keep all the ones before it alive).
+  const inherited = new Map(previousCluster?.endpoints.map((e) => [e.address, e.health]));
+  const inheritedSpecs = previousCluster?.endpoints.map((e) => ({ url: e.origin, weight: e.weight }));
   const b = config.balancer;
   const hashKey: HashKey | undefined = b.type === "ring_hash" || b.type === "maglev" ? compileHashKey(b.hash_on) : undefined;
 
@@ -95,7 +99,7 @@ export function buildCluster(name: string, config: ClusterConfig, previous?: Clu
 
   /** Installs a new endpoint set; endpoints already known (by address) keep their health state. */
   const setEndpoints = (specs: readonly EndpointSpec[]) => {
-    const kept = new Map([...(previous?.endpoints ?? []), ...endpoints].map((e) => [e.address, e.health]));
+    const kept = new Map([...inherited, ...endpoints.map((e): [string, HealthState] => [e.address, e.health])]);
     endpoints = specs.map((spec) => {
       const probe = buildEndpoint(spec.url, spec.weight);
       return buildEndpoint(spec.url, spec.weight, kept.get(probe.address));
@@ -112,7 +116,7 @@ export function buildCluster(name: string, config: ClusterConfig, previous?: Clu
   let discovery: Discovery | undefined;
   if (config.discovery) {
     // Until the first answer, a reload keeps serving the endpoints it had.
-    if (previous) setEndpoints(previous.endpoints.map((e) => ({ url: e.origin, weight: e.weight })));
+    if (inheritedSpecs) setEndpoints(inheritedSpecs);
     discovery = startDiscovery(name, config.discovery, setEndpoints);
   } else {
     setEndpoints((config.endpoints ?? []).map((e) => (typeof e === "string" ? { url: e, weight: 1 } : { url: e.url, weight: e.weight })));

@@ -59,6 +59,7 @@ beforeAll(async () => {
       { name: "dead", match: { path: { prefix: "/dead" } }, to: "dead" },
       { name: "hole", match: { path: { prefix: "/hole" } }, to: "hole" },
       { name: "reqto", match: { path: { prefix: "/sleep" } }, to: "slow", timeouts: { request: "300ms", idle: "10s" } },
+      { name: "idle-upload", match: { path: { prefix: "/idle-upload" } }, rewrite: { path_prefix: "/upload" }, to: "slow", timeouts: { request: "10s", idle: "300ms" } },
       { name: "idle", match: { path: { prefix: "/stall-body" } }, to: "slow", timeouts: { request: "10s", idle: "300ms" } },
       { name: "idle-ok", match: { path: { prefix: "/trickle" } }, to: "slow", timeouts: { request: "10s", idle: "400ms" } },
       { name: "reset", match: { path: { prefix: "/r/" } }, rewrite: { path_prefix: "/" }, to: "reset" },
@@ -191,7 +192,24 @@ describe("failures after the response has started", () => {
     expect(line.error).toBeNull();
   });
 
+  test("a slow fixed-length upload is not cut by the idle timeout while the upstream reads it", async () => {
+    const { connect } = await import("node:net");
+    const socket = connect({ host: "127.0.0.1", port: proxy.port });
+    await new Promise((resolve) => socket.on("connect", resolve));
+    let response = "";
+    socket.on("data", (d) => (response += d.toString()));
+    socket.write("POST /idle-upload HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n");
+    for (let i = 0; i < 4; i++) {
+      await Bun.sleep(250); // 1 s in all, the idle timeout is 300 ms
+      socket.write("u".repeat(10));
+    }
+    await waitFor("response", () => response.includes("\r\n\r\n"), 3000);
+    socket.destroy();
+    expect(response.startsWith("HTTP/1.1 200")).toBe(true);
+  });
+
   test("a client that disconnects mid-upload aborts the upstream request; the upstream never sees a complete body", async () => {
+    uploadOutcome = undefined;
     const { connect } = await import("node:net");
     const socket = connect({ host: "127.0.0.1", port: proxy.port });
     await new Promise((resolve) => socket.on("connect", resolve));

@@ -169,6 +169,14 @@ describe("forwarding", () => {
     expect(res.headers.get("x-request-id")).toBe(h["x-request-id"]!);
   });
 
+  test("forwarding headers a client could forge are dropped (Forwarded, X-Real-IP, X-Forwarded-Port)", async () => {
+    await (await fetch(`${proxy.origin}/forged`, { headers: { forwarded: "for=1.2.3.4;proto=https;host=evil", "x-real-ip": "1.2.3.4", "x-forwarded-port": "443" } })).text();
+    const h = last().headers;
+    expect(h.forwarded).toBeUndefined();
+    expect(h["x-real-ip"]).toBeUndefined();
+    expect(h["x-forwarded-port"]).toBeUndefined();
+  });
+
   test("a client's request id is kept; a hostile one is replaced", async () => {
     let res = await fetch(`${proxy.origin}/rid`, { headers: { "x-request-id": "abc-123" } });
     await res.text();
