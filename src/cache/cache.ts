@@ -52,6 +52,8 @@ export interface StoreMeta {
 export class HttpCache {
   private readonly memory: MemoryLru<Cached>;
   readonly collapser: Collapser;
+  /** When this process last purged anything (seconds): fills requested before it are not stored. */
+  private lastPurgeAt = 0;
 
   constructor(readonly name: string, readonly config: CacheConfig) {
     this.memory = new MemoryLru(config.memory.max_total);
@@ -89,6 +91,11 @@ export class HttpCache {
     let body = memo.bodies.get(entry.id);
     if (body === undefined) {
       body = await this.readBody(await this.store, entry);
+      // Replaced or evicted between the two reads (another worker, an eviction): not an answer.
+      if (body.byteLength !== entry.size) {
+        this.memory.delete(key);
+        return undefined;
+      }
       if (body.byteLength <= this.config.memory.max_object) memo.bodies.set(entry.id, body);
     }
     memo.size = [...memo.bodies.values()].reduce((sum, b) => sum + b.byteLength, 0) + 512 * memo.entries.length;
@@ -159,6 +166,8 @@ export class HttpCache {
 
   /** Writes a whole entry in one transaction, replacing the same variant; then evicts down to max_total. */
   async write(meta: StoreMeta, body: Uint8Array): Promise<void> {
+    // A purge since this answer was requested wins: the fill would put back what was purged.
+    if (meta.requestTime <= this.lastPurgeAt) return;
     const store = await this.store;
     const now = nowSeconds();
     const pending = `${meta.varyKey}\u0000pending\u0000${crypto.randomUUID()}`;
@@ -209,6 +218,7 @@ export class HttpCache {
 
   /** Removes entries: by exact key (every variant and header suffix), by key prefix, or by tag. Returns how many. */
   async purge(by: { key?: string; prefix?: string; tag?: string }): Promise<number> {
+    this.lastPurgeAt = Date.now() / 1000;
     const store = await this.store;
     let result;
     if (by.key !== undefined) {

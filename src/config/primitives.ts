@@ -21,8 +21,18 @@ export const DurationSchema = z
       ctx.addIssue({ code: "custom", message: `"${text}" is not a duration (use e.g. 250ms, 5s, 2m, 1h, or 0)` });
       return z.NEVER;
     }
+    // Timers take at most 2^31−1 ms; longer ones fire at once.
+    if (ms > MAX_TIMER_MS) {
+      ctx.addIssue({ code: "custom", message: `"${text}" is too long (at most about 24 days)` });
+      return z.NEVER;
+    }
     return ms;
   });
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration that must be more than 0 (intervals, windows, timeouts of checks). */
+export const PositiveDurationSchema = DurationSchema.refine((ms) => ms > 0, "must be more than 0");
 
 /** Sizes are strings such as `512B`, `64KiB`, `1MiB`, `1GB` (SI units are powers of 1000). Parsed to bytes. */
 const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$/;

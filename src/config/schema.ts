@@ -99,6 +99,14 @@ export const ConfigSchema = z
       if (first !== undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name (also routes[${first}])` });
       else names.set(route.name, i);
     });
+    // Two caches on one file would share (and evict, and purge) each other's entries.
+    const cacheFiles = new Map<string, string>();
+    for (const [name, cache] of Object.entries((config.caches ?? {}) as Record<string, { path?: unknown }>)) {
+      if (typeof cache?.path !== "string") continue;
+      const other = cacheFiles.get(cache.path);
+      if (other !== undefined) ctx.addIssue({ code: "custom", path: ["caches", name, "path"], message: `the file is already used by cache "${other}"; give each cache its own path` });
+      else cacheFiles.set(cache.path, name);
+    }
     const bound = new Map<string, string>();
     const claim = (address: unknown, port: unknown, path: (string | number)[]) => {
       if (typeof address !== "string" || typeof port !== "number" || port === 0) return;

@@ -128,7 +128,11 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   if (claim === undefined) ctx.request.signal.addEventListener("abort", () => current?.fail(clientAborted()), { once: true });
   for (;;) {
     if (ctx.request.signal.aborted) return fail(ctx, clientAborted());
-    let slot = cluster.limits.acquireConnection(ctx.request.signal);
+    // Waiting for a slot counts against the route's time, and ends when the client leaves.
+    let slot = cluster.limits.acquireConnection(() => {
+      const left = route.config.timeouts.request > 0 ? route.config.timeouts.request - (performance.now() - ctx.startedAt) : 0;
+      return left > 0 ? AbortSignal.any([ctx.request.signal, AbortSignal.timeout(left)]) : ctx.request.signal;
+    });
     if (slot !== true) slot = await slot;
     if (!slot) return ctx.request.signal.aborted ? fail(ctx, clientAborted()) : failOrStale(errors.overloaded(cluster.name, "max_connections"));
     ctx.connectionHeld = true;

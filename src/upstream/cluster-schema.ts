@@ -62,6 +62,12 @@ export const ClusterSchema = z.strictObject({
   if ((c.endpoints === undefined) === (c.discovery === undefined)) {
     ctx.addIssue({ code: "custom", path: ["endpoints"], message: "give exactly one of endpoints or discovery" });
   }
+  if (c.balancer.type === "ring_hash" && c.endpoints) {
+    const weight = c.endpoints.reduce((sum, e) => sum + (typeof e === "string" ? 1 : e.weight), 0);
+    if (weight * c.balancer.points_per_weight > 1_000_000) {
+      ctx.addIssue({ code: "custom", path: ["balancer", "points_per_weight"], message: `the ring would have ${weight * c.balancer.points_per_weight} points; keep weights × points_per_weight ≤ 1,000,000` });
+    }
+  }
 });
 
 export type ClusterConfig = z.infer<typeof ClusterSchema>;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DurationSchema } from "../config/primitives.ts";
+import { DurationSchema, PositiveDurationSchema } from "../config/primitives.ts";
 
 /** Envoy's circuit-breaker thresholds: per cluster, per process. Over a limit, requests fail fast with 503. */
 export const LimitsSchema = z.strictObject({
@@ -18,7 +18,7 @@ export const BreakerSchema = z.strictObject({
   /** Failure percentage (5xx answers and gateway failures) over the window that opens the breaker. Default 50. */
   failure_percent: z.number().min(1).max(100).default(50),
   /** The sliding window the percentage is measured over. Default 10s. */
-  window: DurationSchema.prefault("10s"),
+  window: PositiveDurationSchema.prefault("10s"),
   /** No opening before this many requests in the window. Default 20. */
   minimum_requests: z.number().int().min(1).default(20),
   /** How long the breaker stays open before letting probes through. Default 30s. */

@@ -26,12 +26,14 @@ export class ClusterLimits {
    * Takes a connection slot, waiting in line (up to max_pending) while all are busy. Resolves false
    * when the line is full, or when `signal` aborts while waiting.
    */
-  acquireConnection(signal?: AbortSignal): boolean | Promise<boolean> {
+  acquireConnection(giveUpSignal?: () => AbortSignal): boolean | Promise<boolean> {
     if (this.connections < this.config.max_connections) {
       this.connections++;
       return true;
     }
     if (this.waiting.length >= this.config.max_pending) return false;
+    const signal = giveUpSignal?.(); // made only when waiting: the fast path allocates nothing
+    if (signal?.aborted) return false;
     return new Promise<boolean>((resolve) => {
       const wake = () => {
         signal?.removeEventListener("abort", giveUp);

@@ -77,6 +77,12 @@ describe("each kind of error names its path", () => {
     ["wrong type", withRoute({ websocket: "yes" }), /^routes\[0\]\.websocket: /],
     ["no listeners", { ...base, listeners: [] }, /^listeners: needs at least one listener/],
     ["missing required key", { ...base, routes: [{ match: {} }] }, /^routes\[0\]\.to: /],
+    ["a duration longer than a timer can hold", withRoute({ timeouts: { request: "600h" } }), /^routes\[0\]\.timeouts\.request: "600h" is too long/],
+    ["a zero health-check interval", { ...base, clusters: { c: { endpoints: ["x:1"], health_check: { path: "/h", interval: "0" } } } }, /^clusters\.c\.health_check\.interval: must be more than 0/],
+    ["a zero breaker window", { ...base, clusters: { c: { endpoints: ["x:1"], breaker: { window: 0 } } } }, /^clusters\.c\.breaker\.window: must be more than 0/],
+    ["two caches on one file", { ...base, caches: { a: { path: "x.db" }, b: { path: "x.db" } } }, /^caches\.b\.path: the file is already used by cache "a"/],
+    ["a ring too large", { ...base, clusters: { c: { endpoints: [{ url: "x:1", weight: 1000 }], balancer: { type: "ring_hash", hash_on: { path: true }, points_per_weight: 10000 } } } }, /^clusters\.c\.balancer\.points_per_weight: the ring would have/],
+    ["a header value with a line break", withRoute({ headers: { response: { set: { "x-a": "1\r\nSet-Cookie: x" } } } }), /^routes\[0\]\.headers\.response\.set\.x-a: must be a valid header value/],
   ];
   for (const [name, raw, expected] of cases) {
     test(name, () => {

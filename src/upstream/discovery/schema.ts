@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DurationSchema } from "../../config/primitives.ts";
+import { DurationSchema, PositiveDurationSchema } from "../../config/primitives.ts";
 
 /** Where a cluster's endpoints come from when they are not listed in the config. */
 export const DiscoverySchema = z.discriminatedUnion("type", [
@@ -11,14 +11,14 @@ export const DiscoverySchema = z.discriminatedUnion("type", [
     scheme: z.enum(["http", "https"]).default("http"),
     /** 4, 6, or both (0). Default 0. */
     family: z.union([z.literal(0), z.literal(4), z.literal(6)]).default(0),
-    refresh: DurationSchema.prefault("30s"),
+    refresh: PositiveDurationSchema.prefault("30s"),
   }),
   /** DNS SRV: targets, ports and weights from the SRV records of `name` (lowest priority only), re-resolved every `refresh`. */
   z.strictObject({
     type: z.literal("srv"),
     name: z.string().min(1),
     scheme: z.enum(["http", "https"]).default("http"),
-    refresh: DurationSchema.prefault("30s"),
+    refresh: PositiveDurationSchema.prefault("30s"),
     /** DNS servers to ask (`host:port`); the system's when absent. */
     servers: z.array(z.string().min(1)).min(1).optional(),
   }),
@@ -27,7 +27,7 @@ export const DiscoverySchema = z.discriminatedUnion("type", [
     type: z.literal("file"),
     path: z.string().min(1),
     /** Also re-read on this interval, in case a change notification is missed. Default 10s. */
-    refresh: DurationSchema.prefault("10s"),
+    refresh: PositiveDurationSchema.prefault("10s"),
   }),
 ]);
 

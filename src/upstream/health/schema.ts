@@ -1,16 +1,16 @@
 import { z } from "zod";
-import { DurationSchema } from "../../config/primitives.ts";
+import { DurationSchema, PositiveDurationSchema } from "../../config/primitives.ts";
 
 /** Active health checks: an HTTP request to every endpoint on an interval. */
 export const HealthCheckSchema = z.strictObject({
   /** Path requested (GET). */
   path: z.string().startsWith("/"),
   /** Time between checks of one endpoint. Default 10s. */
-  interval: DurationSchema.prefault("10s"),
+  interval: PositiveDurationSchema.prefault("10s"),
   /** Random extra delay added to each interval, so checks do not align. Default 1s. */
   jitter: DurationSchema.prefault("1s"),
   /** A check slower than this fails. Default 2s. */
-  timeout: DurationSchema.prefault("2s"),
+  timeout: PositiveDurationSchema.prefault("2s"),
   /** Statuses that pass. Default any 2xx. */
   expected_statuses: z.array(z.number().int().min(100).max(599)).optional(),
   /** Consecutive passes that bring an unhealthy endpoint back. Default 2. */
@@ -33,7 +33,7 @@ export const OutlierSchema = z.strictObject({
     threshold: z.number().min(0).max(100).default(80),
   }).optional(),
   /** The success-rate window, and how often ejections are reviewed. Default 10s. */
-  interval: DurationSchema.prefault("10s"),
+  interval: PositiveDurationSchema.prefault("10s"),
   /** Ejection time, multiplied by the number of times the endpoint has been ejected. Default 30s. */
   base_ejection_time: DurationSchema.prefault("30s"),
   /** Longest ejection. Default 300s. */
