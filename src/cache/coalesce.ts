@@ -90,7 +90,8 @@ function lead(key: string, config: CoalesceConfig): Leader {
         done();
         return response;
       }
-      const broadcast = new Broadcast(response.status, response.statusText, response.headers);
+      // A snapshot: the leader's own response headers are changed in place on their way out.
+      const broadcast = new Broadcast(response.status, response.statusText, new Headers(response.headers));
       const own = response.body === null ? null : broadcastBody(response.body, broadcast, config.max_body);
       if (response.body === null) broadcast.end();
       settle(broadcast); // followers start reading now, while the body arrives

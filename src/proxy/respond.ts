@@ -13,8 +13,9 @@ import { clientAborted, fail, log } from "./outcome.ts";
  */
 const BUFFERED_BODY_MAX = 64 * 1024;
 
+/** The upstream's headers, made the client's: changed in place (fetch's headers are mutable; a copy costs per request). */
 function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
-  const headers = new Headers(upstream.headers);
+  const headers = upstream.headers;
   stripHopByHop(headers);
   ctx.route!.responseHeaders?.apply(headers);
   headers.set("x-request-id", ctx.requestId);
