@@ -5,7 +5,9 @@ import { configJsonSchema } from "./config/schema.ts";
 import { superviseWorkers, WORKER_ENV } from "./server/workers.ts";
 
 const USAGE = `usage:
-  switchyard start [CONFIG]      run the proxy (default config: ./switchyard.yaml)
+  switchyard start [CONFIG] [--workers N|auto]
+                                 run the proxy (default config: ./switchyard.yaml); N processes
+                                 share the listeners (auto: one per core; default: config's workers)
   switchyard validate CONFIG     check a config file; print every problem with its path
   switchyard validate CONFIG --explain [METHOD] URL
                                  …and show which route and cluster that request would hit
@@ -26,6 +28,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "start": {
       if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) await reexecWithFetchCap();
+      const flag = rest.indexOf("--workers");
+      const flagValue = flag === -1 ? undefined : rest.splice(flag, 2)[1];
       const file = rest[0] ?? "switchyard.yaml";
       if (process.env[WORKER_ENV] === undefined) {
         let workers: number;
@@ -34,6 +38,13 @@ async function main(argv: string[]): Promise<number> {
         } catch (e) {
           console.error(e instanceof ConfigError ? e.message : String(e));
           return 1;
+        }
+        if (flagValue !== undefined) {
+          workers = flagValue === "auto" ? navigator.hardwareConcurrency : Number(flagValue);
+          if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+            console.error(`--workers takes a number from 1 to 64, or auto (one per core); got "${flagValue}"`);
+            return 2;
+          }
         }
         if (workers > 1) return await superviseWorkers(import.meta.path, file, workers);
       }

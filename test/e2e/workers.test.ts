@@ -74,3 +74,32 @@ test("a worker that dies is restarted, and the port keeps serving meanwhile", as
 test("SIGTERM drains every worker and the supervisor exits 0", async () => {
   expect(await proxy.stop()).toBe(0);
 });
+
+test("--workers N on the command line overrides the config's workers", async () => {
+  const config = writeTempConfig({
+    listeners: [{ address: "127.0.0.1", port: freePort() }],
+    routes: [{ to: "u" }],
+    clusters: { u: { endpoints: [up.origin] } },
+    access_log: { enabled: false },
+  });
+  const { CLI, ROOT } = await import("../helpers/cli.ts");
+  const proc = Bun.spawn([process.execPath, CLI, "start", config.file, "--workers", "3"], {
+    cwd: ROOT, env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" }, stdout: "ignore", stderr: "pipe",
+  });
+  let text = "";
+  const reader = proc.stderr.getReader();
+  try {
+    await waitFor("three workers", async () => {
+      const { value } = await reader.read();
+      text += new TextDecoder().decode(value);
+      return (text.match(/"msg":"switchyard started"/g) ?? []).length === 3;
+    }, 10_000);
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+    config.cleanup();
+  }
+  const bad = Bun.spawnSync([process.execPath, CLI, "start", "switchyard.yaml", "--workers", "zero"], { cwd: ROOT, env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" } });
+  expect(bad.exitCode).toBe(2);
+  expect(bad.stderr.toString()).toContain("--workers takes a number");
+}, 20_000);
