@@ -2,7 +2,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import type { Config } from "../src/config/schema.ts";
-import { registry } from "../src/observe/metrics.ts";
+import { metricsText } from "../src/observe/worker-metrics.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { adminApiRoutes } from "./admin-api.ts";
 import { cacheRoutes } from "./cache.ts";
@@ -36,7 +36,7 @@ export function adminRoutes(options: AdminOptions): Hono {
     app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")), applyConfig: options.applyConfig }));
   }
   // Prometheus text format (0.0.4).
-  app.get("/metrics", () => new Response(registry.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));
+  app.get("/metrics", async () => new Response(await metricsText(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));
   app.notFound((c) => c.json({ error: "not_found", message: `no admin endpoint ${c.req.method} ${c.req.path}` }, 404));
   return app;
 }

@@ -9,6 +9,7 @@ import type { Config } from "./config/schema.ts";
 import { startEcho } from "./echo/echo.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
 import { metrics, setRuntimeSource } from "./observe/metrics.ts";
+import { listenAsWorker } from "./observe/worker-metrics.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
 
@@ -35,6 +36,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   const config = await loadConfigFile(configFile);
   const state: ServerState = { runtime: new RuntimeRef(config), draining: false };
   setRuntimeSource(() => state.runtime.current);
+  if (worker !== undefined) listenAsWorker();
   // Proxy listeners are shared by the workers (reusePort); admin and echo belong to worker 0.
   const first = worker === undefined || worker === 0;
   const echo = config.echo && first ? startEcho(config.echo.address, config.echo.port) : undefined;

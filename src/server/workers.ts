@@ -5,6 +5,7 @@
  * SIGTERM/SIGINT drain) and restarts a worker that dies, with a growing delay.
  */
 import type { Subprocess } from "bun";
+import { type MetricsMessage, superviseMetrics } from "../observe/worker-metrics.ts";
 
 export const WORKER_ENV = "SWITCHYARD_WORKER";
 
@@ -17,10 +18,14 @@ export async function superviseWorkers(cliPath: string, configFile: string, coun
   const failures = new Map<number, number>();
   let stopping = false;
 
+  const onMetrics = superviseMetrics(() => [...children.values()].map((c) => ({ send: (m: MetricsMessage) => c.send(m) })));
   const spawn = (index: number) => {
     const child = Bun.spawn([process.execPath, cliPath, "start", configFile], {
       env: { ...process.env, [WORKER_ENV]: String(index) },
       stdio: ["inherit", "inherit", "inherit"],
+      ipc(message, from) {
+        onMetrics(message as MetricsMessage, { send: (m) => from.send(m) });
+      },
     });
     children.set(index, child);
     void child.exited.then((code) => {

@@ -16,6 +16,7 @@ let hits = 0;
 const dir = tempDir();
 let proxy: ProxyProcess;
 let cleanup: () => void;
+let adminPort = 0;
 
 beforeAll(async () => {
   up = startUpstream(async (req) => {
@@ -23,8 +24,10 @@ beforeAll(async () => {
     await Bun.sleep(300);
     return new Response(`cached ${new URL(req.url).pathname}`, { headers: { "cache-control": "max-age=60" } });
   });
+  adminPort = freePort();
   const config = writeTempConfig({
     workers: 2,
+    admin: { address: "127.0.0.1", port: adminPort },
     listeners: [{ address: "127.0.0.1", port: freePort() }],
     caches: { c: { path: dir.file("shared.db") } },
     routes: [{ to: "u", cache: { name: "c" } }],
@@ -55,6 +58,15 @@ test("herd: 1,000 concurrent requests for one cold key through the two workers â
   expect(new Set(results)).toEqual(new Set(["cached /herd"]));
   expect(hits).toBe(1);
 }, 60_000);
+
+test("/metrics on the admin port reports the sum over the workers", async () => {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const total = [...text.matchAll(/^switchyard_requests_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+  expect(total).toBe(1000);
+  expect(text).toMatch(/^switchyard_config_version 1$/m); // a state, not summed
+  const check = Bun.spawn(["promtool", "check", "metrics"], { stdin: new TextEncoder().encode(text), stdout: "pipe", stderr: "pipe" });
+  expect(await check.exited).toBe(0);
+});
 
 test("SIGHUP reaches every worker", async () => {
   const after = proxy.events.length;

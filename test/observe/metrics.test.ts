@@ -90,3 +90,14 @@ test("every metric the Grafana dashboard queries is exported", async () => {
   const exported = new Set([...(await scrapeText()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
   for (const name of queried) expect(exported).toContain(name);
 });
+
+test("merging workers' expositions adds amounts and keeps states", async () => {
+  const { mergeExpositions } = await import("../../src/observe/merge.ts");
+  const worker = (requests: number, version: number) =>
+    `# HELP switchyard_requests_total r\n# TYPE switchyard_requests_total counter\nswitchyard_requests_total{route="a"} ${requests}\n` +
+    `# HELP switchyard_config_version v\n# TYPE switchyard_config_version gauge\nswitchyard_config_version ${version}\n`;
+  const merged = mergeExpositions([worker(3, 2), worker(4, 2)]);
+  expect(merged).toContain('switchyard_requests_total{route="a"} 7');
+  expect(merged).toContain("switchyard_config_version 2");
+  expect(merged.match(/# TYPE switchyard_requests_total counter/g)).toHaveLength(1);
+});

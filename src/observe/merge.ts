@@ -1,0 +1,37 @@
+/**
+ * Sums Prometheus text expositions of several processes (the workers) into one: samples with the
+ * same name and labels are added; gauges that are states, not amounts, take the maximum.
+ */
+const MAX_NOT_SUM = new Set(["switchyard_config_version", "switchyard_breaker_state", "switchyard_endpoint_healthy"]);
+
+export function mergeExpositions(texts: readonly string[]): string {
+  const header = new Map<string, string[]>(); // family → its HELP/TYPE lines, in first-seen order
+  const samples = new Map<string, Map<string, number>>(); // family → series → value
+  for (const text of texts) {
+    let family = "";
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      if (line.startsWith("# HELP ") || line.startsWith("# TYPE ")) {
+        family = line.split(" ")[2]!;
+        const lines = header.get(family) ?? [];
+        if (lines.length < 2 && !lines.includes(line)) lines.push(line);
+        header.set(family, lines);
+        if (!samples.has(family)) samples.set(family, new Map());
+        continue;
+      }
+      const space = line.lastIndexOf(" ");
+      const series = line.slice(0, space);
+      const value = Number(line.slice(space + 1));
+      const values = samples.get(family)!;
+      const before = values.get(series);
+      const base = series.split("{")[0]!;
+      values.set(series, before === undefined ? value : MAX_NOT_SUM.has(base) ? Math.max(before, value) : before + value);
+    }
+  }
+  const out: string[] = [];
+  for (const [family, lines] of header) {
+    out.push(...lines);
+    for (const [series, value] of samples.get(family)!) out.push(`${series} ${Number.isFinite(value) ? value : value > 0 ? "+Inf" : "NaN"}`);
+  }
+  return `${out.join("\n")}\n`;
+}
