@@ -6,6 +6,7 @@ import { metricsText } from "../src/observe/worker-metrics.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { adminApiRoutes } from "./admin-api.ts";
 import { cacheRoutes } from "./cache.ts";
+import { statusRoutes } from "./status.ts";
 import { healthRoutes, type HealthOptions } from "./health.ts";
 
 export interface AdminOptions extends HealthOptions {
@@ -22,7 +23,9 @@ export function adminRoutes(options: AdminOptions): Hono {
   if (options.token !== undefined) {
     const expected = `Bearer ${options.token}`;
     app.use("*", async (c, next) => {
-      const given = c.req.header("authorization") ?? "";
+      // The status page (a browser cannot send a bearer header) may carry it as ?token=.
+      const fromQuery = c.req.path === "/status" ? c.req.query("token") : undefined;
+      const given = c.req.header("authorization") ?? (fromQuery !== undefined ? `Bearer ${fromQuery}` : "");
       // Constant-time comparison: the token must not leak through timing.
       const a = Buffer.from(given);
       const b = Buffer.from(expected);
@@ -33,6 +36,7 @@ export function adminRoutes(options: AdminOptions): Hono {
   }
   if (options.runtime) {
     app.route("/", cacheRoutes(options.runtime));
+    app.route("/", statusRoutes(options.runtime));
     app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")), applyConfig: options.applyConfig }));
   }
   // Prometheus text format (0.0.4).

@@ -31,6 +31,13 @@ export class Counter implements Metric {
     else this.series.set(key, { labels: [...labels], value: by });
   }
 
+  /** The sum over the series whose labels satisfy `match`. */
+  sum(match: (labels: Labels) => boolean): number {
+    let total = 0;
+    for (const s of this.series.values()) if (match(s.labels)) total += s.value;
+    return total;
+  }
+
   value(labels: Labels): number {
     return this.series.get(labels.join("\u0000"))?.value ?? 0;
   }
