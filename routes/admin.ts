@@ -2,6 +2,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import type { Config } from "../src/config/schema.ts";
+import { toOpenMetrics } from "../src/observe/registry.ts";
 import { metricsText } from "../src/observe/worker-metrics.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { adminApiRoutes } from "./admin-api.ts";
@@ -39,8 +40,14 @@ export function adminRoutes(options: AdminOptions): Hono {
     app.route("/", statusRoutes(options.runtime));
     app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")), applyConfig: options.applyConfig }));
   }
-  // Prometheus text format (0.0.4).
-  app.get("/metrics", async () => new Response(await metricsText(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }));
+  // Prometheus text (0.0.4), or OpenMetrics 1.0 when the scraper asks for it.
+  app.get("/metrics", async (c) => {
+    const text = await metricsText();
+    if ((c.req.header("accept") ?? "").includes("application/openmetrics-text")) {
+      return new Response(toOpenMetrics(text), { headers: { "content-type": "application/openmetrics-text; version=1.0.0; charset=utf-8" } });
+    }
+    return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+  });
   app.notFound((c) => c.json({ error: "not_found", message: `no admin endpoint ${c.req.method} ${c.req.path}` }, 404));
   return app;
 }

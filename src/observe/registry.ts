@@ -107,3 +107,18 @@ export class Registry {
     return `${out.join("\n")}\n`;
   }
 }
+
+/**
+ * The same exposition as OpenMetrics 1.0 text: counter families are named without their `_total`
+ * suffix in HELP/TYPE (the samples keep it), and the document ends with `# EOF`.
+ */
+export function toOpenMetrics(prometheusText: string): string {
+  const lines = prometheusText.split("\n").filter((l) => l !== "");
+  const counters = new Set(lines.filter((l) => l.startsWith("# TYPE ") && l.endsWith(" counter")).map((l) => l.split(" ")[2]!));
+  const out = lines.map((line) => {
+    if (!line.startsWith("# HELP ") && !line.startsWith("# TYPE ")) return line;
+    const [hash, kind, name, ...rest] = line.split(" ");
+    return counters.has(name!) && name!.endsWith("_total") ? [hash, kind, name!.slice(0, -"_total".length), ...rest].join(" ") : line;
+  });
+  return `${out.join("\n")}\n# EOF\n`;
+}

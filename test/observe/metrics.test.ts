@@ -101,3 +101,13 @@ test("merging workers' expositions adds amounts and keeps states", async () => {
   expect(merged).toContain("switchyard_config_version 2");
   expect(merged.match(/# TYPE switchyard_requests_total counter/g)).toHaveLength(1);
 });
+
+test("OpenMetrics when the scraper asks for it: counter families without _total, samples with it, # EOF at the end", async () => {
+  const res = await fetch(`${proxy.running.admin!.url.origin}/metrics`, { headers: { accept: "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5" } });
+  expect(res.headers.get("content-type")).toStartWith("application/openmetrics-text; version=1.0.0");
+  const text = await res.text();
+  expect(text).toContain("# TYPE switchyard_requests counter");
+  expect(text).toMatch(/^switchyard_requests_total\{/m);
+  expect(text).toContain("# TYPE switchyard_request_duration_seconds histogram");
+  expect(text.endsWith("# EOF\n")).toBe(true);
+});
