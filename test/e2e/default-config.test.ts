@@ -1,14 +1,9 @@
 /** `bun start` on the built-in switchyard.yaml is useful at once: /echo shows what the upstream received. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ProxyProcess, ROOT, spawnProxy } from "../helpers/cli.ts";
+import { freePort } from "../helpers/upstream.ts";
 import { wsClient } from "../helpers/ws.ts";
 
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
 
 let proxy: ProxyProcess;
 beforeAll(async () => {

@@ -2,14 +2,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ProxyProcess, spawnProxy, writeTempConfig } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/tmp.ts";
-import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { freePort, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
 
 let up: Upstream;
 let hits = 0;

@@ -67,3 +67,11 @@ export function slowBody(chunks: string[], gapMs: number, state: { cancelled?: b
     },
   });
 }
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for configs that need a fixed port). */
+export function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
