@@ -3,6 +3,7 @@ import { BODY_CANCELLED, watchBody } from "./body.ts";
 import type { ProxyContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { SwitchyardError } from "./errors.ts";
+import { type Algorithm, compressible, compressStream, compressWhole, markEncoded, negotiate } from "./compress.ts";
 import { stripHopByHop } from "./headers.ts";
 import { clientAborted, fail, log } from "./outcome.ts";
 
@@ -25,7 +26,15 @@ function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
 
 export function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadlines): Response | Promise<Response> {
   const headers = responseHeaders(ctx, upstream);
+  const length = Number(headers.get("content-length") ?? Number.NaN);
   ctx.status = upstream.status;
+  // Compression is decided on the response's own headers, before the body is touched.
+  const compression = ctx.route!.config.compression;
+  let algo: Algorithm | undefined;
+  if (compression !== undefined && compressible(compression, upstream.status, headers)) {
+    algo = ctx.method === "HEAD" ? undefined : negotiate(ctx.headers.get("accept-encoding"), compression.algorithms);
+    markEncoded(headers, algo);
+  }
   const init = { status: upstream.status, statusText: upstream.statusText, headers };
   if (upstream.body === null || ctx.method === "HEAD" || upstream.status === 204 || upstream.status === 304) {
     upstream.body?.cancel().catch(() => {});
@@ -33,9 +42,10 @@ export function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadli
     log(ctx);
     return new Response(null, init);
   }
-  const length = Number(upstream.headers.get("content-length") ?? Number.NaN);
-  if (length <= BUFFERED_BODY_MAX) return respondBuffered(ctx, upstream, deadlines, init);
-  const body = watchBody(upstream.body, {
+  if (length <= BUFFERED_BODY_MAX) return respondBuffered(ctx, upstream, deadlines, init, algo);
+  const eventStream = headers.get("content-type")?.startsWith("text/event-stream") ?? false;
+  const source = algo === undefined ? upstream.body : compressStream(algo, upstream.body, eventStream);
+  const body = watchBody(source, {
     onChunk(n) {
       ctx.bytesOut += n;
       deadlines.touch();
@@ -52,8 +62,8 @@ export function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadli
 }
 
 /** A small fixed-length body, read whole under the same deadlines; a failure here can still be a clean 502/504. */
-async function respondBuffered(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, init: ResponseInit): Promise<Response> {
-  let bytes: ArrayBuffer;
+async function respondBuffered(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, init: ResponseInit, algo?: Algorithm): Promise<Response> {
+  let bytes: ArrayBuffer | Uint8Array;
   try {
     bytes = await upstream.arrayBuffer();
   } catch (e) {
@@ -63,6 +73,7 @@ async function respondBuffered(ctx: ProxyContext, upstream: Response, deadlines:
     return fail(ctx, SwitchyardError.from(reason ?? e));
   }
   deadlines.clear();
+  if (algo !== undefined) bytes = compressWhole(algo, new Uint8Array(bytes));
   ctx.bytesOut = bytes.byteLength;
   log(ctx);
   return new Response(bytes, init);

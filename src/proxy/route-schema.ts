@@ -3,6 +3,7 @@ import { DurationSchema, RegexSchema, TokenSchema } from "../config/primitives.t
 import { CoalesceSchema } from "../cache/coalesce.ts";
 import { IdempotencySchema } from "../cache/idempotency.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
+import { CompressionSchema } from "./compress.ts";
 import { MirrorSchema } from "./mirror.ts";
 import { RetryPolicySchema } from "./retry.ts";
 
@@ -112,6 +113,8 @@ export const RouteSchema = z
       .optional(),
     /** Idempotency keys: a POST/PUT/PATCH with an Idempotency-Key is forwarded once and its answer replayed. */
     idempotency: IdempotencySchema.optional(),
+    /** Compress responses (br, zstd, gzip) by Accept-Encoding, for the listed content types. */
+    compression: CompressionSchema.optional(),
     /** Coalesce identical concurrent GETs into one upstream request (for routes without a cache; a cache collapses by itself). */
     coalesce: CoalesceSchema.optional(),
     /** Serve and store responses through a named cache (RFC 9111 shared-cache rules). */
