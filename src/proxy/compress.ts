@@ -23,6 +23,10 @@ export const CompressionSchema = z.strictObject({
     .default(["text/*", "application/json", "application/javascript", "application/xml", "application/problem+json", "image/svg+xml"]),
   /** Smaller bodies (by Content-Length) are sent as they are. Default 1KiB. */
   min_size: SizeSchema.prefault("1KiB"),
+  /** Decode gzip, br or zstd request bodies before the upstream sees them. Default false. */
+  decompress_requests: z.boolean().default(false),
+  /** A decoded request body larger than this fails the request (a compression bomb). Default 16MiB. */
+  max_decompressed: SizeSchema.prefault("16MiB"),
 });
 
 export type CompressionConfig = z.infer<typeof CompressionSchema>;
@@ -84,6 +88,23 @@ export function compressWhole(algo: Algorithm, bytes: Uint8Array): Uint8Array {
   if (algo === "gzip") return gzipSync(bytes);
   if (algo === "br") return brotliCompressSync(bytes, { params: { [constants.BROTLI_PARAM_QUALITY]: 5 } });
   return zstdCompressSync(bytes);
+}
+
+/** The request body decoded (bounded by `max` bytes: beyond, the stream fails), or undefined when it is not encoded with a known coding. */
+export function decompressRequest(encoding: string | null, body: ReadableStream<Uint8Array>, max: number): ReadableStream<Uint8Array> | undefined {
+  const coding = encoding?.trim().toLowerCase();
+  const format = coding === "gzip" || coding === "x-gzip" ? "gzip" : coding === "br" ? "brotli" : coding === "zstd" ? "zstd" : undefined;
+  if (format === undefined) return undefined;
+  let size = 0;
+  return body.pipeThrough(new DecompressionStream(format as "gzip") as unknown as TransformStream<Uint8Array, Uint8Array>).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        size += chunk.byteLength;
+        if (size > max) controller.error(new Error(`the decoded request body is over ${max} bytes`));
+        else controller.enqueue(chunk);
+      },
+    }),
+  );
 }
 
 /** A compressing stream; with `flushEachChunk`, every input chunk is flushed out at once (event streams). */

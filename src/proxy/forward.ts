@@ -5,6 +5,7 @@
  */
 import type { Endpoint } from "../upstream/cluster.ts";
 import { watchBody } from "./body.ts";
+import { decompressRequest } from "./compress.ts";
 import type { ProxyContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
@@ -73,13 +74,33 @@ export function guardConnect(endpoint: Endpoint, timeoutMs: number, deadlines: D
 
 function noop(): void {}
 
+/** Headers for a request body this proxy decoded: no coding, and the length is no longer known. */
+function withoutCoding(headers: Headers): Headers {
+  headers.delete("content-encoding");
+  headers.delete("content-length");
+  return headers;
+}
+
 /** Sends the request to `endpoint`; resolves with the upstream's response head, body still streaming. */
 export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, kept?: ArrayBuffer): Promise<Response> {
   const request = ctx.request;
   let body: ReadableStream<Uint8Array> | ArrayBuffer | null = kept ?? request.body;
   const declared = request.headers.get("content-length");
+  const compression = ctx.route!.config.compression;
+  const decoded = compression?.decompress_requests && kept === undefined && body !== null
+    ? decompressRequest(request.headers.get("content-encoding"), body as ReadableStream<Uint8Array>, compression.max_decompressed)
+    : undefined;
   if (kept !== undefined) {
     // A body kept for retries: sent whole, the same bytes on every try.
+  } else if (decoded !== undefined) {
+    // A decoded body streams (chunked) under the same watch as any other of unknown length.
+    body = watchBody(decoded, {
+      onChunk(n) {
+        ctx.bytesIn += n;
+        deadlines.touch();
+      },
+      onEnd() {},
+    });
   } else if (body !== null && declared === null) {
     // A chunked upload is watched: bytes counted, activity feeding the idle timeout.
     body = watchBody(body as ReadableStream<Uint8Array>, {
@@ -102,7 +123,7 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
   try {
     const response = await fetch(upstreamUrl(ctx, endpoint), {
       method: ctx.method,
-      headers: upstreamHeaders(ctx),
+      headers: decoded === undefined ? upstreamHeaders(ctx) : withoutCoding(upstreamHeaders(ctx)),
       body,
       duplex: "half",
       redirect: "manual",

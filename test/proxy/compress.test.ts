@@ -107,3 +107,34 @@ test("an event stream is flushed per event: the first arrives before the upstrea
   }
   expect(got).toEndWith("data: second\n\n");
 });
+
+test("request bodies: decoded before the upstream sees them when the route asks; a bomb over the limit fails", async () => {
+  const seen: { encoding: string | null; body: string }[] = [];
+  const u = startUpstream(async (req) => {
+    seen.push({ encoding: req.headers.get("content-encoding"), body: await req.text() });
+    return new Response("ok");
+  });
+  const p = await startProxy({
+    routes: [
+      { name: "decode", match: { path: { prefix: "/decode" } }, to: "u", compression: { decompress_requests: true, max_decompressed: "64KiB" } },
+      { name: "as-is", to: "u" },
+    ],
+    clusters: { u: { endpoints: [u.origin] } },
+  });
+  try {
+    const payload = JSON.stringify({ items: Array.from({ length: 200 }, (_, i) => i) });
+    for (const [coding, encode] of [["gzip", (b: string) => Bun.gzipSync(b)], ["zstd", (b: string) => Bun.zstdCompressSync(b)]] as const) {
+      const res = await fetch(`${p.origin}/decode`, { method: "POST", body: encode(payload), headers: { "content-encoding": coding } });
+      expect(res.status).toBe(200);
+      expect(seen.at(-1)).toEqual({ encoding: null, body: payload });
+    }
+    await (await fetch(`${p.origin}/other`, { method: "POST", body: Bun.gzipSync(payload), headers: { "content-encoding": "gzip" } })).text();
+    expect(seen.at(-1)!.encoding).toBe("gzip"); // passed through untouched elsewhere
+    const bomb = Bun.gzipSync(new Uint8Array(10 * 1024 * 1024)); // 10 MiB of zeros, ~10 KiB on the wire
+    const res = await fetch(`${p.origin}/decode`, { method: "POST", body: bomb, headers: { "content-encoding": "gzip" } });
+    expect(res.status).toBeGreaterThanOrEqual(400);
+  } finally {
+    await p.stop();
+    u.stop(true);
+  }
+});
