@@ -34,9 +34,10 @@ export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!): Head
 export function upstreamUrl(ctx: ProxyContext, endpoint: Endpoint, scheme?: "ws"): string {
   const path = ctx.route!.rewritePath ? ctx.route!.rewritePath(ctx.path) : ctx.path;
   const origin = scheme === "ws" ? endpoint.origin.replace(/^http/, "ws") : endpoint.origin;
-  if (ctx.query === "") return origin + path;
+  const query = ctx.route!.rewriteQuery ? ctx.route!.rewriteQuery(ctx.query) : ctx.query;
+  if (query === "") return origin + path;
   // A regex rewrite may have added query parameters of its own; the client's follow them.
-  return `${origin}${path}${path.includes("?") ? "&" : "?"}${ctx.query}`;
+  return `${origin}${path}${path.includes("?") ? "&" : "?"}${query}`;
 }
 
 /**

@@ -53,6 +53,11 @@ export const RewriteSchema = z
     path_regex: z.strictObject({ pattern: RegexSchema, substitution: z.string() }).optional(),
     /** Host header sent upstream (default: the client's Host is kept). */
     host: z.string().min(1).optional(),
+    /** Query parameters: `set` replaces (or adds) values, `remove` drops names; the rest pass as sent. */
+    query: z.strictObject({
+      set: z.record(z.string().min(1), z.string()).optional(),
+      remove: z.array(z.string().min(1)).optional(),
+    }).optional(),
   })
   .refine((r) => !(r.path_prefix !== undefined && r.path_regex !== undefined), {
     message: "give path_prefix or path_regex, not both",

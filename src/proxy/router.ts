@@ -111,6 +111,20 @@ export function compileRewrite(route: Route): ((path: string) => string) | undef
   return undefined;
 }
 
+/** Builds a route's query rewrite, or undefined when it has none. */
+export function compileQueryRewrite(route: Route): ((query: string) => string) | undefined {
+  const q = route.rewrite?.query;
+  if (!q || (!q.set && !q.remove)) return undefined;
+  const set = Object.entries(q.set ?? {});
+  const remove = q.remove ?? [];
+  return (query) => {
+    const params = new URLSearchParams(query);
+    for (const name of remove) params.delete(name);
+    for (const [name, value] of set) params.set(name, value);
+    return params.toString();
+  };
+}
+
 export interface Matchable {
   readonly test: Predicate;
 }

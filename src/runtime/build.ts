@@ -6,7 +6,7 @@ import type { Config } from "../config/schema.ts";
 import { type AccessLog, createAccessLog } from "../observe/access-log.ts";
 import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.ts";
 import type { Route } from "../proxy/route-schema.ts";
-import { compileMatch, compileRewrite, type RequestFacts } from "../proxy/router.ts";
+import { compileMatch, compileQueryRewrite, compileRewrite, type RequestFacts } from "../proxy/router.ts";
 import { HttpCache } from "../cache/cache.ts";
 import { buildRouteCache, type RouteCache } from "../cache/serve.ts";
 import type { MirrorConfig } from "../proxy/mirror.ts";
@@ -22,6 +22,7 @@ export interface CompiledRoute {
   readonly mirror: { readonly cluster: Cluster; readonly config: MirrorConfig } | undefined;
   readonly test: (facts: RequestFacts, query: () => URLSearchParams) => boolean;
   readonly rewritePath: ((path: string) => string) | undefined;
+  readonly rewriteQuery: ((query: string) => string) | undefined;
   readonly hostRewrite: string | undefined;
   readonly requestHeaders: CompiledHeaderRules | undefined;
   readonly responseHeaders: CompiledHeaderRules | undefined;
@@ -67,6 +68,7 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
     mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, config: r.mirror } : undefined,
     test: compileMatch(r.match),
     rewritePath: compileRewrite(r),
+    rewriteQuery: compileQueryRewrite(r),
     hostRewrite: r.rewrite?.host,
     requestHeaders: compileHeaderRules(r.headers?.request),
     responseHeaders: compileHeaderRules(r.headers?.response),

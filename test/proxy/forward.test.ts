@@ -42,6 +42,7 @@ beforeAll(async () => {
       { name: "rw-prefix", match: { path: { prefix: "/api/v1/" } }, rewrite: { path_prefix: "/v1/" }, to: "main" },
       { name: "rw-regex", match: { path: { prefix: "/shop/" } }, rewrite: { path_regex: { pattern: "^/shop/([a-z]+)/([0-9]+)$", substitution: "/items/$2?cat=$1" } }, to: "main" },
       { name: "rw-host", match: { path: { prefix: "/rehost" } }, rewrite: { host: "internal.svc" }, to: "main" },
+      { name: "rw-query", match: { path: { prefix: "/requery" } }, rewrite: { query: { set: { version: "2", lang: "en" }, remove: ["debug"] } }, to: "main" },
       {
         name: "headers", match: { path: { prefix: "/hdrs" } }, to: "main",
         headers: {
@@ -116,7 +117,7 @@ describe("routing", () => {
 });
 
 describe("rewrites", () => {
-  test("path prefix, regex substitution and host", async () => {
+  test("path prefix, regex substitution, host and query parameters", async () => {
     await (await fetch(`${proxy.origin}/api/v1/users?x=1`)).text();
     expect(last().url.pathname).toBe("/v1/users");
     expect(last().url.search).toBe("?x=1");
@@ -126,6 +127,10 @@ describe("rewrites", () => {
     await (await fetch(`${proxy.origin}/rehost`, { headers: { host: "public.example" } })).text();
     expect(last().headers.host).toBe("internal.svc");
     expect(last().headers["x-forwarded-host"]).toBe("public.example");
+    await (await fetch(`${proxy.origin}/requery?a=1&debug=true&version=1`)).text();
+    expect(Object.fromEntries(last().url.searchParams)).toEqual({ a: "1", version: "2", lang: "en" });
+    await (await fetch(`${proxy.origin}/requery`)).text();
+    expect(Object.fromEntries(last().url.searchParams)).toEqual({ version: "2", lang: "en" });
   });
 });
 
