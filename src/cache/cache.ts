@@ -3,6 +3,8 @@
  * the body streams to the client, header updates after revalidation, invalidation and purge,
  * LRU eviction by total size, a memory tier in front. The only cache module that touches the store.
  */
+import { wallSeconds } from "../util/clock.ts";
+import { readBounded } from "../util/read-bounded.ts";
 import { metrics } from "../observe/metrics.ts";
 import { sharedStore, type Store } from "../store/client.ts";
 import { varyMatches } from "./policy.ts";
@@ -35,7 +37,6 @@ interface Cached {
 const MEMORY_TRUST_MS = 1000;
 
 const CHUNK = 64 * 1024;
-const nowSeconds = () => Date.now() / 1000;
 
 
 export interface StoreMeta {
@@ -101,7 +102,7 @@ export class HttpCache {
     memo.size = [...memo.bodies.values()].reduce((sum, b) => sum + b.byteLength, 0) + 512 * memo.entries.length;
     this.memory.set(key, memo);
     // Recency for LRU eviction, written at most once a minute per entry.
-    const seconds = nowSeconds();
+    const seconds = wallSeconds();
     if (seconds - entry.lastUsed > 60) {
       entry.lastUsed = seconds;
       void this.store.then((s) => s.execute("UPDATE cache_entries SET last_used = ? WHERE id = ?", [seconds, entry.id])).catch(() => {});
@@ -140,24 +141,9 @@ export class HttpCache {
     }
     const [toClient, toStore] = body.tee();
     void (async () => {
-      const reader = toStore.getReader();
-      const parts: Uint8Array[] = [];
-      let size = 0;
-      try {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          size += value.byteLength;
-          if (size > this.config.max_object) {
-            await reader.cancel();
-            return;
-          }
-          parts.push(value);
-        }
-      } catch {
-        return; // the upstream failed mid-body: nothing is stored
-      }
-      await this.write(meta, Buffer.concat(parts));
+      // Over max_object, or failed mid-body: nothing is stored.
+      const bytes = await readBounded(toStore, this.config.max_object).catch(() => undefined);
+      if (bytes !== undefined) await this.write(meta, bytes);
     })()
       .catch(logStoreError)
       .finally(onSettled);
@@ -169,7 +155,7 @@ export class HttpCache {
     // A purge since this answer was requested wins: the fill would put back what was purged.
     if (meta.requestTime <= this.lastPurgeAt) return;
     const store = await this.store;
-    const now = nowSeconds();
+    const now = wallSeconds();
     const pending = `${meta.varyKey}\u0000pending\u0000${crypto.randomUUID()}`;
     const inserted = await store.execute(
       `INSERT INTO cache_entries (cache_key, vary_key, status, headers, request_headers, request_time, response_time, body_size, complete, last_used)
@@ -218,7 +204,7 @@ export class HttpCache {
 
   /** Removes entries: by exact key (every variant and header suffix), by key prefix, or by tag. Returns how many. */
   async purge(by: { key?: string; prefix?: string; tag?: string }): Promise<number> {
-    this.lastPurgeAt = Date.now() / 1000;
+    this.lastPurgeAt = wallSeconds();
     const store = await this.store;
     let result;
     if (by.key !== undefined) {

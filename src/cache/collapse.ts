@@ -5,6 +5,7 @@
  * followers wait on a promise; across worker processes on the same file a lease row elects the
  * leader and the others poll for the entry. A crashed leader's lease expires.
  */
+import { wallSeconds } from "../util/clock.ts";
 import type { Store } from "../store/client.ts";
 import type { Broadcast } from "./broadcast.ts";
 
@@ -28,7 +29,6 @@ interface LocalLead {
 }
 
 const OWNER = `${process.pid}-${crypto.randomUUID()}`;
-const nowSeconds = () => Date.now() / 1000;
 
 export class Collapser {
   /** Keys led from this process → resolves when the leader releases. */
@@ -47,7 +47,7 @@ export class Collapser {
     let leased = false;
     try {
       const store = await this.store();
-      const now = nowSeconds();
+      const now = wallSeconds();
       const r = await store.execute(
         `INSERT INTO leases (lease_key, owner, expires_at) VALUES (?, ?, ?)
          ON CONFLICT (lease_key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at WHERE leases.expires_at < ?`,
@@ -102,7 +102,7 @@ export class Collapser {
     while (performance.now() < deadline) {
       if (await ready()) return;
       const lease = await store.execute("SELECT expires_at FROM leases WHERE lease_key = ?", [key]);
-      if (lease.rows.length === 0 || Number(lease.rows[0]!.expires_at) < nowSeconds()) return;
+      if (lease.rows.length === 0 || Number(lease.rows[0]!.expires_at) < wallSeconds()) return;
       await Bun.sleep(20);
     }
   }

@@ -5,6 +5,8 @@
  * true); the same key with another request gets 422; a repeat while the first is in flight 409.
  * A failed first attempt (an upstream failure or 5xx) leaves no record, so it may be retried.
  */
+import { wallSeconds } from "../util/clock.ts";
+import { readBounded } from "../util/read-bounded.ts";
 import { z } from "zod";
 import { DurationSchema, SizeSchema, TokenSchema } from "../config/primitives.ts";
 import type { ProxyContext } from "../proxy/context.ts";
@@ -27,7 +29,6 @@ export const IdempotencySchema = z.strictObject({
 export type IdempotencyConfig = z.infer<typeof IdempotencySchema>;
 
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
-const nowSeconds = () => Date.now() / 1000;
 
 /** A claimed key: the request goes upstream; `record` stores its answer, `abandon` forgets the claim. */
 export interface Claim {
@@ -57,7 +58,7 @@ export async function claimIdempotencyKey(ctx: ProxyContext, config: Idempotency
   const caller = new Bun.CryptoHasher("sha256").update(`${ctx.headers.get("authorization") ?? ""}\n${ctx.headers.get("cookie") ?? ""}\n${ctx.headers.get("x-api-key") ?? ""}`).digest("hex").slice(0, 32);
   const recordKey = `${ctx.route!.name}\n${caller}\n${key}`;
   const print = await fingerprint(ctx, body);
-  const now = nowSeconds();
+  const now = wallSeconds();
   const claimed = await store.execute(
     `INSERT INTO idempotency (record_key, fingerprint, state, expires_at) VALUES (?, ?, 'in_flight', ?)
      ON CONFLICT (record_key) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_flight', status = NULL, headers = NULL, body = NULL, expires_at = excluded.expires_at
@@ -90,14 +91,9 @@ export async function claimIdempotencyKey(ctx: ProxyContext, config: Idempotency
       }
       const [toClient, toStore] = response.body.tee();
       void (async () => {
-        const parts: Uint8Array[] = [];
-        let size = 0;
-        for await (const chunk of toStore) {
-          size += chunk.byteLength;
-          if (size > config.max_body) throw new Error("response too large to keep");
-          parts.push(chunk);
-        }
-        await save(store, recordKey, response.status, headers, Buffer.concat(parts), config.ttl);
+        const bytes = await readBounded(toStore, config.max_body);
+        if (bytes === undefined) throw new Error("response too large to keep");
+        await save(store, recordKey, response.status, headers, bytes, config.ttl);
       })().catch(forget);
       return new Response(toClient, { status: response.status, statusText: response.statusText, headers: response.headers });
     },
@@ -105,7 +101,7 @@ export async function claimIdempotencyKey(ctx: ProxyContext, config: Idempotency
 }
 
 async function save(store: Store, recordKey: string, status: number, headers: [string, string][], body: Uint8Array, ttlMs: number): Promise<void> {
-  await store.execute("UPDATE idempotency SET state = 'done', status = ?, headers = ?, body = ?, expires_at = ? WHERE record_key = ?", [status, JSON.stringify(headers), body, nowSeconds() + ttlMs / 1000, recordKey]);
+  await store.execute("UPDATE idempotency SET state = 'done', status = ?, headers = ?, body = ?, expires_at = ? WHERE record_key = ?", [status, JSON.stringify(headers), body, wallSeconds() + ttlMs / 1000, recordKey]);
 }
 
 /** How long an in-flight claim holds: the route's request timeout (or 5 minutes without one) plus a margin, within the ttl. */

@@ -4,8 +4,10 @@
  * back to a stale copy on a 5xx when stale-if-error allows. x-cache tells which: HIT, STALE,
  * REVALIDATED, MISS.
  */
+import { wallSeconds } from "../util/clock.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { ProxyContext } from "../proxy/context.ts";
+import { errorResponse, SwitchyardError } from "../proxy/errors.ts";
 import { stripHopByHop } from "../proxy/headers.ts";
 import { Broadcast, broadcastBody } from "./broadcast.ts";
 import { type Entry, HttpCache } from "./cache.ts";
@@ -33,7 +35,6 @@ export interface CacheState {
   readonly requestTime: number;
 }
 
-const nowSeconds = () => Date.now() / 1000;
 
 function keyFacts(ctx: ProxyContext): KeyFacts {
   return { scheme: ctx.listener.proto, host: ctx.host, path: ctx.path, query: ctx.query, headers: ctx.headers };
@@ -61,16 +62,15 @@ const ONLY_IF_CACHED = /(^|,)\s*only-if-cached\s*(,|$)/i;
 
 /** RFC 9111 §5.2.1.7: only-if-cached and nothing usable stored → 504. */
 function notCached(ctx: ProxyContext): Response {
-  return new Response(JSON.stringify({ error: "not_cached", message: "only-if-cached and nothing usable is stored", request_id: ctx.requestId }), {
-    status: 504, headers: { "content-type": "application/json", "x-cache": "MISS" },
-  });
+  const error = new SwitchyardError({ code: "not_cached", status: 504, source: "client", message: "only-if-cached and nothing usable is stored", headers: { "x-cache": "MISS" } });
+  return errorResponse(error, ctx.requestId);
 }
 
 /** Either a response straight from the cache, or the state the forward phase carries on with. */
 export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Response | CacheState | undefined> {
   if (!CACHEABLE_METHODS.has(ctx.method)) return undefined;
   const key = rc.key(keyFacts(ctx));
-  const requestTime = nowSeconds();
+  const requestTime = wallSeconds();
   const found = await rc.cache.lookup(key, ctx.headers);
   if (found === undefined) {
     if (ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return notCached(ctx);
@@ -97,7 +97,7 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
     }
     const led = await rc.cache.lookup(key, ctx.headers);
     if (led === undefined) return { key, requestTime };
-    const d = decide(ctx.headers, led.entry, nowSeconds(), rc.cache.config.heuristic_max / 1000);
+    const d = decide(ctx.headers, led.entry, wallSeconds(), rc.cache.config.heuristic_max / 1000);
     if (d.use === "revalidate") return { key, requestTime };
     return fromStore(ctx, led.entry, led.body, "HIT", d.age, notModifiedFor(ctx.headers, led.entry.headers, led.entry.status) ? 304 : led.entry.status);
   }
@@ -123,7 +123,7 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
  * 5xx, or store what may be stored while it streams to the client. Returns what goes to the client.
  */
 export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: CacheState, upstream: Response): Promise<Response> {
-  const responseTime = nowSeconds();
+  const responseTime = wallSeconds();
   const stored = state.stored;
   if (stored !== undefined && upstream.status === 304) {
     upstream.body?.cancel().catch(() => {});
@@ -182,8 +182,8 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
 /** A stale copy to serve when the upstream could not be reached at all (stale-if-error), if allowed. */
 export function staleOnError(ctx: ProxyContext, rc: RouteCache | undefined, state: CacheState | undefined): Response | undefined {
   const stored = state?.stored;
-  if (rc === undefined || stored === undefined || !staleIfErrorAllows(ctx.headers, stored.entry, nowSeconds(), rc.cache.config.heuristic_max / 1000)) return undefined;
-  return staleFallback(ctx, stored.entry, stored.body, nowSeconds());
+  if (rc === undefined || stored === undefined || !staleIfErrorAllows(ctx.headers, stored.entry, wallSeconds(), rc.cache.config.heuristic_max / 1000)) return undefined;
+  return staleFallback(ctx, stored.entry, stored.body, wallSeconds());
 }
 
 /** A stale copy standing in for a failed upstream: marked as a fallback (issue 3) and logged so. */

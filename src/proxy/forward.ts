@@ -94,7 +94,7 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
   if (kept !== undefined) {
     // A body kept for retries: sent whole, the same bytes on every try.
   } else if (decoded !== undefined) {
-    // A decoded body streams (chunked) under the same watch as any other of unknown length.
+    // A decoded body streams (chunked), watched like every body of unknown length.
     body = watchBody(decoded, {
       onChunk(n) {
         ctx.bytesIn += n;

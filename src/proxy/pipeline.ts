@@ -39,14 +39,14 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   // 3 cache: a stored answer that may be used needs no upstream and no capacity.
   let cacheState: CacheState | undefined;
   if (route.cache !== undefined && ctx.method === "PURGE" && route.cache.config.purge_method) {
-    return respond(ctx, await purgeRequest(ctx, route.cache), new Deadlines(0, 0));
+    return respondLocal(ctx, await purgeRequest(ctx, route.cache));
   }
   if (route.cache !== undefined) {
     const looked = await cacheLookup(ctx, route.cache).catch(cacheUnavailable);
     if (looked instanceof Response) {
       const refresh = ctx.backgroundRevalidate;
       if (refresh !== undefined) refreshInBackground(ctx, route.cache, refresh, () => sendInBackground(ctx));
-      return respond(ctx, looked, new Deadlines(0, 0));
+      return respondLocal(ctx, looked);
     }
     cacheState = looked;
   }
@@ -58,7 +58,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     let joined = join(sharedKey, coalescing!);
     if ("follower" in joined) {
       const copy = await joined.follower;
-      if (copy !== undefined) return respond(ctx, copy, new Deadlines(0, 0));
+      if (copy !== undefined) return respondLocal(ctx, copy);
       joined = join(sharedKey, coalescing!); // the leader did not share: lead or follow anew
     }
     if ("leader" in joined) {
@@ -71,7 +71,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     const stale = staleOnError(ctx, route.cache, cacheState);
     if (stale === undefined) return fail(ctx, error);
     ctx.error = error; // logged beside the stale answer that stood in for it
-    return respond(ctx, stale, new Deadlines(0, 0));
+    return respondLocal(ctx, stale);
   };
 
   // Idempotency keys: a repeat is answered from the record, without the upstream or capacity.
@@ -81,15 +81,13 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   const idemKey = idem !== undefined && idem.methods.includes(ctx.method) ? ctx.headers.get(idem.header) : null;
   if (idemKey !== null) {
     if (ctx.request.body !== null) {
-      const declared = Number(ctx.request.headers.get("content-length") ?? Number.NaN);
-      if (!(declared <= idem!.max_body)) return fail(ctx, errors.tooLarge(`a request with an Idempotency-Key may carry at most ${idem!.max_body} bytes`));
-      const kept = await readWithin(ctx.request, shortest(route.config.timeouts.idle, route.config.timeouts.request));
+      const kept = await keepBody(ctx, idem!.max_body);
+      if (kept === undefined) return fail(ctx, errors.tooLarge(`a request with an Idempotency-Key may carry at most ${idem!.max_body} bytes`));
       if (kept instanceof SwitchyardError) return fail(ctx, kept);
       body = kept;
-      ctx.bytesIn = body.byteLength;
     }
     const claimed = await claimIdempotencyKey(ctx, idem!, idemKey, body);
-    if (claimed instanceof Response) return respond(ctx, claimed, new Deadlines(0, 0));
+    if (claimed instanceof Response) return respondLocal(ctx, claimed);
     claim = claimed;
     ctx.idempotencyAbandon = () => claim?.abandon();
   }
@@ -109,16 +107,12 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   let retries = policy !== undefined && policy.attempts > 1 && methodRetryable(policy, ctx.method);
   const mirrored = route.mirror !== undefined && wantsMirror(route.mirror.config, ctx.request);
   if ((retries || mirrored) && ctx.request.body !== null && body === undefined) {
-    const declared = Number(ctx.request.headers.get("content-length") ?? Number.NaN);
-    if (declared <= Math.max(retries ? policy!.buffer_body : 0, mirrored ? route.mirror!.config.max_body : 0)) {
-      const kept = await readWithin(ctx.request, shortest(route.config.timeouts.idle, route.config.timeouts.request));
-      if (kept instanceof SwitchyardError) return fail(ctx, kept);
-      body = kept;
-      ctx.bytesIn = body.byteLength;
-      if (retries && body.byteLength > policy!.buffer_body) retries = false;
-    } else retries = false;
+    const kept = await keepBody(ctx, Math.max(retries ? policy!.buffer_body : 0, mirrored ? route.mirror!.config.max_body : 0));
+    if (kept instanceof SwitchyardError) return fail(ctx, kept);
+    body = kept;
   }
-  if (retries && body !== undefined && body.byteLength > policy!.buffer_body) retries = false;
+  // Only a kept body within buffer_body may be sent again (an unkept one streams once).
+  if (retries && ctx.request.body !== null && (body === undefined || body.byteLength > policy!.buffer_body)) retries = false;
   if (mirrored) mirror(ctx, route.mirror!.cluster, route.mirror!.config, body);
 
   // 4 select → 5 forward, again from 4 while the retry policy allows (design.md).
@@ -130,7 +124,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     if (ctx.request.signal.aborted) return fail(ctx, clientAborted());
     // Waiting for a slot counts against the route's time, and ends when the client leaves.
     let slot = cluster.limits.acquireConnection(() => {
-      const left = route.config.timeouts.request > 0 ? route.config.timeouts.request - (performance.now() - ctx.startedAt) : 0;
+      const left = timeLeft(ctx);
       return left > 0 ? AbortSignal.any([ctx.request.signal, AbortSignal.timeout(left)]) : ctx.request.signal;
     });
     if (slot !== true) slot = await slot;
@@ -138,8 +132,8 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     ctx.connectionHeld = true;
     const endpoint = select(ctx);
     if (endpoint === undefined) return failOrStale(errors.noEndpoint(cluster.name));
-    const remaining = route.config.timeouts.request > 0 ? route.config.timeouts.request - (performance.now() - ctx.startedAt) : 0;
-    if (route.config.timeouts.request > 0 && remaining <= 0) return fail(ctx, errors.requestTimeout());
+    const remaining = timeLeft(ctx);
+    if (remaining < 0) return fail(ctx, errors.requestTimeout());
     // The deadlines span the whole exchange: created before the fetch, cleared when the body ends.
     const perTry = retries ? policy!.per_try_timeout : 0;
     const newDeadlines = () => new Deadlines(shortest(perTry, remaining), route.config.timeouts.idle);
@@ -177,10 +171,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       return fail(ctx, new SwitchyardError({ code: "upstream_unavailable", status: upstream.status, source: "upstream", message: `the upstream answered ${upstream.status}` }));
     }
     // 6 response: the per-try limit no longer applies; the route's own deadline covers the body.
-    if (perTry > 0) {
-      const left = route.config.timeouts.request - (performance.now() - ctx.startedAt);
-      deadlines.restartRequestTimer(route.config.timeouts.request > 0 ? Math.max(1, left) : 0);
-    }
+    if (perTry > 0) deadlines.restartRequestTimer(route.config.timeouts.request > 0 ? Math.max(1, timeLeft(ctx)) : 0);
     return respond(ctx, upstream, deadlines);
   }
 }
@@ -219,8 +210,7 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
   const cluster = ctx.cluster!;
   if (ctx.attempt >= policy.attempts || !cluster.budget.allows() || cluster.budget.retrying >= cluster.limits.config.max_retries) return false;
   const delay = wait ?? backoffDelay(policy, ctx.attempt);
-  const timeout = ctx.route!.config.timeouts.request;
-  if (timeout > 0 && performance.now() - ctx.startedAt + delay >= timeout) return false;
+  if (ctx.route!.config.timeouts.request > 0 && timeLeft(ctx) <= delay) return false;
   upstream?.body?.cancel().catch(() => {});
   deadlines?.clear();
   ctx.endpoint!.active--;
@@ -228,7 +218,7 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
   releaseConnection(ctx);
   // Taken now, not when the retry is sent, so that retries waiting out their backoff count too;
   // given back when the retry's answer (or failure) is in, or by the log phase.
-  ctx.cluster!.budget.retrying++;
+  cluster.budget.retrying++;
   ctx.retryHeld = true;
   metrics.retries.inc([cluster.name]);
   if (delay > 0) await Bun.sleep(delay);
@@ -248,6 +238,36 @@ function noteTry(ctx: ProxyContext, o: TryOutcome): void {
 
 function recordTry(ctx: ProxyContext, endpoint: Endpoint, startedAt: number, status: number | undefined, error: string | undefined): void {
   (ctx.tries ??= []).push({ endpoint: endpoint.address, status: status ?? null, error: error ?? null, ms: Math.round((performance.now() - startedAt) * 100) / 100 });
+}
+
+/** A response made here (cache, coalesced copy, replay, stale, purge): no upstream timers to keep. */
+function respondLocal(ctx: ProxyContext, response: Response): Response | Promise<Response> {
+  return respond(ctx, response, new Deadlines(0, 0));
+}
+
+/**
+ * Milliseconds left of the route's request timeout: negative once it has passed; 0 when the
+ * route has none (which callers read as "no limit").
+ */
+function timeLeft(ctx: ProxyContext): number {
+  const timeout = ctx.route!.config.timeouts.request;
+  if (timeout <= 0) return 0;
+  const left = timeout - (performance.now() - ctx.startedAt);
+  return left > 0 ? left : -1;
+}
+
+/**
+ * Reads the request body whole when its declared length is within `max` (and it arrives within
+ * the route's idle/request time): the bytes, an error to answer with, or undefined when it is too
+ * large (or of unknown length) to keep.
+ */
+async function keepBody(ctx: ProxyContext, max: number): Promise<ArrayBuffer | SwitchyardError | undefined> {
+  const declared = Number(ctx.request.headers.get("content-length") ?? Number.NaN);
+  if (!(declared <= max)) return undefined;
+  const timeouts = ctx.route!.config.timeouts;
+  const kept = await readWithin(ctx.request, shortest(timeouts.idle, timeouts.request));
+  if (!(kept instanceof SwitchyardError)) ctx.bytesIn = kept.byteLength;
+  return kept;
 }
 
 /** Reads a (small) request body whole, unless the client takes longer than `ms` (0 = no limit) or leaves. */

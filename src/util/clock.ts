@@ -1,12 +1,2 @@
-/** Injectable time, so timers in breakers, buckets and caches can be tested without sleeping. */
-export interface Clock {
-  /** Monotonic milliseconds. */
-  now(): number;
-  /** Wall-clock milliseconds since the epoch. */
-  wall(): number;
-}
-
-export const systemClock: Clock = {
-  now: () => performance.now(),
-  wall: () => Date.now(),
-};
+/** Wall-clock seconds since the epoch, as the cache, collapse leases and idempotency records store time. */
+export const wallSeconds = (): number => Date.now() / 1000;
