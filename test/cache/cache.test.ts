@@ -200,15 +200,35 @@ test("entries survive a restart: another proxy process on the same file serves t
   }
 });
 
-test("stale-if-error also stands in when the upstream cannot be reached at all", async () => {
-  const dir2 = tempDir();
-  const flaky = startUpstream(() => new Response("kept", { headers: { "cache-control": "max-age=0, stale-if-error=300", date: new Date().toUTCString() } }));
+/**
+ * A proxy of its own, with cache "c" on a fresh file in front of a fresh upstream, for tests that
+ * need other settings than the shared one; everything is stopped and removed afterwards.
+ */
+async function withOwnCache(
+  upstream: Parameters<typeof startUpstream>[0],
+  settings: { cache?: Record<string, unknown>; route?: Record<string, unknown>; admin?: boolean },
+  run: (p: TestProxy, u: Upstream) => Promise<void>,
+): Promise<void> {
+  const own = tempDir();
+  const u = startUpstream(upstream);
   const p = await startProxy({
-    caches: { c: { path: dir2.file("c.db") } },
-    routes: [{ name: "r", to: "u", cache: { name: "c" } }],
-    clusters: { u: { endpoints: [flaky.origin] } },
+    ...(settings.admin ? { admin: { address: "127.0.0.1", port: 0 } } : {}),
+    caches: { c: { path: own.file("c.db"), ...settings.cache } },
+    routes: [{ name: "r", to: "u", ...settings.route, cache: { name: "c", ...(settings.route?.cache as object | undefined) } }],
+    clusters: { u: { endpoints: [u.origin] } },
   });
   try {
+    await run(p, u);
+  } finally {
+    await p.stop();
+    u.stop(true);
+    own.cleanup();
+  }
+}
+
+test("stale-if-error also stands in when the upstream cannot be reached at all", async () => {
+  const handler = () => new Response("kept", { headers: { "cache-control": "max-age=0, stale-if-error=300", date: new Date().toUTCString() } });
+  await withOwnCache(handler, {}, async (p, flaky) => {
     expect(await (await fetch(`${p.origin}/x`)).text()).toBe("kept");
     await Bun.sleep(150); // stored while streaming
     flaky.stop(true);
@@ -217,28 +237,18 @@ test("stale-if-error also stands in when the upstream cannot be reached at all",
     expect(await res.text()).toBe("kept");
     expect(res.headers.get("x-switchyard-fallback")).toBe("stale");
     expect(await p.logOf("sie-down")).toMatchObject({ fallback: "stale", error: "upstream_connect_refused", cache: "STALE" });
-  } finally {
-    await p.stop();
-    dir2.cleanup();
-  }
+  });
 });
 
 test("admin API: POST /cache/purge by key, prefix or tag; bad requests get 400 with the reason", async () => {
-  const dir3 = tempDir();
-  const u = startUpstream(() => new Response("x", { headers: { "cache-control": "max-age=60", "surrogate-key": "t1" } }));
-  const p = await startProxy({
-    admin: { address: "127.0.0.1", port: 0 },
-    caches: { c: { path: dir3.file("c.db") } },
-    routes: [{ to: "u", cache: { name: "c" } }],
-    clusters: { u: { endpoints: [u.origin] } },
-  });
-  const admin = p.running.admin!.url.origin;
-  const purge = (body: unknown) => fetch(`${admin}/cache/purge`, { method: "POST", body: JSON.stringify(body) });
-  const stored = async (path: string) => {
-    await fetch(`${p.origin}${path}`).then((r) => r.text());
-    await waitFor("stored", async () => (await fetch(`${p.origin}${path}`)).headers.get("x-cache") === "HIT");
-  };
-  try {
+  const handler = () => new Response("x", { headers: { "cache-control": "max-age=60", "surrogate-key": "t1" } });
+  await withOwnCache(handler, { admin: true }, async (p) => {
+    const admin = p.running.admin!.url.origin;
+    const purge = (body: unknown) => fetch(`${admin}/cache/purge`, { method: "POST", body: JSON.stringify(body) });
+    const stored = async (path: string) => {
+      await fetch(`${p.origin}${path}`).then((r) => r.text());
+      await waitFor("stored", async () => (await fetch(`${p.origin}${path}`)).headers.get("x-cache") === "HIT");
+    };
     await stored("/a");
     expect(await (await purge({ cache: "c", key: `http://127.0.0.1:${p.port}/a` })).json()).toEqual({ purged: 1 });
     await stored("/b");
@@ -249,23 +259,13 @@ test("admin API: POST /cache/purge by key, prefix or tag; bad requests get 400 w
     expect((await purge({ cache: "c", key: "k", tag: "t" })).status).toBe(400);
     expect((await purge({ cache: "nope", tag: "t" })).status).toBe(404);
     expect((await fetch(`${admin}/cache/purge`, { method: "POST", body: "{" })).status).toBe(400);
-  } finally {
-    await p.stop();
-    u.stop(true);
-    dir3.cleanup();
-  }
+  });
 });
 
 test("PURGE on a route that allows it; LRU eviction keeps the file under max_total", async () => {
-  const dir4 = tempDir();
-  const u = startUpstream((req) => new Response("z".repeat(4096) + new URL(req.url).pathname, { headers: { "cache-control": "max-age=60" } }));
-  const p = await startProxy({
-    caches: { c: { path: dir4.file("c.db"), max_total: "10KiB", memory: { max_object: "1KiB" } } },
-    routes: [{ to: "u", cache: { name: "c", purge_method: true } }],
-    clusters: { u: { endpoints: [u.origin] } },
-  });
-  const xcache = async (path: string) => (await fetch(`${p.origin}${path}`)).headers.get("x-cache");
-  try {
+  const handler = (req: Request) => new Response("z".repeat(4096) + new URL(req.url).pathname, { headers: { "cache-control": "max-age=60" } });
+  await withOwnCache(handler, { cache: { max_total: "10KiB", memory: { max_object: "1KiB" } }, route: { cache: { purge_method: true } } }, async (p) => {
+    const xcache = async (path: string) => (await fetch(`${p.origin}${path}`)).headers.get("x-cache");
     await fetch(`${p.origin}/p`).then((r) => r.text());
     await waitFor("stored", async () => (await xcache("/p")) === "HIT");
     const purged = await fetch(`${p.origin}/p`, { method: "PURGE" });
@@ -281,22 +281,16 @@ test("PURGE on a route that allows it; LRU eviction keeps the file under max_tot
     const cache = p.running.state.runtime.current.caches.get("c")!;
     expect(await cache.lookup(`http://127.0.0.1:${p.port}/e1`, new Headers())).toBeUndefined();
     expect(await cache.lookup(`http://127.0.0.1:${p.port}/e4`, new Headers())).toBeDefined();
-  } finally {
-    await p.stop();
-    u.stop(true);
-    dir4.cleanup();
-  }
+  });
 });
 
 test("a Set-Cookie on a revalidation's 304 goes to that client only, never into the shared entry", async () => {
-  const dir5 = tempDir();
   let cookie = 0;
-  const u = startUpstream((req) => {
+  const handler = (req: Request) => {
     if (req.headers.get("if-none-match") === '"v"') return new Response(null, { status: 304, headers: { etag: '"v"', "set-cookie": `session=user-${++cookie}` } });
     return new Response("shared body", { headers: { etag: '"v"', "cache-control": "max-age=0, must-revalidate" } });
-  });
-  const p = await startProxy({ caches: { c: { path: dir5.file("c.db") } }, routes: [{ to: "u", cache: { name: "c" } }], clusters: { u: { endpoints: [u.origin] } } });
-  try {
+  };
+  await withOwnCache(handler, {}, async (p) => {
     await (await fetch(`${p.origin}/r`)).text();
     await Bun.sleep(100);
     const alice = await fetch(`${p.origin}/r`);
@@ -305,9 +299,5 @@ test("a Set-Cookie on a revalidation's 304 goes to that client only, never into 
     const bob = await fetch(`${p.origin}/r`);
     expect(bob.headers.get("set-cookie")).toBe("session=user-2"); // his own, from his own revalidation
     expect(await bob.text()).toBe("shared body");
-  } finally {
-    await p.stop();
-    u.stop(true);
-    dir5.cleanup();
-  }
+  });
 });
