@@ -10,6 +10,27 @@ export interface ListenerInfo {
   readonly proto: "http" | "https";
 }
 
+/** The verified client certificate of an mTLS connection. */
+export interface ClientIdentity {
+  subject: string;
+  sans: string[];
+  uris: string[];
+  fingerprint256: string;
+}
+
+/** Who the route's auth filter found the caller to be. */
+export interface AuthIdentity {
+  /** The named provider (config `auth.<name>`) that accepted the credential. */
+  provider: string;
+  kind: "jwt" | "api_key" | "introspection" | "ext_authz";
+  /** `sub` of a token, or the API key's name. */
+  subject?: string;
+  /** Verified claims (JWT, introspection); absent for API keys. */
+  claims?: Readonly<Record<string, unknown>>;
+  /** The API key's tier, when the key has one. */
+  tier?: string;
+}
+
 /** Per-request state carried through the phases (design.md: one typed context, no bags). */
 export interface ProxyContext {
   readonly requestId: string;
@@ -69,6 +90,10 @@ export interface ProxyContext {
   backgroundRevalidate?: CacheState;
   /** A retry of this request holds a place in the cluster's retry budget. */
   retryHeld?: boolean;
+  /** The verified client certificate, on an mTLS listener. */
+  clientCert?: ClientIdentity;
+  /** Set by an auth filter once a credential is accepted (read by authorize and rate_limit). */
+  auth?: AuthIdentity;
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }

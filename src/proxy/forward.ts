@@ -28,6 +28,7 @@ export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!): Head
   if (host !== "") headers.set("host", host);
   route.requestHeaders?.apply(headers);
   if (ctx.upstreamExtraHeaders) for (const [name, value] of Object.entries(ctx.upstreamExtraHeaders)) headers.set(name, value);
+  if (route.filters !== undefined) for (const f of route.filters.upstreamRequest) f.onUpstreamRequest!(ctx, headers);
   return headers;
 }
 

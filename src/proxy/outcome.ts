@@ -22,13 +22,21 @@ export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
     headers.set("x-switchyard-fallback", "static");
     headers.set("x-request-id", ctx.requestId);
     if (ctx.route!.config.retry) headers.set("x-switchyard-attempts", String(ctx.attempt));
+    responseFilters(ctx, headers, fallback.status);
     return new Response(ctx.method === "HEAD" ? null : fallback.body, { status: fallback.status, headers });
   }
   ctx.status = error.status;
   log(ctx);
   const response = errorResponse(error, ctx.requestId);
   if (ctx.route?.config.retry) response.headers.set("x-switchyard-attempts", String(ctx.attempt));
+  responseFilters(ctx, response.headers, error.status);
   return response;
+}
+
+/** The route's filters' last word on a response's headers (CORS headers also on errors, as Envoy). */
+export function responseFilters(ctx: ProxyContext, headers: Headers, status: number): void {
+  const filters = ctx.route?.filters;
+  if (filters !== undefined) for (const f of filters.responseHeaders) f.onResponseHeaders!(ctx, headers, status);
 }
 
 /** 8 log: exactly once per request, whatever path it took; releases what the request held. */
@@ -54,6 +62,16 @@ export function log(ctx: ProxyContext): void {
     } else if (probe) ctx.cluster!.breaker!.record(true, true);
   }
   recordRequest(ctx, performance.now());
+  const filters = ctx.route?.filters;
+  if (filters !== undefined) {
+    for (const f of filters.log) {
+      try {
+        f.onLog!(ctx);
+      } catch (e) {
+        console.error(JSON.stringify({ level: "error", msg: "filter onLog threw", filter: f.name, request_id: ctx.requestId, error: String(e) }));
+      }
+    }
+  }
   ctx.runtime.accessLog.write(ctx);
 }
 

@@ -29,6 +29,16 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   cluster.budget.active++;
   ctx.countedInCluster = true;
 
+  // 2 request filters (cors, auth, authorize, rate limits …) in config order; WebSocket upgrades
+  // pass them too. One that answers ends the request before any cache or upstream work.
+  if (route.filters !== undefined) {
+    for (const filter of route.filters.request) {
+      const verdict = await filter.onRequest!(ctx);
+      if (verdict === undefined) continue;
+      return verdict instanceof Response ? respondLocal(ctx, verdict) : fail(ctx, verdict);
+    }
+  }
+
   // WebSocket upgrades leave the HTTP path here: they have their own lifecycle (websocket.ts).
   if (route.config.websocket && isWebSocketUpgrade(ctx.request)) {
     const endpoint = select(ctx);

@@ -5,7 +5,7 @@ import type { Deadlines } from "./deadlines.ts";
 import { SwitchyardError } from "./errors.ts";
 import { type Algorithm, compressible, compressStream, compressWhole, markEncoded, negotiate } from "./compress.ts";
 import { stripHopByHop } from "./headers.ts";
-import { clientAborted, fail, log } from "./outcome.ts";
+import { clientAborted, fail, log, responseFilters } from "./outcome.ts";
 
 /**
  * Bun 1.4.5 drops Content-Length from any JS-wrapped stream body and frames it chunked
@@ -21,6 +21,7 @@ function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
   ctx.route!.responseHeaders?.apply(headers);
   headers.set("x-request-id", ctx.requestId);
   if (ctx.route!.config.retry) headers.set("x-switchyard-attempts", String(ctx.attempt));
+  responseFilters(ctx, headers, upstream.status);
   return headers;
 }
 

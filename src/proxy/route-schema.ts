@@ -3,6 +3,7 @@ import { DurationSchema, RegexSchema, TokenSchema } from "../config/primitives.t
 import { CoalesceSchema } from "../cache/coalesce.ts";
 import { IdempotencySchema } from "../cache/idempotency.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
+import { FilterSchema } from "../filters/schema.ts";
 import { CompressionSchema } from "./compress.ts";
 import { MirrorSchema } from "./mirror.ts";
 import { RetryPolicySchema } from "./retry.ts";
@@ -131,6 +132,11 @@ export const RouteSchema = z
     timeouts: RouteTimeoutsSchema.prefault({ request: "60s", idle: "60s" }),
     /** Retry failed tries on another endpoint (see RetryPolicySchema); none when absent. */
     retry: RetryPolicySchema.optional(),
+    /**
+     * Filters run in this order before the request goes on (phase 2): e.g. cors, auth, authorize,
+     * rate_limit. One that answers (a preflight, a 401, a 429) ends the request there.
+     */
+    filters: z.array(FilterSchema).optional(),
     /** Header rules on the request sent upstream and on the response sent to the client. */
     headers: z.strictObject({ request: HeaderRulesSchema.optional(), response: HeaderRulesSchema.optional() }).optional(),
     /** Proxy WebSocket upgrades on this route. Default false: an upgrade request is then forwarded as plain HTTP without its Upgrade header. */

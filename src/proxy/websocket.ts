@@ -45,7 +45,12 @@ function handshakeHeaders(ctx: ProxyContext): Record<string, string> {
   out["x-request-id"] = ctx.requestId;
   out.traceparent = ctx.traceparent;
   if (ctx.route!.hostRewrite !== undefined) out.host = ctx.route!.hostRewrite;
-  return out;
+  const filters = ctx.route!.filters;
+  if (filters === undefined || filters.upstreamRequest.length === 0) return out;
+  // The route's filters (forwarded claims, client-certificate headers …) apply to the handshake too.
+  const headers = new Headers(out);
+  for (const f of filters.upstreamRequest) f.onUpstreamRequest!(ctx, headers);
+  return Object.fromEntries(headers);
 }
 
 /** Close codes that may not be sent on the wire (RFC 6455 §7.4.1) map to ones that may. */

@@ -3,6 +3,8 @@
  * rewrites, header rule sets, clusters with their balancers) is built here, once per reload.
  */
 import type { Config } from "../config/schema.ts";
+import { type CompiledFilters, compileFilters, type RuntimeDeps } from "../filters/filter.ts";
+import { buildFilter } from "../filters/index.ts";
 import { type AccessLog, createAccessLog } from "../observe/access-log.ts";
 import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.ts";
 import type { Route } from "../proxy/route-schema.ts";
@@ -26,6 +28,8 @@ export interface CompiledRoute {
   readonly hostRewrite: string | undefined;
   readonly requestHeaders: CompiledHeaderRules | undefined;
   readonly responseHeaders: CompiledHeaderRules | undefined;
+  /** The route's filters by hook; undefined when it has none. */
+  readonly filters: CompiledFilters | undefined;
 }
 
 export interface Runtime {
@@ -36,6 +40,8 @@ export interface Runtime {
   readonly clusters: ReadonlyMap<string, Cluster>;
   readonly caches: ReadonlyMap<string, HttpCache>;
   readonly accessLog: AccessLog;
+  /** Instances shared by the routes' filters (named providers, limiters), by key (RuntimeDeps.once). */
+  readonly resources: ReadonlyMap<string, unknown>;
   /** Stops the runtime's timers (health checks, outlier reviews) once a newer one replaces it. */
   dispose(): void;
 }
@@ -56,10 +62,27 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
   };
   try {
     for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c, previous?.clusters.get(name)));
+    return finishRuntime(config, version, previous, clusters, caches, accessLog, dispose);
   } catch (e) {
     dispose(); // a refused reload leaves no health checks or watchers running
     throw e;
   }
+}
+
+/** The routes (with their filters, which may fail to build: a key file that cannot be read). */
+function finishRuntime(
+  config: Config, version: number, previous: Runtime | undefined, clusters: Map<string, Cluster>,
+  caches: Map<string, HttpCache>, accessLog: AccessLog, dispose: () => void,
+): Runtime {
+  const resources = new Map<string, unknown>();
+  const depsFor = (routeName: string): RuntimeDeps => ({
+    config,
+    routeName,
+    once<T>(key: string, build: (previous: T | undefined) => T): T {
+      if (!resources.has(key)) resources.set(key, build(previous?.resources.get(key) as T | undefined));
+      return resources.get(key) as T;
+    },
+  });
   const routes = config.routes.map((r, i): CompiledRoute => ({
     name: r.name ?? `route-${i}`,
     config: r,
@@ -72,6 +95,7 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
     hostRewrite: r.rewrite?.host,
     requestHeaders: compileHeaderRules(r.headers?.request),
     responseHeaders: compileHeaderRules(r.headers?.response),
+    filters: compileFilters((r.filters ?? []).map((f) => buildFilter(f, depsFor(r.name ?? `route-${i}`)))),
   }));
-  return Object.freeze({ version, config, routes, clusters, caches, accessLog, dispose });
+  return Object.freeze({ version, config, routes, clusters, caches, accessLog, resources, dispose });
 }

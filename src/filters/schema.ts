@@ -1,0 +1,7 @@
+/** Every filter's config, a union on `type` (each filter owns its schema in its folder). */
+import { z } from "zod";
+import { CorsFilterSchema } from "./cors/schema.ts";
+
+export const FilterSchema = z.discriminatedUnion("type", [CorsFilterSchema]);
+
+export type FilterConfig = z.infer<typeof FilterSchema>;
