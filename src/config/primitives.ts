@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseCidr } from "../util/cidr.ts";
 
 /** Durations are strings such as `250ms`, `5s`, `2m`, `1h` (or `0`, which disables). Parsed to milliseconds. */
 const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
@@ -75,3 +76,6 @@ export const RegexSchema = z.string().superRefine((text, ctx) => {
 
 /** A header or query-parameter name (RFC 9110 §5.1 token). */
 export const TokenSchema = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, "must be a valid header/parameter name (RFC 9110 token)");
+
+/** An IP address or CIDR range (`10.0.0.0/8`, `2001:db8::/32`, `127.0.0.1`). */
+export const CidrSchema = z.string().refine((s) => parseCidr(s) !== undefined, "must be an IP address or a CIDR range like 10.0.0.0/8 or 2001:db8::/32");
