@@ -75,36 +75,17 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
   if (found === undefined) {
     if (ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return notCached(ctx);
     if (!rc.config.collapse.enabled || ctx.method !== "GET") return { key, requestTime };
-    const leadership = await rc.cache.collapser.acquire(key, rc.config.collapse.lease / 1000);
-    if (leadership.lead) {
-      ctx.collapseRelease = leadership.release;
-      return { key, requestTime };
-    }
-    metrics.collapsedWaiters.inc(["collapse"]);
-    // A follower in the leader's process reads its answer as it arrives, if its Vary allows…
-    if (!leadership.remote) {
-      const shared = await rc.cache.collapser.sharedAnswer(key, rc.config.collapse.wait);
-      if (shared !== undefined && varyMatches(shared.headers.get("vary"), shared.requestHeaders, ctx.headers)) {
-        ctx.cacheStatus = "HIT";
-        return shared.response({ "x-cache": "HIT", age: "0" });
-      }
-    }
-    // …otherwise it waits for the answer to be stored, then serves it — or goes upstream.
-    try {
-      await rc.cache.collapser.wait(key, rc.config.collapse.wait, async () => (await rc.cache.lookup(key, ctx.headers)) !== undefined, leadership.remote);
-    } finally {
-      leadership.release(); // whatever happened, the key is not left waiting in this process
-    }
-    const led = await rc.cache.lookup(key, ctx.headers);
-    if (led === undefined) return { key, requestTime };
-    const d = decide(ctx.headers, led.entry, wallSeconds(), rc.cache.config.heuristic_max / 1000);
-    if (d.use === "revalidate") return { key, requestTime };
-    return fromStore(ctx, led.entry, led.body, "HIT", d.age, notModifiedFor(ctx.headers, led.entry.headers, led.entry.status) ? 304 : led.entry.status);
+    return (await collapse(ctx, rc, key, requestTime, undefined)) ?? { key, requestTime };
   }
   const { entry, body } = found;
   const d = decide(ctx.headers, entry, requestTime, rc.cache.config.heuristic_max / 1000);
   if (d.use === "revalidate" && ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return notCached(ctx);
   if (d.use === "revalidate") {
+    // A popular stale key: one request revalidates, the others wait for its refreshed entry.
+    if (rc.config.collapse.enabled && ctx.method === "GET") {
+      const refreshed = await collapse(ctx, rc, key, requestTime, entry.responseTime);
+      if (refreshed !== undefined) return refreshed;
+    }
     ctx.upstreamExtraHeaders = revalidationHeaders(entry.headers);
     return { key, stored: found, requestTime };
   }
@@ -116,6 +97,47 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
   // A conditional request the stored response satisfies gets 304 (RFC 9110 §13.2.2).
   const status = notModifiedFor(ctx.headers, entry.headers, entry.status) ? 304 : entry.status;
   return fromStore(ctx, entry, body, label, d.age, status);
+}
+
+/**
+ * Collapsed forwarding for a miss (`staleSince` undefined) or a revalidation (the stale entry's
+ * response time): either this request leads — undefined, it goes upstream and releases the key
+ * once the answer is stored — or it waits for the leader and is answered from what it stored.
+ * An answer the leader got (or validated) after this request arrived serves it even when it may
+ * not be reused later (max-age=0): it is as current as a fetch of its own (as nginx's
+ * proxy_cache_lock and Varnish do). Undefined when waiting gave nothing usable: the request then
+ * goes upstream itself.
+ */
+async function collapse(ctx: ProxyContext, rc: RouteCache, key: string, arrivedAt: number, staleSince: number | undefined): Promise<Response | undefined> {
+  const leadership = await rc.cache.collapser.acquire(key, rc.config.collapse.lease / 1000);
+  if (leadership.lead) {
+    ctx.collapseRelease = leadership.release;
+    return undefined;
+  }
+  metrics.collapsedWaiters.inc(["collapse"]);
+  // A follower of a miss in the leader's process reads its answer as it arrives, if its Vary allows…
+  if (staleSince === undefined && !leadership.remote) {
+    const shared = await rc.cache.collapser.sharedAnswer(key, rc.config.collapse.wait);
+    if (shared !== undefined && varyMatches(shared.headers.get("vary"), shared.requestHeaders, ctx.headers)) {
+      ctx.cacheStatus = "HIT";
+      return shared.response({ "x-cache": "HIT", age: "0" });
+    }
+  }
+  // …otherwise it waits for the answer to be stored (or the entry refreshed), then serves it.
+  const updated = async () => {
+    const found = await rc.cache.lookup(key, ctx.headers);
+    return found !== undefined && (staleSince === undefined || found.entry.responseTime > staleSince);
+  };
+  try {
+    await rc.cache.collapser.wait(key, rc.config.collapse.wait, updated, leadership.remote);
+  } finally {
+    leadership.release(); // whatever happened, the key is not left waiting in this process
+  }
+  const led = await rc.cache.lookup(key, ctx.headers);
+  if (led === undefined) return undefined;
+  const d = decide(ctx.headers, led.entry, wallSeconds(), rc.cache.config.heuristic_max / 1000);
+  if (d.use === "revalidate" && led.entry.responseTime < arrivedAt) return undefined;
+  return fromStore(ctx, led.entry, led.body, "HIT", d.age, notModifiedFor(ctx.headers, led.entry.headers, led.entry.status) ? 304 : led.entry.status);
 }
 
 /**

@@ -15,6 +15,12 @@ beforeAll(() => {
     hits.set(path, (hits.get(path) ?? 0) + 1);
     await Bun.sleep(300);
     if (path.startsWith("/uncacheable")) return new Response("nope", { headers: { "cache-control": "no-store" } });
+    // Always stale, always revalidated: answers 304 to its validator.
+    if (path.startsWith("/stale")) {
+      const headers = { "cache-control": "max-age=0, must-revalidate", etag: '"v1"' };
+      if (req.headers.get("if-none-match") === '"v1"') return new Response(null, { status: 304, headers });
+      return new Response(`body of ${path}`, { headers });
+    }
     return new Response(`body of ${path}`, { headers: { "cache-control": "max-age=60" } });
   });
 });
@@ -43,6 +49,21 @@ test("200 concurrent misses in one process: one upstream request, everyone gets 
     const statuses = await Promise.all(Array.from({ length: 5 }, () => fetch(`${p.origin}/uncacheable`).then((r) => r.status)));
     expect(statuses.every((s) => s === 200)).toBe(true);
     expect(hits.get("/uncacheable")).toBeGreaterThan(1);
+  } finally {
+    await p.stop();
+  }
+}, 30_000);
+
+test("a popular stale key is revalidated once: concurrent requests wait for the refreshed entry", async () => {
+  const p = await startProxy(config(dir.file("stale.db")));
+  try {
+    expect(await (await fetch(`${p.origin}/stale-herd`)).text()).toBe("body of /stale-herd");
+    // Stored, and stale at once (max-age=0): wait until it is in the store.
+    for (let i = 0; i < 100 && (await fetch(`${p.origin}/stale-herd`)).headers.get("x-cache") !== "REVALIDATED"; i++) await Bun.sleep(20);
+    hits.set("/stale-herd", 0);
+    const answers = await Promise.all(Array.from({ length: 50 }, () => fetch(`${p.origin}/stale-herd`).then(async (r) => `${r.status} ${r.headers.get("x-cache")} ${await r.text()}`)));
+    expect(new Set(answers.map((a) => a.replace(/ (HIT|REVALIDATED) /, " ")))).toEqual(new Set(["200 body of /stale-herd"]));
+    expect(hits.get("/stale-herd")).toBe(1);
   } finally {
     await p.stop();
   }
