@@ -3,6 +3,7 @@ import type { Endpoint, Cluster } from "../upstream/cluster.ts";
 import type { Runtime, CompiledRoute } from "../runtime/build.ts";
 import type { CacheState } from "../cache/serve.ts";
 import type { SwitchyardError } from "./errors.ts";
+import type { RpcCall } from "./transcode/transcoder.ts";
 
 /** Where a request came in. */
 export interface ListenerInfo {
@@ -94,6 +95,8 @@ export interface ProxyContext {
   clientCert?: ClientIdentity;
   /** Set by an auth filter once a credential is accepted (read by authorize and rate_limit). */
   auth?: AuthIdentity;
+  /** On a grpc_transcode route: the RPC the JSON request became (what every try sends). */
+  rpc?: RpcCall;
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }

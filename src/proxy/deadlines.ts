@@ -10,10 +10,12 @@ export class Deadlines {
   private lastActivity = performance.now();
   private idleHeld = false;
   private requestTimer: Timer | undefined;
+  /** performance.now() when the whole-request timer fires; undefined when there is none. */
+  private requestEndsAt: number | undefined;
   private idleTimer: Timer | undefined;
 
   constructor(requestMs: number, private readonly idleMs: number) {
-    if (requestMs > 0) this.requestTimer = setTimeout(() => this.fail(errors.requestTimeout()), requestMs);
+    this.restartRequestTimer(requestMs);
     if (idleMs > 0) this.idleTimer = setTimeout(() => this.checkIdle(), idleMs);
   }
 
@@ -25,6 +27,12 @@ export class Deadlines {
   restartRequestTimer(ms: number): void {
     clearTimeout(this.requestTimer);
     this.requestTimer = ms > 0 ? setTimeout(() => this.fail(errors.requestTimeout()), ms) : undefined;
+    this.requestEndsAt = ms > 0 ? performance.now() + ms : undefined;
+  }
+
+  /** Milliseconds left before the whole-request timer fires (for deadlines sent upstream, e.g. grpc-timeout); undefined when none. */
+  remaining(): number | undefined {
+    return this.requestEndsAt === undefined ? undefined : Math.max(0, this.requestEndsAt - performance.now());
   }
 
   /**

@@ -120,12 +120,15 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
     ctx.bytesIn = Number(declared);
     if (ctx.bytesIn > 0) deadlines.holdIdle();
   }
+  // A transcoded route sends its RPC (body: the encoded message, kept) and answers with its JSON reply.
+  const rpc = ctx.rpc;
   const stopGuard = guardConnect(endpoint, ctx.cluster!.config.timeouts.connect, deadlines);
   ctx.upstreamStartedAt = performance.now();
   try {
-    const response = await fetch(upstreamUrl(ctx, endpoint), {
-      method: ctx.method,
-      headers: decoded === undefined ? upstreamHeaders(ctx) : withoutCoding(upstreamHeaders(ctx)),
+    const response = await fetch(rpc === undefined ? upstreamUrl(ctx, endpoint) : endpoint.origin + rpc.path, {
+      method: rpc === undefined ? ctx.method : "POST",
+      headers: rpc !== undefined ? rpc.headers(upstreamHeaders(ctx), deadlines.remaining())
+        : decoded === undefined ? upstreamHeaders(ctx) : withoutCoding(upstreamHeaders(ctx)),
       body,
       duplex: "half",
       redirect: "manual",
@@ -137,7 +140,7 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
     } as RequestInit);
     endpoint.lastResponseAt = ctx.upstreamHeadersAt = performance.now();
     deadlines.releaseIdle();
-    return response;
+    return rpc === undefined ? response : await rpc.reply(ctx, response);
   } catch (e) {
     // An abort carries our own reason (timeout kind or client gone); anything else is the socket's.
     throw SwitchyardError.from(deadlines.signal.aborted ? deadlines.signal.reason : e);

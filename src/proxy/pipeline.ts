@@ -102,6 +102,15 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     ctx.idempotencyAbandon = () => claim?.abandon();
   }
 
+  // A transcoded route: the JSON request becomes the RPC's message here (a bad one is the client's
+  // 4xx before any capacity is taken), and that message is the body every try sends.
+  if (route.transcode !== undefined) {
+    const call = await route.transcode.prepare(ctx);
+    if (call instanceof SwitchyardError) return fail(ctx, call);
+    ctx.rpc = call;
+    body = call.body;
+  }
+
   // Load shedding before any work: the breaker, then the cluster's request limit (WebSockets,
   // long-lived by nature, are not counted against either).
   if (cluster.breaker !== undefined) {

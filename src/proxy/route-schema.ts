@@ -7,6 +7,7 @@ import { FilterSchema } from "../filters/schema.ts";
 import { CompressionSchema } from "./compress.ts";
 import { MirrorSchema } from "./mirror.ts";
 import { RetryPolicySchema } from "./retry.ts";
+import { GrpcTranscodeSchema } from "./transcode/schema.ts";
 
 /** Path match: exactly one of exact, prefix (a plain string prefix, as Envoy's) or regex (against the path only). */
 export const PathMatchSchema = z
@@ -139,6 +140,11 @@ export const RouteSchema = z
     filters: z.array(FilterSchema).optional(),
     /** Header rules on the request sent upstream and on the response sent to the client. */
     headers: z.strictObject({ request: HeaderRulesSchema.optional(), response: HeaderRulesSchema.optional() }).optional(),
+    /**
+     * Translate HTTP/JSON requests into unary RPCs of a gRPC service (Connect or gRPC-Web upstream)
+     * and their replies back into JSON; see src/proxy/transcode/schema.ts.
+     */
+    grpc_transcode: GrpcTranscodeSchema.optional(),
     /** Proxy WebSocket upgrades on this route. Default false: an upgrade request is then forwarded as plain HTTP without its Upgrade header. */
     websocket: z.boolean().default(false),
     /** Client headers passed on the upstream WebSocket handshake, besides X-Forwarded-*, X-Request-Id and the subprotocols. */
@@ -150,6 +156,16 @@ export const RouteSchema = z
     }
     if (r.weighted_clusters && r.weighted_clusters.every((w) => w.weight === 0)) {
       ctx.addIssue({ code: "custom", path: ["weighted_clusters"], message: "at least one weight must be above 0" });
+    }
+    if (r.grpc_transcode !== undefined) {
+      // These work on the client's HTTP request as sent, which a transcoded route does not forward.
+      for (const key of ["cache", "coalesce", "idempotency", "mirror"] as const) {
+        if (r[key] !== undefined) ctx.addIssue({ code: "custom", path: [key], message: "cannot be combined with grpc_transcode" });
+      }
+      if (r.websocket) ctx.addIssue({ code: "custom", path: ["websocket"], message: "cannot be combined with grpc_transcode" });
+      if (r.rewrite?.path_prefix !== undefined || r.rewrite?.path_regex !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["rewrite"], message: "a grpc_transcode route calls /package.Service/Method: a path rewrite has nothing to rewrite" });
+      }
     }
     if (r.rewrite?.path_prefix !== undefined && r.match.path?.prefix === undefined) {
       ctx.addIssue({ code: "custom", path: ["rewrite", "path_prefix"], message: "needs match.path.prefix to replace" });

@@ -14,6 +14,7 @@ import { buildRouteCache, type RouteCache } from "../cache/serve.ts";
 import type { MirrorConfig } from "../proxy/mirror.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
+import { buildTranscoder, type Transcoder } from "../proxy/transcode/transcoder.ts";
 
 export interface CompiledRoute {
   readonly name: string;
@@ -30,6 +31,8 @@ export interface CompiledRoute {
   readonly responseHeaders: CompiledHeaderRules | undefined;
   /** The route's filters by hook; undefined when it has none. */
   readonly filters: CompiledFilters | undefined;
+  /** HTTP/JSON → RPC translation (grpc_transcode); undefined on plain HTTP routes. */
+  readonly transcode: Transcoder | undefined;
 }
 
 export interface Runtime {
@@ -96,6 +99,7 @@ function finishRuntime(
     requestHeaders: compileHeaderRules(r.headers?.request),
     responseHeaders: compileHeaderRules(r.headers?.response),
     filters: compileFilters((r.filters ?? []).map((f) => buildFilter(f, depsFor(r.name ?? `route-${i}`)))),
+    transcode: r.grpc_transcode ? buildTranscoder(r.grpc_transcode) : undefined,
   }));
   return Object.freeze({ version, config, routes, clusters, caches, accessLog, resources, dispose });
 }
