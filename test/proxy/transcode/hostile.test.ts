@@ -67,16 +67,24 @@ const CONNECT_SCENARIOS: Record<string, () => Response> = {
 let hostile: Upstream;
 let proxy: TestProxy;
 let raw: ReturnType<typeof rawUpstream>;
+let unavailable: Upstream;
 const seenContentTypes: string[] = [];
+/** Request bodies (hex) each upstream received, for the retry test. */
+const bodies: { unavailable: string[]; hostile: string[] } = { unavailable: [], hostile: [] };
 
 beforeAll(async () => {
   hostile = startUpstream(async (req) => {
-    await req.arrayBuffer();
+    bodies.hostile.push(Buffer.from(await req.arrayBuffer()).toString("hex"));
     const scenario = req.headers.get("x-scenario") ?? "good";
     seenContentTypes.push(req.headers.get("content-type") ?? "");
     if (scenario === "stall") return new Promise<Response>(() => {}); // never answers
     const table = req.headers.get("content-type") === "application/proto" ? CONNECT_SCENARIOS : GRPC_WEB_SCENARIOS;
     return table[scenario]!();
+  });
+  // A Connect server that is always unavailable (a draining instance, say).
+  unavailable = startUpstream(async (req) => {
+    bodies.unavailable.push(Buffer.from(await req.arrayBuffer()).toString("hex"));
+    return Response.json({ code: "unavailable", message: "draining" }, { status: 503 });
   });
   // Declares 100 bytes of reply, sends 10, and hangs up.
   raw = rawUpstream((socket) => {
@@ -89,10 +97,15 @@ beforeAll(async () => {
     methods: [{ http: "POST /greet/{name}", rpc: "Greet" }],
   });
   proxy = await startProxy({
-    clusters: { hostile: { endpoints: [hostile.origin] }, raw: { endpoints: [raw.origin] } },
+    clusters: { hostile: { endpoints: [hostile.origin] }, raw: { endpoints: [raw.origin] }, pair: { endpoints: [unavailable.origin, hostile.origin] } },
     routes: [
       { name: "web", match: { path: { prefix: "/web/" } }, to: "hostile", timeouts: { request: "300ms" }, grpc_transcode: { ...transcode("grpc-web"), methods: [{ http: "POST /web/greet/{name}", rpc: "Greet" }] } },
       { name: "connect", match: { path: { prefix: "/connect/" } }, to: "hostile", timeouts: { request: "300ms" }, grpc_transcode: { ...transcode("connect"), methods: [{ http: "POST /connect/greet/{name}", rpc: "Greet" }] } },
+      {
+        name: "retried", match: { path: { prefix: "/retried/" } }, to: "pair",
+        retry: { attempts: 2, non_idempotent: true, backoff: { base: "1ms", max: "2ms" } },
+        grpc_transcode: { ...transcode("connect"), methods: [{ http: "POST /retried/greet/{name}", rpc: "Greet" }] },
+      },
       { name: "cut", match: { path: { prefix: "/cut/" } }, to: "raw", grpc_transcode: { ...transcode("grpc-web"), methods: [{ http: "POST /cut/greet/{name}", rpc: "Greet" }] } },
     ],
   });
@@ -101,6 +114,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.stop();
   hostile?.stop(true);
+  unavailable?.stop(true);
   raw?.stop();
 });
 
@@ -188,4 +202,21 @@ describe("Connect upstream", () => {
 
 test("the proxy is still serving after all of that", async () => {
   expect((await send("/web/greet/x", "good")).status).toBe(200);
+});
+
+test("an unavailable (503) reply is retried on the next endpoint with the same encoded message", async () => {
+  bodies.unavailable.length = bodies.hostile.length = 0;
+  const attempts: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const res = await fetch(`${proxy.origin}/retried/greet/Zed`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"times": 3}' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ message: "hi" });
+    attempts.push(res.headers.get("x-switchyard-attempts")!);
+  }
+  // Round robin: every other request meets the unavailable endpoint first and is retried.
+  expect(attempts).toContain("2");
+  expect(bodies.unavailable.length).toBeGreaterThan(0);
+  // GreetRequest { name: "Zed", times: 3 }, the same bytes on both tries.
+  const expected = "0a035a65641003";
+  expect(new Set([...bodies.unavailable, ...bodies.hostile])).toEqual(new Set([expected]));
 });
