@@ -231,6 +231,9 @@ describe.each(PROTOCOLS)("over %s", (protocol) => {
     res = await call(host, "DELETE", "/v1/greet/x");
     expect(res.status).toBe(405);
     expect(res.headers.get("allow")).toBe("POST, GET");
+    res = await call(host, "GET", "/v1/greet/%zz");
+    expect(res.status).toBe(400);
+    expect((await json(res)).message).toContain("percent-escape");
   });
 });
 
