@@ -10,7 +10,7 @@ import { malformed, mediaType, readReplyBody, refuseEncoding, type RpcResult, ty
 const FLAG_TRAILER = 0x80;
 const FLAG_COMPRESSED = 0x01;
 
-export function frame(message: Uint8Array, flags = 0): Uint8Array {
+function frame(message: Uint8Array, flags = 0): Uint8Array {
   const out = new Uint8Array(5 + message.byteLength);
   out[0] = flags;
   new DataView(out.buffer).setUint32(1, message.byteLength);
@@ -19,7 +19,7 @@ export function frame(message: Uint8Array, flags = 0): Uint8Array {
 }
 
 /** grpc-timeout: at most 8 digits and a unit (PROTOCOL-HTTP2.md); milliseconds while they fit, else seconds. */
-export function grpcTimeout(ms: number): string {
+function grpcTimeout(ms: number): string {
   const whole = Math.max(1, Math.floor(ms));
   return whole <= 99_999_999 ? `${whole}m` : `${Math.min(99_999_999, Math.ceil(whole / 1000))}S`;
 }
@@ -61,7 +61,7 @@ export const grpcWebProtocol: WireProtocol = {
 };
 
 /** Walks the frames: exactly one data frame (for a unary OK), then one trailer frame, then nothing. */
-export function readFrames(body: Uint8Array): RpcResult {
+function readFrames(body: Uint8Array): RpcResult {
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const messages: Uint8Array[] = [];
   let offset = 0;

@@ -9,7 +9,7 @@ import { resolveFieldPath } from "./descriptors.ts";
 
 type JsonObject = { [key: string]: JsonValue };
 
-export const invalidField = (message: string) => new SwitchyardError({ code: "invalid_field", status: 400, source: "client", message });
+const invalidField = (message: string) => new SwitchyardError({ code: "invalid_field", status: 400, source: "client", message });
 
 export interface RequestParts {
   readonly pathValues: Readonly<Record<string, string>>;

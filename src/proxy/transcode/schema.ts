@@ -47,4 +47,3 @@ export const GrpcTranscodeSchema = z
   });
 
 export type GrpcTranscode = z.infer<typeof GrpcTranscodeSchema>;
-export type RpcMapping = z.infer<typeof RpcMappingSchema>;

@@ -6,18 +6,19 @@
 import type { ProxyContext } from "../context.ts";
 
 /** Index = gRPC code; the names are the Connect protocol's (snake case, "canceled" with one l). */
-export const GRPC_CODE_NAMES = [
+const GRPC_CODE_NAMES = [
   "ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists",
   "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range",
   "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated",
 ] as const;
 
+/** The codes named in code here (the rest only by number). */
 export const GrpcCode = { UNKNOWN: 2, INTERNAL: 13, UNAVAILABLE: 14, UNIMPLEMENTED: 12, UNAUTHENTICATED: 16, PERMISSION_DENIED: 7 } as const;
 
 /** gRPC code → HTTP status for the JSON client (499 is the de facto "client closed request"). */
 const HTTP_STATUS = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401] as const;
 
-export function httpStatusOf(code: number): number {
+function httpStatusOf(code: number): number {
   return HTTP_STATUS[code] ?? 500;
 }
 
