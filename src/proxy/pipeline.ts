@@ -13,6 +13,7 @@ import { forward } from "./forward.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, fail, releaseConnection, releaseRetry } from "./outcome.ts";
 import { mirror, wantsMirror } from "./mirror.ts";
+import { readWithinRouteTime, shortest } from "./request-body.ts";
 import { respond } from "./respond.ts";
 import { backoffDelay, methodRetryable, type RetryPolicy, retriesError, retriesStatus, retryAfterMs } from "./retry.ts";
 import { matchRoute } from "./router.ts";
@@ -283,30 +284,5 @@ function timeLeft(ctx: ProxyContext): number {
 async function keepBody(ctx: ProxyContext, max: number): Promise<ArrayBuffer | SwitchyardError | undefined> {
   const declared = Number(ctx.request.headers.get("content-length") ?? Number.NaN);
   if (!(declared <= max)) return undefined;
-  const timeouts = ctx.route!.config.timeouts;
-  const kept = await readWithin(ctx.request, shortest(timeouts.idle, timeouts.request));
-  if (!(kept instanceof SwitchyardError)) ctx.bytesIn = kept.byteLength;
-  return kept;
-}
-
-/** Reads a (small) request body whole, unless the client takes longer than `ms` (0 = no limit) or leaves. */
-async function readWithin(request: Request, ms: number): Promise<ArrayBuffer | SwitchyardError> {
-  let timer: Timer | undefined;
-  const late = new Promise<SwitchyardError>((resolve) => {
-    if (ms > 0) timer = setTimeout(() => resolve(errors.clientTimeout()), ms);
-  });
-  try {
-    return await Promise.race([request.arrayBuffer(), late]);
-  } catch {
-    return clientAborted();
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The smaller of two limits where 0 means none. */
-function shortest(a: number, b: number): number {
-  if (a <= 0) return b;
-  if (b <= 0) return a;
-  return Math.min(a, b);
+  return readWithinRouteTime(ctx, () => ctx.request.arrayBuffer());
 }

@@ -6,8 +6,8 @@
 import { fromBinary, type JsonWriteOptions, toJson } from "@bufbuild/protobuf";
 import type { ProxyContext } from "../context.ts";
 import { errors, SwitchyardError } from "../errors.ts";
-import { clientAborted } from "../outcome.ts";
 import { readBounded } from "../../util/read-bounded.ts";
+import { readWithinRouteTime } from "../request-body.ts";
 import { type Binding, compileBindings } from "./bindings.ts";
 import { connectProtocol } from "./connect.ts";
 import { grpcWebProtocol } from "./grpc-web.ts";
@@ -125,21 +125,6 @@ async function readJsonBody(ctx: ProxyContext, max: number): Promise<Uint8Array 
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   const tooLarge = () => errors.tooLarge(`the JSON request body may be at most ${max} bytes (grpc_transcode.max_body)`);
   if (declared > max) return tooLarge();
-  const { idle, request: whole } = ctx.route!.config.timeouts;
-  const limit = idle > 0 && whole > 0 ? Math.min(idle, whole) : Math.max(idle, whole);
-  let timer: Timer | undefined;
-  const late = new Promise<SwitchyardError>((resolve) => {
-    if (limit > 0) timer = setTimeout(() => resolve(errors.clientTimeout()), limit);
-  });
-  try {
-    const bytes = await Promise.race([readBounded(request.body, max), late]);
-    if (bytes instanceof SwitchyardError) return bytes;
-    if (bytes === undefined) return tooLarge();
-    ctx.bytesIn = bytes.byteLength;
-    return bytes;
-  } catch {
-    return clientAborted();
-  } finally {
-    clearTimeout(timer);
-  }
+  const bytes = await readWithinRouteTime(ctx, () => readBounded(request.body!, max));
+  return bytes === undefined ? tooLarge() : bytes;
 }
