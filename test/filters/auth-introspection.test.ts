@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { introspectionProvider } from "../../src/filters/auth/introspection.ts";
 import { IntrospectionProviderSchema } from "../../src/filters/auth/schema.ts";
 import type { ProxyContext } from "../../src/proxy/context.ts";
+import { metrics } from "../../src/observe/metrics.ts";
 import { errorOf } from "../helpers/auth.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { recordingUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
@@ -137,4 +138,24 @@ test("oversize and empty tokens are refused without calling the endpoint", async
   const before = calls.length;
   expect((await errorOf(await get("/opaque/x", "t".repeat(9000)))).message).toBe("the token is over 8192 bytes");
   expect(calls.length).toBe(before);
+});
+
+test("an unchanged provider keeps its cache across a reload, a changed one starts afresh; decisions are counted", async () => {
+  tokens["tok-reload"] = { active: true, sub: "r", aud: "orders" };
+  const accepted = metrics.authDecisions.value(["opaque", "opaque", "accepted"]);
+  expect((await get("/opaque/x", "tok-reload")).status).toBe(200);
+  const config = JSON.parse(await Bun.file(proxy.configFile).text());
+  config.routes.push({ name: "extra", match: { path: { prefix: "/extra" } }, to: "api" });
+  proxy.writeConfig(config);
+  expect(await proxy.running.reload()).toBe(true);
+  expect((await get("/opaque/x", "tok-reload")).status).toBe(200);
+  expect(callsFor("tok-reload")).toBe(1);
+  config.auth.opaque.timeout = "250ms";
+  proxy.writeConfig(config);
+  expect(await proxy.running.reload()).toBe(true);
+  expect((await get("/opaque/x", "tok-reload")).status).toBe(200);
+  expect(callsFor("tok-reload")).toBe(2);
+  expect(metrics.authDecisions.value(["opaque", "opaque", "accepted"]) - accepted).toBe(3);
+  expect(metrics.authBackendRequests.value(["opaque", "ok"])).toBeGreaterThan(0);
+  expect(metrics.authBackendRequests.value(["opaque", "error"])).toBeGreaterThan(0); // the timeouts above
 });

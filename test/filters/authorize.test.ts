@@ -9,6 +9,7 @@ import { type AuthorizeFacts, compileRules, globRegex } from "../../src/filters/
 import { RuleSchema } from "../../src/filters/authorize/schema.ts";
 import type { AuthIdentity, ClientIdentity } from "../../src/proxy/context.ts";
 import { sha256Hex } from "../../src/filters/auth/api-key.ts";
+import { metrics } from "../../src/observe/metrics.ts";
 import { errorOf } from "../helpers/auth.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { recordingUpstream } from "../helpers/upstream.ts";
@@ -136,6 +137,7 @@ describe("through the proxy", () => {
 
   test("allowed requests reach the upstream; denied ones get 403 forbidden naming the rule, and do not", async () => {
     up.seen.length = 0;
+    const denied = metrics.authorizeDecisions.value(["orders", "denied"]);
     expect((await call("GET")).status).toBe(200); // anonymous reads from loopback
     expect((await call("POST", "globex-key")).status).toBe(200);
     expect((await call("GET", "acme-key")).status).toBe(200);
@@ -153,6 +155,7 @@ describe("through the proxy", () => {
       expect(body.request_id).toBeString();
     }
     expect(up.seen).toHaveLength(3);
+    expect(metrics.authorizeDecisions.value(["orders", "denied"]) - denied).toBe(3);
     // Authentication still comes first: a wrong key is 401, not 403.
     expect((await call("GET", "nope")).status).toBe(401);
   });

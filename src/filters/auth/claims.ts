@@ -69,3 +69,13 @@ export function claimHeaderValue(value: unknown): string | undefined {
   if (!/^[\x20-\x7e]*$/.test(text)) text = encodeURIComponent(text);
   return text.length <= 8192 ? text : undefined;
 }
+
+/** The upstream headers of `forward` (claim → header) that the claims fill. */
+export function forwardedHeaders(forward: readonly (readonly [claim: string, header: string])[], claims: Claims): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [claim, header] of forward) {
+    const value = claimHeaderValue(claimAt(claims, claim));
+    if (value !== undefined) out.push([header, value]);
+  }
+  return out;
+}

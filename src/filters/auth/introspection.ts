@@ -6,8 +6,8 @@
  */
 import { SwitchyardError } from "../../proxy/errors.ts";
 import { callBackend, jsonObject } from "./backend.ts";
-import { claimAt, claimHeaderValue, type Claims, compileClaimsMatch } from "./claims.ts";
-import { ABSENT, type AuthProvider, type Outcome, type UpstreamHeader } from "./provider.ts";
+import { type Claims, compileClaimsMatch, forwardedHeaders } from "./claims.ts";
+import { type AuthProvider, invalidToken, readToken } from "./provider.ts";
 import type { IntrospectionProviderConfig } from "./schema.ts";
 import { compileSource } from "./token-source.ts";
 import { TtlCache } from "./ttl-cache.ts";
@@ -23,7 +23,6 @@ export function introspectionProvider(name: string, config: IntrospectionProvide
   const audiences = config.audiences === undefined ? undefined : new Set(config.audiences);
   const forward = Object.entries(config.forward_claims);
   const basic = `Basic ${btoa(`${encodeURIComponent(config.client_id)}:${encodeURIComponent(config.client_secret)}`)}`;
-  const rejected = (description: string): Outcome => ({ result: "rejected", code: "invalid_token", description });
 
   /** How long an answer is kept: until the token's exp, within max_ttl; a failure not at all. */
   const ttlOf = (answer: Answer): number => {
@@ -57,32 +56,26 @@ export function introspectionProvider(name: string, config: IntrospectionProvide
     ownedHeaders: forward.map(([, header]) => header.toLowerCase()),
     strip: config.strip_token ? source.strip : undefined,
     async authenticate(ctx) {
-      const token = source.read(ctx);
-      if (token === undefined) return ABSENT;
-      if (token === "") return rejected("the token is empty");
-      if (token.length > config.max_token_size) return rejected(`the token is over ${config.max_token_size} bytes`);
+      const token = readToken(source, ctx, config.max_token_size);
+      if (typeof token !== "string") return token;
       const key = new Bun.CryptoHasher("sha256").update(token).digest("hex");
       const answer = await cache.load(key, () => introspect(token), ttlOf);
       if ("failed" in answer) {
         const message = `the token could not be introspected: ${answer.failed}`;
-        if (config.on_error === "deny") return rejected("the token could not be checked");
+        if (config.on_error === "deny") return invalidToken("the token could not be checked");
         return { result: "unavailable", error: new SwitchyardError({ code: "auth_unavailable", status: 503, source: "internal", retryable: true, message }) };
       }
-      if (!answer.active) return rejected("the token is not active");
+      if (!answer.active) return invalidToken("the token is not active");
       const claims = answer.claims;
-      if (typeof claims.exp === "number" && claims.exp * 1000 <= now()) return rejected("the token has expired");
+      if (typeof claims.exp === "number" && claims.exp * 1000 <= now()) return invalidToken("the token has expired");
       if (audiences !== undefined) {
         const aud = claims.aud;
         const named = Array.isArray(aud) ? aud : [aud];
-        if (!named.some((a) => typeof a === "string" && audiences.has(a))) return rejected("the token's audience is not accepted");
+        if (!named.some((a) => typeof a === "string" && audiences.has(a))) return invalidToken("the token's audience is not accepted");
       }
       const failed = requiredClaims(claims);
-      if (failed !== undefined) return rejected(`the token's ${failed} claim does not have a required value`);
-      const upstream: UpstreamHeader[] = [];
-      for (const [claim, header] of forward) {
-        const value = claimHeaderValue(claimAt(claims, claim));
-        if (value !== undefined) upstream.push([header, value]);
-      }
+      if (failed !== undefined) return invalidToken(`the token's ${failed} claim does not have a required value`);
+      const upstream = forwardedHeaders(forward, claims);
       const subject = typeof claims.sub === "string" ? claims.sub : typeof claims.username === "string" ? claims.username : undefined;
       return { result: "accepted", identity: { provider: name, kind: "introspection", subject, claims }, upstream };
     },

@@ -5,9 +5,9 @@
  */
 import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
 import { SwitchyardError } from "../../proxy/errors.ts";
-import { claimAt, claimHeaderValue, compileClaimsMatch } from "./claims.ts";
+import { compileClaimsMatch, forwardedHeaders } from "./claims.ts";
 import { KeysUnavailable, RemoteKeys, staticKeys } from "./jwt-keys.ts";
-import { ABSENT, type AuthProvider, type Outcome, type UpstreamHeader } from "./provider.ts";
+import { type AuthProvider, invalidToken, readToken } from "./provider.ts";
 import type { JwtProviderConfig } from "./schema.ts";
 import { compileSource } from "./token-source.ts";
 
@@ -23,7 +23,6 @@ export function jwtProvider(name: string, config: JwtProviderConfig): AuthProvid
   };
   const requiredClaims = compileClaimsMatch(config.required_claims);
   const forward = Object.entries(config.forward_claims);
-  const rejected = (description: string): Outcome => ({ result: "rejected", code: "invalid_token", description });
 
   return {
     name,
@@ -32,10 +31,8 @@ export function jwtProvider(name: string, config: JwtProviderConfig): AuthProvid
     ownedHeaders: forward.map(([, header]) => header.toLowerCase()),
     strip: config.strip_token ? source.strip : undefined,
     async authenticate(ctx) {
-      const token = source.read(ctx);
-      if (token === undefined) return ABSENT;
-      if (token === "") return rejected("the token is empty");
-      if (token.length > config.max_token_size) return rejected(`the token is over ${config.max_token_size} bytes`);
+      const token = readToken(source, ctx, config.max_token_size);
+      if (typeof token !== "string") return token;
       let payload: JWTPayload;
       try {
         payload = await verify(token, keys, options);
@@ -43,15 +40,11 @@ export function jwtProvider(name: string, config: JwtProviderConfig): AuthProvid
         if (e instanceof KeysUnavailable) {
           return { result: "unavailable", error: new SwitchyardError({ code: "auth_unavailable", status: 503, source: "internal", message: e.message }) };
         }
-        return rejected(describeFailure(e));
+        return invalidToken(describeFailure(e));
       }
       const failed = requiredClaims(payload);
-      if (failed !== undefined) return rejected(`the token's ${failed} claim does not have a required value`);
-      const upstream: UpstreamHeader[] = [];
-      for (const [claim, header] of forward) {
-        const value = claimHeaderValue(claimAt(payload, claim));
-        if (value !== undefined) upstream.push([header, value]);
-      }
+      if (failed !== undefined) return invalidToken(`the token's ${failed} claim does not have a required value`);
+      const upstream = forwardedHeaders(forward, payload);
       return {
         result: "accepted",
         identity: { provider: name, kind: "jwt", subject: typeof payload.sub === "string" ? payload.sub : undefined, claims: payload },

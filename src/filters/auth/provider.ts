@@ -1,6 +1,7 @@
 /** What every auth provider (jwt, introspection, ext_authz, api_key) offers the `auth` filter. */
 import type { AuthIdentity, ProxyContext } from "../../proxy/context.ts";
 import type { SwitchyardError } from "../../proxy/errors.ts";
+import type { CompiledSource } from "./token-source.ts";
 
 /** A header to set on the upstream request once the credential is accepted (forwarded claims, ext_authz headers). */
 export type UpstreamHeader = readonly [name: string, value: string];
@@ -37,7 +38,19 @@ export interface CredentialStrip {
 
 export const ABSENT: Outcome = Object.freeze({ result: "absent" });
 
+/** A bearer token that does not pass (RFC 6750 §3.1 invalid_token). */
+export const invalidToken = (description: string): Outcome => ({ result: "rejected", code: "invalid_token", description });
+
 /** A quoted-string parameter value as RFC 6750 §3 allows it (no `"` or `\`, printable ASCII). */
 export function challengeText(text: string): string {
   return text.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, "?");
+}
+
+/** The token from `source`, or the outcome when there is none (absent) or it is empty or too large (refused unread). */
+export function readToken(source: CompiledSource, ctx: ProxyContext, maxSize: number): string | Outcome {
+  const token = source.read(ctx);
+  if (token === undefined) return ABSENT;
+  if (token === "") return invalidToken("the token is empty");
+  if (token.length > maxSize) return invalidToken(`the token is over ${maxSize} bytes`);
+  return token;
 }

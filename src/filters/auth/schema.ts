@@ -181,7 +181,7 @@ export const ExtAuthzProviderSchema = z.strictObject({
   failure_mode: z.enum(["deny", "allow"]).default("deny"),
   /** The status of a denial for a failed service. Default 403 (as Envoy). */
   status_on_error: z.number().int().min(400).max(599).default(403),
-  /** Largest denial body passed on; a larger one is replaced by the JSON error. Default 64KiB. */
+  /** Largest answer body read; a larger answer counts as a failure of the service. Default 64KiB. */
   max_body: SizeSchema.prefault("64KiB"),
   cache: z
     .strictObject({
