@@ -6,10 +6,10 @@
  */
 import { SwitchyardError } from "../../proxy/errors.ts";
 import { callBackend, jsonObject } from "./backend.ts";
-import { type Claims, compileClaimsMatch, forwardedHeaders } from "./claims.ts";
-import { type AuthProvider, invalidToken, readToken } from "./provider.ts";
+import type { Claims } from "./claims.ts";
+import { type AuthProvider, invalidToken, type Outcome } from "./provider.ts";
 import type { IntrospectionProviderConfig } from "./schema.ts";
-import { compileSource } from "./token-source.ts";
+import { tokenProvider, type Verified } from "./token-provider.ts";
 import { TtlCache } from "./ttl-cache.ts";
 
 const MAX_ANSWER = 256 * 1024;
@@ -17,11 +17,8 @@ const MAX_ANSWER = 256 * 1024;
 type Answer = { readonly active: true; readonly claims: Claims } | { readonly active: false } | { readonly failed: string };
 
 export function introspectionProvider(name: string, config: IntrospectionProviderConfig, now: () => number = Date.now): AuthProvider {
-  const source = compileSource(config.token);
   const cache = new TtlCache<Answer>(config.cache.max_entries, now);
-  const requiredClaims = compileClaimsMatch(config.required_claims);
   const audiences = config.audiences === undefined ? undefined : new Set(config.audiences);
-  const forward = Object.entries(config.forward_claims);
   const basic = `Basic ${btoa(`${encodeURIComponent(config.client_id)}:${encodeURIComponent(config.client_secret)}`)}`;
 
   /** How long an answer is kept: until the token's exp, within max_ttl; a failure not at all. */
@@ -49,35 +46,22 @@ export function introspectionProvider(name: string, config: IntrospectionProvide
     return doc.active ? { active: true, claims: doc } : { active: false };
   }
 
-  return {
-    name,
-    challenge: "Bearer",
-    expects: source.describe,
-    ownedHeaders: forward.map(([, header]) => header.toLowerCase()),
-    strip: config.strip_token ? source.strip : undefined,
-    async authenticate(ctx) {
-      const token = readToken(source, ctx, config.max_token_size);
-      if (typeof token !== "string") return token;
-      const key = new Bun.CryptoHasher("sha256").update(token).digest("hex");
-      const answer = await cache.load(key, () => introspect(token), ttlOf);
-      if ("failed" in answer) {
-        const message = `the token could not be introspected: ${answer.failed}`;
-        if (config.on_error === "deny") return invalidToken("the token could not be checked");
-        return { result: "unavailable", error: new SwitchyardError({ code: "auth_unavailable", status: 503, source: "internal", retryable: true, message }) };
-      }
-      if (!answer.active) return invalidToken("the token is not active");
-      const claims = answer.claims;
-      if (typeof claims.exp === "number" && claims.exp * 1000 <= now()) return invalidToken("the token has expired");
-      if (audiences !== undefined) {
-        const aud = claims.aud;
-        const named = Array.isArray(aud) ? aud : [aud];
-        if (!named.some((a) => typeof a === "string" && audiences.has(a))) return invalidToken("the token's audience is not accepted");
-      }
-      const failed = requiredClaims(claims);
-      if (failed !== undefined) return invalidToken(`the token's ${failed} claim does not have a required value`);
-      const upstream = forwardedHeaders(forward, claims);
-      const subject = typeof claims.sub === "string" ? claims.sub : typeof claims.username === "string" ? claims.username : undefined;
-      return { result: "accepted", identity: { provider: name, kind: "introspection", subject, claims }, upstream };
-    },
-  };
+  return tokenProvider(name, "introspection", config, async function checkToken(token): Promise<Verified | Outcome> {
+    const key = new Bun.CryptoHasher("sha256").update(token).digest("hex");
+    const answer = await cache.load(key, () => introspect(token), ttlOf);
+    if ("failed" in answer) {
+      const message = `the token could not be introspected: ${answer.failed}`;
+      if (config.on_error === "deny") return invalidToken("the token could not be checked");
+      return { result: "unavailable", error: new SwitchyardError({ code: "auth_unavailable", status: 503, source: "internal", retryable: true, message }) };
+    }
+    if (!answer.active) return invalidToken("the token is not active");
+    const claims = answer.claims;
+    if (typeof claims.exp === "number" && claims.exp * 1000 <= now()) return invalidToken("the token has expired");
+    if (audiences !== undefined) {
+      const named = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+      if (!named.some((a) => typeof a === "string" && audiences.has(a))) return invalidToken("the token's audience is not accepted");
+    }
+    const subject = typeof claims.sub === "string" ? claims.sub : typeof claims.username === "string" ? claims.username : undefined;
+    return { claims, subject };
+  });
 }

@@ -5,14 +5,12 @@
  */
 import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
 import { SwitchyardError } from "../../proxy/errors.ts";
-import { compileClaimsMatch, forwardedHeaders } from "./claims.ts";
 import { KeysUnavailable, RemoteKeys, staticKeys } from "./jwt-keys.ts";
-import { type AuthProvider, invalidToken, readToken } from "./provider.ts";
+import { type AuthProvider, invalidToken, type Outcome } from "./provider.ts";
 import type { JwtProviderConfig } from "./schema.ts";
-import { compileSource } from "./token-source.ts";
+import { tokenProvider, type Verified } from "./token-provider.ts";
 
 export function jwtProvider(name: string, config: JwtProviderConfig): AuthProvider {
-  const source = compileSource(config.token);
   const keys: JWTVerifyGetKey = config.keys !== undefined ? staticKeys(config.keys) : new RemoteKeys(name, config).getKey;
   const options: JWTVerifyOptions = {
     algorithms: config.algorithms,
@@ -21,37 +19,15 @@ export function jwtProvider(name: string, config: JwtProviderConfig): AuthProvid
     clockTolerance: config.clock_skew / 1000,
     requiredClaims: config.require_exp ? ["exp"] : [],
   };
-  const requiredClaims = compileClaimsMatch(config.required_claims);
-  const forward = Object.entries(config.forward_claims);
-
-  return {
-    name,
-    challenge: "Bearer",
-    expects: source.describe,
-    ownedHeaders: forward.map(([, header]) => header.toLowerCase()),
-    strip: config.strip_token ? source.strip : undefined,
-    async authenticate(ctx) {
-      const token = readToken(source, ctx, config.max_token_size);
-      if (typeof token !== "string") return token;
-      let payload: JWTPayload;
-      try {
-        payload = await verify(token, keys, options);
-      } catch (e) {
-        if (e instanceof KeysUnavailable) {
-          return { result: "unavailable", error: new SwitchyardError({ code: "auth_unavailable", status: 503, source: "internal", message: e.message }) };
-        }
-        return invalidToken(describeFailure(e));
-      }
-      const failed = requiredClaims(payload);
-      if (failed !== undefined) return invalidToken(`the token's ${failed} claim does not have a required value`);
-      const upstream = forwardedHeaders(forward, payload);
-      return {
-        result: "accepted",
-        identity: { provider: name, kind: "jwt", subject: typeof payload.sub === "string" ? payload.sub : undefined, claims: payload },
-        upstream,
-      };
-    },
-  };
+  return tokenProvider(name, "jwt", config, async function verifyJwt(token): Promise<Verified | Outcome> {
+    try {
+      const payload = await verify(token, keys, options);
+      return { claims: payload, subject: typeof payload.sub === "string" ? payload.sub : undefined };
+    } catch (e) {
+      if (!(e instanceof KeysUnavailable)) return invalidToken(describeFailure(e));
+      return { result: "unavailable", error: new SwitchyardError({ code: "auth_unavailable", status: 503, source: "internal", message: e.message }) };
+    }
+  });
 }
 
 /** jwtVerify, trying each key when several match the token's kid and alg (jose leaves that to the caller). */

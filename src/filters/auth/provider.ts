@@ -1,7 +1,6 @@
 /** What every auth provider (jwt, introspection, ext_authz, api_key) offers the `auth` filter. */
 import type { AuthIdentity, ProxyContext } from "../../proxy/context.ts";
 import type { SwitchyardError } from "../../proxy/errors.ts";
-import type { CompiledSource } from "./token-source.ts";
 
 /** A header to set on the upstream request once the credential is accepted (forwarded claims, ext_authz headers). */
 export type UpstreamHeader = readonly [name: string, value: string];
@@ -44,13 +43,4 @@ export const invalidToken = (description: string): Outcome => ({ result: "reject
 /** A quoted-string parameter value as RFC 6750 §3 allows it (no `"` or `\`, printable ASCII). */
 export function challengeText(text: string): string {
   return text.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, "?");
-}
-
-/** The token from `source`, or the outcome when there is none (absent) or it is empty or too large (refused unread). */
-export function readToken(source: CompiledSource, ctx: ProxyContext, maxSize: number): string | Outcome {
-  const token = source.read(ctx);
-  if (token === undefined) return ABSENT;
-  if (token === "") return invalidToken("the token is empty");
-  if (token.length > maxSize) return invalidToken(`the token is over ${maxSize} bytes`);
-  return token;
 }
