@@ -42,7 +42,7 @@ beforeAll(async () => {
   });
   proxy = await startProxy({
     auth: {
-      corp: jwtAt(issuer.jwksUrl, { forward_claims: { sub: "x-user-id", "org.team": "x-team" }, jwks: { min_refetch_interval: "1s" } }),
+      corp: jwtAt(issuer.jwksUrl, { forward_claims: { sub: "x-user-id", "org.team": "x-team", name: "x-user-name", groups: "x-groups" }, jwks: { min_refetch_interval: "1s" } }),
       strict: jwtAt(issuer.jwksUrl, { required_claims: { scope: "orders:write", tenant: ["acme", "globex"] } }),
       flaky: jwtAt(flaky.jwksUrl, { jwks: { cache_ttl: "100ms", min_refetch_interval: "0" } }),
       dead: jwtAt("http://127.0.0.1:1/jwks", { jwks: { min_refetch_interval: "0", timeout: "500ms" } }),
@@ -100,6 +100,15 @@ describe("valid tokens", () => {
     expect(up.seen[0]!.headers["x-user-id"]).toBe("alice");
     expect(up.seen[0]!.headers["x-team"]).toBe("payments");
     expect(up.seen[0]!.headers.authorization).toBe(`Bearer ${token}`); // not stripped on this route
+  });
+
+  test("forwarded claims: arrays joined, anything outside visible ASCII percent-encoded (no header injection)", async () => {
+    up.seen.length = 0;
+    const token = await good(k1, { name: "José\r\nx-admin: true", groups: ["ops", "dev"] });
+    expect((await get("/jwt/x", token)).status).toBe(200);
+    expect(up.seen[0]!.headers["x-user-name"]).toBe("Jos%C3%A9%0D%0Ax-admin%3A%20true");
+    expect(up.seen[0]!.headers["x-admin"]).toBeUndefined();
+    expect(up.seen[0]!.headers["x-groups"]).toBe("ops,dev");
   });
 
   test("an ES256 key of the same JWKS; a token just past exp but within clock_skew", async () => {
