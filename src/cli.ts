@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-/** `switchyard start | validate | schema` */
+/** `switchyard start | validate | schema | hash-key` */
 import { ConfigError, loadConfigFile } from "./config/load.ts";
 import { configJsonSchema } from "./config/schema.ts";
 import { superviseWorkers, WORKER_ENV } from "./server/workers.ts";
@@ -11,7 +11,9 @@ const USAGE = `usage:
   switchyard validate CONFIG     check a config file; print every problem with its path
   switchyard validate CONFIG --explain [METHOD] URL
                                  …and show which route and cluster that request would hit
-  switchyard schema              print the config's JSON Schema (for editors)`;
+  switchyard schema              print the config's JSON Schema (for editors)
+  switchyard hash-key [KEY]      print the sha256 of an API key, for auth.<name>.keys[].sha256
+                                 (reads the key from stdin when not given: keeps it out of shell history)`;
 
 /** Bun reads its fetch concurrency cap only at process start (measured): re-exec with it raised. */
 async function reexecWithFetchCap(): Promise<never> {
@@ -93,6 +95,16 @@ async function main(argv: string[]): Promise<number> {
     case "schema":
       console.log(JSON.stringify(configJsonSchema(), null, 2));
       return 0;
+    case "hash-key": {
+      const key = rest[0] ?? (await Bun.stdin.text()).replace(/\r?\n$/, "");
+      if (key === "") {
+        console.error("hash-key needs a key (as an argument or on stdin)");
+        return 2;
+      }
+      const { sha256Hex } = await import("./filters/auth/api-key.ts");
+      console.log(sha256Hex(key));
+      return 0;
+    }
   }
   console.error(USAGE);
   return 2;

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { CacheSchema } from "../cache/schema.ts";
+import { AuthProvidersSchema } from "../filters/auth/schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
 import { DurationSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
@@ -66,6 +67,8 @@ export const ConfigSchema = z
     clusters: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "cluster names are letters, digits, _ . or -"), ClusterSchema).prefault({}),
     /** Named HTTP caches that routes refer to (`routes[].cache.name`). */
     caches: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "cache names are letters, digits, _ . or -"), CacheSchema).prefault({}),
+    /** Named auth providers (jwt, introspection, ext_authz, api_key) that routes' `auth` filters refer to. */
+    auth: AuthProvidersSchema.prefault({}),
     access_log: AccessLogSchema.prefault({}),
     shutdown: ShutdownSchema.prefault({ drain_timeout: "30s" }),
   })
@@ -76,7 +79,7 @@ export const ConfigSchema = z
     const clusters = config.clusters !== null && typeof config.clusters === "object" ? Object.keys(config.clusters) : [];
     const names = new Map<string, number>();
     routes.forEach((raw, i) => {
-      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown; cache?: unknown };
+      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown; cache?: unknown; filters?: unknown };
       const check = (name: unknown, path: (string | number)[]) => {
         if (typeof name !== "string" || name === "" || clusters.includes(name)) return;
         ctx.addIssue({
@@ -94,6 +97,7 @@ export const ConfigSchema = z
       if (typeof cacheName === "string" && !caches.includes(cacheName)) {
         ctx.addIssue({ code: "custom", path: ["routes", i, "cache", "name"], message: `unknown cache "${cacheName}"${caches.length ? ` (known: ${caches.join(", ")})` : " (no caches are defined)"}` });
       }
+      checkProviderNames(route.filters, Object.keys(isRecord(config.auth) ? config.auth : {}), (path, message) => ctx.addIssue({ code: "custom", path: ["routes", i, "filters", ...path], message }));
       if (typeof route.name !== "string") return;
       const first = names.get(route.name);
       if (first !== undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name (also routes[${first}])` });
@@ -128,6 +132,27 @@ export const ConfigSchema = z
     if (config.admin) claim(config.admin.address, config.admin.port, ["admin", "port"]);
     if (config.echo) claim(config.echo.address, config.echo.port, ["echo", "port"]);
   }, { when: () => true });
+
+const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/** Auth provider names in a route's `auth` filters and `authorize` rules must be defined under `auth:`. */
+function checkProviderNames(filters: unknown, known: readonly string[], report: (path: (string | number)[], message: string) => void): void {
+  if (!Array.isArray(filters)) return;
+  const check = (name: unknown, path: (string | number)[]) => {
+    if (typeof name !== "string" || known.includes(name)) return;
+    report(path, `unknown auth provider "${name}"${known.length ? ` (known: ${known.join(", ")})` : " (no auth providers are defined)"}`);
+  };
+  filters.forEach((f, j) => {
+    if (!isRecord(f)) return;
+    if (f.type === "auth" && Array.isArray(f.providers)) f.providers.forEach((name, k) => check(name, [j, "providers", k]));
+    if (f.type === "authorize" && Array.isArray(f.rules)) {
+      f.rules.forEach((rule, k) => {
+        const providers = isRecord(rule) && isRecord(rule.when) ? rule.when.providers : undefined;
+        if (Array.isArray(providers)) providers.forEach((name, m) => check(name, [j, "rules", k, "when", "providers", m]));
+      });
+    }
+  });
+}
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;

@@ -1,5 +1,7 @@
 /** The filter registry: config `type` → factory, exhaustive at compile time. */
 import type { Filter, FilterFactory, RuntimeDeps } from "./filter.ts";
+import { authFilter } from "./auth/auth.ts";
+import { authorizeFilter } from "./authorize/authorize.ts";
 import { corsFilter } from "./cors/cors.ts";
 import type { FilterConfig } from "./schema.ts";
 
@@ -7,6 +9,8 @@ type Factories = { [T in FilterConfig["type"]]: FilterFactory<Extract<FilterConf
 
 const factories = {
   cors: corsFilter,
+  auth: authFilter,
+  authorize: authorizeFilter,
 } satisfies Factories;
 
 export function buildFilter(config: FilterConfig, deps: RuntimeDeps): Filter {

@@ -1,7 +1,9 @@
 /** Every filter's config, a union on `type` (each filter owns its schema in its folder). */
 import { z } from "zod";
+import { AuthFilterSchema } from "./auth/schema.ts";
+import { AuthorizeFilterSchema } from "./authorize/schema.ts";
 import { CorsFilterSchema } from "./cors/schema.ts";
 
-export const FilterSchema = z.discriminatedUnion("type", [CorsFilterSchema]);
+export const FilterSchema = z.discriminatedUnion("type", [CorsFilterSchema, AuthFilterSchema, AuthorizeFilterSchema]);
 
 export type FilterConfig = z.infer<typeof FilterSchema>;

@@ -65,19 +65,26 @@ export function redactQuery(query: string, redacted: ReadonlySet<string>): strin
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
 /** Header values that are never written to a log, whatever the config asks. */
-const SECRET_HEADERS = new Set(["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]);
+const SECRET_HEADERS = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"];
+const DEFAULT_SECRET_HEADERS: ReadonlySet<string> = new Set(SECRET_HEADERS);
 
-function loggedHeaders(headers: Headers, names: readonly string[]): Record<string, string> | undefined {
+/** Where credentials travel besides the usual places (the auth providers' headers and query parameters): never logged. */
+export interface LogSecrets {
+  readonly headers: readonly string[];
+  readonly query: readonly string[];
+}
+
+function loggedHeaders(headers: Headers, names: readonly string[], secret: ReadonlySet<string>): Record<string, string> | undefined {
   if (names.length === 0) return undefined;
   const out: Record<string, string> = {};
   for (const name of names) {
     const value = headers.get(name);
-    if (value !== null) out[name] = SECRET_HEADERS.has(name) ? "[redacted]" : value;
+    if (value !== null) out[name] = secret.has(name) ? "[redacted]" : value;
   }
   return out;
 }
 
-export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>, headerNames: readonly string[] = []): string {
+export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>, headerNames: readonly string[] = [], secretHeaders = DEFAULT_SECRET_HEADERS): string {
   const now = performance.now();
   const query = redactQuery(ctx.query, redacted);
   return JSON.stringify({
@@ -100,19 +107,22 @@ export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>, 
     error: ctx.error?.code ?? null,
     fallback: ctx.fallback,
     cache: ctx.cacheStatus,
-    headers: loggedHeaders(ctx.headers, headerNames),
+    // Who the caller is (never the credential): provider, subject, tier.
+    auth: ctx.auth === undefined ? undefined : { provider: ctx.auth.provider, subject: ctx.auth.subject ?? null, tier: ctx.auth.tier },
+    headers: loggedHeaders(ctx.headers, headerNames, secretHeaders),
     tries: ctx.tries !== undefined && ctx.tries.length > 1 ? ctx.tries : undefined,
   });
 }
 
-export function createAccessLog(config: AccessLogConfig): AccessLog {
+export function createAccessLog(config: AccessLogConfig, secrets: LogSecrets = { headers: [], query: [] }): AccessLog {
   if (!config.enabled) return { write() {}, flush() {} };
-  const redacted = new Set(config.redact_query.map((q) => q.toLowerCase()));
+  const redacted = new Set([...config.redact_query, ...secrets.query].map((q) => q.toLowerCase()));
   const headerNames = config.headers.map((h) => h.toLowerCase());
+  const secretHeaders = new Set([...SECRET_HEADERS, ...secrets.headers.map((h) => h.toLowerCase())]);
   sinkFor(config.path);
   return {
     write(ctx) {
-      sinkFor(config.path).write(`${accessLogLine(ctx, redacted, headerNames)}\n`);
+      sinkFor(config.path).write(`${accessLogLine(ctx, redacted, headerNames, secretHeaders)}\n`);
     },
     flush: () => sinkFor(config.path).flush(),
   };

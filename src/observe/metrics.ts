@@ -26,6 +26,9 @@ export const metrics = {
   cacheStoredBytes: registry.add(new Counter("switchyard_cache_stored_bytes_total", "Body bytes written to a cache.", ["cache"])),
   collapsedWaiters: registry.add(new Counter("switchyard_collapsed_waiters_total", "Requests that waited for another request's upstream answer instead of sending their own.", ["kind"])),
   websocketSessions: registry.add(new Counter("switchyard_websocket_sessions_total", "WebSocket sessions proxied.", ["route"])),
+  authDecisions: registry.add(new Counter("switchyard_auth_decisions_total", "Auth filter outcomes by route, provider and result (accepted, rejected, denied, missing, unavailable); provider is empty when no credential was found.", ["route", "provider", "result"])),
+  authBackendRequests: registry.add(new Counter("switchyard_auth_backend_requests_total", "Requests from auth providers to their services (JWKS, OIDC discovery, introspection, ext_authz), by outcome (ok, error).", ["provider", "outcome"])),
+  authorizeDecisions: registry.add(new Counter("switchyard_authorize_decisions_total", "Authorization decisions by route and result (allowed, denied).", ["route", "result"])),
   reloads: registry.add(new Counter("switchyard_config_reloads_total", "Config reloads, by result.", ["result"])),
 };
 

@@ -97,6 +97,8 @@ export interface ProxyContext {
   auth?: AuthIdentity;
   /** On a grpc_transcode route: the RPC the JSON request became (what every try sends). */
   rpc?: RpcCall;
+  /** Query parameters left off the upstream URL (a credential an auth filter strips). */
+  upstreamQueryRemove?: string[];
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }

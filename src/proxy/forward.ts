@@ -35,7 +35,12 @@ export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!): Head
 export function upstreamUrl(ctx: ProxyContext, endpoint: Endpoint, scheme?: "ws"): string {
   const path = ctx.route!.rewritePath ? ctx.route!.rewritePath(ctx.path) : ctx.path;
   const origin = scheme === "ws" ? endpoint.origin.replace(/^http/, "ws") : endpoint.origin;
-  const query = ctx.route!.rewriteQuery ? ctx.route!.rewriteQuery(ctx.query) : ctx.query;
+  let query = ctx.route!.rewriteQuery ? ctx.route!.rewriteQuery(ctx.query) : ctx.query;
+  if (ctx.upstreamQueryRemove !== undefined && query !== "") {
+    const params = new URLSearchParams(query);
+    for (const name of ctx.upstreamQueryRemove) params.delete(name);
+    query = params.toString();
+  }
   if (query === "") return origin + path;
   // A regex rewrite may have added query parameters of its own; the client's follow them.
   return `${origin}${path}${path.includes("?") ? "&" : "?"}${query}`;

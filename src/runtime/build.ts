@@ -4,6 +4,7 @@
  */
 import type { Config } from "../config/schema.ts";
 import { type CompiledFilters, compileFilters, type RuntimeDeps } from "../filters/filter.ts";
+import { credentialLocations } from "../filters/auth/auth.ts";
 import { buildFilter } from "../filters/index.ts";
 import { type AccessLog, createAccessLog } from "../observe/access-log.ts";
 import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.ts";
@@ -59,7 +60,7 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
     caches.set(name, before !== undefined && JSON.stringify(before.config) === JSON.stringify(c) ? before : new HttpCache(name, c));
   }
   // The access log first: it can fail (an unwritable path), and clusters start timers.
-  const accessLog = createAccessLog(config.access_log);
+  const accessLog = createAccessLog(config.access_log, credentialLocations(config.auth));
   const dispose = () => {
     for (const cluster of clusters.values()) cluster.dispose();
   };

@@ -1,0 +1,68 @@
+/**
+ * The jwt provider: a bearer token verified with jose (RFC 7519, RFC 7515) — signature by a key
+ * from the issuer's JWKS or static keys, `alg` from the allowed list (never `none`), `iss`, `aud`,
+ * `exp`/`nbf` with clock skew, then the configured required claims.
+ */
+import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
+import { SwitchyardError } from "../../proxy/errors.ts";
+import { KeysUnavailable, RemoteKeys, staticKeys } from "./jwt-keys.ts";
+import { type AuthProvider, invalidToken, type Outcome } from "./provider.ts";
+import type { JwtProviderConfig } from "./schema.ts";
+import { tokenProvider, type Verified } from "./token-provider.ts";
+
+export function jwtProvider(name: string, config: JwtProviderConfig): AuthProvider {
+  const keys: JWTVerifyGetKey = config.keys !== undefined ? staticKeys(config.keys) : new RemoteKeys(name, config).getKey;
+  const options: JWTVerifyOptions = {
+    algorithms: config.algorithms,
+    issuer: config.issuer,
+    audience: config.audiences,
+    clockTolerance: config.clock_skew / 1000,
+    requiredClaims: config.require_exp ? ["exp"] : [],
+  };
+  return tokenProvider(name, "jwt", config, async function verifyJwt(token): Promise<Verified | Outcome> {
+    try {
+      const payload = await verify(token, keys, options);
+      return { claims: payload, subject: typeof payload.sub === "string" ? payload.sub : undefined };
+    } catch (e) {
+      if (!(e instanceof KeysUnavailable)) return invalidToken(describeFailure(e));
+      return { result: "unavailable", error: new SwitchyardError({ code: "auth_unavailable", status: 503, source: "internal", message: e.message }) };
+    }
+  });
+}
+
+/** jwtVerify, trying each key when several match the token's kid and alg (jose leaves that to the caller). */
+async function verify(token: string, keys: JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTPayload> {
+  try {
+    return (await jwtVerify(token, keys, options)).payload;
+  } catch (e) {
+    if (!(e instanceof errors.JWKSMultipleMatchingKeys)) throw e;
+    for await (const key of e as errors.JWKSMultipleMatchingKeys & AsyncIterable<CryptoKey>) {
+      try {
+        return (await jwtVerify(token, key, options)).payload;
+      } catch (inner) {
+        if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw inner;
+      }
+    }
+    throw new errors.JWSSignatureVerificationFailed();
+  }
+}
+
+/** Why jose refused a token, in words safe for error_description (never the token's contents). */
+function describeFailure(e: unknown): string {
+  if (e instanceof errors.JWTExpired) return "the token has expired";
+  if (e instanceof errors.JWTClaimValidationFailed) {
+    switch (e.claim) {
+      case "nbf": return "the token is not valid yet";
+      case "iat": return "the token was issued in the future";
+      case "iss": return "the token's issuer is not accepted";
+      case "aud": return "the token's audience is not accepted";
+      case "exp": return "the token has no valid exp claim";
+      default: return "the token's claims are not valid";
+    }
+  }
+  if (e instanceof errors.JOSEAlgNotAllowed) return "the token's algorithm is not accepted";
+  if (e instanceof errors.JOSENotSupported) return "the token's algorithm is not supported";
+  if (e instanceof errors.JWSSignatureVerificationFailed) return "the token's signature does not verify";
+  if (e instanceof errors.JWKSNoMatchingKey) return "no key matches the token's kid and alg";
+  return "the token is malformed";
+}
