@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { CacheSchema } from "../cache/schema.ts";
+import { TelemetrySchema } from "../observe/tracing-schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
 import { DurationSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
@@ -67,6 +68,8 @@ export const ConfigSchema = z
     /** Named HTTP caches that routes refer to (`routes[].cache.name`). */
     caches: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "cache names are letters, digits, _ . or -"), CacheSchema).prefault({}),
     access_log: AccessLogSchema.prefault({}),
+    /** Traces (OTLP); more telemetry may join here. */
+    telemetry: TelemetrySchema.prefault({}),
     shutdown: ShutdownSchema.prefault({ drain_timeout: "30s" }),
   })
   // Cross-references are checked even when other parts of the file are invalid (`when`), so

@@ -27,7 +27,14 @@ export const metrics = {
   collapsedWaiters: registry.add(new Counter("switchyard_collapsed_waiters_total", "Requests that waited for another request's upstream answer instead of sending their own.", ["kind"])),
   websocketSessions: registry.add(new Counter("switchyard_websocket_sessions_total", "WebSocket sessions proxied.", ["route"])),
   reloads: registry.add(new Counter("switchyard_config_reloads_total", "Config reloads, by result.", ["result"])),
+  traceSpansExported: registry.add(new Counter("switchyard_trace_spans_exported_total", "Spans the OTLP collector accepted.", [])),
+  traceSpansFailed: registry.add(new Counter("switchyard_trace_spans_failed_total", "Spans sent but not accepted: the collector refused them, or every try failed.", [])),
+  traceSpansDropped: registry.add(new Counter("switchyard_trace_spans_dropped_total", "Spans never sent: the export queue was full (queue_full), or shutdown came first (shutdown).", ["reason"])),
 };
+
+/** Spans waiting in the trace exporters' queues (span-exporter.ts keeps it current). */
+export const traceQueue = { spans: 0 };
+registry.add(new Gauge("switchyard_trace_queue_spans", "Spans waiting to be exported.", [], (set) => set([], traceQueue.spans)));
 
 const METHOD_CLASSES = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
