@@ -129,6 +129,15 @@ describe("config", () => {
     expect(ConfigSchema.parse(base).telemetry.tracing).toBeUndefined();
   });
 
+  test("the admin API never shows the export headers' values, whatever their names", async () => {
+    const { redact } = await import("../../routes/admin-api.ts");
+    const config = ConfigSchema.parse({ ...base, telemetry: { tracing: { headers: { "x-honeycomb-team": "hc-secret", authorization: "Bearer t" }, service_name: "edge" } } });
+    const shown = redact(config) as typeof config;
+    expect(shown.telemetry.tracing!.headers).toEqual({ "x-honeycomb-team": "[redacted]", authorization: "[redacted]" });
+    expect(shown.telemetry.tracing!.service_name).toBe("edge");
+    expect(shown.telemetry.tracing!.endpoint).toBe("http://127.0.0.1:4318/v1/traces");
+  });
+
   test("bad values name their path", () => {
     expect(problems({ ratio: 1.5 })).toEqual(["telemetry.tracing.ratio: Too big: expected number to be <=1"]);
     expect(problems({ endpoint: "ftp://collector/v1/traces" })).toEqual(["telemetry.tracing.endpoint: must be an http:// or https:// URL (credentials go in `headers`)"]);
