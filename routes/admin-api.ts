@@ -8,11 +8,13 @@ import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 
 /** Keys whose values are never shown. */
 const SECRET_KEY = /token|secret|password|key$|authorization|credential/i;
+/** Maps whose every value is a secret, whatever its key (a collector's `x-honeycomb-team`, `dd-api-key` …). */
+const SECRET_MAPS = new Set(["telemetry.tracing.headers"]);
 
-export function redact(value: unknown, key = ""): unknown {
-  if (typeof value === "string") return SECRET_KEY.test(key) ? "[redacted]" : value;
-  if (Array.isArray(value)) return value.map((v) => redact(v, key));
-  if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, k)]));
+export function redact(value: unknown, key = "", path = key): unknown {
+  if (typeof value === "string") return SECRET_KEY.test(key) || SECRET_MAPS.has(path.slice(0, path.lastIndexOf("."))) ? "[redacted]" : value;
+  if (Array.isArray(value)) return value.map((v) => redact(v, key, path));
+  if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, k, path === "" ? k : `${path}.${k}`)]));
   return value;
 }
 

@@ -43,10 +43,14 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
   // Our own timers govern proxied exchanges; Bun's 10 s idle timer would cut slow upstreams.
   server.timeout(request, 0);
   const { authority, path, query } = splitTarget(request.url);
+  const runtime = options.runtime.current;
+  // Tracing off costs one undefined check; on, the trace is continued or started and sampled here.
+  const trace = runtime.tracer === undefined ? undefined : runtime.tracer.begin(request.headers);
   const ctx: ProxyContext = {
     requestId,
-    traceparent: traceparentFrom(request.headers),
-    runtime: options.runtime.current,
+    traceparent: trace === undefined ? traceparentFrom(request.headers) : trace.traceparent,
+    span: trace?.span,
+    runtime,
     request,
     server,
     listener: options.listener,

@@ -9,6 +9,7 @@ import type { Config } from "./config/schema.ts";
 import { startEcho } from "./echo/echo.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
 import { metrics, setRuntimeSource } from "./observe/metrics.ts";
+import { flushTraces } from "./observe/span-exporter.ts";
 import { listenAsWorker } from "./observe/worker-metrics.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
@@ -104,6 +105,8 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     void admin?.stop(true);
     void echo?.stop(true);
     state.runtime.current.dispose();
+    // The last spans (those of the drained requests too) go out, each exporter within its export_timeout.
+    await flushTraces();
     flushAll();
     logEvent({ msg: "stopped" });
   };

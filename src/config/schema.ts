@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { CacheSchema } from "../cache/schema.ts";
 import { AuthProvidersSchema } from "../filters/auth/schema.ts";
+import { TelemetrySchema } from "../observe/tracing-schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
 import { DurationSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
@@ -70,6 +71,8 @@ export const ConfigSchema = z
     /** Named auth providers (jwt, introspection, ext_authz, api_key) that routes' `auth` filters refer to. */
     auth: AuthProvidersSchema.prefault({}),
     access_log: AccessLogSchema.prefault({}),
+    /** Traces (OTLP); more telemetry may join here. */
+    telemetry: TelemetrySchema.prefault({}),
     shutdown: ShutdownSchema.prefault({ drain_timeout: "30s" }),
   })
   // Cross-references are checked even when other parts of the file are invalid (`when`), so

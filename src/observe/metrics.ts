@@ -30,7 +30,14 @@ export const metrics = {
   authBackendRequests: registry.add(new Counter("switchyard_auth_backend_requests_total", "Requests from auth providers to their services (JWKS, OIDC discovery, introspection, ext_authz), by outcome (ok, error).", ["provider", "outcome"])),
   authorizeDecisions: registry.add(new Counter("switchyard_authorize_decisions_total", "Authorization decisions by route and result (allowed, denied).", ["route", "result"])),
   reloads: registry.add(new Counter("switchyard_config_reloads_total", "Config reloads, by result.", ["result"])),
+  traceSpansExported: registry.add(new Counter("switchyard_trace_spans_exported_total", "Spans the OTLP collector accepted.", [])),
+  traceSpansFailed: registry.add(new Counter("switchyard_trace_spans_failed_total", "Spans sent but not accepted: the collector refused them, or every try failed.", [])),
+  traceSpansDropped: registry.add(new Counter("switchyard_trace_spans_dropped_total", "Spans never sent: the export queue was full (queue_full), or shutdown came first (shutdown).", ["reason"])),
 };
+
+/** Spans waiting in the trace exporters' queues (span-exporter.ts keeps it current). */
+export const traceQueue = { spans: 0 };
+registry.add(new Gauge("switchyard_trace_queue_spans", "Spans waiting to be exported.", [], (set) => set([], traceQueue.spans)));
 
 const METHOD_CLASSES = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 

@@ -2,6 +2,7 @@ import type { Server } from "bun";
 import type { Endpoint, Cluster } from "../upstream/cluster.ts";
 import type { Runtime, CompiledRoute } from "../runtime/build.ts";
 import type { CacheState } from "../cache/serve.ts";
+import type { ServerSpan } from "../observe/tracing.ts";
 import type { SwitchyardError } from "./errors.ts";
 import type { RpcCall } from "./transcode/transcoder.ts";
 
@@ -35,7 +36,10 @@ export interface AuthIdentity {
 /** Per-request state carried through the phases (design.md: one typed context, no bags). */
 export interface ProxyContext {
   readonly requestId: string;
+  /** Sent upstream: the caller's, or (tracing on) one naming this request's span; an upstream try sends its own client span's. */
   readonly traceparent: string;
+  /** This request's server span, when tracing is on and the trace is sampled. */
+  readonly span?: ServerSpan;
   /** The runtime this request started on; a reload never changes it mid-request. */
   readonly runtime: Runtime;
   readonly request: Request;

@@ -14,14 +14,17 @@ import { setForwarded, stripCredentials, stripHopByHop } from "./headers.ts";
 /** An endpoint that answered this recently most likely has a pooled connection: skip the connect probe. */
 const WARM_MS = 2_000;
 
-/** The request headers for `cluster` (the request's own by default; a mirror passes its shadow's, whose trust may differ). */
-export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!): Headers {
+/**
+ * The request headers for `cluster` (the request's own by default; a mirror passes its shadow's,
+ * whose trust may differ), with `traceparent` (a traced try's own).
+ */
+export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!, traceparent = ctx.traceparent): Headers {
   const route = ctx.route!;
   const headers = new Headers(ctx.request.headers);
   stripHopByHop(headers);
   if (!cluster.config.trusted) stripCredentials(headers);
   setForwarded(headers, {
-    clientIp: ctx.clientIp, proto: ctx.listener.proto, host: ctx.host, requestId: ctx.requestId, traceparent: ctx.traceparent,
+    clientIp: ctx.clientIp, proto: ctx.listener.proto, host: ctx.host, requestId: ctx.requestId, traceparent,
   });
   // The authority the request was routed by (for an absolute-form target it is not the Host header).
   const host = route.hostRewrite ?? ctx.host;
@@ -89,7 +92,7 @@ function withoutCoding(headers: Headers): Headers {
 }
 
 /** Sends the request to `endpoint`; resolves with the upstream's response head, body still streaming. */
-export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, kept?: ArrayBuffer): Promise<Response> {
+export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, kept?: ArrayBuffer, traceparent = ctx.traceparent): Promise<Response> {
   const request = ctx.request;
   let body: ReadableStream<Uint8Array> | ArrayBuffer | null = kept ?? request.body;
   const declared = request.headers.get("content-length");
@@ -130,10 +133,10 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
   const stopGuard = guardConnect(endpoint, ctx.cluster!.config.timeouts.connect, deadlines);
   ctx.upstreamStartedAt = performance.now();
   try {
+    const headers = upstreamHeaders(ctx, ctx.cluster, traceparent);
     const response = await fetch(rpc === undefined ? upstreamUrl(ctx, endpoint) : endpoint.origin + rpc.path, {
       method: rpc === undefined ? ctx.method : "POST",
-      headers: rpc !== undefined ? rpc.headers(upstreamHeaders(ctx), deadlines.remaining())
-        : decoded === undefined ? upstreamHeaders(ctx) : withoutCoding(upstreamHeaders(ctx)),
+      headers: rpc !== undefined ? rpc.headers(headers, deadlines.remaining()) : decoded === undefined ? headers : withoutCoding(headers),
       body,
       duplex: "half",
       redirect: "manual",

@@ -2,6 +2,7 @@
  * Header handling on the way up and down (RFC 9110 §7.6.1: hop-by-hop fields are not forwarded).
  * Rule sets are compiled at build time; per request they are plain loops over small arrays.
  */
+import { formatTraceparent, newSpanId, newTraceId, parseTraceparent, SAMPLED } from "../observe/trace-context.ts";
 import type { HeaderRules } from "./route-schema.ts";
 
 /** Fields that describe one connection, never the message (RFC 9110 §7.6.1, RFC 9112 §6, §7). */
@@ -91,27 +92,9 @@ export function requestIdFrom(headers: Headers): string {
   return given !== null && REQUEST_ID_RE.test(given) ? given : crypto.randomUUID();
 }
 
-/** W3C Trace Context §3.2: version 00, 32-hex trace id and 16-hex parent id, neither all zeros. */
-const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
-
+/** A valid W3C traceparent is kept as it came; otherwise a new trace starts (sampled). Tracing off: see observe/tracing.ts for the on case. */
 export function traceparentFrom(headers: Headers): string {
   const given = headers.get("traceparent");
-  if (given !== null) {
-    const m = TRACEPARENT_RE.exec(given.trim());
-    if (m && m[1] !== "ff" && !/^0+$/.test(m[2]!) && !/^0+$/.test(m[3]!) && (m[1] !== "00" || m[5] === undefined)) return given.trim();
-  }
-  return `00-${randomHex(16)}-${randomHex(8)}-01`;
-}
-
-/** Random bytes drawn from a pool refilled 4 KiB at a time: one syscall per ~170 trace ids. */
-const pool = Buffer.alloc(4096);
-let poolOffset = pool.length;
-
-function randomHex(bytes: number): string {
-  if (poolOffset + bytes > pool.length) {
-    crypto.getRandomValues(pool);
-    poolOffset = 0;
-  }
-  poolOffset += bytes;
-  return pool.toString("hex", poolOffset - bytes, poolOffset);
+  if (parseTraceparent(given) !== undefined) return given!.trim();
+  return formatTraceparent(newTraceId(), newSpanId(), SAMPLED);
 }

@@ -5,6 +5,7 @@
  * never queues.
  */
 import { metrics } from "../observe/metrics.ts";
+import type { ClientSpan } from "../observe/tracing.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
@@ -12,16 +13,22 @@ import { SwitchyardError } from "./errors.ts";
 import { forward } from "./forward.ts";
 import { type RetryPolicy, retriesStatus } from "./retry.ts";
 
+/** A try's client span (when the request is traced) rides along with its outcome. */
 export type TryOutcome =
-  | { ok: true; response: Response; endpoint: Endpoint; deadlines: Deadlines; startedAt: number }
-  | { ok: false; error: SwitchyardError; endpoint: Endpoint; deadlines: Deadlines; startedAt: number };
+  | { ok: true; response: Response; endpoint: Endpoint; deadlines: Deadlines; startedAt: number; span: ClientSpan | undefined }
+  | { ok: false; error: SwitchyardError; endpoint: Endpoint; deadlines: Deadlines; startedAt: number; span: ClientSpan | undefined };
+
+/** The client span of a try about to start (its resend count: the tries before it). */
+function trySpan(ctx: ProxyContext, endpoint: Endpoint): ClientSpan | undefined {
+  return ctx.span === undefined ? undefined : ctx.span.startClient(endpoint, ctx.method, ctx.attempt - 1);
+}
 
 /** One try, its failure caught as data. */
-export function tryOnce(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined): Promise<TryOutcome> {
+export function tryOnce(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined, span = trySpan(ctx, endpoint)): Promise<TryOutcome> {
   const startedAt = performance.now();
-  return forward(ctx, endpoint, deadlines, body).then(
-    (response): TryOutcome => ({ ok: true, response, endpoint, deadlines, startedAt }),
-    (e: unknown): TryOutcome => ({ ok: false, error: SwitchyardError.from(e), endpoint, deadlines, startedAt }),
+  return forward(ctx, endpoint, deadlines, body, span?.traceparent).then(
+    (response): TryOutcome => ({ ok: true, response, endpoint, deadlines, startedAt, span }),
+    (e: unknown): TryOutcome => ({ ok: false, error: SwitchyardError.from(e), endpoint, deadlines, startedAt, span }),
   );
 }
 
@@ -31,14 +38,15 @@ interface Running {
   readonly endpoint: Endpoint;
   readonly deadlines: Deadlines;
   readonly startedAt: number;
+  readonly span: ClientSpan | undefined;
   /** Resolves with this same record once `outcome` is set. */
   readonly done: Promise<Running>;
   outcome?: TryOutcome;
 }
 
 function start(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined): Running {
-  const run = { endpoint, deadlines, startedAt: performance.now() } as Running & { done: Promise<Running> };
-  (run as { done: Promise<Running> }).done = tryOnce(ctx, endpoint, deadlines, body).then((o) => {
+  const run = { endpoint, deadlines, startedAt: performance.now(), span: trySpan(ctx, endpoint) } as Running & { done: Promise<Running> };
+  (run as { done: Promise<Running> }).done = tryOnce(ctx, endpoint, deadlines, body, run.span).then((o) => {
     run.outcome = o;
     return run;
   });
@@ -46,7 +54,7 @@ function start(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body
 }
 
 /** What the pipeline is told about the try that lost: its outcome, or that it was cancelled. */
-export type LostTry = TryOutcome | { endpoint: Endpoint; startedAt: number; cancelled: true };
+export type LostTry = TryOutcome | { endpoint: Endpoint; startedAt: number; span: ClientSpan | undefined; cancelled: true };
 
 /**
  * Runs the try on `endpoint`, hedged after `policy.hedge_after`; `onLoser` hears of the try that
@@ -92,7 +100,7 @@ export async function tryHedged(
     void loser.done.then((late) => {
       if (late.outcome!.ok) late.outcome!.response.body?.cancel().catch(() => {});
     });
-    onLoser({ endpoint: loser.endpoint, startedAt: loser.startedAt, cancelled: true });
+    onLoser({ endpoint: loser.endpoint, startedAt: loser.startedAt, span: loser.span, cancelled: true });
   } else {
     if (loser.outcome.ok) loser.outcome.response.body?.cancel().catch(() => {});
     loser.deadlines.clear();

@@ -61,7 +61,9 @@ export function log(ctx: ProxyContext): void {
       ctx.cluster!.breaker!.record(failed, probe);
     } else if (probe) ctx.cluster!.breaker!.record(true, true);
   }
-  recordRequest(ctx, performance.now());
+  const now = performance.now();
+  recordRequest(ctx, now);
+  ctx.span?.finish(ctx, now);
   const filters = ctx.route?.filters;
   if (filters !== undefined) {
     for (const f of filters.log) {

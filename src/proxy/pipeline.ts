@@ -9,6 +9,7 @@ import { coalesceKey, join, type Leader } from "../cache/coalesce.ts";
 import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
 import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
 import { metrics } from "../observe/metrics.ts";
+import type { ClientSpan } from "../observe/tracing.ts";
 import { forward } from "./forward.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, fail, releaseConnection, releaseRetry } from "./outcome.ts";
@@ -161,8 +162,9 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
     const hedged = retries && policy!.hedge_after > 0;
     const outcome = hedged
       ? await tryHedged(ctx, policy!, endpoint, current, body, newDeadlines, (lost) => {
-          if ("cancelled" in lost) recordTry(ctx, lost.endpoint, lost.startedAt, undefined, "hedge_cancelled");
+          if ("cancelled" in lost) recordTry(ctx, lost.endpoint, lost.startedAt, undefined, "hedge_cancelled", lost.span);
           else noteTry(ctx, lost);
+          lost.span?.end();
         })
       : await tryOnce(ctx, endpoint, current, body);
     const deadlines = (current = outcome.deadlines);
@@ -233,6 +235,7 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
   if (ctx.route!.config.timeouts.request > 0 && timeLeft(ctx) <= delay) return false;
   upstream?.body?.cancel().catch(() => {});
   deadlines?.clear();
+  ctx.span?.endClients();
   ctx.endpoint!.active--;
   ctx.endpoint = undefined;
   releaseConnection(ctx);
@@ -248,16 +251,20 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
 /** Records a settled try in the request's log entry and reports it to outlier detection. */
 function noteTry(ctx: ProxyContext, o: TryOutcome): void {
   if (o.ok) {
-    recordTry(ctx, o.endpoint, o.startedAt, o.response.status, undefined);
+    recordTry(ctx, o.endpoint, o.startedAt, o.response.status, undefined, o.span);
     ctx.cluster!.report(o.endpoint, { status: o.response.status });
   } else {
-    recordTry(ctx, o.endpoint, o.startedAt, undefined, o.error.code);
+    recordTry(ctx, o.endpoint, o.startedAt, undefined, o.error.code, o.span);
     if (o.error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true });
   }
 }
 
-function recordTry(ctx: ProxyContext, endpoint: Endpoint, startedAt: number, status: number | undefined, error: string | undefined): void {
+/** A try's client span ends here when it failed; one with an answer stays open until its body is done with. */
+function recordTry(ctx: ProxyContext, endpoint: Endpoint, startedAt: number, status: number | undefined, error: string | undefined, span: ClientSpan | undefined): void {
   (ctx.tries ??= []).push({ endpoint: endpoint.address, status: status ?? null, error: error ?? null, ms: Math.round((performance.now() - startedAt) * 100) / 100 });
+  if (span === undefined) return;
+  span.settle(status, error);
+  if (error !== undefined) span.end();
 }
 
 /** A response made here (cache, coalesced copy, replay, stale, purge): no upstream timers to keep. */

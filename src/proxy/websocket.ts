@@ -27,7 +27,7 @@ export function isWebSocketUpgrade(request: Request): boolean {
   return request.headers.get("upgrade")?.toLowerCase() === "websocket";
 }
 
-function handshakeHeaders(ctx: ProxyContext): Record<string, string> {
+function handshakeHeaders(ctx: ProxyContext, traceparent: string): Record<string, string> {
   const out: Record<string, string> = {};
   const h = ctx.request.headers;
   for (const name of ctx.route!.config.websocket_headers) {
@@ -43,7 +43,7 @@ function handshakeHeaders(ctx: ProxyContext): Record<string, string> {
   out["x-forwarded-proto"] = ctx.listener.proto === "https" ? "wss" : "ws";
   out["x-forwarded-host"] = ctx.host;
   out["x-request-id"] = ctx.requestId;
-  out.traceparent = ctx.traceparent;
+  out.traceparent = traceparent;
   if (ctx.route!.hostRewrite !== undefined) out.host = ctx.route!.hostRewrite;
   const filters = ctx.route!.filters;
   if (filters === undefined || filters.upstreamRequest.length === 0) return out;
@@ -61,11 +61,11 @@ function sendableCode(code: number, abrupt: number): number | undefined {
   return 1011;
 }
 
-function openUpstream(ctx: ProxyContext, endpoint: Endpoint): Promise<{ upstream: WebSocket; early: (string | Buffer)[] }> {
+function openUpstream(ctx: ProxyContext, endpoint: Endpoint, traceparent: string): Promise<{ upstream: WebSocket; early: (string | Buffer)[] }> {
   const offered = ctx.request.headers.get("sec-websocket-protocol");
   const protocols = offered ? offered.split(",").map((p) => p.trim()).filter(Boolean) : [];
   const upstream = new WebSocket(upstreamUrl(ctx, endpoint, "ws"), {
-    headers: handshakeHeaders(ctx),
+    headers: handshakeHeaders(ctx, traceparent),
     protocols,
     tls: endpoint.tls ? { serverName: endpoint.hostname } : undefined,
   } as unknown as string[]);
@@ -102,11 +102,17 @@ function openUpstream(ctx: ProxyContext, endpoint: Endpoint): Promise<{ upstream
 export async function proxyWebSocket(ctx: ProxyContext, endpoint: Endpoint): Promise<Response> {
   let opened: Awaited<ReturnType<typeof openUpstream>>;
   ctx.upstreamStartedAt = performance.now();
+  // The handshake's client span lasts as long as the session (it ends in the log phase).
+  const span = ctx.span === undefined ? undefined : ctx.span.startClient(endpoint, ctx.method, 0);
   try {
-    opened = await openUpstream(ctx, endpoint);
+    opened = await openUpstream(ctx, endpoint, span?.traceparent ?? ctx.traceparent);
   } catch (e) {
-    return fail(ctx, SwitchyardError.from(e));
+    const error = SwitchyardError.from(e);
+    span?.settle(error.code === "upstream_refused_upgrade" ? error.status : undefined, error.code);
+    span?.end();
+    return fail(ctx, error);
   }
+  span?.settle(101, undefined);
   ctx.upstreamHeadersAt = performance.now();
   const { upstream, early } = opened;
   const headers: Record<string, string> = { "x-request-id": ctx.requestId };

@@ -7,6 +7,8 @@ import { type CompiledFilters, compileFilters, type RuntimeDeps } from "../filte
 import { credentialLocations } from "../filters/auth/auth.ts";
 import { buildFilter } from "../filters/index.ts";
 import { type AccessLog, createAccessLog } from "../observe/access-log.ts";
+import { acquireExporter, releaseExporter } from "../observe/span-exporter.ts";
+import { Tracer } from "../observe/tracing.ts";
 import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.ts";
 import type { Route } from "../proxy/route-schema.ts";
 import { compileMatch, compileQueryRewrite, compileRewrite, type RequestFacts } from "../proxy/router.ts";
@@ -44,6 +46,8 @@ export interface Runtime {
   readonly clusters: ReadonlyMap<string, Cluster>;
   readonly caches: ReadonlyMap<string, HttpCache>;
   readonly accessLog: AccessLog;
+  /** Spans for sampled requests; undefined when tracing is off (the request path checks just that). */
+  readonly tracer: Tracer | undefined;
   /** Instances shared by the routes' filters (named providers, limiters), by key (RuntimeDeps.once). */
   readonly resources: ReadonlyMap<string, unknown>;
   /** Stops the runtime's timers (health checks, outlier reviews) once a newer one replaces it. */
@@ -61,12 +65,16 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
   }
   // The access log first: it can fail (an unwritable path), and clusters start timers.
   const accessLog = createAccessLog(config.access_log, credentialLocations(config.auth));
+  // An unchanged tracing config keeps its exporter (and queue) across the reload.
+  const tracing = config.telemetry.tracing;
+  const tracer = tracing?.enabled ? new Tracer(tracing, acquireExporter(tracing)) : undefined;
   const dispose = () => {
     for (const cluster of clusters.values()) cluster.dispose();
+    if (tracer !== undefined) releaseExporter(tracer.exporter);
   };
   try {
     for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c, previous?.clusters.get(name)));
-    return finishRuntime(config, version, previous, clusters, caches, accessLog, dispose);
+    return finishRuntime(config, version, previous, clusters, caches, accessLog, tracer, dispose);
   } catch (e) {
     dispose(); // a refused reload leaves no health checks or watchers running
     throw e;
@@ -76,7 +84,7 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
 /** The routes (with their filters, which may fail to build: a key file that cannot be read). */
 function finishRuntime(
   config: Config, version: number, previous: Runtime | undefined, clusters: Map<string, Cluster>,
-  caches: Map<string, HttpCache>, accessLog: AccessLog, dispose: () => void,
+  caches: Map<string, HttpCache>, accessLog: AccessLog, tracer: Tracer | undefined, dispose: () => void,
 ): Runtime {
   const resources = new Map<string, unknown>();
   const depsFor = (routeName: string): RuntimeDeps => ({
@@ -102,5 +110,5 @@ function finishRuntime(
     filters: compileFilters((r.filters ?? []).map((f) => buildFilter(f, depsFor(r.name ?? `route-${i}`)))),
     transcode: r.grpc_transcode ? buildTranscoder(r.grpc_transcode) : undefined,
   }));
-  return Object.freeze({ version, config, routes, clusters, caches, accessLog, resources, dispose });
+  return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, dispose });
 }
