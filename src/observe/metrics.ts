@@ -27,6 +27,7 @@ export const metrics = {
   collapsedWaiters: registry.add(new Counter("switchyard_collapsed_waiters_total", "Requests that waited for another request's upstream answer instead of sending their own.", ["kind"])),
   websocketSessions: registry.add(new Counter("switchyard_websocket_sessions_total", "WebSocket sessions proxied.", ["route"])),
   reloads: registry.add(new Counter("switchyard_config_reloads_total", "Config reloads, by result.", ["result"])),
+  pushes: registry.add(new Counter("switchyard_config_pushes_total", "Pushes to the config service (switchyard.config.v1), by RPC and result: accepted (ACK) or rejected (NACK).", ["rpc", "result"])),
 };
 
 const METHOD_CLASSES = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
@@ -51,9 +52,12 @@ const BREAKER_STATE = { closed: 0, open: 1, half_open: 2 } as const;
 
 /** Where the live-state gauges read from: the process's current runtime (set at start). */
 let source: (() => Runtime) | undefined;
+/** The version_info of the push that put the config in force, if one did. */
+let pushedVersionInfo: () => string | undefined = () => undefined;
 
-export function setRuntimeSource(current: () => Runtime): void {
+export function setRuntimeSource(current: () => Runtime, versionInfo?: () => string | undefined): void {
   source = current;
+  if (versionInfo) pushedVersionInfo = versionInfo;
 }
 
 /** Gauges read from the live runtime at scrape time (registered once per process). */
@@ -63,7 +67,12 @@ export function setRuntimeSource(current: () => Runtime): void {
     (set: (labels: readonly string[], value: number) => void) => {
       if (source !== undefined) fill(current(), set);
     };
-  registry.add(new Gauge("switchyard_config_version", "Version of the config in force (1 at start, +1 per successful reload).", [], live((rt, set) => set([], rt.version))));
+  registry.add(new Gauge("switchyard_config_version", "Version of the config in force (1 at start, +1 per successful reload or accepted push).", [], live((rt, set) => set([], rt.version))));
+  // Info-style: one series at most, replaced by each push (never one per version ever pushed).
+  registry.add(new Gauge("switchyard_config_push_info", "1, labelled with the version_info of the push that put the config in force; absent when the config came from the file.", ["version_info"], (set) => {
+    const info = pushedVersionInfo();
+    if (info !== undefined) set([info], 1);
+  }));
   registry.add(new Gauge("switchyard_requests_active", "Requests in flight, by cluster.", ["cluster"], live((rt, set) => {
     for (const c of rt.clusters.values()) set([c.name], c.budget.active);
   })));
