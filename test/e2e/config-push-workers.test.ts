@@ -4,7 +4,7 @@ import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { ConfigService } from "../../src/gen/switchyard/config/v1/config_pb.ts";
-import { type ProxyProcess, spawnProxy, writeTempConfig } from "../helpers/cli.ts";
+import { type ProxyProcess, spawnWorkers } from "../helpers/cli.ts";
 import { waitFor } from "../helpers/tmp.ts";
 import { freePort, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
@@ -19,7 +19,7 @@ beforeAll(async () => {
   a = startUpstream(() => new Response("a"));
   b = startUpstream(() => new Response("b"));
   admin = `http://127.0.0.1:${freePort()}`;
-  const config = writeTempConfig({
+  const started = await spawnWorkers({
     workers: 2,
     admin: { address: "127.0.0.1", port: Number(new URL(admin).port), token: TOKEN },
     listeners: [{ address: "127.0.0.1", port: freePort() }],
@@ -27,9 +27,8 @@ beforeAll(async () => {
     clusters: { a: { endpoints: [a.origin] } },
     access_log: { enabled: false },
   });
-  cleanup = config.cleanup;
-  proxy = await spawnProxy(config.file);
-  await waitFor("both workers", () => proxy.events.filter((e) => e.msg === "switchyard started").length === 2, 10_000);
+  proxy = started;
+  cleanup = started.cleanup;
 });
 afterAll(async () => {
   await proxy.stop();
