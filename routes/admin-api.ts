@@ -4,7 +4,7 @@ import { diffConfig } from "../src/config/diff.ts";
 import { ConfigError, parseText, validateConfig } from "../src/config/load.ts";
 import type { Config } from "../src/config/schema.ts";
 import { explainRequest } from "../src/runtime/explain.ts";
-import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
+import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
 
 /** Keys whose values are never shown. */
 const SECRET_KEY = /token|secret|password|key$|authorization|credential/i;
@@ -22,8 +22,8 @@ export interface AdminApiOptions {
   runtime: RuntimeRef;
   /** Begins a graceful drain of the whole process (as SIGTERM does). */
   drain: () => void;
-  /** Puts a validated config in force; returns its version. */
-  applyConfig?: (config: Config, source: string) => number;
+  /** Puts a validated config in force (every worker). */
+  applyConfig?: ApplyConfig;
 }
 
 export function adminApiRoutes(options: AdminApiOptions): Hono {
@@ -81,8 +81,13 @@ export function adminApiRoutes(options: AdminApiOptions): Hono {
     const changes = diffConfig(redact(options.runtime.current.config), redact(next));
     if (c.req.query("dry_run") === "1" || c.req.query("dry_run") === "true") return c.json({ valid: true, dry_run: true, changes });
     if (!options.applyConfig) return c.json({ error: "unavailable", message: "config push is not enabled here" }, 503);
-    const version = options.applyConfig(next, "admin-api");
-    return c.json({ valid: true, version, changes });
+    try {
+      const { version, workers } = await options.applyConfig(next, "admin-api");
+      return c.json({ valid: true, version, workers, changes });
+    } catch (e) {
+      // Valid, yet its runtime could not be built (a file it names cannot be opened…).
+      return c.json({ error: "invalid_config", message: "the config could not be put in force; the one in force stays", problems: [(e as Error).message] }, 422);
+    }
   };
   app.put("/config", push);
   app.post("/config", push);

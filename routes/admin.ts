@@ -1,12 +1,13 @@
-/** The admin listener's app: health, metrics, the admin API, cache purge. Never on the public port by default. */
+/** The admin listener's app: health, metrics, the admin API, the config service, cache purge. Never on the public port by default. */
 import { timingSafeEqual } from "node:crypto";
+import { Code } from "@connectrpc/connect";
 import { Hono } from "hono";
-import type { Config } from "../src/config/schema.ts";
 import { toOpenMetrics } from "../src/observe/registry.ts";
 import { metricsText } from "../src/observe/worker-metrics.ts";
-import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
+import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { adminApiRoutes } from "./admin-api.ts";
 import { cacheRoutes } from "./cache.ts";
+import { CONFIG_SERVICE_PATH, configServiceRoutes, connectErrorResponse } from "./config-service.ts";
 import { statusRoutes } from "./status.ts";
 import { healthRoutes, type HealthOptions } from "./health.ts";
 
@@ -15,7 +16,7 @@ export interface AdminOptions extends HealthOptions {
   /** When set, everything but /healthz and /readyz needs `Authorization: Bearer <token>`. */
   token?: string;
   drain?: () => void;
-  applyConfig?: (config: Config, source: string) => number;
+  applyConfig?: ApplyConfig;
 }
 
 export function adminRoutes(options: AdminOptions): Hono {
@@ -31,14 +32,18 @@ export function adminRoutes(options: AdminOptions): Hono {
       const a = Buffer.from(given);
       const b = Buffer.from(expected);
       const ok = a.length === b.length && timingSafeEqual(a, b);
-      if (!ok) return c.json({ error: "unauthorized", message: "the admin API needs Authorization: Bearer <admin.token>" }, 401, { "www-authenticate": "Bearer" });
-      await next();
+      if (ok) return await next();
+      const message = "the admin API needs Authorization: Bearer <admin.token>";
+      // Connect clients read a Connect error (code unauthenticated), not our JSON error shape.
+      if (c.req.path.startsWith(CONFIG_SERVICE_PATH)) return connectErrorResponse(Code.Unauthenticated, message, { "www-authenticate": "Bearer" });
+      return c.json({ error: "unauthorized", message }, 401, { "www-authenticate": "Bearer" });
     });
   }
   if (options.runtime) {
     app.route("/", cacheRoutes(options.runtime));
     app.route("/", statusRoutes(options.runtime));
     app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")), applyConfig: options.applyConfig }));
+    app.route("/", configServiceRoutes({ runtime: options.runtime, applyConfig: options.applyConfig }));
   }
   // Prometheus text (0.0.4), or OpenMetrics 1.0 when the scraper asks for it.
   app.get("/metrics", async (c) => {

@@ -4,7 +4,7 @@
  */
 import { type FSWatcher, watch } from "node:fs";
 import type { Server } from "bun";
-import { ConfigError, loadConfigFile } from "./config/load.ts";
+import { ConfigError, configDocument, loadConfigFile, validateLiteral } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { startEcho } from "./echo/echo.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
@@ -12,6 +12,7 @@ import { metrics, setRuntimeSource } from "./observe/metrics.ts";
 import { flushTraces } from "./observe/span-exporter.ts";
 import { listenAsWorker } from "./observe/worker-metrics.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
+import { listenForPushes, pushToWorkers, reportFileReload } from "./server/config-sync.ts";
 import { type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
 
 export function logEvent(fields: Record<string, unknown>): void {
@@ -36,7 +37,7 @@ function listenerKey(config: Config): string {
 export async function start(configFile: string, worker?: number): Promise<Running> {
   const config = await loadConfigFile(configFile);
   const state: ServerState = { runtime: new RuntimeRef(config), draining: false };
-  setRuntimeSource(() => state.runtime.current);
+  setRuntimeSource(() => state.runtime.current, () => state.runtime.versionInfo);
   if (worker !== undefined) listenAsWorker();
   // Proxy listeners are shared by the workers (reusePort); admin and echo belong to worker 0.
   const first = worker === undefined || worker === 0;
@@ -49,14 +50,21 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     listeners: proxies.map((s) => s.url.href), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
   });
 
-  // A config pushed through the admin API takes effect like a reload; the file stays as it is (a
-  // later file change or SIGHUP puts the file's config back in force).
-  state.applyConfig = (next, source) => {
-    const runtime = state.runtime.swap(next);
+  // A config pushed through the admin API or the config service takes effect like a reload, in
+  // every worker; the file stays as it is (a later file change or SIGHUP puts the file's config back).
+  const putInForce = (next: Config, source: string, versionInfo: string | undefined): number => {
+    const runtime = state.runtime.swap(next, versionInfo);
     metrics.reloads.inc(["ok"]);
-    logEvent({ msg: "config pushed", source, version: runtime.version });
+    logEvent({ msg: "config pushed", source, version: runtime.version, version_info: versionInfo ?? null, worker: worker ?? null });
     return runtime.version;
   };
+  state.applyConfig = async (next, source, versionInfo) => {
+    const version = putInForce(next, source, versionInfo);
+    const { workers, failed } = await pushToWorkers({ document: configDocument(next), source, versionInfo });
+    if (failed.length > 0) logEvent({ level: "error", msg: "a pushed config is not in force in every worker", version, failed });
+    return { version, workers };
+  };
+  if (worker !== undefined) listenForPushes((push) => putInForce(validateLiteral("(pushed config)", push.document), push.source, push.versionInfo));
 
   let reloading: Promise<boolean> | undefined;
   const reload = async (): Promise<boolean> => {
@@ -66,6 +74,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
       if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });
       const runtime = state.runtime.swap(next);
       metrics.reloads.inc(["ok"]);
+      reportFileReload();
       logEvent({ msg: "config reloaded", version: runtime.version });
       return true;
     } catch (e) {

@@ -1,11 +1,25 @@
 import type { z } from "zod";
 import { type Config, ConfigSchema } from "./schema.ts";
 
+/** One problem: where in the config (`routes[3].retry.attempts`; none for a syntax error) and what is wrong. */
+export interface ConfigIssue {
+  readonly path?: string;
+  readonly message: string;
+}
+
 /** A config that could not be loaded: every problem, each with its path inside the file. */
 export class ConfigError extends Error {
-  constructor(readonly file: string, readonly problems: readonly string[]) {
+  readonly issues: readonly ConfigIssue[];
+  /** The lines `switchyard validate` prints: `path: message`. */
+  readonly problems: readonly string[];
+
+  constructor(readonly file: string, issues: readonly (ConfigIssue | string)[]) {
+    const all = issues.map((i) => (typeof i === "string" ? { message: i } : i));
+    const problems = all.map((i) => (i.path === undefined ? i.message : `${i.path}: ${i.message}`));
     super(`${file}: ${problems.length} problem${problems.length === 1 ? "" : "s"}\n${problems.map((p) => `  ${p}`).join("\n")}`);
     this.name = "ConfigError";
+    this.issues = all;
+    this.problems = problems;
   }
 }
 
@@ -19,9 +33,9 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out || "(top level)";
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+function describeIssue(issue: z.core.$ZodIssue): ConfigIssue {
   if (issue.code === "unrecognized_keys") {
-    return `${formatPath(issue.path)}: unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+    return { path: formatPath(issue.path), message: `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}` };
   }
   if (issue.code === "invalid_union" && issue.errors.length > 0) {
     // Report the branch that got furthest rather than zod's generic "Invalid input".
@@ -29,20 +43,20 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     const first = best[0];
     if (first) return describeIssue({ ...first, path: [...issue.path, ...first.path] } as z.core.$ZodIssue);
   }
-  return `${formatPath(issue.path)}: ${issue.message}`;
+  return { path: formatPath(issue.path), message: issue.message };
 }
 
 const ENV_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
 /** Replaces `${VAR}` and `${VAR:-default}` in every string value; an unset variable without default is a problem at its path. */
-export function substituteEnv(value: unknown, env: Record<string, string | undefined>, problems: string[], path: PropertyKey[] = []): unknown {
+export function substituteEnv(value: unknown, env: Record<string, string | undefined>, problems: ConfigIssue[], path: PropertyKey[] = []): unknown {
   if (typeof value === "string") {
     return value.replace(ENV_RE, (_, name: string, fallback: string | undefined) => {
       const v = env[name];
       // As in the shell, `${VAR:-default}` also takes the default when VAR is set but empty.
       if (v !== undefined && (v !== "" || fallback === undefined)) return v;
       if (fallback !== undefined) return fallback;
-      problems.push(`${formatPath(path)}: environment variable ${name} is not set`);
+      problems.push({ path: formatPath(path), message: `environment variable ${name} is not set` });
       return "";
     });
   }
@@ -96,14 +110,35 @@ export function parseText(file: string, text: string): unknown {
   }
 }
 
-/** Validates an already-parsed document into a typed, frozen config. */
-export function validateConfig(file: string, raw: unknown, env: Record<string, string | undefined> = process.env): Config {
-  const problems: string[] = [];
-  const substituted = substituteEnv(raw ?? {}, env, problems);
-  const result = ConfigSchema.safeParse(substituted);
+/**
+ * The document each config was validated from, after `${VAR}` substitution: what a push (config
+ * service, workers) builds on and re-validates with validateLiteral, so the part it keeps is the
+ * same config and the part it replaces never has variables substituted into it.
+ */
+const documents = new WeakMap<Config, Record<string, unknown>>();
+
+export function configDocument(config: Config): Record<string, unknown> {
+  return documents.get(config) ?? {};
+}
+
+function validate(file: string, document: unknown, problems: ConfigIssue[]): Config {
+  const result = ConfigSchema.safeParse(document);
   if (!result.success) problems.push(...result.error.issues.map(describeIssue));
   if (problems.length > 0 || !result.success) throw new ConfigError(file, problems);
-  return deepFreeze(result.data);
+  const config = deepFreeze(result.data);
+  documents.set(config, deepFreeze(document as Record<string, unknown>));
+  return config;
+}
+
+/** Validates an already-parsed document into a typed, frozen config. */
+export function validateConfig(file: string, raw: unknown, env: Record<string, string | undefined> = process.env): Config {
+  const problems: ConfigIssue[] = [];
+  return validate(file, substituteEnv(raw ?? {}, env, problems), problems);
+}
+
+/** Validates a document whose strings are taken literally (no `${VAR}` substitution): pushed configs. */
+export function validateLiteral(file: string, document: unknown): Config {
+  return validate(file, document ?? {}, []);
 }
 
 export async function loadConfigFile(file: string, env: Record<string, string | undefined> = process.env): Promise<Config> {

@@ -33,6 +33,7 @@ export const metrics = {
   traceSpansExported: registry.add(new Counter("switchyard_trace_spans_exported_total", "Spans the OTLP collector accepted.", [])),
   traceSpansFailed: registry.add(new Counter("switchyard_trace_spans_failed_total", "Spans sent but not accepted: the collector refused them, or every try failed.", [])),
   traceSpansDropped: registry.add(new Counter("switchyard_trace_spans_dropped_total", "Spans never sent: the export queue was full (queue_full), or shutdown came first (shutdown).", ["reason"])),
+  pushes: registry.add(new Counter("switchyard_config_pushes_total", "Pushes to the config service (switchyard.config.v1), by RPC and result: accepted (ACK) or rejected (NACK).", ["rpc", "result"])),
 };
 
 /** Spans waiting in the trace exporters' queues (span-exporter.ts keeps it current). */
@@ -61,9 +62,12 @@ const BREAKER_STATE = { closed: 0, open: 1, half_open: 2 } as const;
 
 /** Where the live-state gauges read from: the process's current runtime (set at start). */
 let source: (() => Runtime) | undefined;
+/** The version_info of the push that put the config in force, if one did. */
+let pushedVersionInfo: () => string | undefined = () => undefined;
 
-export function setRuntimeSource(current: () => Runtime): void {
+export function setRuntimeSource(current: () => Runtime, versionInfo?: () => string | undefined): void {
   source = current;
+  if (versionInfo) pushedVersionInfo = versionInfo;
 }
 
 /** Gauges read from the live runtime at scrape time (registered once per process). */
@@ -73,7 +77,12 @@ export function setRuntimeSource(current: () => Runtime): void {
     (set: (labels: readonly string[], value: number) => void) => {
       if (source !== undefined) fill(current(), set);
     };
-  registry.add(new Gauge("switchyard_config_version", "Version of the config in force (1 at start, +1 per successful reload).", [], live((rt, set) => set([], rt.version))));
+  registry.add(new Gauge("switchyard_config_version", "Version of the config in force (1 at start, +1 per successful reload or accepted push).", [], live((rt, set) => set([], rt.version))));
+  // Info-style: one series at most, replaced by each push (never one per version ever pushed).
+  registry.add(new Gauge("switchyard_config_push_info", "1, labelled with the version_info of the push that put the config in force; absent when the config came from the file.", ["version_info"], (set) => {
+    const info = pushedVersionInfo();
+    if (info !== undefined) set([info], 1);
+  }));
   registry.add(new Gauge("switchyard_requests_active", "Requests in flight, by cluster.", ["cluster"], live((rt, set) => {
     for (const c of rt.clusters.values()) set([c.name], c.budget.active);
   })));

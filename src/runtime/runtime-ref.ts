@@ -5,8 +5,16 @@
 import type { Config } from "../config/schema.ts";
 import { buildRuntime, type Runtime } from "./build.ts";
 
+/**
+ * Puts a validated config in force in every worker (a push through the admin API or the config
+ * service), or throws when its runtime cannot be built (then the running config stays). Returns
+ * the new version and how many worker processes have it.
+ */
+export type ApplyConfig = (config: Config, source: string, versionInfo?: string) => Promise<{ version: number; workers: number }>;
+
 export class RuntimeRef {
   private runtime: Runtime;
+  private pushed: string | undefined;
 
   constructor(config: Config) {
     this.runtime = buildRuntime(config, 1);
@@ -16,10 +24,16 @@ export class RuntimeRef {
     return this.runtime;
   }
 
-  /** Builds a runtime from an already-validated config and makes it current. */
-  swap(config: Config): Runtime {
+  /** The control plane's version_info of the push that put the current config in force; undefined when it came from the file. */
+  get versionInfo(): string | undefined {
+    return this.pushed;
+  }
+
+  /** Builds a runtime from an already-validated config and makes it current (`versionInfo`: it was pushed). */
+  swap(config: Config, versionInfo?: string): Runtime {
     const previous = this.runtime;
     this.runtime = buildRuntime(config, previous.version + 1, previous);
+    this.pushed = versionInfo;
     previous.dispose();
     return this.runtime;
   }

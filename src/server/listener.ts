@@ -5,13 +5,13 @@ import { proxyRoutes } from "../../routes/proxy.ts";
 import type { Config, Listener } from "../config/schema.ts";
 import { errorResponse, errors } from "../proxy/errors.ts";
 import { type WebSocketSession, websocketHandlers } from "../proxy/websocket.ts";
-import type { RuntimeRef } from "../runtime/runtime-ref.ts";
+import type { ApplyConfig, RuntimeRef } from "../runtime/runtime-ref.ts";
 
 export interface ServerState {
   runtime: RuntimeRef;
   draining: boolean;
-  /** Puts a validated config in force (a push through the admin API); returns the new version. */
-  applyConfig?: (config: Config, source: string) => number;
+  /** Puts a validated config in force (a push through the admin API or the config service). */
+  applyConfig?: ApplyConfig;
 }
 
 /** Last guard: Bun calls this if a handler throws; the process must never crash on a request. */
@@ -40,7 +40,7 @@ export function startProxyListener(listener: Listener, index: number, state: Ser
 }
 
 export function startAdminListener(config: NonNullable<Config["admin"]>, state: ServerState): Server<undefined> {
-  const app = adminRoutes({ ready: () => !state.draining, runtime: state.runtime, token: config.token, applyConfig: (c, source) => state.applyConfig!(c, source) });
+  const app = adminRoutes({ ready: () => !state.draining, runtime: state.runtime, token: config.token, applyConfig: (c, source, versionInfo) => state.applyConfig!(c, source, versionInfo) });
   return Bun.serve({
     hostname: config.address,
     port: config.port,

@@ -2,10 +2,12 @@
  * Worker processes: `workers: N` runs N copies of the proxy on the same ports (reusePort, so the
  * kernel spreads connections), each with its own fetch pool — the way past Bun's 64 idle upstream
  * sockets per process (shared/bun-notes.md). This supervisor forwards signals (SIGHUP reloads,
- * SIGTERM/SIGINT drain) and restarts a worker that dies, with a growing delay.
+ * SIGTERM/SIGINT drain), relays pushed configs between workers (config-sync.ts) and restarts a
+ * worker that dies, with a growing delay.
  */
 import type { Subprocess } from "bun";
 import { type MetricsMessage, superviseMetrics } from "../observe/worker-metrics.ts";
+import { type ConfigSyncMessage, superviseConfig } from "./config-sync.ts";
 
 export const WORKER_ENV = "SWITCHYARD_WORKER";
 
@@ -19,11 +21,13 @@ export async function superviseWorkers(cliPath: string, configFile: string, coun
   let stopping = false;
 
   const onMetrics = superviseMetrics(() => [...children.values()].map((c) => ({ send: (m: MetricsMessage) => c.send(m) })));
+  const onConfig = superviseConfig(() => [...children].map(([index, c]) => ({ index, send: (m: ConfigSyncMessage) => c.send(m) })));
   const spawn = (index: number) => {
     const child = Bun.spawn([process.execPath, cliPath, "start", configFile], {
       env: { ...process.env, [WORKER_ENV]: String(index) },
       stdio: ["inherit", "inherit", "inherit"],
       ipc(message, from) {
+        if (onConfig(message, { index, send: (m) => from.send(m) })) return;
         onMetrics(message as MetricsMessage, { send: (m) => from.send(m) });
       },
     });

@@ -1,6 +1,6 @@
 /** workers: N — several processes on one port (reusePort), supervised: signals forwarded, a dead worker restarted. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type ProxyProcess, spawnProxy, writeTempConfig } from "../helpers/cli.ts";
+import { type ProxyProcess, spawnWorkers, writeTempConfig } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/tmp.ts";
 import { freePort, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
@@ -19,7 +19,7 @@ beforeAll(async () => {
     return new Response(`cached ${new URL(req.url).pathname}`, { headers: { "cache-control": "max-age=60" } });
   });
   adminPort = freePort();
-  const config = writeTempConfig({
+  const started = await spawnWorkers({
     workers: 2,
     admin: { address: "127.0.0.1", port: adminPort },
     listeners: [{ address: "127.0.0.1", port: freePort() }],
@@ -28,9 +28,8 @@ beforeAll(async () => {
     clusters: { u: { endpoints: [up.origin], limits: { max_requests: 5000, max_connections: 5000 } } },
     access_log: { enabled: false },
   });
-  cleanup = config.cleanup;
-  proxy = await spawnProxy(config.file);
-  await waitFor("both workers", () => proxy.events.filter((e) => e.msg === "switchyard started").length === 2, 10_000);
+  proxy = started;
+  cleanup = started.cleanup;
 });
 afterAll(async () => {
   await proxy.stop();

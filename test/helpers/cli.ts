@@ -91,3 +91,11 @@ export async function spawnProxy(configFile: string, env: Record<string, string>
     },
   };
 }
+
+/** Starts the CLI on `config` (with `workers: N`) and waits until all N workers have started; `cleanup()` removes the config file. */
+export async function spawnWorkers(config: ConfigInput & { workers: number }): Promise<ProxyProcess & { cleanup(): void }> {
+  const file = writeTempConfig(config);
+  const proxy = await spawnProxy(file.file);
+  await waitFor(`${config.workers} workers`, () => proxy.events.filter((e) => e.msg === "switchyard started").length === config.workers, 10_000);
+  return Object.assign(proxy, { cleanup: file.cleanup });
+}

@@ -104,6 +104,10 @@ test("PUT /config: ?dry_run=1 validates and shows the diff; a valid config is sw
   const refused = (await bad.json()) as { problems: string[] };
   expect(refused.problems).toContain('routes[0].to: unknown cluster "nowhere" (known: backup)');
   expect(refused.problems.some((p) => p.startsWith("routes[0].timeouts.request"))).toBe(true);
+  // Valid, but its runtime cannot be built (the access log's directory does not exist): refused too.
+  const unbuildable = await put({ ...next, access_log: { path: "/nonexistent-switchyard-dir/access.log" } });
+  expect(unbuildable.status).toBe(422);
+  expect(((await unbuildable.json()) as { problems: string[] }).problems[0]).toContain("ENOENT");
 
   const applied = (await (await put(next)).json()) as { version: number };
   expect(applied.version).toBe(current.version + 1);

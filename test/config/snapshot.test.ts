@@ -1,0 +1,183 @@
+/** Pushed protobuf → config: a snapshot with every field of switchyard.config.v1 means what the same YAML means. */
+import { describe, expect, test } from "bun:test";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { configDocument, validateConfig, validateLiteral } from "../../src/config/load.ts";
+import { unknownFields, withEndpoints, withSnapshot } from "../../src/config/snapshot.ts";
+import { BalancerType, ClusterSchema, EndpointSchema, SnapshotSchema } from "../../src/gen/switchyard/config/v1/config_pb.ts";
+
+const FILE = `
+listeners: [{ port: 8080 }]
+admin: { port: 9901, token: "\${ADMIN_TOKEN}" }
+access_log: { enabled: false }
+routes: [{ to: old }]
+clusters: { old: { endpoints: ["127.0.0.1:1"] } }
+`;
+
+const EQUIVALENT = `
+listeners: [{ port: 8080 }]
+admin: { port: 9901, token: "from-the-environment-123" }
+access_log: { enabled: false }
+routes:
+  - name: orders
+    match:
+      hosts: [api.example.com, "*.example.org"]
+      path: { prefix: /v2/orders }
+      methods: [GET, POST]
+      headers: [{ name: x-canary, exact: "yes" }, { name: x-version, regex: "^v[2-9]$" }, { name: x-debug, present: false }]
+      query: [{ name: beta, exact: "1" }]
+    rewrite: { path_prefix: /orders, host: orders.internal, query: { set: { v: "2" }, remove: [debug] } }
+    weighted_clusters: [{ cluster: orders, weight: 95 }, { cluster: sessions, weight: 5 }]
+    override: { header: x-canary, value: "1", cluster: sessions }
+    failover: [orders]
+    timeouts: { request: 30s, idle: "0" }
+    retry:
+      attempts: 3
+      retry_on: [connect-failure, 5xx]
+      retriable_status_codes: [409]
+      per_try_timeout: 2s
+      backoff: { base: 10ms, max: 1s }
+      retry_after_max: 2s
+      hedge_after: 50ms
+      non_idempotent: true
+      buffer_body: 1MiB
+    headers:
+      request: { add: { x-gw: sy }, set: { x-env: prod }, remove: [x-internal] }
+      response: { remove: [server] }
+    websocket: true
+    mirror: { cluster: sessions, percent: 10, max_body: 1KiB, timeout: 1s }
+    fallback: { status: 503, body: "{}", headers: { content-type: application/json } }
+  - { path_regex_route: true }
+clusters:
+  orders:
+    endpoints: [{ url: "http://10.0.0.1:8080", weight: 2 }, { url: "10.0.0.2:8080" }]
+    balancer: { type: ring_hash, hash_on: { cookie: session }, points_per_weight: 100 }
+    timeouts: { connect: 1s }
+    health_check: { path: /healthz, interval: 5s, jitter: "0", timeout: 1s, expected_statuses: [200, 204], healthy_threshold: 1, unhealthy_threshold: 2, host: health.internal }
+    outlier: { consecutive_5xx: 3, consecutive_gateway_failure: 0, success_rate: { minimum_requests: 10, threshold: 90 }, interval: 5s, base_ejection_time: 10s, max_ejection_time: 60s, max_ejection_percent: 50 }
+    panic_threshold: 0
+    limits: { max_connections: 10, max_pending: 0, max_requests: 20, max_retries: 1 }
+    breaker: { failure_percent: 20, window: 5s, minimum_requests: 5, open_for: 10s, half_open_probes: 1 }
+    retry_budget: { percent: 50, min_concurrency: 1 }
+    trusted: false
+  sessions:
+    endpoints: [{ url: "https://10.0.1.1:8443" }]
+    balancer: { type: maglev, hash_on: { client_ip: true }, table_size: 251 }
+`.replace("  - { path_regex_route: true }", `  - name: regex
+    match: { path: { regex: "^/shop/" } }
+    rewrite: { path_regex: { pattern: "^/shop/([a-z]+)$", substitution: "" } }
+    to: sessions`);
+
+const SNAPSHOT = create(SnapshotSchema, {
+  versionInfo: "v7",
+  routes: [
+    {
+      name: "orders",
+      match: {
+        hosts: ["api.example.com", "*.example.org"],
+        path: { kind: { case: "prefix", value: "/v2/orders" } },
+        methods: ["GET", "POST"],
+        headers: [
+          { name: "x-canary", condition: { case: "exact", value: "yes" } },
+          { name: "x-version", condition: { case: "regex", value: "^v[2-9]$" } },
+          { name: "x-debug", condition: { case: "present", value: false } },
+        ],
+        query: [{ name: "beta", condition: { case: "exact", value: "1" } }],
+      },
+      rewrite: { pathPrefix: "/orders", host: "orders.internal", query: { set: { v: "2" }, remove: ["debug"] } },
+      weightedClusters: [{ cluster: "orders", weight: 95 }, { cluster: "sessions", weight: 5 }],
+      override: { header: "x-canary", value: "1", cluster: "sessions" },
+      failover: ["orders"],
+      timeouts: { request: "30s", idle: "0" },
+      retry: {
+        attempts: 3, retryOn: ["connect-failure", "5xx"], retriableStatusCodes: [409], perTryTimeout: "2s", backoff: { base: "10ms", max: "1s" },
+        retryAfterMax: "2s", hedgeAfter: "50ms", nonIdempotent: true, bufferBody: "1MiB",
+      },
+      headers: { request: { add: { "x-gw": "sy" }, set: { "x-env": "prod" }, remove: ["x-internal"] }, response: { remove: ["server"] } },
+      websocket: true,
+      mirror: { cluster: "sessions", percent: 10, maxBody: "1KiB", timeout: "1s" },
+      fallback: { status: 503, body: "{}", headers: { "content-type": "application/json" } },
+    },
+    {
+      name: "regex",
+      match: { path: { kind: { case: "regex", value: "^/shop/" } } },
+      rewrite: { pathRegex: { pattern: "^/shop/([a-z]+)$", substitution: "" } },
+      to: "sessions",
+    },
+  ],
+  clusters: {
+    orders: {
+      endpoints: [{ address: "http://10.0.0.1:8080", weight: 2 }, { address: "10.0.0.2:8080" }],
+      balancer: { type: BalancerType.RING_HASH, hashOn: { key: { case: "cookie", value: "session" } }, pointsPerWeight: 100 },
+      timeouts: { connect: "1s" },
+      healthCheck: { path: "/healthz", interval: "5s", jitter: "0", timeout: "1s", expectedStatuses: [200, 204], healthyThreshold: 1, unhealthyThreshold: 2, host: "health.internal" },
+      outlier: { consecutive5xx: 3, consecutiveGatewayFailure: 0, successRate: { minimumRequests: 10, threshold: 90 }, interval: "5s", baseEjectionTime: "10s", maxEjectionTime: "60s", maxEjectionPercent: 50 },
+      panicThreshold: 0,
+      limits: { maxConnections: 10, maxPending: 0, maxRequests: 20, maxRetries: 1 },
+      breaker: { failurePercent: 20, window: "5s", minimumRequests: 5, openFor: "10s", halfOpenProbes: 1 },
+      retryBudget: { percent: 50, minConcurrency: 1 },
+      trusted: false,
+    },
+    sessions: {
+      endpoints: [{ address: "https://10.0.1.1:8443" }],
+      balancer: { type: BalancerType.MAGLEV, hashOn: { key: { case: "clientIp", value: true } }, tableSize: 251 },
+    },
+  },
+});
+
+const env = { ADMIN_TOKEN: "from-the-environment-123" };
+
+describe("snapshot → config", () => {
+  test("every field of a snapshot means what the same YAML means; the rest of the file is kept", () => {
+    const base = validateConfig("file.yaml", Bun.YAML.parse(FILE), env);
+    const pushed = validateLiteral("(push)", withSnapshot(configDocument(base), SNAPSHOT));
+    expect(pushed).toEqual(validateConfig("same.yaml", Bun.YAML.parse(EQUIVALENT), {}));
+  });
+
+  test("through the binary codec too (explicit zeros and false survive)", () => {
+    const decoded = fromBinary(SnapshotSchema, toBinary(SnapshotSchema, SNAPSHOT));
+    const base = validateConfig("file.yaml", Bun.YAML.parse(FILE), env);
+    const pushed = validateLiteral("(push)", withSnapshot(configDocument(base), decoded));
+    expect(pushed.clusters.orders!.panic_threshold).toBe(0);
+    expect(pushed.clusters.orders!.limits.max_pending).toBe(0);
+    expect(pushed.clusters.orders!.trusted).toBe(false);
+    expect(pushed.routes[0]!.match.headers![2]).toEqual({ name: "x-debug", present: false });
+    expect(pushed.routes[1]!.rewrite!.path_regex!.substitution).toBe("");
+  });
+
+  test("unset fields take the config's defaults; an unspecified balancer is round robin", () => {
+    const base = validateConfig("file.yaml", Bun.YAML.parse(FILE), env);
+    const pushed = validateLiteral("(push)", withSnapshot(configDocument(base), create(SnapshotSchema, {
+      routes: [{ to: "c" }],
+      clusters: { c: { endpoints: [{ address: "127.0.0.1:2" }], balancer: {} } },
+    })));
+    expect(pushed).toEqual(validateConfig("same.yaml", { ...Bun.YAML.parse(FILE) as object, routes: [{ to: "c" }], clusters: { c: { endpoints: [{ url: "127.0.0.1:2" }] } } }, env));
+  });
+
+  test("pushed strings are literal: ${VAR} is not substituted into them (the file's part was, at load)", () => {
+    const base = validateConfig("file.yaml", Bun.YAML.parse(FILE), env);
+    const pushed = validateLiteral("(push)", withSnapshot(configDocument(base), create(SnapshotSchema, {
+      routes: [{ to: "c", headers: { request: { set: { "x-leak": "${ADMIN_TOKEN}" } } } }],
+      clusters: { c: { endpoints: [{ address: "127.0.0.1:2" }] } },
+    })));
+    expect(pushed.admin?.token).toBe("from-the-environment-123");
+    expect(pushed.routes[0]!.headers!.request!.set).toEqual({ "x-leak": "${ADMIN_TOKEN}" });
+  });
+
+  test("withEndpoints replaces one cluster's endpoints and keeps its other settings", () => {
+    const base = validateConfig("file.yaml", Bun.YAML.parse(EQUIVALENT), {});
+    const result = withEndpoints(configDocument(base), "orders", [create(EndpointSchema, { address: "10.9.9.9:80", weight: 4 })]);
+    expect("document" in result).toBe(true);
+    const pushed = validateLiteral("(push)", (result as { document: Record<string, unknown> }).document);
+    expect(pushed.clusters.orders!.endpoints).toEqual([{ url: "10.9.9.9:80", weight: 4 }]);
+    expect(pushed.clusters.orders!.breaker).toEqual(base.clusters.orders!.breaker);
+    expect(pushed.clusters.sessions).toEqual(base.clusters.sessions);
+    expect(withEndpoints(configDocument(base), "__proto__", [])).toEqual({ problem: { path: "clusters.__proto__", message: 'unknown cluster "__proto__" (known: orders, sessions)' } });
+  });
+
+  test("unknown fields are found wherever they are nested, with their config path", () => {
+    const cluster = fromBinary(ClusterSchema, new Uint8Array([...toBinary(ClusterSchema, create(ClusterSchema, { limits: {} })), 0xf8, 0x3e, 0x07]));
+    const snapshot = create(SnapshotSchema, { clusters: { a: cluster } });
+    expect(unknownFields(SnapshotSchema, snapshot)).toEqual([{ path: "clusters.a", message: "unknown field number 1007 (not in switchyard.config.v1.Cluster as this proxy knows it)" }]);
+    expect(unknownFields(SnapshotSchema, fromBinary(SnapshotSchema, toBinary(SnapshotSchema, SNAPSHOT)))).toEqual([]);
+  });
+});
