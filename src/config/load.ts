@@ -133,12 +133,24 @@ function validate(file: string, document: unknown, problems: ConfigIssue[]): Con
 /** Validates an already-parsed document into a typed, frozen config. */
 export function validateConfig(file: string, raw: unknown, env: Record<string, string | undefined> = process.env): Config {
   const problems: ConfigIssue[] = [];
+  protoKeys(raw, problems);
   return validate(file, substituteEnv(raw ?? {}, env, problems), problems);
+}
+
+/** `__proto__` as a key (JSON.parse and YAML keep it) would vanish on the way into the config: refused at its path. */
+function protoKeys(value: unknown, problems: ConfigIssue[], path: PropertyKey[] = []): void {
+  if (value === null || typeof value !== "object") return;
+  for (const [k, v] of Object.entries(value)) {
+    if (k === "__proto__") problems.push({ path: formatPath(path), message: `"__proto__" is not allowed as a key` });
+    protoKeys(v, problems, [...path, k]);
+  }
 }
 
 /** Validates a document whose strings are taken literally (no `${VAR}` substitution): pushed configs. */
 export function validateLiteral(file: string, document: unknown): Config {
-  return validate(file, document ?? {}, []);
+  const problems: ConfigIssue[] = [];
+  protoKeys(document, problems);
+  return validate(file, document ?? {}, problems);
 }
 
 export async function loadConfigFile(file: string, env: Record<string, string | undefined> = process.env): Promise<Config> {

@@ -79,3 +79,11 @@ export const TokenSchema = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, "m
 
 /** An IP address or CIDR range (`10.0.0.0/8`, `2001:db8::/32`, `127.0.0.1`). */
 export const CidrSchema = z.string().refine((s) => parseCidr(s) !== undefined, "must be an IP address or a CIDR range like 10.0.0.0/8 or 2001:db8::/32");
+
+/**
+ * A name for something the config defines (a cluster, a cache, a provider) and refers to
+ * elsewhere. `__proto__` would be dropped silently by the record parser, so it is refused.
+ */
+export function nameSchema(what: string) {
+  return z.string().regex(/^[A-Za-z0-9_.-]+$/, `${what} names are letters, digits, _ . or -`).refine((n) => n !== "__proto__", `"__proto__" cannot be a ${what} name`);
+}

@@ -4,7 +4,7 @@ import { AuthProvidersSchema } from "../filters/auth/schema.ts";
 import { TelemetrySchema } from "../observe/tracing-schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
-import { DurationSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
+import { DurationSchema, nameSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
 
 const AddressSchema = z.string().min(1).describe("An IP address or host name to bind");
 
@@ -65,9 +65,9 @@ export const ConfigSchema = z
     admin: AdminSchema.optional(),
     echo: EchoSchema.optional(),
     routes: z.array(RouteSchema).default([]),
-    clusters: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "cluster names are letters, digits, _ . or -"), ClusterSchema).prefault({}),
+    clusters: z.record(nameSchema("cluster"), ClusterSchema).prefault({}),
     /** Named HTTP caches that routes refer to (`routes[].cache.name`). */
-    caches: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "cache names are letters, digits, _ . or -"), CacheSchema).prefault({}),
+    caches: z.record(nameSchema("cache"), CacheSchema).prefault({}),
     /** Named auth providers (jwt, introspection, ext_authz, api_key) that routes' `auth` filters refer to. */
     auth: AuthProvidersSchema.prefault({}),
     access_log: AccessLogSchema.prefault({}),

@@ -1,6 +1,6 @@
 /** Config loading: every kind of bad file is refused with its path and a clear reason; good ones become frozen, typed config. */
 import { describe, expect, test } from "bun:test";
-import { ConfigError, loadConfigFile, validateConfig } from "../../src/config/load.ts";
+import { ConfigError, loadConfigFile, parseText, validateConfig } from "../../src/config/load.ts";
 import { writeTempConfig } from "../helpers/cli.ts";
 
 const base = {
@@ -140,4 +140,19 @@ describe("documentation", () => {
     const config = validateConfig("README.md", Bun.YAML.parse(block), {});
     expect(config.routes.map((r) => r.name)).toEqual(["orders-v2", "checkout-canary", "live"]);
   });
+});
+
+test("__proto__ as a key is refused at its path instead of vanishing (JSON and YAML)", () => {
+  const docs = [
+    parseText("p.json", '{"listeners":[{"port":8080}],"clusters":{"__proto__":{"endpoints":["127.0.0.1:1"]}},"routes":[{"to":"__proto__"}]}'),
+    parseText("p.yaml", "listeners: [{port: 8080}]\nclusters:\n  __proto__: {endpoints: ['127.0.0.1:1']}\nroutes: [{to: __proto__}]\n"),
+  ];
+  for (const doc of docs) {
+    try {
+      validateConfig("p", doc);
+      throw new Error("accepted");
+    } catch (e) {
+      expect((e as ConfigError).problems).toContain('clusters: "__proto__" is not allowed as a key');
+    }
+  }
 });

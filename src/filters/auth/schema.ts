@@ -4,11 +4,11 @@
  */
 import { createPublicKey } from "node:crypto";
 import { z } from "zod";
-import { DurationSchema, PositiveDurationSchema, SizeSchema, TokenSchema } from "../../config/primitives.ts";
+import { DurationSchema, nameSchema, PositiveDurationSchema, SizeSchema, TokenSchema } from "../../config/primitives.ts";
 import { ClaimsMatchSchema } from "./claims.ts";
 import { BEARER_HEADER, TokenSourceSchema } from "./token-source.ts";
 
-export const NameSchema = z.string().regex(/^[A-Za-z0-9_.-]+$/, "provider names are letters, digits, _ . or -");
+export const NameSchema = nameSchema("provider");
 
 const HttpUrlSchema = z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" });
 
