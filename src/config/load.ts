@@ -43,6 +43,10 @@ function describeIssue(issue: z.core.$ZodIssue): ConfigIssue {
     const first = best[0];
     if (first) return describeIssue({ ...first, path: [...issue.path, ...first.path] } as z.core.$ZodIssue);
   }
+  if (issue.code === "invalid_key" && issue.issues.length > 0) {
+    // A record's key (a cluster, cache or rate-limit name) that breaks its rule: say which rule.
+    return { path: formatPath(issue.path), message: issue.issues.map((i) => i.message).join("; ") };
+  }
   return { path: formatPath(issue.path), message: issue.message };
 }
 

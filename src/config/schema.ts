@@ -2,6 +2,7 @@ import { z } from "zod";
 import { CacheSchema } from "../cache/schema.ts";
 import { AuthProvidersSchema } from "../filters/auth/schema.ts";
 import { TelemetrySchema } from "../observe/tracing-schema.ts";
+import { RateLimitsSchema } from "../filters/rate-limit/schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
 import { DurationSchema, nameSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
@@ -70,6 +71,8 @@ export const ConfigSchema = z
     caches: z.record(nameSchema("cache"), CacheSchema).prefault({}),
     /** Named auth providers (jwt, introspection, ext_authz, api_key) that routes' `auth` filters refer to. */
     auth: AuthProvidersSchema.prefault({}),
+    /** Named rate limits that `rate_limit` filters refer to (`routes[].filters[].limits`). */
+    rate_limits: RateLimitsSchema.prefault({}),
     access_log: AccessLogSchema.prefault({}),
     /** Traces (OTLP); more telemetry may join here. */
     telemetry: TelemetrySchema.prefault({}),
@@ -101,6 +104,7 @@ export const ConfigSchema = z
         ctx.addIssue({ code: "custom", path: ["routes", i, "cache", "name"], message: `unknown cache "${cacheName}"${caches.length ? ` (known: ${caches.join(", ")})` : " (no caches are defined)"}` });
       }
       checkProviderNames(route.filters, Object.keys(isRecord(config.auth) ? config.auth : {}), (path, message) => ctx.addIssue({ code: "custom", path: ["routes", i, "filters", ...path], message }));
+      checkFilterReferences(route.filters, config.rate_limits, (path, message) => ctx.addIssue({ code: "custom", path: ["routes", i, "filters", ...path], message }));
       if (typeof route.name !== "string") return;
       const first = names.get(route.name);
       if (first !== undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name (also routes[${first}])` });
@@ -154,6 +158,20 @@ function checkProviderNames(filters: unknown, known: readonly string[], report: 
         if (Array.isArray(providers)) providers.forEach((name, m) => check(name, [j, "rules", k, "when", "providers", m]));
       });
     }
+  });
+}
+
+/** Names a route's filters refer to (rate limits) must be defined at the top level. */
+function checkFilterReferences(filters: unknown, rateLimits: unknown, issue: (path: (string | number)[], message: string) => void): void {
+  if (!Array.isArray(filters)) return;
+  const limits = rateLimits !== null && typeof rateLimits === "object" ? Object.keys(rateLimits) : [];
+  filters.forEach((raw, j) => {
+    const filter = (raw ?? {}) as { type?: unknown; limits?: unknown };
+    if (filter.type !== "rate_limit" || !Array.isArray(filter.limits)) return;
+    filter.limits.forEach((name, k) => {
+      if (typeof name !== "string" || limits.includes(name)) return;
+      issue([j, "limits", k], `unknown rate limit "${name}"${limits.length ? ` (known: ${limits.join(", ")})` : " (no rate_limits are defined)"}`);
+    });
   });
 }
 

@@ -3,6 +3,7 @@ import type { Filter, FilterFactory, RuntimeDeps } from "./filter.ts";
 import { authFilter } from "./auth/auth.ts";
 import { authorizeFilter } from "./authorize/authorize.ts";
 import { corsFilter } from "./cors/cors.ts";
+import { rateLimitFilter } from "./rate-limit/rate-limit.ts";
 import type { FilterConfig } from "./schema.ts";
 
 type Factories = { [T in FilterConfig["type"]]: FilterFactory<Extract<FilterConfig, { type: T }>> };
@@ -11,6 +12,7 @@ const factories = {
   cors: corsFilter,
   auth: authFilter,
   authorize: authorizeFilter,
+  rate_limit: rateLimitFilter,
 } satisfies Factories;
 
 export function buildFilter(config: FilterConfig, deps: RuntimeDeps): Filter {

@@ -3,7 +3,8 @@ import { z } from "zod";
 import { AuthFilterSchema } from "./auth/schema.ts";
 import { AuthorizeFilterSchema } from "./authorize/schema.ts";
 import { CorsFilterSchema } from "./cors/schema.ts";
+import { RateLimitFilterSchema } from "./rate-limit/schema.ts";
 
-export const FilterSchema = z.discriminatedUnion("type", [CorsFilterSchema, AuthFilterSchema, AuthorizeFilterSchema]);
+export const FilterSchema = z.discriminatedUnion("type", [CorsFilterSchema, AuthFilterSchema, AuthorizeFilterSchema, RateLimitFilterSchema]);
 
 export type FilterConfig = z.infer<typeof FilterSchema>;

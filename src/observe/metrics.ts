@@ -5,6 +5,7 @@
  */
 import type { ProxyContext } from "../proxy/context.ts";
 import type { Runtime } from "../runtime/build.ts";
+import { liveStores } from "../filters/rate-limit/local-buckets.ts";
 import { Counter, Gauge, Histogram, Registry } from "./registry.ts";
 
 export const registry = new Registry();
@@ -34,6 +35,10 @@ export const metrics = {
   traceSpansFailed: registry.add(new Counter("switchyard_trace_spans_failed_total", "Spans sent but not accepted: the collector refused them, or every try failed.", [])),
   traceSpansDropped: registry.add(new Counter("switchyard_trace_spans_dropped_total", "Spans never sent: the export queue was full (queue_full), or shutdown came first (shutdown).", ["reason"])),
   pushes: registry.add(new Counter("switchyard_config_pushes_total", "Pushes to the config service (switchyard.config.v1), by RPC and result: accepted (ACK) or rejected (NACK).", ["rpc", "result"])),
+  rateLimitDecisions: registry.add(new Counter("switchyard_rate_limit_decisions_total", "Rate-limit decisions by limit, where they were made (local buckets or global in Redis) and decision (allowed, limited, skipped: no key, unavailable: Redis down with on_failure deny).", ["limit", "scope", "decision"])),
+  rateLimitRedisErrors: registry.add(new Counter("switchyard_rate_limit_redis_errors_total", "Redis calls of global rate limits that failed, by reason (timeout, error).", ["limit", "reason"])),
+  rateLimitFallbacks: registry.add(new Counter("switchyard_rate_limit_fallbacks_total", "Requests a global rate limit decided without Redis, by its on_failure mode (local, allow, deny).", ["limit", "mode"])),
+  rateLimitEvictions: registry.add(new Counter("switchyard_rate_limit_evictions_total", "Rate-limit buckets dropped before they were full because the limit's max_keys was reached.", ["limit"])),
 };
 
 /** Spans waiting in the trace exporters' queues (span-exporter.ts keeps it current). */
@@ -95,6 +100,11 @@ export function setRuntimeSource(current: () => Runtime, versionInfo?: () => str
       for (const e of c.endpoints) set([c.name, e.address], up.has(e) && e.health.activeHealthy && e.health.ejectedUntil <= performance.now() ? 1 : 0);
     }
   })));
+  registry.add(new Gauge("switchyard_rate_limit_buckets", "Rate-limit buckets tracked in memory, by limit (with workers, the supervisor holds the local ones).", ["limit"], (set) => {
+    const byLimit = new Map<string, number>();
+    for (const store of liveStores()) byLimit.set(store.name, (byLimit.get(store.name) ?? 0) + store.size);
+    for (const [limit, n] of byLimit) set([limit], n);
+  }));
   registry.add(new Gauge("switchyard_breaker_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open.", ["cluster"], live((rt, set) => {
     for (const c of rt.clusters.values()) if (c.breaker) set([c.name], BREAKER_STATE[c.breaker.state]);
   })));

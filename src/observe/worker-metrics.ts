@@ -45,7 +45,7 @@ export function metricsText(): Promise<string> | string {
   });
 }
 
-/** In the supervisor: collect from every worker, merge, answer the asking one. */
+/** In the supervisor: collect from every worker, merge (with the supervisor's own: the local rate-limit buckets live there), answer the asking one. */
 export function superviseMetrics(workers: () => { send(message: MetricsMessage): void }[]) {
   const collections = new Map<number, { texts: string[]; expected: number; reply: (text: string) => void; timer: Timer }>();
   let nextCollection = 1;
@@ -58,7 +58,7 @@ export function superviseMetrics(workers: () => { send(message: MetricsMessage):
         if (!c) return;
         clearTimeout(c.timer);
         collections.delete(id);
-        c.reply(mergeExpositions(c.texts));
+        c.reply(mergeExpositions([...c.texts, registry.render()]));
       };
       collections.set(id, { texts: [], expected: all.length, reply: (text) => from.send({ type: "metrics-result", id: message.id, text }), timer: setTimeout(finish, 1000) });
       for (const w of all) w.send({ type: "metrics-collect", id });
@@ -69,7 +69,7 @@ export function superviseMetrics(workers: () => { send(message: MetricsMessage):
       if (c.texts.length >= c.expected) {
         clearTimeout(c.timer);
         collections.delete(message.id);
-        c.reply(mergeExpositions(c.texts));
+        c.reply(mergeExpositions([...c.texts, registry.render()]));
       }
     }
   };

@@ -103,6 +103,11 @@ export interface ProxyContext {
   rpc?: RpcCall;
   /** Query parameters left off the upstream URL (a credential an auth filter strips). */
   upstreamQueryRemove?: string[];
+  /**
+   * RateLimit-Policy and RateLimit values (draft-ietf-httpapi-ratelimit-headers) for the response,
+   * from the route's rate_limit filters; `addedBy` is the filter that adds them (the last to merge).
+   */
+  rateLimit?: { policy: string; state: string; addedBy: object };
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }

@@ -50,8 +50,11 @@ export interface Runtime {
   readonly tracer: Tracer | undefined;
   /** Instances shared by the routes' filters (named providers, limiters), by key (RuntimeDeps.once). */
   readonly resources: ReadonlyMap<string, unknown>;
-  /** Stops the runtime's timers (health checks, outlier reviews) once a newer one replaces it. */
-  dispose(): void;
+  /**
+   * Stops the runtime's timers (health checks, outlier reviews) once a newer one replaces it, and
+   * disposes its shared resources (a Redis connection…) that `successor` did not take over.
+   */
+  dispose(successor?: Runtime): void;
 }
 
 /** Builds a runtime; clusters that `previous` also had keep their endpoints' health state. */
@@ -68,25 +71,42 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
   // An unchanged tracing config keeps its exporter (and queue) across the reload.
   const tracing = config.telemetry.tracing;
   const tracer = tracing?.enabled ? new Tracer(tracing, acquireExporter(tracing)) : undefined;
-  const dispose = () => {
+  const resources = new Map<string, unknown>();
+  const stopTimers = () => {
     for (const cluster of clusters.values()) cluster.dispose();
     if (tracer !== undefined) releaseExporter(tracer.exporter);
   };
+  const dispose = (successor?: Runtime) => {
+    stopTimers();
+    disposeResources(resources, successor?.resources);
+  };
   try {
     for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c, previous?.clusters.get(name)));
-    return finishRuntime(config, version, previous, clusters, caches, accessLog, tracer, dispose);
+    return finishRuntime(config, version, previous, clusters, caches, accessLog, tracer, resources, dispose);
   } catch (e) {
-    dispose(); // a refused reload leaves no health checks or watchers running
+    // A refused reload leaves no health checks or watchers running, and closes only what it opened itself.
+    stopTimers();
+    disposeResources(resources, previous?.resources);
     throw e;
+  }
+}
+
+/** Disposes the resources (those with a dispose method) that `kept` does not also hold. */
+function disposeResources(resources: ReadonlyMap<string, unknown>, kept: ReadonlyMap<string, unknown> | undefined): void {
+  const stays = new Set(kept?.values());
+  for (const resource of resources.values()) {
+    if (stays.has(resource)) continue;
+    const disposable = resource as { dispose?: unknown } | null;
+    if (typeof disposable?.dispose === "function") (disposable.dispose as () => void)();
   }
 }
 
 /** The routes (with their filters, which may fail to build: a key file that cannot be read). */
 function finishRuntime(
   config: Config, version: number, previous: Runtime | undefined, clusters: Map<string, Cluster>,
-  caches: Map<string, HttpCache>, accessLog: AccessLog, tracer: Tracer | undefined, dispose: () => void,
+  caches: Map<string, HttpCache>, accessLog: AccessLog, tracer: Tracer | undefined, resources: Map<string, unknown>,
+  dispose: (successor?: Runtime) => void,
 ): Runtime {
-  const resources = new Map<string, unknown>();
   const depsFor = (routeName: string): RuntimeDeps => ({
     config,
     routeName,

@@ -34,7 +34,7 @@ export class RuntimeRef {
     const previous = this.runtime;
     this.runtime = buildRuntime(config, previous.version + 1, previous);
     this.pushed = versionInfo;
-    previous.dispose();
+    previous.dispose(this.runtime);
     return this.runtime;
   }
 }

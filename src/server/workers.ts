@@ -3,9 +3,12 @@
  * kernel spreads connections), each with its own fetch pool — the way past Bun's 64 idle upstream
  * sockets per process (shared/bun-notes.md). This supervisor forwards signals (SIGHUP reloads,
  * SIGTERM/SIGINT drain), relays pushed configs between workers (config-sync.ts) and restarts a
- * worker that dies, with a growing delay.
+ * worker that dies, with a growing delay. It also keeps the machine's local rate-limit buckets, so
+ * limits hold across workers (filters/rate-limit/shared-buckets.ts).
  */
 import type { Subprocess } from "bun";
+import { type RateLimitMessage, superviseRateLimits, WORKER_COUNT_ENV } from "../filters/rate-limit/shared-buckets.ts";
+import { metrics } from "../observe/metrics.ts";
 import { type MetricsMessage, superviseMetrics } from "../observe/worker-metrics.ts";
 import { type ConfigSyncMessage, superviseConfig } from "./config-sync.ts";
 
@@ -22,13 +25,16 @@ export async function superviseWorkers(cliPath: string, configFile: string, coun
 
   const onMetrics = superviseMetrics(() => [...children.values()].map((c) => ({ send: (m: MetricsMessage) => c.send(m) })));
   const onConfig = superviseConfig(() => [...children].map(([index, c]) => ({ index, send: (m: ConfigSyncMessage) => c.send(m) })));
+  const onRateLimit = superviseRateLimits((limit) => metrics.rateLimitEvictions.inc([limit]));
   const spawn = (index: number) => {
     const child = Bun.spawn([process.execPath, cliPath, "start", configFile], {
-      env: { ...process.env, [WORKER_ENV]: String(index) },
+      env: { ...process.env, [WORKER_ENV]: String(index), [WORKER_COUNT_ENV]: String(count) },
       stdio: ["inherit", "inherit", "inherit"],
       ipc(message, from) {
         if (onConfig(message, { index, send: (m) => from.send(m) })) return;
-        onMetrics(message as MetricsMessage, { send: (m) => from.send(m) });
+        const type = (message as { type?: string } | null)?.type ?? "";
+        if (type.startsWith("rate-limit-")) onRateLimit(message as RateLimitMessage, (m) => from.send(m));
+        else onMetrics(message as MetricsMessage, { send: (m) => from.send(m) });
       },
     });
     children.set(index, child);

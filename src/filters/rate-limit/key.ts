@@ -1,0 +1,66 @@
+/**
+ * What a request's bucket is keyed by, and which tier it is in — compiled once per limit into
+ * small functions of the context. Identity comes from what the route's auth filter accepted
+ * (`ctx.auth`), never from a header the client could pick, unless the config names that header.
+ */
+import type { ProxyContext } from "../../proxy/context.ts";
+import type { KeyPart, RateLimitConfig, TierSelector } from "./schema.ts";
+
+export type KeyOf = (ctx: ProxyContext) => string | undefined;
+
+/** Keys longer than this are stored as a digest, so a huge header value costs a bucket no more than a short one. */
+const MAX_RAW_KEY = 96;
+
+/** A claim's value as a key: strings and numbers (and booleans); objects and lists name no bucket. */
+function claimValue(ctx: ProxyContext, name: string): string | undefined {
+  const value = ctx.auth?.claims?.[name];
+  if (typeof value === "string") return value === "" ? undefined : value;
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return undefined;
+}
+
+function compilePart(part: KeyPart): KeyOf {
+  if (part === "client_ip") return (ctx) => ctx.clientIp || undefined;
+  if (part === "route") return (ctx) => ctx.route?.name;
+  if (part === "api_key") return (ctx) => (ctx.auth?.kind === "api_key" ? ctx.auth.subject : undefined);
+  if ("header" in part) {
+    const name = part.header.toLowerCase();
+    return (ctx) => ctx.headers.get(name) || undefined;
+  }
+  const claim = part.claim;
+  return (ctx) => claimValue(ctx, claim);
+}
+
+function bounded(key: string): string {
+  if (key.length <= MAX_RAW_KEY) return key;
+  return `#${new Bun.CryptoHasher("sha256").update(key).digest("base64url")}`;
+}
+
+/** The key's value for a request, or undefined when the request lacks (any part of) it. */
+export function compileKey(key: RateLimitConfig["key"]): KeyOf {
+  if (!Array.isArray(key)) {
+    const one = compilePart(key);
+    return (ctx) => {
+      const value = one(ctx);
+      return value === undefined ? undefined : bounded(value);
+    };
+  }
+  const parts = key.map(compilePart);
+  return (ctx) => {
+    const values: string[] = [];
+    for (const part of parts) {
+      const value = part(ctx);
+      if (value === undefined) return undefined;
+      values.push(value);
+    }
+    // NUL cannot occur in a header value, an address or a config name: the parts cannot run together.
+    return bounded(values.join("\u0000"));
+  };
+}
+
+/** The request's tier name (any string; the limiter maps unknown names to the default tier). */
+export function compileTierOf(from: TierSelector): (ctx: ProxyContext) => string | undefined {
+  if (from === "auth_tier") return (ctx) => ctx.auth?.tier;
+  const claim = from.claim;
+  return (ctx) => claimValue(ctx, claim);
+}

@@ -1,0 +1,119 @@
+/**
+ * One named limit (`rate_limits.<name>`), built once per runtime and shared by the routes that
+ * list it: a request's key and tier → a verdict from its buckets (local, or Redis with the
+ * configured fallback), counted in the metrics.
+ */
+import type { ProxyContext } from "../../proxy/context.ts";
+import { metrics } from "../../observe/metrics.ts";
+import { type BucketShape, shapeOf, type Verdict } from "./gcra.ts";
+import { compileKey, compileTierOf, type KeyOf } from "./key.ts";
+import { LocalBuckets } from "./local-buckets.ts";
+import { RedisUnavailable, type RedisConnection } from "./redis-buckets.ts";
+import type { RateLimitConfig } from "./schema.ts";
+import { SupervisorBuckets, workerCount } from "./shared-buckets.ts";
+
+export interface Tier {
+  /** "" for a limit without tiers. */
+  readonly name: string;
+  readonly shape: BucketShape;
+  /** This tier's RateLimit-Policy item (draft-ietf-httpapi-ratelimit-headers-11 §3). */
+  readonly policy: string;
+}
+
+export type LimitDecision =
+  /** The request lacks the key and the limit skips such requests. */
+  | { readonly kind: "skipped" }
+  /** Redis is down and the limit fails closed. */
+  | { readonly kind: "unavailable" }
+  | { readonly kind: "verdict"; readonly tier: Tier; readonly verdict: Verdict };
+
+export interface Buckets {
+  take(key: string, shape: BucketShape): Verdict | Promise<Verdict>;
+}
+
+const SKIPPED: LimitDecision = { kind: "skipped" };
+const UNAVAILABLE: LimitDecision = { kind: "unavailable" };
+
+/** This process's local buckets for a limit: its own, or with workers the supervisor's (shared-buckets.ts). */
+export function localBuckets(name: string, config: RateLimitConfig): Buckets {
+  const onEvict = () => metrics.rateLimitEvictions.inc([name]);
+  const workers = workerCount();
+  if (workers > 1) return new SupervisorBuckets(`${name}\u0000${JSON.stringify(config)}`, config.max_keys, workers, name, onEvict);
+  return new LocalBuckets(name, config.max_keys, onEvict);
+}
+
+export class Limiter {
+  private readonly keyOf: KeyOf;
+  private readonly tierOf: ((ctx: ProxyContext) => string | undefined) | undefined;
+  private readonly tiers = new Map<string, Tier>();
+  private readonly defaultTier: Tier;
+  private readonly labels: Record<"local" | "global", Record<"allowed" | "limited", readonly string[]>>;
+  private readonly skippedLabels: readonly string[];
+  private readonly unavailableLabels: readonly string[];
+
+  constructor(
+    readonly name: string,
+    readonly config: RateLimitConfig,
+    /** Buckets on this machine: the limit's own with scope local, the fallback of a global one. */
+    private readonly local: Buckets,
+    /** Set with scope global. */
+    readonly redis: RedisConnection | undefined,
+  ) {
+    this.keyOf = compileKey(config.key);
+    const tier = (tierName: string, rate: { count: number; windowSeconds: number }, burst: number | undefined): Tier => ({
+      name: tierName,
+      shape: shapeOf(rate.count, rate.windowSeconds, burst ?? rate.count),
+      policy: `"${name}";q=${rate.count};w=${rate.windowSeconds}`,
+    });
+    if (config.tiers !== undefined) {
+      for (const [tierName, t] of Object.entries(config.tiers.levels)) this.tiers.set(tierName, tier(tierName, t.rate, t.burst));
+      this.tierOf = compileTierOf(config.tiers.from);
+      this.defaultTier = this.tiers.get(config.tiers.default)!;
+    } else {
+      this.tierOf = undefined;
+      this.defaultTier = tier("", config.rate!, config.burst);
+    }
+    const labelsFor = (scope: string) => ({ allowed: [name, scope, "allowed"], limited: [name, scope, "limited"] });
+    this.labels = { local: labelsFor("local"), global: labelsFor("global") };
+    this.skippedLabels = [name, config.scope, "skipped"];
+    this.unavailableLabels = [name, "global", "unavailable"];
+  }
+
+  check(ctx: ProxyContext): LimitDecision | Promise<LimitDecision> {
+    const key = this.keyOf(ctx);
+    if (key === undefined && this.config.missing_key === "skip") {
+      metrics.rateLimitDecisions.inc(this.skippedLabels);
+      return SKIPPED;
+    }
+    const tierName = this.tierOf?.(ctx);
+    const tier = (tierName !== undefined ? this.tiers.get(tierName) : undefined) ?? this.defaultTier;
+    // "=" before a real key, "*" alone for the shared anonymous bucket: they cannot collide.
+    const bucket = `${tier.name}:${key === undefined ? "*" : `=${key}`}`;
+    if (this.redis !== undefined) return this.checkGlobal(bucket, tier, this.redis);
+    const verdict = this.local.take(bucket, tier.shape);
+    return verdict instanceof Promise ? verdict.then((v) => this.counted("local", tier, v)) : this.counted("local", tier, verdict);
+  }
+
+  private async checkGlobal(bucket: string, tier: Tier, redis: RedisConnection): Promise<LimitDecision> {
+    const redisConfig = this.config.redis!;
+    try {
+      const verdict = await redis.take(`${redisConfig.key_prefix}${this.name}:${bucket}`, tier.shape, redisConfig.timeout);
+      return this.counted("global", tier, verdict);
+    } catch (e) {
+      const reason = e instanceof RedisUnavailable ? e.reason : "error";
+      if (reason !== "down") metrics.rateLimitRedisErrors.inc([this.name, reason]);
+      metrics.rateLimitFallbacks.inc([this.name, redisConfig.on_failure]);
+      if (redisConfig.on_failure === "allow") return SKIPPED;
+      if (redisConfig.on_failure === "deny") {
+        metrics.rateLimitDecisions.inc(this.unavailableLabels);
+        return UNAVAILABLE;
+      }
+      return this.counted("local", tier, await this.local.take(bucket, tier.shape));
+    }
+  }
+
+  private counted(scope: "local" | "global", tier: Tier, verdict: Verdict): LimitDecision {
+    metrics.rateLimitDecisions.inc(this.labels[scope][verdict.allowed ? "allowed" : "limited"]);
+    return { kind: "verdict", tier, verdict };
+  }
+}
