@@ -28,11 +28,17 @@ export function shapeOf(count: number, windowSeconds: number, burst: number): Bu
   return { emissionMs, toleranceMs: emissionMs * burst };
 }
 
+/**
+ * Slack for float rounding: with burst 1, `now + e − e·1` may land one ulp above now and refuse a
+ * request that is exactly on time.
+ */
+const EPSILON_MS = 1e-6;
+
 /** Decides one request. `tat` is the stored TAT (undefined when none); returns the TAT to store when allowed. */
 export function gcra(tat: number | undefined, now: number, shape: BucketShape): Verdict & { tat: number } {
   const base = tat === undefined || tat < now ? now : tat;
   const next = base + shape.emissionMs;
   const allowAt = next - shape.toleranceMs;
-  if (allowAt > now) return { allowed: false, remaining: 0, resetMs: base - now, retryMs: allowAt - now, tat: base };
-  return { allowed: true, remaining: Math.floor((now - allowAt) / shape.emissionMs + 1e-9), resetMs: next - now, retryMs: 0, tat: next };
+  if (allowAt - now > EPSILON_MS) return { allowed: false, remaining: 0, resetMs: base - now, retryMs: allowAt - now, tat: base };
+  return { allowed: true, remaining: Math.max(0, Math.floor((now - allowAt) / shape.emissionMs + 1e-9)), resetMs: next - now, retryMs: 0, tat: next };
 }

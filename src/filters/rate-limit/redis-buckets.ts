@@ -22,13 +22,13 @@ local stored = redis.call('GET', KEYS[1])
 if stored then tat = math.max(tonumber(stored) or now, now) end
 local nxt = tat + e
 local allow_at = nxt - tol
-if allow_at > now then
+if allow_at - now > 1e-6 then
   return {0, 0, math.ceil(tat - now), math.ceil(allow_at - now)}
 end
 redis.call('SET', KEYS[1], string.format('%.3f', nxt), 'PX', math.max(1, math.ceil(nxt - now)))
-return {1, math.floor((now - allow_at) / e + 1e-9), math.ceil(nxt - now), 0}
+return {1, math.max(0, math.floor((now - allow_at) / e + 1e-9)), math.ceil(nxt - now), 0}
 `;
-const SHA = new Bun.CryptoHasher("sha1").update(SCRIPT).digest("hex");
+export const SCRIPT_SHA = new Bun.CryptoHasher("sha1").update(SCRIPT).digest("hex");
 
 /** Why Redis gave no verdict: no answer in time, an error, or skipped because it failed moments ago. */
 export class RedisUnavailable extends Error {
@@ -82,7 +82,7 @@ export class RedisConnection {
     let reply: unknown;
     try {
       reply = await withTimeout(
-        client.send("EVALSHA", [SHA, ...args]).catch((e: unknown) => {
+        client.send("EVALSHA", [SCRIPT_SHA, ...args]).catch((e: unknown) => {
           if (!String((e as Error)?.message).startsWith("NOSCRIPT")) throw e;
           return client.send("EVAL", [SCRIPT, ...args]); // first use on this server (or after a restart)
         }),
