@@ -5,8 +5,8 @@
  * to 1/N of it. Instead the supervisor keeps the machine's buckets: a worker sends each take to it
  * over the IPC channel (the takes of one event-loop turn in one message) and gets the verdict back
  * — measured at ~23 µs p50 / ~80 µs p99 per round trip. Should the supervisor not answer within
- * SUPERVISOR_TIMEOUT_MS, the worker decides alone with its share of the limit (rate and burst / N),
- * so the machine's total never exceeds the limit.
+ * SUPERVISOR_TIMEOUT_MS (or be gone), the worker decides alone with its share of the limit (rate
+ * and burst / N), so the machine's total never exceeds the limit.
  */
 import { type Clock, monotonicMs } from "../../util/clock.ts";
 import type { BucketShape, Verdict } from "./gcra.ts";
@@ -38,8 +38,15 @@ class SupervisorChannel {
   private nextId = 1;
   private queue: Take[] = [];
   private readonly pending = new Map<number, (answer: Answer | undefined) => void>();
+  /** The supervisor is gone (its channel closed): decide alone at once rather than wait out the timeout. */
+  private gone = false;
 
   constructor() {
+    process.on("disconnect", () => {
+      this.gone = true;
+      for (const resolve of this.pending.values()) resolve(undefined);
+      this.pending.clear();
+    });
     process.on("message", (raw: unknown) => {
       const message = raw as RateLimitMessage;
       if (message?.type !== "rate-limit-verdicts") return;
@@ -51,7 +58,8 @@ class SupervisorChannel {
   }
 
   /** The supervisor's answer, or undefined if it did not come in time. */
-  take(store: string, key: string, shape: BucketShape, maxKeys: number): Promise<Answer | undefined> {
+  take(store: string, key: string, shape: BucketShape, maxKeys: number): Promise<Answer | undefined> | undefined {
+    if (this.gone || process.connected === false) return undefined;
     const id = this.nextId++;
     if (this.queue.length === 0) queueMicrotask(() => this.flush());
     this.queue.push([id, store, key, shape.emissionMs, shape.toleranceMs, maxKeys]);
@@ -94,9 +102,13 @@ export class SupervisorBuckets {
     this.fallback = new LocalBuckets(name, Math.ceil(maxKeys / workers), onEvict);
   }
 
-  async take(key: string, shape: BucketShape): Promise<Verdict> {
-    const answer = await (channel ??= new SupervisorChannel()).take(this.store, key, shape, this.maxKeys);
-    if (answer !== undefined) return toVerdict(answer);
+  take(key: string, shape: BucketShape): Verdict | Promise<Verdict> {
+    const asked = (channel ??= new SupervisorChannel()).take(this.store, key, shape, this.maxKeys);
+    if (asked === undefined) return this.alone(key, shape);
+    return asked.then((answer) => (answer === undefined ? this.alone(key, shape) : toVerdict(answer)));
+  }
+
+  private alone(key: string, shape: BucketShape): Verdict {
     return this.fallback.take(key, shareOf(shape, this.workers));
   }
 }
