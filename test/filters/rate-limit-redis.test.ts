@@ -53,10 +53,15 @@ test("two instances share one global bucket: 5/min is 5 in total, with the RateL
   expect(remaining.slice(0, 5)).toEqual(['"shared";r=4;t=12', '"shared";r=3;t=24', '"shared";r=2;t=36', '"shared";r=1;t=48', '"shared";r=0;t=60']);
   expect(remaining[5]).toBe('"shared";r=0;t=12');
   // The bucket is one key in Redis that expires when it would be full again.
-  const ttl = Number(await redis.command("PTTL", ["switchyard:rl:shared::=alice"]));
+  const ttl = Number(await redis.command("PTTL", ["switchyard:rl:shared:alice"]));
   expect(ttl).toBeGreaterThan(55_000);
   expect(ttl).toBeLessThanOrEqual(60_000);
   expect((await get(b, "bob")).status).toBe(200); // another key
+  // A hostile 8 KB key is one short digest key in Redis, limited like any other.
+  const huge = "h".repeat(8000);
+  expect([(await get(a, huge)).status, (await get(b, huge)).status]).toEqual([200, 200]);
+  const keys = (await redis.command("KEYS", ["switchyard:rl:shared:*"])) as string[];
+  expect(keys.every((k) => k.length < 80)).toBe(true);
 });
 
 test("atomic under concurrency: 150 concurrent requests through two instances against a burst of 40 → exactly 40 allowed", async () => {
@@ -76,7 +81,7 @@ test("a restarted Redis has lost the script: the limit loads it again (NOSCRIPT 
   // After the retry interval, the first request reconnects; the empty Redis knows neither script nor bucket.
   await waitFor("redis in use again", async () => (await get(proxy, `probe-${Math.random()}`)).headers.get("ratelimit")?.includes("r=1") && Number(await own.command("DBSIZE", [])) > 0, 5000);
   expect([(await get(proxy, "v")).status, (await get(proxy, "v")).status, (await get(proxy, "v")).status]).toEqual([200, 200, 429]);
-  expect(Number(await own.command("EXISTS", ["switchyard:rl:shared::=v"]))).toBe(1); // decided in Redis, not by the fallback
+  expect(Number(await own.command("EXISTS", ["switchyard:rl:shared:v"]))).toBe(1); // decided in Redis, not by the fallback
   expect(await own.command("SCRIPT", ["EXISTS", SCRIPT_SHA])).toEqual([1]);
 });
 

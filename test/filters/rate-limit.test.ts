@@ -71,7 +71,7 @@ test("local buckets: per key, refilled by the (injected) clock", () => {
 test("a flood of 200,000 distinct keys keeps at most max_keys buckets; the dropped live ones are counted", () => {
   const c = clock();
   let evicted = 0;
-  const buckets = new LocalBuckets("flood", 10_000, () => evicted++, c.now);
+  const buckets = new LocalBuckets("unit-flood", 10_000, () => evicted++, c.now);
   const shape = shapeOf(10, 1, 10);
   const heapBefore = process.memoryUsage().heapUsed;
   for (let i = 0; i < 200_000; i++) {
@@ -206,4 +206,31 @@ test("bad rate-limit configs are refused with their path", () => {
   expect(problems(`rate_limits: {t: {key: client_ip, rate: 1/s, tiers: {from: auth_tier, default: free, levels: {free: {rate: 1/s}}}}}\n`)).toContain("rate_limits.t.tiers: give either rate or tiers");
   expect(problems(`rate_limits: {t: {key: client_ip, tiers: {from: auth_tier, default: gold, levels: {free: {rate: 1/s}}}}}\n`)).toContain('rate_limits.t.tiers.default: unknown tier "gold" (levels: free)');
   expect(problems(`rate_limits: {ip: {key: client_ip, rate: 10/s, burst: 20}}\n${route("[ip]")}`)).toBe("");
+});
+
+test("runtime resources: a reload keeps an unchanged limit and its Redis connection; a removed one is disposed", async () => {
+  const { buildRuntime } = await import("../../src/runtime/build.ts");
+  const { RedisConnection, RedisUnavailable } = await import("../../src/filters/rate-limit/redis-buckets.ts");
+  const parse = (url: string, rate = "5/s") => validateConfig("t.yaml", {
+    listeners: [{ port: 8080 }],
+    clusters: { a: { endpoints: ["127.0.0.1:1"] } },
+    rate_limits: { g: { key: "client_ip", rate, scope: "global", redis: { url } } },
+    routes: [{ name: "r1", to: "a", filters: [{ type: "rate_limit", limits: ["g"] }] }, { name: "r2", to: "a", filters: [{ type: "rate_limit", limits: ["g"] }] }],
+  });
+  const connectionOf = (rt: { resources: ReadonlyMap<string, unknown> }) => [...rt.resources.values()].find((r) => r instanceof RedisConnection) as InstanceType<typeof RedisConnection>;
+  const limiterOf = (rt: { resources: ReadonlyMap<string, unknown> }) => [...rt.resources.values()].find((r) => r instanceof Limiter);
+  const first = buildRuntime(parse("redis://127.0.0.1:1"), 1);
+  expect([...first.resources.keys()].filter((k) => k.startsWith("rate-limit:"))).toEqual(["rate-limit:g"]); // one limiter for both routes
+  const same = buildRuntime(parse("redis://127.0.0.1:1"), 2, first);
+  first.dispose(same);
+  expect(limiterOf(same)).toBe(limiterOf(first));
+  expect(connectionOf(same)).toBe(connectionOf(first));
+  const other = buildRuntime(parse("redis://127.0.0.1:2", "6/s"), 3, same);
+  same.dispose(other);
+  expect(limiterOf(other)).not.toBe(limiterOf(same));
+  // The connection no runtime uses any more is closed for good: it refuses at once, never reconnects.
+  const error = await connectionOf(same).take("k", shapeOf(1, 1, 1), 1000).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(RedisUnavailable);
+  expect((error as InstanceType<typeof RedisUnavailable>).reason).toBe("down");
+  other.dispose();
 });

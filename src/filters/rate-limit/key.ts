@@ -6,6 +6,7 @@
 import type { ProxyContext } from "../../proxy/context.ts";
 import type { KeyPart, RateLimitConfig, TierSelector } from "./schema.ts";
 
+/** A request's key: never "" (an empty value counts as missing), undefined when missing. */
 export type KeyOf = (ctx: ProxyContext) => string | undefined;
 
 /** Keys longer than this are stored as a digest, so a huge header value costs a bucket no more than a short one. */
@@ -22,7 +23,7 @@ function claimValue(ctx: ProxyContext, name: string): string | undefined {
 function compilePart(part: KeyPart): KeyOf {
   if (part === "client_ip") return (ctx) => ctx.clientIp || undefined;
   if (part === "route") return (ctx) => ctx.route?.name;
-  if (part === "api_key") return (ctx) => (ctx.auth?.kind === "api_key" ? ctx.auth.subject : undefined);
+  if (part === "api_key") return (ctx) => (ctx.auth?.kind === "api_key" ? ctx.auth.subject || undefined : undefined);
   if ("header" in part) {
     const name = part.header.toLowerCase();
     return (ctx) => ctx.headers.get(name) || undefined;
@@ -33,7 +34,8 @@ function compilePart(part: KeyPart): KeyOf {
 
 function bounded(key: string): string {
   if (key.length <= MAX_RAW_KEY) return key;
-  return `#${new Bun.CryptoHasher("sha256").update(key).digest("base64url")}`;
+  // NUL first: no raw key (a header value, an address) can equal a digest.
+  return `\u0000#${new Bun.CryptoHasher("sha256").update(key).digest("base64url")}`;
 }
 
 /** The key's value for a request, or undefined when the request lacks (any part of) it. */

@@ -29,6 +29,7 @@ export type LimitDecision =
 
 export interface Buckets {
   take(key: string, shape: BucketShape): Verdict | Promise<Verdict>;
+  dispose(): void;
 }
 
 const SKIPPED: LimitDecision = { kind: "skipped" };
@@ -47,9 +48,9 @@ export class Limiter {
   private readonly tierOf: ((ctx: ProxyContext) => string | undefined) | undefined;
   private readonly tiers = new Map<string, Tier>();
   private readonly defaultTier: Tier;
-  private readonly labels: Record<"local" | "global", Record<"allowed" | "limited", readonly string[]>>;
-  private readonly skippedLabels: readonly string[];
-  private readonly unavailableLabels: readonly string[];
+  private readonly decided: Record<"local" | "global", Record<"allowed" | "limited", { inc(): void }>>;
+  private readonly skipped: { inc(): void };
+  private readonly unavailable: { inc(): void };
 
   constructor(
     readonly name: string,
@@ -73,25 +74,35 @@ export class Limiter {
       this.tierOf = undefined;
       this.defaultTier = tier("", config.rate!, config.burst);
     }
-    const labelsFor = (scope: string) => ({ allowed: [name, scope, "allowed"], limited: [name, scope, "limited"] });
-    this.labels = { local: labelsFor("local"), global: labelsFor("global") };
-    this.skippedLabels = [name, config.scope, "skipped"];
-    this.unavailableLabels = [name, "global", "unavailable"];
+    const decisions = metrics.rateLimitDecisions;
+    const scope = (where: string) => ({ allowed: decisions.bind([name, where, "allowed"]), limited: decisions.bind([name, where, "limited"]) });
+    this.decided = { local: scope("local"), global: scope("global") };
+    this.skipped = decisions.bind([name, config.scope, "skipped"]);
+    this.unavailable = decisions.bind([name, "global", "unavailable"]);
   }
 
   check(ctx: ProxyContext): LimitDecision | Promise<LimitDecision> {
     const key = this.keyOf(ctx);
     if (key === undefined && this.config.missing_key === "skip") {
-      metrics.rateLimitDecisions.inc(this.skippedLabels);
+      this.skipped.inc();
       return SKIPPED;
     }
-    const tierName = this.tierOf?.(ctx);
-    const tier = (tierName !== undefined ? this.tiers.get(tierName) : undefined) ?? this.defaultTier;
-    // "=" before a real key, "*" alone for the shared anonymous bucket: they cannot collide.
-    const bucket = `${tier.name}:${key === undefined ? "*" : `=${key}`}`;
+    let tier = this.defaultTier;
+    // Keys are never empty, so "" is the shared anonymous bucket. Tiers keep separate buckets.
+    let bucket = key ?? "";
+    if (this.tierOf !== undefined) {
+      const tierName = this.tierOf(ctx);
+      tier = (tierName !== undefined ? this.tiers.get(tierName) : undefined) ?? tier;
+      bucket = `${tier.name}:${bucket}`;
+    }
     if (this.redis !== undefined) return this.checkGlobal(bucket, tier, this.redis);
     const verdict = this.local.take(bucket, tier.shape);
     return verdict instanceof Promise ? verdict.then((v) => this.counted("local", tier, v)) : this.counted("local", tier, verdict);
+  }
+
+  /** Once no runtime uses this limiter (runtime dispose): its local buckets go. */
+  dispose(): void {
+    this.local.dispose();
   }
 
   private async checkGlobal(bucket: string, tier: Tier, redis: RedisConnection): Promise<LimitDecision> {
@@ -105,7 +116,7 @@ export class Limiter {
       metrics.rateLimitFallbacks.inc([this.name, redisConfig.on_failure]);
       if (redisConfig.on_failure === "allow") return SKIPPED;
       if (redisConfig.on_failure === "deny") {
-        metrics.rateLimitDecisions.inc(this.unavailableLabels);
+        this.unavailable.inc();
         return UNAVAILABLE;
       }
       return this.counted("local", tier, await this.local.take(bucket, tier.shape));
@@ -113,7 +124,7 @@ export class Limiter {
   }
 
   private counted(scope: "local" | "global", tier: Tier, verdict: Verdict): LimitDecision {
-    metrics.rateLimitDecisions.inc(this.labels[scope][verdict.allowed ? "allowed" : "limited"]);
+    this.decided[scope][verdict.allowed ? "allowed" : "limited"].inc();
     return { kind: "verdict", tier, verdict };
   }
 }

@@ -12,7 +12,7 @@
 import { type Clock, monotonicMs } from "../../util/clock.ts";
 import { type BucketShape, gcra, type Verdict } from "./gcra.ts";
 
-/** Every live store of this process, for the bucket-count gauge (weak: a dropped store is forgotten). */
+/** Every store of this process in use, for the bucket-count gauge (weak, in case one is dropped without dispose). */
 const stores = new Set<WeakRef<LocalBuckets>>();
 
 /** Idle buckets examined (from the old end) per take: amortised cleanup without a timer per store. */
@@ -46,6 +46,7 @@ export class LocalBuckets {
   private newest = NONE;
   /** Slots given back, reused before the arrays grow. */
   private readonly free: number[] = [];
+  private readonly ref = new WeakRef(this);
 
   constructor(
     /** The limit's name (metrics). */
@@ -55,7 +56,7 @@ export class LocalBuckets {
     private readonly onEvict: () => void = () => {},
     private readonly now: Clock = monotonicMs,
   ) {
-    stores.add(new WeakRef(this));
+    stores.add(this.ref);
     purgeTimer ??= setInterval(() => {
       for (const store of liveStores()) store.purgeIdle();
     }, PURGE_EVERY_MS);
@@ -82,6 +83,18 @@ export class LocalBuckets {
     // Amortised cleanup: the oldest buckets, if full again, go.
     for (let i = 0; i < SWEEP_PER_TAKE && this.oldest !== NONE && this.oldest !== slot && this.tats[this.oldest]! <= now; i++) this.remove(this.oldest);
     return verdict;
+  }
+
+  /** No longer in use (its limit was removed or changed): out of the gauge, memory let go. */
+  dispose(): void {
+    stores.delete(this.ref);
+    this.index.clear();
+    this.keys = [];
+    this.tats = new Float64Array(0);
+    this.prev = new Int32Array(0);
+    this.next = new Int32Array(0);
+    this.oldest = this.newest = NONE;
+    this.free.length = 0;
   }
 
   /** Drops every full bucket (a periodic pass; `take` only looks at the oldest few). */

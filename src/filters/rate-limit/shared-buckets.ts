@@ -108,6 +108,10 @@ export class SupervisorBuckets {
     return asked.then((answer) => (answer === undefined ? this.alone(key, shape) : toVerdict(answer)));
   }
 
+  dispose(): void {
+    this.fallback.dispose();
+  }
+
   private alone(key: string, shape: BucketShape): Verdict {
     return this.fallback.take(key, shareOf(shape, this.workers));
   }
@@ -127,7 +131,10 @@ export function superviseRateLimits(evicted: (limit: string) => void, now: Clock
   setInterval(() => {
     for (const [id, store] of stores) {
       store.purgeIdle();
-      if (store.size === 0) stores.delete(id);
+      if (store.size === 0) {
+        store.dispose();
+        stores.delete(id);
+      }
     }
   }, 60_000).unref();
   return (message: RateLimitMessage, reply: (message: RateLimitMessage) => void): void => {
