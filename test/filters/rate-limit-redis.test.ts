@@ -85,6 +85,15 @@ test("a restarted Redis has lost the script: the limit loads it again (NOSCRIPT 
   expect(await own.command("SCRIPT", ["EXISTS", SCRIPT_SHA])).toEqual([1]);
 });
 
+test("a key Redis refuses (another program's hash in its place): that request falls back, the others stay global", async () => {
+  const proxy = await proxyWith(globalLimit("2/min", redis.url));
+  await redis.command("HSET", ["switchyard:rl:shared:squatter", "field", "value"]);
+  expect([(await get(proxy, "squatter")).status, (await get(proxy, "squatter")).status, (await get(proxy, "squatter")).status]).toEqual([200, 200, 429]);
+  expect(await redis.command("HGET", ["switchyard:rl:shared:squatter", "field"])).toBe("value"); // untouched
+  expect((await get(proxy, "tenant")).headers.get("ratelimit")).toBe('"shared";r=1;t=30');
+  expect(Number(await redis.command("EXISTS", ["switchyard:rl:shared:tenant"]))).toBe(1);
+});
+
 let failing: ProxyProcess;
 let failingRedis: TestRedis;
 let adminPort = 0;

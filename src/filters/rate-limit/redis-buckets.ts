@@ -68,6 +68,8 @@ export class RedisConnection {
   private retryAt = Number.NEGATIVE_INFINITY;
   private down = false;
   private disposed = false;
+  /** A server-side refusal was logged (once: it would repeat on every request). */
+  private refusalLogged = false;
 
   constructor(
     readonly url: string,
@@ -90,7 +92,14 @@ export class RedisConnection {
       );
     } catch (e) {
       // A server-side error (a wrong-type key…) concerns one key; anything else, the connection.
-      if ((e as { code?: string })?.code === "ERR_REDIS_SERVER_ERROR") throw new RedisUnavailable("error", `redis refused the script: ${(e as Error).message}`, e);
+      if ((e as { code?: string })?.code === "ERR_REDIS_SERVER_ERROR") {
+        const error = new RedisUnavailable("error", `redis refused the rate-limit script: ${(e as Error).message}`, e);
+        if (!this.refusalLogged) {
+          this.refusalLogged = true;
+          logEvent({ level: "warn", msg: "redis refused the rate-limit script; those requests use on_failure (logged once)", redis: redact(this.url), error: error.message });
+        }
+        throw error;
+      }
       throw this.failed(client, e);
     }
     this.reachable();
