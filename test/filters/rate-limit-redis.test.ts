@@ -24,7 +24,8 @@ afterAll(async () => {
 
 type Limit = NonNullable<ConfigInput["rate_limits"]>[string];
 const globalLimit = (rate: string, redisUrl: string, extra: Partial<Limit> = {}, redisExtra: Record<string, unknown> = {}): Limit => ({
-  key: { header: "x-user" }, rate, scope: "global", redis: { url: redisUrl, retry_interval: "300ms", ...redisExtra }, ...extra,
+  // A generous timeout by default: these tests are about sharing and atomicity, not about a busy machine's latency.
+  key: { header: "x-user" }, rate, scope: "global", redis: { url: redisUrl, timeout: "2s", retry_interval: "300ms", ...redisExtra }, ...extra,
 });
 
 async function proxyWith(limit: Limit, extra: Partial<ConfigInput> = {}): Promise<TestProxy> {
@@ -113,9 +114,9 @@ test("Redis killed mid-run: requests fail open onto the local limit, without del
     admin: { address: "127.0.0.1", port: adminPort },
     access_log: { enabled: false },
     rate_limits: {
-      open: globalLimit("3/min", failingRedis.url),
-      closed: globalLimit("3/min", failingRedis.url, {}, { on_failure: "deny" }),
-      lenient: globalLimit("3/min", failingRedis.url, {}, { on_failure: "allow" }),
+      open: globalLimit("3/min", failingRedis.url, {}, { timeout: "300ms" }),
+      closed: globalLimit("3/min", failingRedis.url, {}, { timeout: "50ms", on_failure: "deny" }),
+      lenient: globalLimit("3/min", failingRedis.url, {}, { timeout: "50ms", on_failure: "allow" }),
     },
     routes: [
       { name: "open", match: { path: { prefix: "/open" } }, to: "up", filters: [{ type: "rate_limit", limits: ["open"] }] },
@@ -168,7 +169,7 @@ test("Redis killed mid-run: requests fail open onto the local limit, without del
   expect(await metric("switchyard_rate_limit_decisions_total", 'limit="open",scope="global",decision="allowed"')).toBeGreaterThanOrEqual(3);
 }, 30_000);
 
-test("a hung Redis (stopped, connection open): a request waits at most the timeout, then the next ones skip Redis at once", async () => {
+test("a hung Redis (stopped, connection open): a request waits the timeout, no longer, then the next ones skip Redis at once", async () => {
   // The connection is up again after the previous test.
   expect((await fetch(`${failing.origin}/open/x`, { headers: { "x-user": "hang-1" } })).status).toBe(200);
   failingRedis.pause();
@@ -180,8 +181,9 @@ test("a hung Redis (stopped, connection open): a request waits at most the timeo
       timings.push(performance.now() - started);
       expect([200, 429]).toContain(res.status);
     }
-    expect(Math.max(...timings)).toBeLessThan(500); // the timeout is 50ms: never a hang
-    expect(timings.slice(1).every((t) => t < 40)).toBe(true); // after the first timeout, Redis is skipped
+    expect(timings[0]).toBeGreaterThanOrEqual(290); // waited out the 300ms timeout…
+    expect(timings[0]).toBeLessThan(1500); // …and no longer
+    expect(timings.slice(1).every((t) => t < 200)).toBe(true); // then Redis is skipped: no wait at all
     expect(await metric("switchyard_rate_limit_redis_errors_total", 'limit="open",reason="timeout"')).toBeGreaterThanOrEqual(1);
   } finally {
     failingRedis.resume();

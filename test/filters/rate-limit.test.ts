@@ -173,6 +173,8 @@ test("RateLimit items (draft-ietf-httpapi-ratelimit-headers-11): r remaining, t 
   expect(serviceLimitItem("per-ip", { allowed: false, remaining: 0, resetMs: 60_000, retryMs: 1_500 })).toBe('"per-ip";r=0;t=2');
   expect(retryAfterSeconds(1)).toBe(1);
   expect(retryAfterSeconds(1_500)).toBe(2);
+  expect(retryAfterSeconds(20_000.000000004)).toBe(20); // float noise of now + e − now
+  expect(serviceLimitItem("a", { allowed: true, remaining: 2, resetMs: 20_000.000000004, retryMs: 0 })).toBe('"a";r=2;t=20');
 });
 
 test("a worker's fallback share is 1/N of rate and burst, at least one request", () => {

@@ -10,13 +10,16 @@
  */
 import type { Verdict } from "./gcra.ts";
 
+/** Whole seconds, rounded up — but not for float noise (20000.000000004 ms is 20 s). */
+const seconds = (ms: number) => Math.ceil(ms / 1000 - 1e-6);
+
 /** One limit's RateLimit item for a verdict. */
 export function serviceLimitItem(limit: string, verdict: Verdict): string {
-  const t = Math.ceil((verdict.allowed ? verdict.resetMs : verdict.retryMs) / 1000);
+  const t = seconds(verdict.allowed ? verdict.resetMs : verdict.retryMs);
   return `"${limit}";r=${Math.max(0, verdict.remaining)};t=${Math.max(0, t)}`;
 }
 
 /** Retry-After (RFC 9110 §10.2.3) in whole seconds, at least 1. */
 export function retryAfterSeconds(ms: number): number {
-  return Math.max(1, Math.ceil(ms / 1000));
+  return Math.max(1, seconds(ms));
 }
