@@ -72,6 +72,7 @@ async function main(): Promise<void> {
     const child = Bun.spawn([process.execPath, import.meta.path, "--worker"], {
       env: { ...process.env, [WORKER_COUNT_ENV]: "2" },
       stdio: ["ignore", "inherit", "inherit"],
+      serialization: "json", // as server/workers.ts
       ipc(message, from) {
         const m = message as RateLimitMessage | { type: "bench-result"; p50: number; p99: number; perTakeConcurrentUs: number };
         if (m.type === "bench-result") {

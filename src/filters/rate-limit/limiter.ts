@@ -39,7 +39,8 @@ const UNAVAILABLE: LimitDecision = { kind: "unavailable" };
 export function localBuckets(name: string, config: RateLimitConfig): Buckets {
   const onEvict = () => metrics.rateLimitEvictions.inc([name]);
   const workers = workerCount();
-  if (workers > 1) return new SupervisorBuckets(`${name}\u0000${JSON.stringify(config)}`, config.max_keys, workers, name, onEvict);
+  // The store id travels with every take: the name and a short digest of the settings.
+  if (workers > 1) return new SupervisorBuckets(`${name}\u0000${Bun.hash(JSON.stringify(config)).toString(36)}`, config.max_keys, workers, name, onEvict);
   return new LocalBuckets(name, config.max_keys, onEvict);
 }
 

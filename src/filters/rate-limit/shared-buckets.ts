@@ -3,8 +3,8 @@
  * workers (reusePort), so per-worker buckets would let a client that opens N connections through
  * N times its limit, and dividing the limit by N would hold a client on one keep-alive connection
  * to 1/N of it. Instead the supervisor keeps the machine's buckets: a worker sends each take to it
- * over the IPC channel (the takes of one event-loop turn in one message) and gets the verdict back
- * — measured at ~23 µs p50 / ~80 µs p99 per round trip. Should the supervisor not answer within
+ * over the IPC channel (JSON; the takes of one event-loop turn in one message) and gets the verdict
+ * back — a round trip measured 23–60 µs p50 on a loaded 2-core machine (bench/rate-limit.ts). Should the supervisor not answer within
  * SUPERVISOR_TIMEOUT_MS (or be gone), the worker decides alone with its share of the limit (rate
  * and burst / N), so the machine's total never exceeds the limit.
  */
