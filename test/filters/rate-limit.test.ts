@@ -204,7 +204,8 @@ test("bad rate-limit configs are refused with their path", () => {
   expect(problems(`rate_limits: {ip: {key: client_ip, rate: 1/s, burst: 0}}\n`)).toContain("rate_limits.ip.burst");
   expect(problems(`rate_limits: {ip: {key: {cookie: session}, rate: 1/s}}\n`)).toContain("rate_limits.ip.key");
   expect(problems(`rate_limits: {ip: {key: client_ip, rate: 1/s, keyy: 1}}\n`)).toContain('rate_limits.ip: unknown key "keyy"');
-  expect(problems(`rate_limits: {"bad name": {key: client_ip, rate: 1/s}}\n`)).toContain("names are letters, digits");
+  expect(problems(`rate_limits: {"bad name": {key: client_ip, rate: 1/s}}\n`)).toContain("rate_limits.bad name: rate limit names are letters, digits, _ . or -");
+  expect(problems(`rate_limits: {"__proto__": {key: client_ip, rate: 1/s}}\n`)).toContain('rate_limits: "__proto__" is not allowed as a key');
   expect(problems(`rate_limits: {t: {key: client_ip, rate: 1/s, tiers: {from: auth_tier, default: free, levels: {free: {rate: 1/s}}}}}\n`)).toContain("rate_limits.t.tiers: give either rate or tiers");
   expect(problems(`rate_limits: {t: {key: client_ip, tiers: {from: auth_tier, default: gold, levels: {free: {rate: 1/s}}}}}\n`)).toContain('rate_limits.t.tiers.default: unknown tier "gold" (levels: free)');
   expect(problems(`rate_limits: {ip: {key: client_ip, rate: 10/s, burst: 20}}\n${route("[ip]")}`)).toBe("");

@@ -1,9 +1,9 @@
 import { z } from "zod";
-import { PositiveDurationSchema, TokenSchema } from "../../config/primitives.ts";
+import { nameSchema, PositiveDurationSchema, TokenSchema } from "../../config/primitives.ts";
 
-const NAME_RE = /^[A-Za-z0-9_.-]+$/;
-/** Limit and tier names: they appear in the RateLimit headers (as Structured Field strings) and in metric labels. */
-export const LimitNameSchema = z.string().regex(NAME_RE, "names are letters, digits, _ . or -").max(64);
+/** Limit and tier names: they appear in the RateLimit headers (as Structured Field strings, nothing to escape) and in metric labels. */
+export const LimitNameSchema = nameSchema("rate limit").max(64);
+const TierNameSchema = nameSchema("tier").max(64);
 
 const RATE_RE = /^(\d+)\s*\/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hr|hour|d|day)$/;
 const RATE_UNITS: Record<string, number> = { s: 1, sec: 1, second: 1, m: 60, min: 60, minute: 60, h: 3600, hr: 3600, hour: 3600, d: 86_400, day: 86_400 };
@@ -66,9 +66,9 @@ export const TiersSchema = z
     /** Where the tier name comes from. */
     from: TierSelectorSchema,
     /** The tier of requests that name none, or one not listed in `levels`. */
-    default: LimitNameSchema,
+    default: TierNameSchema,
     /** Tier name → its rate and burst. */
-    levels: z.record(LimitNameSchema, TierSchema).refine((l) => Object.keys(l).length > 0, "give at least one tier"),
+    levels: z.record(TierNameSchema, TierSchema).refine((l) => Object.keys(l).length > 0, "give at least one tier"),
   })
   .superRefine((t, ctx) => {
     if (t.levels !== null && typeof t.levels === "object" && typeof t.default === "string" && !(t.default in t.levels)) {
