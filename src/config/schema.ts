@@ -4,6 +4,7 @@ import { AuthProvidersSchema } from "../filters/auth/schema.ts";
 import { TelemetrySchema } from "../observe/tracing-schema.ts";
 import { RateLimitsSchema } from "../filters/rate-limit/schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
+import { GuardShape } from "../security/schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
 import { DurationSchema, nameSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
 
@@ -24,6 +25,8 @@ export const ListenerSchema = z.strictObject({
    * health checks can only reach the public port (Fly.io). Default false.
    */
   health_checks: z.boolean().default(false),
+  // Limits on the request head, path normalization, header names, trusted proxies (security/schema.ts).
+  ...GuardShape,
 });
 
 export const AdminSchema = z.strictObject({

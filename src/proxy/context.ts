@@ -45,9 +45,15 @@ export interface ProxyContext {
   readonly request: Request;
   readonly server: Server<unknown>;
   readonly listener: ListenerInfo;
+  /** The TCP peer's address. */
+  readonly peerIp: string;
+  /** The peer is one of the listener's trusted_proxies: its X-Forwarded-*, X-Request-Id and X-Forwarded-Client-Cert are believed. */
+  readonly trustedPeer: boolean;
+  /** The client: the peer, or for a trusted peer the first untrusted hop of X-Forwarded-For (security/trust.ts). */
   readonly clientIp: string;
   readonly method: string;
   readonly host: string;
+  /** Normalized by the request guard (security/path.ts): what routes match and the upstream receives. */
   readonly path: string;
   /** Raw query string without `?` ("" when none). */
   readonly query: string;

@@ -100,7 +100,22 @@ export const errors = {
     headers: { "x-switchyard-overloaded": "true" },
   }),
   draining: () => new SwitchyardError({ code: "draining", status: 503, source: "internal", message: "the proxy is shutting down" }),
+  // Refusals of the request guard (src/security/guard.ts), before routing. They close the
+  // connection: after a request framed in doubt, the next bytes cannot be trusted to start one.
+  invalidFraming: (message: string) => refused("invalid_framing", 400, message),
+  invalidPath: (message: string) => refused("invalid_path", 400, message),
+  invalidHost: (message: string) => refused("bad_request", 400, message),
+  invalidHeader: (message: string) => refused("invalid_header", 400, message),
+  /** RFC 9110 §15.5.6: a 405 names the methods that are allowed. */
+  methodNotAllowed: (method: string) => refused("method_not_allowed", 405, `${method} is not served by this proxy`, { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" }),
+  uriTooLong: (max: number) => refused("uri_too_long", 414, `the request target is longer than ${max} bytes`),
+  headersTooLarge: (message: string) => refused("headers_too_large", 431, message),
+  bodyTooLarge: (max: number) => refused("body_too_large", 413, `the request body is larger than ${max} bytes`),
 } as const;
+
+function refused(code: string, status: number, message: string, headers?: Record<string, string>): SwitchyardError {
+  return new SwitchyardError({ code, status, source: "client", message, headers: { connection: "close", ...headers } });
+}
 
 /** The JSON body every proxy-made error response carries (design.md: Errors). */
 export function errorResponse(err: SwitchyardError, requestId: string): Response {

@@ -5,19 +5,33 @@
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent, SAMPLED } from "../observe/trace-context.ts";
 import type { HeaderRules } from "./route-schema.ts";
 
-/** Fields that describe one connection, never the message (RFC 9110 §7.6.1, RFC 9112 §6, §7). */
+/**
+ * Fields that describe one connection, never the message (RFC 9110 §7.6.1, RFC 9112 §6, §7);
+ * HTTP2-Settings belongs to an h2c upgrade (RFC 7540 §3.2.1), which is never passed on.
+ */
 const HOP_BY_HOP = [
   "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-  "proxy-authorization", "proxy-authenticate",
+  "proxy-authorization", "proxy-authenticate", "http2-settings",
 ];
 
-/** Removes hop-by-hop fields and every field that `Connection` names. */
+/**
+ * Fields a `Connection` header may not nominate for removal: ones this proxy sets or relies on,
+ * and ones the upstream relies on for who is asking. `Connection: x-forwarded-for` or
+ * `Connection: authorization` is the hop-by-hop abuse that makes proxies drop them.
+ */
+const NOT_NOMINABLE = new Set([
+  "host", "content-length", "content-type", "content-encoding", "authorization", "cookie",
+  "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-client-cert", "x-request-id",
+  "traceparent", "tracestate",
+]);
+
+/** Removes hop-by-hop fields and every field that `Connection` names (except those above). */
 export function stripHopByHop(headers: Headers): void {
   const connection = headers.get("connection");
   if (connection !== null) {
     for (const token of connection.split(",")) {
       const name = token.trim().toLowerCase();
-      if (name !== "") headers.delete(name);
+      if (name !== "" && !NOT_NOMINABLE.has(name)) headers.delete(name);
     }
   }
   for (const name of HOP_BY_HOP) headers.delete(name);
@@ -59,34 +73,47 @@ export function stripCredentials(headers: Headers): void {
 }
 
 export interface ForwardedInfo {
-  clientIp: string;
+  /** The request's headers as received (read here, so nothing removed from the copy can matter). */
+  received: Headers;
+  peerIp: string;
+  /** The peer is a trusted proxy: its X-Forwarded-* and X-Forwarded-Client-Cert are kept. */
+  trusted: boolean;
   proto: "http" | "https";
   host: string;
   requestId: string;
   traceparent: string;
 }
 
-/**
- * X-Forwarded-For is appended to (the chain is the client's business plus ours); -Proto and -Host
- * are overwritten, since a client could otherwise claim to have arrived over TLS.
- */
-/** Forwarding fields a client could forge; this proxy states its own (X-Forwarded-*) instead. */
+/** Forwarding fields this proxy does not write; a client could forge them, so they never pass. */
 const FORGEABLE = ["forwarded", "x-forwarded-port", "x-forwarded-server", "x-real-ip"];
 
+/** X-Forwarded-For as sent on: a trusted proxy's chain with its address appended; from anyone else, the peer alone. */
+export function forwardedFor(received: Headers, peerIp: string, trusted: boolean): string {
+  const prior = trusted ? received.get("x-forwarded-for") : null;
+  return prior ? `${prior}, ${peerIp}` : peerIp;
+}
+
+/**
+ * States who asked: X-Forwarded-For/-Proto/-Host and X-Request-Id. From an untrusted peer every
+ * one is overwritten and X-Forwarded-Client-Cert removed (a client could otherwise claim another
+ * address, TLS, or a verified certificate); a trusted proxy's values are kept.
+ */
 export function setForwarded(headers: Headers, info: ForwardedInfo): void {
   for (const name of FORGEABLE) headers.delete(name);
-  const prior = headers.get("x-forwarded-for");
-  headers.set("x-forwarded-for", prior ? `${prior}, ${info.clientIp}` : info.clientIp);
-  headers.set("x-forwarded-proto", info.proto);
-  if (info.host !== "") headers.set("x-forwarded-host", info.host);
+  headers.set("x-forwarded-for", forwardedFor(info.received, info.peerIp, info.trusted));
+  const proto = info.trusted ? info.received.get("x-forwarded-proto")?.toLowerCase() : undefined;
+  headers.set("x-forwarded-proto", proto === "http" || proto === "https" ? proto : info.proto);
+  const host = (info.trusted ? info.received.get("x-forwarded-host") : null) ?? info.host;
+  if (host !== "") headers.set("x-forwarded-host", host);
   else headers.delete("x-forwarded-host");
+  if (!info.trusted) headers.delete("x-forwarded-client-cert");
   headers.set("x-request-id", info.requestId);
   headers.set("traceparent", info.traceparent);
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:\-/+=]{1,200}$/;
 
-/** Keeps a client's X-Request-Id when it is a sane token, else makes one. */
+/** Keeps a (trusted) X-Request-Id when it is a sane token, else makes one. */
 export function requestIdFrom(headers: Headers): string {
   const given = headers.get("x-request-id");
   return given !== null && REQUEST_ID_RE.test(given) ? given : crypto.randomUUID();

@@ -27,6 +27,10 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   const route = matchRoute(ctx.runtime.routes, ctx);
   if (route === undefined) return fail(ctx, errors.noRoute());
   ctx.route = route;
+  // The route's own body limit, before any work is done for the request (a chunked body is
+  // counted as it streams, in forward.ts).
+  const maxBody = route.config.max_request_body;
+  if (maxBody !== undefined && Number(ctx.headers.get("content-length") ?? 0) > maxBody) return fail(ctx, errors.bodyTooLarge(maxBody));
   const cluster = (ctx.cluster = route.chooseCluster(ctx.headers));
   cluster.budget.active++;
   ctx.countedInCluster = true;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DurationSchema, RegexSchema, TokenSchema } from "../config/primitives.ts";
+import { DurationSchema, RegexSchema, SizeSchema, TokenSchema } from "../config/primitives.ts";
 import { CoalesceSchema } from "../cache/coalesce.ts";
 import { IdempotencySchema } from "../cache/idempotency.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
@@ -131,6 +131,12 @@ export const RouteSchema = z
     /** Clusters tried in order when the chosen one has no available endpoint (priority failover). */
     failover: z.array(z.string().min(1)).min(1).optional(),
     timeouts: RouteTimeoutsSchema.prefault({ request: "60s", idle: "60s" }),
+    /**
+     * Largest request body on this route; a larger one gets 413 (a declared length before anything
+     * is sent, a chunked body as soon as it passes the limit). Only lowers the listener's
+     * max_request_body, which Bun enforces first. Default: the listener's.
+     */
+    max_request_body: SizeSchema.optional(),
     /** Retry failed tries on another endpoint (see RetryPolicySchema); none when absent. */
     retry: RetryPolicySchema.optional(),
     /**

@@ -8,6 +8,7 @@ import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { SwitchyardError } from "./errors.ts";
 import { upstreamUrl } from "./forward.ts";
+import { forwardedFor } from "./headers.ts";
 import { fail, log } from "./outcome.ts";
 
 /** Bytes the upstream socket may hold unsent before the client is paused. */
@@ -38,8 +39,8 @@ function handshakeHeaders(ctx: ProxyContext, traceparent: string): Record<string
     delete out.authorization;
     delete out.cookie;
   }
-  const xff = h.get("x-forwarded-for");
-  out["x-forwarded-for"] = xff ? `${xff}, ${ctx.clientIp}` : ctx.clientIp;
+  if (!ctx.trustedPeer) delete out["x-forwarded-client-cert"];
+  out["x-forwarded-for"] = forwardedFor(h, ctx.peerIp, ctx.trustedPeer);
   out["x-forwarded-proto"] = ctx.listener.proto === "https" ? "wss" : "ws";
   out["x-forwarded-host"] = ctx.host;
   out["x-request-id"] = ctx.requestId;

@@ -6,6 +6,7 @@ import type { Config, Listener } from "../config/schema.ts";
 import { errorResponse, errors } from "../proxy/errors.ts";
 import { type WebSocketSession, websocketHandlers } from "../proxy/websocket.ts";
 import type { ApplyConfig, RuntimeRef } from "../runtime/runtime-ref.ts";
+import { compileGuard } from "../security/guard.ts";
 
 export interface ServerState {
   runtime: RuntimeRef;
@@ -25,6 +26,7 @@ export function startProxyListener(listener: Listener, index: number, state: Ser
     runtime: state.runtime,
     listener: { name: listener.name ?? `listener-${index}`, proto: "http" },
     draining: () => state.draining,
+    guard: compileGuard(listener),
   }, listener.health_checks ? { ready: () => !state.draining } : undefined);
   return Bun.serve<WebSocketSession>({
     hostname: listener.address,

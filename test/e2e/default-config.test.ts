@@ -47,10 +47,13 @@ test("health and readiness on the admin listener and on the public one", async (
 });
 
 test("no route: JSON 404; each request has an access log line on stdout", async () => {
+  // The default listener trusts no proxy: a client's own X-Request-Id is replaced.
   const res = await fetch(`${proxy.origin}/nothing-here`, { headers: { "x-request-id": "default-404" } });
   expect(res.status).toBe(404);
-  expect(((await res.json()) as { request_id: string }).request_id).toBe("default-404");
-  for (let i = 0; i < 50 && !proxy.stdout.some((l) => l.includes("default-404")); i++) await Bun.sleep(20);
-  const line = JSON.parse(proxy.stdout.find((l) => l.includes("default-404"))!) as Record<string, unknown>;
-  expect(line).toMatchObject({ request_id: "default-404", status: 404, error: "no_route", path: "/nothing-here" });
+  const id = ((await res.json()) as { request_id: string }).request_id;
+  expect(id).not.toBe("default-404");
+  expect(res.headers.get("x-request-id")).toBe(id);
+  for (let i = 0; i < 50 && !proxy.stdout.some((l) => l.includes(id)); i++) await Bun.sleep(20);
+  const line = JSON.parse(proxy.stdout.find((l) => l.includes(id))!) as Record<string, unknown>;
+  expect(line).toMatchObject({ request_id: id, status: 404, error: "no_route", path: "/nothing-here" });
 });

@@ -19,12 +19,16 @@ export interface TestProxy {
   stop(): Promise<void>;
 }
 
-/** Fills in what every test config needs: one listener on port 0 and an access log file. */
+/**
+ * Fills in what every test config needs: one listener on port 0 and an access log file. The
+ * listener trusts loopback (trusted_proxies), so tests may name their requests with X-Request-Id
+ * and find them in the log; test/security covers untrusted peers with listeners of its own.
+ */
 export async function startProxy(config: Omit<ConfigInput, "listeners"> & Partial<Pick<ConfigInput, "listeners">>): Promise<TestProxy> {
   const dir = tempDir();
   const logFile = dir.file("access.log");
   const full = (c: typeof config): ConfigInput => ({
-    listeners: [{ address: "127.0.0.1", port: 0 }],
+    listeners: [{ address: "127.0.0.1", port: 0, trusted_proxies: ["127.0.0.1"] }],
     shutdown: { drain_timeout: "2s" },
     ...c,
     access_log: { path: logFile, ...c.access_log },
