@@ -10,6 +10,8 @@ import type { RpcCall } from "./transcode/transcoder.ts";
 export interface ListenerInfo {
   readonly name: string;
   readonly proto: "http" | "https";
+  /** Bun's idle timer for the connection between requests (the listener's idle_timeout, whole seconds). */
+  readonly idleSeconds: number;
 }
 
 /** The verified client certificate of an mTLS connection. */

@@ -9,6 +9,8 @@ export class Deadlines {
   readonly controller = new AbortController();
   private lastActivity = performance.now();
   private idleHeld = false;
+  /** While a watched request body is still arriving, an idle expiry is the client's fault (408), not the upstream's. */
+  clientSending = false;
   private requestTimer: Timer | undefined;
   /** performance.now() when the whole-request timer fires; undefined when there is none. */
   private requestEndsAt: number | undefined;
@@ -66,7 +68,7 @@ export class Deadlines {
   private checkIdle(): void {
     if (this.idleHeld) this.touch();
     const quiet = performance.now() - this.lastActivity;
-    if (quiet >= this.idleMs) this.fail(errors.idleTimeout());
+    if (quiet >= this.idleMs) this.fail(this.clientSending ? errors.clientTimeout() : errors.idleTimeout());
     else this.idleTimer = setTimeout(() => this.checkIdle(), this.idleMs - quiet);
   }
 }

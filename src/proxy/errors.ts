@@ -88,7 +88,8 @@ export const errors = {
   }),
   badRequest: (message: string) => new SwitchyardError({ code: "bad_request", status: 400, source: "client", message }),
   internal: () => new SwitchyardError({ code: "internal_error", status: 500, source: "internal", message: "the proxy failed to handle this request" }),
-  clientTimeout: () => new SwitchyardError({ code: "client_timeout", status: 408, source: "client", message: "the request body did not arrive in time" }),
+  /** The body stalled: what is left of it on the connection is not waited for. */
+  clientTimeout: () => refused("client_timeout", 408, "the request body did not arrive in time"),
   tooLarge: (message: string) => new SwitchyardError({ code: "body_too_large", status: 413, source: "client", message }),
   /** A cluster limit (Envoy's circuit-breaker thresholds) was reached: shed load at once. */
   overloaded: (cluster: string, limit: string) => new SwitchyardError({

@@ -118,7 +118,9 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
       deadlines.touch();
       if (maxBody !== undefined && decoded === undefined && ctx.bytesIn > maxBody) tooLarge();
     },
-    onEnd() {},
+    onEnd() {
+      deadlines.clientSending = false;
+    },
   };
   // Bun's socket idle timer, armed while Bun's own stream uploads a fixed-length body (below).
   let uploadTimer = 0;
@@ -127,8 +129,10 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
   } else if (decoded !== undefined) {
     // A decoded body streams (chunked), watched like every body of unknown length.
     body = watchBody(decoded, watcher);
+    deadlines.clientSending = true;
   } else if (body !== null && declared === null) {
     body = watchBody(body as ReadableStream<Uint8Array>, watcher);
+    deadlines.clientSending = true;
   }
   // A fixed-length one goes to fetch as Bun's own stream: wrapped in JS with its Content-Length,
   // Bun never returns the upstream socket to the pool (measured: 1,098 upstream connections for

@@ -75,6 +75,9 @@ export function log(ctx: ProxyContext): void {
     }
   }
   ctx.runtime.accessLog.write(ctx);
+  // The exchange ran with Bun's idle timer off (routes/proxy.ts); the connection, kept alive for
+  // the next request, gets it back, or one request would let a client hold the socket for ever.
+  if (ctx.status !== 101) ctx.server.timeout(ctx.request, ctx.listener.idleSeconds);
 }
 
 /** Gives back the request's connection slot, if it holds one (after a failed try, or at the end). */

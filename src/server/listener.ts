@@ -24,7 +24,7 @@ function onServerError(error: Error): Response {
 export function startProxyListener(listener: Listener, index: number, state: ServerState, reusePort = false): Server<WebSocketSession> {
   const app = proxyRoutes({
     runtime: state.runtime,
-    listener: { name: listener.name ?? `listener-${index}`, proto: "http" },
+    listener: { name: listener.name ?? `listener-${index}`, proto: "http", idleSeconds: Math.ceil(listener.idle_timeout / 1000) },
     draining: () => state.draining,
     guard: compileGuard(listener),
   }, listener.health_checks ? { ready: () => !state.draining } : undefined);
@@ -32,6 +32,7 @@ export function startProxyListener(listener: Listener, index: number, state: Ser
     hostname: listener.address,
     port: listener.port,
     idleTimeout: Math.ceil(listener.idle_timeout / 1000),
+    // The guard's limits are checked per request (security/guard.ts); Bun's own are the ceiling.
     maxRequestBodySize: listener.max_request_body,
     reusePort,
     development: false,
