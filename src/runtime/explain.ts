@@ -3,6 +3,7 @@
  * tool behind `GET /route` on the admin API and `switchyard validate FILE --explain METHOD URL`.
  */
 import { matchRoute } from "../proxy/router.ts";
+import { needsNormalization, normalizePath, PathProblem } from "../security/path.ts";
 import type { Runtime } from "./build.ts";
 
 export interface Explained {
@@ -17,14 +18,19 @@ export interface Explained {
   endpoints: { address: string; available: boolean }[];
   websocket: boolean;
   cache: string | null;
+  /** Why the request guard would refuse the path (first listener's path_normalization), else null. */
+  refused: string | null;
 }
 
 export function explainRequest(runtime: Runtime, method: string, url: URL, headers: Headers): Explained {
-  const facts = { method: method.toUpperCase(), host: url.host.toLowerCase(), path: url.pathname || "/", query: url.search.slice(1), headers };
+  // Routes match the path as the guard normalizes it (WHATWG URL parsing has resolved dots, like Bun).
+  const raw = url.pathname || "/";
+  const path = needsNormalization(raw) ? normalizePath(raw, runtime.config.listeners[0]!.path_normalization) : raw;
+  const none = { route: null, index: null, cluster: null, clusters: [], upstream_path: null, upstream_host: null, endpoints: [], websocket: false, cache: null };
+  if (path instanceof PathProblem) return { ...none, refused: path.reason };
+  const facts = { method: method.toUpperCase(), host: url.host.toLowerCase(), path, query: url.search.slice(1), headers };
   const route = matchRoute(runtime.routes, facts);
-  if (route === undefined) {
-    return { route: null, index: null, cluster: null, clusters: [], upstream_path: null, upstream_host: null, endpoints: [], websocket: false, cache: null };
-  }
+  if (route === undefined) return { ...none, refused: null };
   const cluster = route.chooseCluster(headers, () => 0);
   const c = route.config;
   const clusters = [
@@ -43,5 +49,6 @@ export function explainRequest(runtime: Runtime, method: string, url: URL, heade
     endpoints: cluster.endpoints.map((e) => ({ address: e.address, available: available.has(e) })),
     websocket: c.websocket,
     cache: route.cache?.cache.name ?? null,
+    refused: null,
   };
 }

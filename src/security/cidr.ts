@@ -6,13 +6,30 @@
 
 export type Address = readonly [number, number, number, number];
 
-/** Dotted decimal, no leading zeros (inet_aton would read `010` as octal: refuse the ambiguity). */
-const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-
+/**
+ * Dotted decimal as one 32-bit word; no leading zeros (inet_aton would read `010` as octal: the
+ * ambiguity is refused). A plain loop: this runs per request for trusted_proxies.
+ */
 function ipv4Word(text: string): number | undefined {
-  if (!IPV4.test(text)) return undefined;
-  const [a, b, c, d] = text.split(".").map(Number) as [number, number, number, number];
-  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+  let word = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x30 && c <= 0x39) {
+      if (digits > 0 && octet === 0) return undefined;
+      octet = octet * 10 + (c - 0x30);
+      if (octet > 255) return undefined;
+      digits++;
+    } else if (c === 0x2e && digits > 0 && dots < 3) {
+      word = (word << 8) | octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else return undefined;
+  }
+  return dots === 3 && digits > 0 ? ((word << 8) | octet) >>> 0 : undefined;
 }
 
 /** RFC 4291 §2.2 text forms, `::` and a trailing dotted IPv4 included; no zone id. */
@@ -70,7 +87,7 @@ export function parseForwardedIp(text: string): Address | undefined {
 
 /** An IPv4-mapped address in its IPv4 text form (for logs and X-Forwarded-For), else the text given. */
 export function displayIp(text: string): string {
-  return text.startsWith("::ffff:") && IPV4.test(text.slice(7)) ? text.slice(7) : text;
+  return text.startsWith("::ffff:") && ipv4Word(text.slice(7)) !== undefined ? text.slice(7) : text;
 }
 
 interface Range {

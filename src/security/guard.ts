@@ -52,21 +52,41 @@ const VALID_HOST = /^(?:[a-z0-9._~!$&'()*+;=-]+|\[[0-9a-f]*:[0-9a-f:.]*\])(?::\d
 
 const DIGITS = /^\d+$/;
 
-/** One pass over the header fields, reused (requests are inspected one at a time, synchronously). */
+/**
+ * One pass over the header fields, reused (requests are inspected one at a time, synchronously).
+ * Reading a field of Bun's request costs about as much as visiting it, so the fields the checks
+ * need are picked up on the way.
+ */
 class HeaderTally {
   bytes = 0;
   underscored: string[] | undefined;
+  host: string | null = null;
+  contentLength: string | null = null;
+  transferEncoding: string | null = null;
 
   reset(): this {
     this.bytes = 0;
     this.underscored = undefined;
+    this.host = this.contentLength = this.transferEncoding = null;
     return this;
   }
 
   /** forEach callback (`this` is the tally): no closure is made per request. */
   add(this: HeaderTally, value: string, name: string): void {
     this.bytes += name.length + value.length + 4;
-    if (name.includes("_")) (this.underscored ??= []).push(name);
+    if (name === "host") this.host = value;
+    else if (name === "content-length") this.contentLength = value;
+    else if (name === "transfer-encoding") this.transferEncoding = value;
+    else if (name.includes("_")) (this.underscored ??= []).push(name);
+  }
+
+  /** Without a pass: the three fields looked up one by one. */
+  lookup(headers: Headers): this {
+    this.reset();
+    this.host = headers.get("host");
+    this.contentLength = headers.get("content-length");
+    this.transferEncoding = headers.get("transfer-encoding");
+    return this;
   }
 }
 
@@ -82,7 +102,7 @@ export function compileGuard(config: GuardConfig): RequestGuard {
 
   return {
     peer(address, headers) {
-      return trusted.peer(address, () => headers.get("x-forwarded-for"));
+      return trusted.peer(address, headers);
     },
 
     inspect(request, target) {
@@ -90,39 +110,40 @@ export function compileGuard(config: GuardConfig): RequestGuard {
       if (REFUSED_METHODS.has(method)) return errors.methodNotAllowed(method);
       const headers = request.headers;
 
-      // Host (RFC 9112 §3.2): Bun routes by the first of several and turns a Host it cannot parse
-      // (userinfo, empty) into a bare path; an HTTP/1.0 request without Host is the only one allowed.
-      const host = target.authority;
-      const hostHeader = headers.get("host");
-      if ((host !== "" && !VALID_HOST.test(host)) || (hostHeader !== null && (host === "" || hostHeader.includes(",")))) {
-        return errors.invalidHost("the request has a malformed Host header, or more than one (RFC 9112 §3.2)");
-      }
-
-      // Target: a fragment is never part of one (RFC 9112 §3.2); the length limit is nginx's 414.
+      // Target: the length limit is nginx's 414; a fragment is never part of one (RFC 9112 §3.2).
       const length = target.path.length + (target.query === "" ? 0 : target.query.length + 1);
       if (length > config.max_url_length) return errors.uriTooLong(config.max_url_length);
       if (target.path.includes("#") || target.query.includes("#")) return errors.invalidPath("the request target has a fragment (#)");
 
-      // Framing (RFC 9112 §6.1, §6.3): one chunked coding or one decimal length, never both.
-      const te = headers.get("transfer-encoding");
-      const cl = headers.get("content-length");
-      if (te !== null && (cl !== null || te.trim().toLowerCase() !== "chunked")) {
-        return errors.invalidFraming(cl !== null ? "the request has both Transfer-Encoding and Content-Length" : "the only Transfer-Encoding accepted is chunked");
-      }
-      if (cl !== null && !DIGITS.test(cl)) return errors.invalidFraming("the request has more than one Content-Length, or one that is not a number");
-
       if (headers.count > config.max_headers) return errors.headersTooLarge(`the request has more than ${config.max_headers} header fields`);
+      const seen = scan ? tally.reset() : tally.lookup(headers);
       if (scan) {
-        headers.forEach(HeaderTally.prototype.add, tally.reset());
-        if (countBytes && tally.bytes + method.length + length + 12 > config.max_header_bytes) {
+        headers.forEach(HeaderTally.prototype.add, seen);
+        if (countBytes && seen.bytes + method.length + length + 12 > config.max_header_bytes) {
           return errors.headersTooLarge(`the request head is larger than ${config.max_header_bytes} bytes`);
         }
-        const underscored = tally.underscored;
+        const underscored = seen.underscored;
         if (underscored !== undefined && underscores !== "allow") {
           if (underscores === "reject") return errors.invalidHeader(`header names with underscores are refused (${underscored[0]})`);
           for (const name of underscored) headers.delete(name);
         }
       }
+
+      // Host (RFC 9112 §3.2): Bun routes by the first of several and turns a Host it cannot parse
+      // (userinfo, empty) into a bare path; an HTTP/1.0 request without Host is the only one allowed.
+      const host = target.authority;
+      const hostHeader = seen.host;
+      if ((host !== "" && !VALID_HOST.test(host)) || (hostHeader !== null && (host === "" || hostHeader.includes(",")))) {
+        return errors.invalidHost("the request has a malformed Host header, or more than one (RFC 9112 §3.2)");
+      }
+
+      // Framing (RFC 9112 §6.1, §6.3): one chunked coding or one decimal length, never both.
+      const te = seen.transferEncoding;
+      const cl = seen.contentLength;
+      if (te !== null && (cl !== null || te.trim().toLowerCase() !== "chunked")) {
+        return errors.invalidFraming(cl !== null ? "the request has both Transfer-Encoding and Content-Length" : "the only Transfer-Encoding accepted is chunked");
+      }
+      if (cl !== null && !DIGITS.test(cl)) return errors.invalidFraming("the request has more than one Content-Length, or one that is not a number");
 
       if (!needsNormalization(target.path)) return target.path;
       const normalized = normalizePath(target.path, paths);

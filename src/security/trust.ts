@@ -14,20 +14,33 @@ export interface Peer {
   readonly clientIp: string;
 }
 
+/** Trust decisions remembered per peer address: load balancers are few and ask again and again. */
+const MAX_REMEMBERED = 4096;
+
 export class TrustedProxies {
   private readonly set: CidrSet;
+  private readonly decided = new Map<string, boolean>();
 
   constructor(cidrs: readonly string[]) {
     this.set = new CidrSet(cidrs);
   }
 
-  /** `address` is the peer as Bun reports it; `xff` the request's X-Forwarded-For (read only for a trusted peer). */
-  peer(address: string, xff: () => string | null): Peer {
+  /** `address` is the peer as Bun reports it; X-Forwarded-For is read only for a trusted peer. */
+  peer(address: string, headers: Headers): Peer {
     const peerIp = displayIp(address);
-    if (this.set.size === 0) return { peerIp, trusted: false, clientIp: peerIp };
-    const parsed = parseIp(address);
-    if (parsed === undefined || !this.set.has(parsed)) return { peerIp, trusted: false, clientIp: peerIp };
-    return { peerIp, trusted: true, clientIp: this.clientFrom(xff(), peerIp) };
+    if (this.set.size === 0 || !this.trusts(address)) return { peerIp, trusted: false, clientIp: peerIp };
+    return { peerIp, trusted: true, clientIp: this.clientFrom(headers.get("x-forwarded-for"), peerIp) };
+  }
+
+  private trusts(address: string): boolean {
+    let trusted = this.decided.get(address);
+    if (trusted === undefined) {
+      const parsed = parseIp(address);
+      trusted = parsed !== undefined && this.set.has(parsed);
+      if (this.decided.size >= MAX_REMEMBERED) this.decided.clear();
+      this.decided.set(address, trusted);
+    }
+    return trusted;
   }
 
   /**

@@ -62,6 +62,9 @@ test("GET /route tells which route and cluster a request would hit, and what the
   });
   expect(await ask(`url=${encodeURIComponent("http://other.example/")}&header=x-canary:1`)).toMatchObject({ route: "canary", cluster: "backup" });
   expect(await ask(`url=${encodeURIComponent("http://other.example/")}`)).toMatchObject({ route: null });
+  // The path as the request guard normalizes it, or why it would be refused.
+  expect(await ask(`url=${encodeURIComponent("http://api.example.com//v2/%6Frders/7")}`)).toMatchObject({ route: "orders", upstream_path: "/orders/7", refused: null });
+  expect(await ask(`url=${encodeURIComponent("http://api.example.com/v2%2Forders/7")}`)).toMatchObject({ route: null, refused: "the path has an escaped slash or backslash (%2F, %5C)" });
   expect((await fetch(`${admin}/route?url=relative`, { headers: auth })).status).toBe(400);
 });
 
