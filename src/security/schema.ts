@@ -3,8 +3,7 @@
  * path normalization, header-name policy and trusted proxies. Spread into the listener schema.
  */
 import { z } from "zod";
-import { SizeSchema } from "../config/primitives.ts";
-import { parseCidr } from "./cidr.ts";
+import { CidrSchema, SizeSchema } from "../config/primitives.ts";
 
 export const PathNormalizationSchema = z.strictObject({
   /** Collapse runs of slashes (`//admin` → `/admin`). Default true. */
@@ -16,11 +15,6 @@ export const PathNormalizationSchema = z.strictObject({
   escaped_slashes: z.enum(["reject", "keep", "unescape"]).default("reject"),
   /** `%25` followed by two hex digits (`%252e`, a second layer of encoding): `reject` (400) or `keep`. Default reject. */
   double_encoding: z.enum(["reject", "keep"]).default("reject"),
-});
-
-const CidrSchema = z.string().superRefine((text, ctx) => {
-  const range = parseCidr(text);
-  if (typeof range === "string") ctx.addIssue({ code: "custom", message: `"${text}": ${range}` });
 });
 
 /** Fields added to each listener (flat, beside `max_request_body`). */

@@ -3,7 +3,7 @@
  * forwarded for, read from X-Forwarded-For right to left, skipping trusted hops (nginx's realip
  * with `real_ip_recursive on`; Envoy's xff_num_trusted_hops counted by address instead of number).
  */
-import { type Address, CidrSet, displayIp, parseForwardedIp, parseIp } from "./cidr.ts";
+import { CidrSet, ipv4Number, parseIp } from "../util/cidr.ts";
 
 export interface Peer {
   /** The address of the TCP peer (IPv4-mapped addresses shown as IPv4). */
@@ -35,8 +35,7 @@ export class TrustedProxies {
   private trusts(address: string): boolean {
     let trusted = this.decided.get(address);
     if (trusted === undefined) {
-      const parsed = parseIp(address);
-      trusted = parsed !== undefined && this.set.has(parsed);
+      trusted = this.set.has(address);
       if (this.decided.size >= MAX_REMEMBERED) this.decided.clear();
       this.decided.set(address, trusted);
     }
@@ -52,17 +51,35 @@ export class TrustedProxies {
     const hops = chain.split(",");
     let client = peerIp;
     for (let i = hops.length - 1; i >= 0; i--) {
-      const text = hops[i]!.trim();
-      const address: Address | undefined = parseForwardedIp(text);
+      const address = forwardedAddress(hops[i]!.trim());
       if (address === undefined) break;
-      client = displayIp(text.startsWith("[") ? text.slice(1, text.indexOf("]")) : stripV4Port(text));
+      client = displayIp(address);
       if (!this.set.has(address)) break;
     }
     return client;
   }
 }
 
-function stripV4Port(text: string): string {
-  const colon = text.indexOf(":");
-  return colon !== -1 && colon === text.lastIndexOf(":") ? text.slice(0, colon) : text;
+/**
+ * The address in an X-Forwarded-For element as proxies write it: bare, `[v6]`, `[v6]:port` or
+ * `v4:port` (some load balancers add the port). Undefined when it holds no IP address.
+ */
+export function forwardedAddress(text: string): string | undefined {
+  let address = text;
+  if (text.startsWith("[")) {
+    const end = text.indexOf("]");
+    if (end === -1 || (end !== text.length - 1 && !/^:\d{1,5}$/.test(text.slice(end + 1)))) return undefined;
+    address = text.slice(1, end);
+  } else {
+    const colon = text.indexOf(":");
+    if (colon !== -1 && colon === text.lastIndexOf(":") && /^\d{1,5}$/.test(text.slice(colon + 1))) address = text.slice(0, colon);
+  }
+  if (ipv4Number(address) !== undefined) return address;
+  return address.includes("%") || parseIp(address) === undefined ? undefined : address;
+}
+
+/** An IPv4-mapped address in its IPv4 form (for logs and X-Forwarded-For), else the text given. */
+export function displayIp(text: string): string {
+  if (!text.startsWith("::ffff:")) return text;
+  return ipv4Number(text) !== undefined ? text.slice(7) : text;
 }

@@ -24,11 +24,9 @@ test("defaults: 16KiB of head, 100 fields, 8KiB of URL, underscores dropped, sla
 });
 
 test("bad values are refused with their path", () => {
-  expect(problemsOf(withListener({ trusted_proxies: ["10.0.0.1/8", "fd00::/129", "lb.internal", "10.0.0.0/8"] }))).toEqual([
-    'listeners[0].trusted_proxies[0]: "10.0.0.1/8": host bits are set (give the network address, e.g. 10.0.0.0/8)',
-    'listeners[0].trusted_proxies[1]: "fd00::/129": the prefix length must be 0 to 128',
-    'listeners[0].trusted_proxies[2]: "lb.internal": not an IPv4 or IPv6 address',
-  ]);
+  expect(problemsOf(withListener({ trusted_proxies: ["10.0.0.0/33", "fd00::/129", "lb.internal", "10.0.0.0/8"] }))).toEqual([0, 1, 2].map(
+    (i) => `listeners[0].trusted_proxies[${i}]: must be an IP address or a CIDR range like 10.0.0.0/8 or 2001:db8::/32`,
+  ));
   const problems = problemsOf(withListener({ headers_with_underscores: "strip", path_normalization: { escaped_slashes: "decode", merge: true }, max_headers: 0, max_url_length: "lots" }));
   expect(problems).toHaveLength(5);
   expect(problems.join("\n")).toContain("listeners[0].headers_with_underscores:");

@@ -33,3 +33,18 @@ test("malformed ranges are refused", () => {
   for (const bad of ["10.0.0.0/33", "2001:db8::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0/8", "x/8"]) expect(parseCidr(bad)).toBeUndefined();
   expect(() => new CidrSet(["10.0.0.0/8", "nope"])).toThrow("not an IP address or CIDR range: nope");
 });
+
+test("IPv4 addresses take the 32-bit path with the same answers as the 128-bit one", () => {
+  const set = new CidrSet(["10.0.0.0/8", "::ffff:192.168.0.0/112", "::/0"]);
+  const v6only = new CidrSet(["2001:db8::/32", "10.0.0.0/8"]);
+  expect(set.has("203.0.113.9")).toBe(true); // ::/0 holds the mapped block too
+  expect(v6only.has("203.0.113.9")).toBe(false);
+  expect(v6only.has("10.9.9.9")).toBe(true);
+  expect(v6only.has("::FFFF:10.9.9.9")).toBe(true);
+  expect(new CidrSet(["::ffff:192.168.0.0/112"]).has("192.168.7.1")).toBe(true);
+  expect(new CidrSet(["::ffff:192.168.0.0/112"]).has("192.169.0.1")).toBe(false);
+  expect(new CidrSet(["0.0.0.0/1"]).has("127.255.255.255")).toBe(true);
+  expect(new CidrSet(["128.0.0.0/1"]).has("255.255.255.255")).toBe(true);
+  expect(new CidrSet(["128.0.0.0/1"]).has("127.0.0.1")).toBe(false);
+  for (const bad of ["1.2.3.04", "1.2.3", "1.2.3.4.", ".1.2.3", "1..2.3", "::ffff:"]) expect(v6only.has(bad)).toBe(false);
+});
