@@ -44,7 +44,8 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
   // Trust first: a client's own X-Request-Id and X-Forwarded-For count only from a trusted proxy.
   const peer = guard.peer(server.requestIP(request)?.address ?? "", request.headers);
   const requestId = peer.trusted ? requestIdFrom(request.headers) : crypto.randomUUID();
-  // Our own timers govern proxied exchanges; Bun's 10 s idle timer would cut slow upstreams.
+  // Our own timers govern proxied exchanges; Bun's 10 s idle timer would cut slow upstreams (the
+  // log phase arms it again for the kept-alive connection).
   server.timeout(request, 0);
   const target = splitTarget(request.url);
   // Before anything reads the request: refusals, dropped header names, the normalized path.

@@ -32,7 +32,6 @@ export function startProxyListener(listener: Listener, index: number, state: Ser
     hostname: listener.address,
     port: listener.port,
     idleTimeout: Math.ceil(listener.idle_timeout / 1000),
-    // The guard's limits are checked per request (security/guard.ts); Bun's own are the ceiling.
     maxRequestBodySize: listener.max_request_body,
     reusePort,
     development: false,
