@@ -9,7 +9,7 @@ afterAll(() => up.stop(true));
 
 function config(endpoint: string, exportTimeout: string) {
   return {
-    listeners: [{ address: "127.0.0.1", port: 0 }],
+    listeners: [{ address: "127.0.0.1", port: 0, trusted_proxies: ["127.0.0.1"] }], // requests are named by X-Request-Id
     access_log: { enabled: false },
     shutdown: { drain_timeout: "2s" },
     routes: [{ name: "main", to: "up" }],

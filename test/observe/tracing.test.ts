@@ -382,7 +382,8 @@ describe("lifecycle", () => {
   });
 
   test("a reload keeps the exporter when tracing is unchanged, and replaces it (sending the old queue) when it changes", async () => {
-    const base: ConfigInput = { listeners: [{ address: "127.0.0.1", port: 0 }], routes: [{ name: "main", to: "up" }], clusters: { up: { endpoints: [up.origin] } }, telemetry: { tracing: tracing({ flush_interval: "1h" }) } };
+    // The listener trusts loopback: the test names its requests by X-Request-Id.
+    const base: ConfigInput = { listeners: [{ address: "127.0.0.1", port: 0, trusted_proxies: ["127.0.0.1"] }], routes: [{ name: "main", to: "up" }], clusters: { up: { endpoints: [up.origin] } }, telemetry: { tracing: tracing({ flush_interval: "1h" }) } };
     const p = await startProxy(base);
     try {
       const first = p.running.state.runtime.current.tracer!.exporter;
