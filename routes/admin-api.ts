@@ -6,13 +6,21 @@ import type { Config } from "../src/config/schema.ts";
 import { explainRequest } from "../src/runtime/explain.ts";
 import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
 
-/** Keys whose values are never shown. */
-const SECRET_KEY = /token|secret|password|key$|authorization|credential/i;
+/**
+ * Keys whose (string) values are never shown: names of secrets, not every name that contains
+ * "key" or "token" (a rate limit's `key: client_ip` and `token_type_hint` are settings).
+ */
+const SECRET_KEY = /^(token|secret|client_secret|password|passphrase|authorization|credentials?|api_key|apikey|private_key|sha256)$|_(secret|password|token)$/i;
+/** The password in a URL's userinfo (`redis://user:pw@host`) is a secret wherever the URL sits. */
+const URL_PASSWORD = /^([a-z][a-z0-9+.-]*:\/\/[^/@:]*:)[^/@]*@/i;
 /** Maps whose every value is a secret, whatever its key (a collector's `x-honeycomb-team`, `dd-api-key` …). */
 const SECRET_MAPS = new Set(["telemetry.tracing.headers"]);
 
 export function redact(value: unknown, key = "", path = key): unknown {
-  if (typeof value === "string") return SECRET_KEY.test(key) || SECRET_MAPS.has(path.slice(0, path.lastIndexOf("."))) ? "[redacted]" : value;
+  if (typeof value === "string") {
+    if (SECRET_KEY.test(key) || SECRET_MAPS.has(path.slice(0, path.lastIndexOf(".")))) return "[redacted]";
+    return value.replace(URL_PASSWORD, "$1[redacted]@");
+  }
   if (Array.isArray(value)) return value.map((v) => redact(v, key, path));
   if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, k, path === "" ? k : `${path}.${k}`)]));
   return value;

@@ -117,3 +117,25 @@ test("PUT /config: ?dry_run=1 validates and shows the diff; a valid config is sw
   const explained = (await (await fetch(`${admin}/route?url=${encodeURIComponent("http://api.example.com/v2/orders/1")}`, { headers: auth })).json()) as { route: string };
   expect(explained.route).toBe("everything");
 });
+
+test("redaction: secrets by name and URL passwords, but settings whose names merely contain key or token stay", async () => {
+  const { redact } = await import("../../routes/admin-api.ts");
+  const shown = redact({
+    admin: { token: "t0ken-0123456789abcdef" },
+    auth: {
+      idp: { type: "introspection", client_secret: "cs-secret", token_type_hint: "access_token", token: { header: "authorization" } },
+      keys: { type: "api_key", keys: [{ name: "acme", sha256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae" }] },
+      hmac: { type: "jwt", keys: [{ secret: "hmac-secret" }] },
+    },
+    rate_limits: { ip: { key: "client_ip", missing_key: "anonymous", redis: { url: "redis://user:redis-pw@10.0.0.5:6379/0" } } },
+    telemetry: { tracing: { headers: { "x-honeycomb-team": "hc-secret" } } },
+  }) as Record<string, any>;
+  const text = JSON.stringify(shown);
+  for (const secret of ["t0ken-0123456789abcdef", "cs-secret", "2c26b46b", "hmac-secret", "redis-pw", "hc-secret"]) expect(text).not.toContain(secret);
+  expect(shown.rate_limits.ip.redis.url).toBe("redis://user:[redacted]@10.0.0.5:6379/0");
+  expect(shown.rate_limits.ip.key).toBe("client_ip");
+  expect(shown.rate_limits.ip.missing_key).toBe("anonymous");
+  expect(shown.auth.idp.token_type_hint).toBe("access_token");
+  expect(shown.auth.idp.token).toEqual({ header: "authorization" });
+  expect(shown.auth.keys.keys[0].name).toBe("acme");
+});
