@@ -18,7 +18,7 @@ const collector = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new R
 const config = TracingSchema.parse({ endpoint: `http://127.0.0.1:${collector.port}/v1/traces`, max_queue_size: 1_000_000, max_batch_size: 512, flush_interval: "10ms" });
 const exporter = new SpanExporter(config);
 const tracer = new Tracer(config, exporter);
-const endpoint = { origin: "http://10.0.0.1:8080", address: "10.0.0.1:8080", hostname: "10.0.0.1", port: 8080, tls: false } as Endpoint;
+const endpoint = { origin: "http://10.0.0.1:8080", address: "10.0.0.1:8080", hostname: "10.0.0.1", port: 8080, tls: undefined } as Endpoint;
 const sampledHeaders = new Headers({ traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "user-agent": "bench/1.0" });
 const unsampledHeaders = new Headers({ traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "user-agent": "bench/1.0" });
 

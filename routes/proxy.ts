@@ -10,6 +10,7 @@ import { requestIdFrom, traceparentFrom } from "../src/proxy/headers.ts";
 import { fail, runPipeline } from "../src/proxy/pipeline.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import type { RequestGuard, Target } from "../src/security/guard.ts";
+import type { FrontConnection } from "../src/server/mtls-front.ts";
 import { type HealthOptions, healthRoutes } from "./health.ts";
 
 export interface ProxyRouteOptions {
@@ -19,6 +20,11 @@ export interface ProxyRouteOptions {
   draining: () => boolean;
   /** The listener's request guard (limits, normalization, trusted proxies), compiled at start. */
   guard: RequestGuard;
+  /**
+   * mTLS listeners: the client connection behind a request (address, verified certificate), as
+   * filed by the TLS front (server/mtls-front.ts); undefined when it did not come through it.
+   */
+  connectionOf?: (request: Request, server: Server<unknown>) => FrontConnection | undefined;
 }
 
 /**
@@ -41,8 +47,10 @@ export function splitTarget(url: string): Target {
 
 export function handleProxyRequest(request: Request, server: Server<unknown>, options: ProxyRouteOptions): Promise<Response> | Response {
   const guard = options.guard;
+  // On an mTLS listener the peer is the front's client, not the front (server/mtls-front.ts).
+  const front = options.connectionOf?.(request, server);
   // Trust first: a client's own X-Request-Id and X-Forwarded-For count only from a trusted proxy.
-  const peer = guard.peer(server.requestIP(request)?.address ?? "", request.headers);
+  const peer = guard.peer(front?.clientIp ?? server.requestIP(request)?.address ?? "", request.headers);
   const requestId = peer.trusted ? requestIdFrom(request.headers) : crypto.randomUUID();
   // Our own timers govern proxied exchanges; Bun's 10 s idle timer would cut slow upstreams (the
   // log phase arms it again for the kept-alive connection).
@@ -64,6 +72,7 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
     peerIp: peer.peerIp,
     trustedPeer: peer.trusted,
     clientIp: peer.clientIp,
+    clientCert: front?.identity,
     method: request.method,
     host: target.authority,
     path: typeof verdict === "string" ? verdict : target.path,
@@ -77,6 +86,8 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
     logged: false,
   };
   if (options.draining()) return fail(ctx, errors.draining());
+  // The inner server of an mTLS listener listens on loopback: a local process could dial it directly.
+  if (options.connectionOf !== undefined && front === undefined) return fail(ctx, errors.notThroughTls());
   if (typeof verdict !== "string") return fail(ctx, verdict);
   return runPipeline(ctx).catch((e: unknown) => {
     // The pipeline turns every expected failure into a response; this is the last guard. It still

@@ -13,7 +13,7 @@ import { flushTraces } from "./observe/span-exporter.ts";
 import { listenAsWorker } from "./observe/worker-metrics.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { listenForPushes, pushToWorkers, reportFileReload } from "./server/config-sync.ts";
-import { type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
+import { type ProxyListener, reloadListenerTls, type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
 
 export function logEvent(fields: Record<string, unknown>): void {
   console.error(JSON.stringify({ time: new Date().toISOString(), ...fields }));
@@ -21,7 +21,7 @@ export function logEvent(fields: Record<string, unknown>): void {
 
 export interface Running {
   state: ServerState;
-  proxies: Server<unknown>[];
+  proxies: ProxyListener[];
   admin?: Server<unknown>;
   echo?: Server<unknown>;
   reload(): Promise<boolean>;
@@ -33,6 +33,18 @@ function listenerKey(config: Config): string {
   return JSON.stringify([config.listeners, config.admin, config.echo]);
 }
 
+/** Starts every proxy listener; if one fails (a taken port), the ones already up are stopped. */
+async function startProxyListeners(config: Config, state: ServerState, reusePort: boolean): Promise<ProxyListener[]> {
+  const started: ProxyListener[] = [];
+  try {
+    for (const [i, l] of config.listeners.entries()) started.push(await startProxyListener(l, i, state, reusePort));
+    return started;
+  } catch (e) {
+    for (const p of started) p.stop(true);
+    throw e;
+  }
+}
+
 /** `worker`: this process's index when it is one of several workers (see server/workers.ts). */
 export async function start(configFile: string, worker?: number): Promise<Running> {
   const config = await loadConfigFile(configFile);
@@ -42,7 +54,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   // Proxy listeners are shared by the workers (reusePort); admin and echo belong to worker 0.
   const first = worker === undefined || worker === 0;
   const echo = config.echo && first ? startEcho(config.echo.address, config.echo.port) : undefined;
-  const proxies = config.listeners.map((l, i) => startProxyListener(l, i, state, worker !== undefined));
+  const proxies = await startProxyListeners(config, state, worker !== undefined);
   const admin = config.admin && first ? startAdminListener(config.admin, state) : undefined;
   const bound = listenerKey(config);
   logEvent({
@@ -69,6 +81,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   let reloading: Promise<boolean> | undefined;
   const reload = async (): Promise<boolean> => {
     reopenAll(); // whatever the new config says, logrotate's moved files are let go
+    for (const p of proxies) reloadListenerTls(p); // certificates rotate on SIGHUP too (and on their own file changes)
     try {
       const next = await loadConfigFile(configFile);
       if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });
@@ -108,9 +121,9 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     const deadline = Date.now() + config.shutdown.drain_timeout;
     logEvent({ msg: "draining", deadline_ms: config.shutdown.drain_timeout });
     // Stop accepting; in-flight requests (and their streamed bodies) go on until done or deadline.
-    for (const s of proxies) void s.stop(false);
-    while (Date.now() < deadline && proxies.some((s) => s.pendingRequests + s.pendingWebSockets > 0)) await Bun.sleep(50);
-    for (const s of proxies) void s.stop(true);
+    for (const s of proxies) s.stop(false);
+    while (Date.now() < deadline && proxies.some((s) => s.pending() > 0)) await Bun.sleep(50);
+    for (const s of proxies) s.stop(true);
     void admin?.stop(true);
     void echo?.stop(true);
     state.runtime.current.dispose();

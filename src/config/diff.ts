@@ -1,5 +1,5 @@
 /** The differences between two configs, as `path: before → after` lines (for dry runs and logs). */
-import { formatPath } from "./load.ts";
+import { formatPath } from "./path.ts";
 
 export interface Change {
   path: string;

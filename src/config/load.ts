@@ -1,5 +1,9 @@
 import type { z } from "zod";
+import { tlsFileProblems } from "../security/tls-files.ts";
+import { formatPath } from "./path.ts";
 import { type Config, ConfigSchema } from "./schema.ts";
+
+export { formatPath };
 
 /** One problem: where in the config (`routes[3].retry.attempts`; none for a syntax error) and what is wrong. */
 export interface ConfigIssue {
@@ -21,16 +25,6 @@ export class ConfigError extends Error {
     this.issues = all;
     this.problems = problems;
   }
-}
-
-/** `routes[3].retry.attempts` from ["routes", 3, "retry", "attempts"]. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const key of path) {
-    if (typeof key === "number") out += `[${key}]`;
-    else out += out === "" ? String(key) : `.${String(key)}`;
-  }
-  return out || "(top level)";
 }
 
 function describeIssue(issue: z.core.$ZodIssue): ConfigIssue {
@@ -125,20 +119,25 @@ export function configDocument(config: Config): Record<string, unknown> {
   return documents.get(config) ?? {};
 }
 
-function validate(file: string, document: unknown, problems: ConfigIssue[]): Config {
+/**
+ * The files a config names (TLS certificates, keys, CAs) are read and checked too, unless
+ * `checkFiles` is false (a config checked for its shape only, e.g. the README's example).
+ */
+function validate(file: string, document: unknown, problems: ConfigIssue[], checkFiles = true): Config {
   const result = ConfigSchema.safeParse(document);
   if (!result.success) problems.push(...result.error.issues.map(describeIssue));
+  else if (checkFiles) problems.push(...tlsFileProblems(result.data));
   if (problems.length > 0 || !result.success) throw new ConfigError(file, problems);
   const config = deepFreeze(result.data);
   documents.set(config, deepFreeze(document as Record<string, unknown>));
   return config;
 }
 
-/** Validates an already-parsed document into a typed, frozen config. */
-export function validateConfig(file: string, raw: unknown, env: Record<string, string | undefined> = process.env): Config {
+/** Validates an already-parsed document into a typed, frozen config (`checkFiles`: see validate). */
+export function validateConfig(file: string, raw: unknown, env: Record<string, string | undefined> = process.env, checkFiles = true): Config {
   const problems: ConfigIssue[] = [];
   protoKeys(raw, problems);
-  return validate(file, substituteEnv(raw ?? {}, env, problems), problems);
+  return validate(file, substituteEnv(raw ?? {}, env, problems), problems, checkFiles);
 }
 
 /** `__proto__` as a key (JSON.parse and YAML keep it) would vanish on the way into the config: refused at its path. */

@@ -5,6 +5,7 @@ import { TelemetrySchema } from "../observe/tracing-schema.ts";
 import { RateLimitsSchema } from "../filters/rate-limit/schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { GuardShape } from "../security/schema.ts";
+import { ListenerTlsSchema } from "../security/tls-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
 import { DurationSchema, nameSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
 
@@ -27,6 +28,8 @@ export const ListenerSchema = z.strictObject({
   health_checks: z.boolean().default(false),
   // Limits on the request head, path normalization, header names, trusted proxies (security/schema.ts).
   ...GuardShape,
+  /** Terminate TLS here (certificates by SNI, optional client certificates); plain HTTP when absent. */
+  tls: ListenerTlsSchema.optional(),
 });
 
 export const AdminSchema = z.strictObject({

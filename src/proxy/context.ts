@@ -12,13 +12,19 @@ export interface ListenerInfo {
   readonly proto: "http" | "https";
   /** Bun's idle timer for the connection between requests (the listener's idle_timeout, whole seconds). */
   readonly idleSeconds: number;
+  /** mTLS listeners: whether the verified client certificate goes upstream as x-forwarded-client-cert. */
+  readonly forwardClientCert?: "sanitize" | "set";
 }
 
-/** The verified client certificate of an mTLS connection. */
+/** The verified client certificate of an mTLS connection (security/client-identity.ts). */
 export interface ClientIdentity {
+  /** RFC 4514, last RDN first: `CN=web,O=Acme,C=US`. */
   subject: string;
+  /** DNS subject alternative names. */
   sans: string[];
+  /** URI subject alternative names (SPIFFE IDs: `spiffe://trust-domain/path`). */
   uris: string[];
+  /** SHA-256 of the certificate (DER), lowercase hex without colons. */
   fingerprint256: string;
 }
 

@@ -57,11 +57,51 @@ export class SwitchyardError extends Error {
       });
     }
     if (code === "ETIMEDOUT") return upstreamTimeout("the upstream connection timed out", e);
+    const tls = code === undefined ? undefined : upstreamTlsError(code, err?.message ?? "", e);
+    if (tls) return tls;
     return new SwitchyardError({
       code: "upstream_error", status: 502, source: "upstream", retryable: true,
       message: `the upstream request failed${code ? ` (${code})` : ""}`, cause: e,
     });
   }
+}
+
+/** Certificate verification failures, by the codes Bun's fetch and WebSocket report (OpenSSL's verify results, node's names). */
+const TLS_VERIFY_REASONS: Record<string, string> = {
+  ERR_TLS_CERT_ALTNAME_INVALID: "the certificate is not for the server name",
+  HOSTNAME_MISMATCH: "the certificate is not for the server name",
+  SELF_SIGNED_CERT_IN_CHAIN: "the certificate is not signed by a trusted CA",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "the certificate is self-signed and not trusted",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "the certificate is not signed by a trusted CA",
+  UNABLE_TO_GET_ISSUER_CERT: "the certificate is not signed by a trusted CA",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "the certificate is not signed by a trusted CA",
+  CERT_SIGNATURE_FAILURE: "the certificate's signature does not verify",
+  CERT_HAS_EXPIRED: "the certificate has expired",
+  CERT_NOT_YET_VALID: "the certificate is not valid yet",
+  CERT_REVOKED: "the certificate is revoked",
+  CERT_UNTRUSTED: "the certificate is not trusted",
+  CERT_REJECTED: "the certificate is rejected",
+  INVALID_CA: "a CA certificate in the chain is invalid",
+  INVALID_PURPOSE: "the certificate is not for TLS servers",
+  PATH_LENGTH_EXCEEDED: "the certificate chain is too long",
+};
+
+/** A failed TLS handshake or certificate verification with the upstream (nothing was sent: retried as a connect failure). */
+function upstreamTlsError(code: string, message: string, cause: unknown): SwitchyardError | undefined {
+  const reason = TLS_VERIFY_REASONS[code];
+  if (reason !== undefined) {
+    return new SwitchyardError({
+      code: "upstream_tls_error", status: 502, source: "upstream", retryable: true, cause,
+      message: `the upstream's TLS certificate failed verification: ${reason} (${code})`,
+    });
+  }
+  if (code === "EPROTO" || code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_")) {
+    return new SwitchyardError({
+      code: "upstream_tls_error", status: 502, source: "upstream", retryable: true, cause,
+      message: `the TLS handshake with the upstream failed (${code}: ${message.split(". ")[0]}); does it speak TLS, and does it want a client certificate?`,
+    });
+  }
+  return undefined;
 }
 
 function upstreamTimeout(message: string, cause: unknown): SwitchyardError {
@@ -100,6 +140,7 @@ export const errors = {
     code: "circuit_open", status: 503, source: "internal", message: `the circuit breaker of cluster ${cluster} is open`,
     headers: { "x-switchyard-overloaded": "true" },
   }),
+  notThroughTls: () => new SwitchyardError({ code: "tls_required", status: 403, source: "client", message: "this listener takes requests only through its TLS port" }),
   draining: () => new SwitchyardError({ code: "draining", status: 503, source: "internal", message: "the proxy is shutting down" }),
   // Refusals of the request guard (src/security/guard.ts), before routing. They close the
   // connection: after a request framed in doubt, the next bytes cannot be trusted to start one.

@@ -10,6 +10,7 @@ import type { ProxyContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
 import { setForwarded, stripCredentials, stripHopByHop } from "./headers.ts";
+import { XFCC, xfccValue } from "../security/client-identity.ts";
 
 /** An endpoint that answered this recently most likely has a pooled connection: skip the connect probe. */
 const WARM_MS = 2_000;
@@ -28,6 +29,7 @@ export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!, trace
     received: ctx.request.headers, peerIp: ctx.peerIp, trusted: ctx.trustedPeer,
     proto: ctx.listener.proto, host: ctx.host, requestId: ctx.requestId, traceparent,
   });
+  if (ctx.clientCert !== undefined && ctx.listener.forwardClientCert === "set") headers.set(XFCC, xfccValue(ctx.clientCert));
   // The authority the request was routed by (for an absolute-form target it is not the Host header).
   const host = route.hostRewrite ?? ctx.host;
   if (host !== "") headers.set("host", host);
@@ -164,7 +166,7 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
       proxy: false,
       timeout: false,
       signal: deadlines.signal,
-      tls: endpoint.tls ? { serverName: endpoint.hostname } : undefined,
+      tls: endpoint.tls,
     } as RequestInit);
     endpoint.lastResponseAt = ctx.upstreamHeadersAt = performance.now();
     deadlines.releaseIdle();

@@ -52,7 +52,7 @@ export function mirror(ctx: ProxyContext, shadow: Cluster, config: MirrorConfig,
     decompress: false,
     proxy: false,
     signal: AbortSignal.timeout(config.timeout),
-    tls: endpoint.tls ? { serverName: endpoint.hostname } : undefined,
+    tls: endpoint.tls,
   } as RequestInit)
     .then((res) => res.body?.cancel())
     .catch(() => {})

@@ -14,7 +14,7 @@ export const RetryPolicySchema = z.strictObject({
   /** Tries in total, the first included (2 = one retry). Default 2. */
   attempts: z.number().int().min(1).max(10).default(2),
   /**
-   * What is retried: `connect-failure` (refused, connect timeout), `reset` (connection reset),
+   * What is retried: `connect-failure` (refused, connect timeout, failed TLS handshake), `reset` (connection reset),
    * `gateway-error` (502/503/504 answers and the failures above, and per-try timeouts), `5xx`
    * (any 5xx answer or failure), `retriable-status-codes` (the list below), `429` (Retry-After
    * honoured). Default [connect-failure, reset, gateway-error].
@@ -54,7 +54,8 @@ export function methodRetryable(policy: RetryPolicy, method: string): boolean {
   return policy.non_idempotent || IDEMPOTENT.has(method);
 }
 
-const CONNECT_FAILURES = new Set(["upstream_connect_refused", "upstream_connect_timeout"]);
+// A failed TLS handshake is one too: nothing was sent (another endpoint may have a good certificate).
+const CONNECT_FAILURES = new Set(["upstream_connect_refused", "upstream_connect_timeout", "upstream_tls_error"]);
 const TIMEOUTS = new Set(["upstream_timeout", "idle_timeout", "upstream_connect_timeout"]);
 
 /** Does the policy retry this failed try (an error before any response)? */

@@ -9,6 +9,7 @@ import type { ProxyContext } from "./context.ts";
 import { SwitchyardError } from "./errors.ts";
 import { upstreamUrl } from "./forward.ts";
 import { forwardedFor } from "./headers.ts";
+import { XFCC, xfccValue } from "../security/client-identity.ts";
 import { fail, log } from "./outcome.ts";
 
 /** Bytes the upstream socket may hold unsent before the client is paused. */
@@ -39,12 +40,14 @@ function handshakeHeaders(ctx: ProxyContext, traceparent: string): Record<string
     delete out.authorization;
     delete out.cookie;
   }
-  if (!ctx.trustedPeer) delete out["x-forwarded-client-cert"];
+  if (!ctx.trustedPeer) delete out[XFCC];
   out["x-forwarded-for"] = forwardedFor(h, ctx.peerIp, ctx.trustedPeer);
   out["x-forwarded-proto"] = ctx.listener.proto === "https" ? "wss" : "ws";
   out["x-forwarded-host"] = ctx.host;
   out["x-request-id"] = ctx.requestId;
   out.traceparent = traceparent;
+  // An mTLS listener with `forward_client_cert: set` states its verified one instead (as forward.ts does).
+  if (ctx.clientCert !== undefined && ctx.listener.forwardClientCert === "set") out[XFCC] = xfccValue(ctx.clientCert);
   if (ctx.route!.hostRewrite !== undefined) out.host = ctx.route!.hostRewrite;
   const filters = ctx.route!.filters;
   if (filters === undefined || filters.upstreamRequest.length === 0) return out;
@@ -68,7 +71,7 @@ function openUpstream(ctx: ProxyContext, endpoint: Endpoint, traceparent: string
   const upstream = new WebSocket(upstreamUrl(ctx, endpoint, "ws"), {
     headers: handshakeHeaders(ctx, traceparent),
     protocols,
-    tls: endpoint.tls ? { serverName: endpoint.hostname } : undefined,
+    tls: endpoint.tls,
   } as unknown as string[]);
   const early: (string | Buffer)[] = [];
   // Held only until the client side opens: its `open` handler replaces this handler.

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { DurationSchema } from "../config/primitives.ts";
 import { RetryBudgetSchema } from "../proxy/retry.ts";
+import { UpstreamTlsSchema } from "../security/tls-schema.ts";
 import { BalancerSchema } from "./balancers/schema.ts";
 import { DiscoverySchema } from "./discovery/schema.ts";
 import { HealthCheckSchema, OutlierSchema } from "./health/schema.ts";
@@ -54,6 +55,12 @@ export const ClusterSchema = z.strictObject({
   retry_budget: RetryBudgetSchema.prefault({}),
   /** When false, Authorization and Cookie are stripped before this cluster sees a request. Default true. */
   trusted: z.boolean().default(true),
+  /**
+   * How `https://` endpoints are verified, and the client certificate they are shown (mTLS to the
+   * backend). Without it, https endpoints are verified against the system's roots and their host.
+   * With it, every endpoint must be https (a plain one would silently skip what it asks for).
+   */
+  tls: UpstreamTlsSchema.optional(),
   timeouts: z.strictObject({
     /** Time allowed to open a TCP connection to an endpoint. Default 5s. */
     connect: DurationSchema.prefault("5s"),
@@ -61,6 +68,15 @@ export const ClusterSchema = z.strictObject({
 }).superRefine((c, ctx) => {
   if ((c.endpoints === undefined) === (c.discovery === undefined)) {
     ctx.addIssue({ code: "custom", path: ["endpoints"], message: "give exactly one of endpoints or discovery" });
+  }
+  if (c.tls) {
+    c.endpoints?.forEach((e, i) => {
+      const url = parseEndpointUrl(typeof e === "string" ? e : e.url);
+      if (url?.protocol === "http:") ctx.addIssue({ code: "custom", path: ["endpoints", i], message: "the cluster has tls settings: use https:// for its endpoints" });
+    });
+    if (c.discovery && "scheme" in c.discovery && c.discovery.scheme !== "https") {
+      ctx.addIssue({ code: "custom", path: ["discovery", "scheme"], message: "the cluster has tls settings: set scheme: https" });
+    }
   }
   if (c.balancer.type === "ring_hash" && c.endpoints) {
     const weight = c.endpoints.reduce((sum, e) => sum + (typeof e === "string" ? 1 : e.weight), 0);

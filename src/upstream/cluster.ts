@@ -3,6 +3,8 @@ import { RetryBudget } from "../proxy/retry.ts";
 import { buildBalancer } from "./balancers/index.ts";
 import type { Balancer } from "./balancers/types.ts";
 import { type ClusterConfig, parseEndpointUrl } from "./cluster-schema.ts";
+import { loadUpstreamTls, type UpstreamTlsMaterial } from "../security/tls-files.ts";
+import { type UpstreamTlsOptions, upstreamTlsOptions } from "./upstream-tls.ts";
 import { CircuitBreaker } from "./breaker.ts";
 import { ClusterLimits } from "./limits.ts";
 import { type Discovery, startDiscovery } from "./discovery/index.ts";
@@ -19,7 +21,8 @@ export interface Endpoint {
   readonly address: string;
   readonly hostname: string;
   readonly port: number;
-  readonly tls: boolean;
+  /** TLS settings for fetch and WebSocket (`tls` option) when the endpoint is https; undefined for http. */
+  readonly tls: UpstreamTlsOptions | undefined;
   readonly weight: number;
   /** Active-check and outlier state; the same object is carried over when a reload keeps the endpoint. */
   readonly health: HealthState;
@@ -52,12 +55,16 @@ export interface Cluster {
   dispose(): void;
 }
 
-export function buildEndpoint(text: string, weight: number, health: HealthState = freshHealth()): Endpoint {
+/** `tls`: the cluster's upstream TLS files, applied when the endpoint is https. */
+export function buildEndpoint(text: string, weight: number, health: HealthState = freshHealth(), tls?: UpstreamTlsMaterial): Endpoint {
   const url = parseEndpointUrl(text)!;
-  const tls = url.protocol === "https:";
-  const port = url.port ? Number(url.port) : tls ? 443 : 80;
+  const secure = url.protocol === "https:";
+  const port = url.port ? Number(url.port) : secure ? 443 : 80;
+  // URL keeps an IPv6 host in brackets; TLS names it without them.
+  const bare = url.hostname.replace(/^\[(.*)\]$/, "$1");
   return {
-    origin: url.origin, address: `${url.hostname}:${port}`, hostname: url.hostname, port, tls, weight, health,
+    origin: url.origin, address: `${url.hostname}:${port}`, hostname: url.hostname, port, weight, health,
+    tls: secure ? upstreamTlsOptions(bare, tls) : undefined,
     active: 0, lastResponseAt: Number.NEGATIVE_INFINITY,
   };
 }
@@ -69,6 +76,8 @@ export function buildCluster(name: string, config: ClusterConfig, previousCluste
   const inherited = new Map(previousCluster?.endpoints.map((e) => [e.address, e.health]));
   const inheritedSpecs = previousCluster?.endpoints.map((e) => ({ url: e.origin, weight: e.weight }));
   const b = config.balancer;
+  // Read once per build (start and every reload); validateConfig has already checked them.
+  const tlsMaterial = config.tls ? loadUpstreamTls(config.tls, ["clusters", name, "tls"]) : undefined;
   const hashKey: HashKey | undefined = b.type === "ring_hash" || b.type === "maglev" ? compileHashKey(b.hash_on) : undefined;
 
   // Everything that depends on the endpoint set is rebuilt when discovery changes it.
@@ -100,9 +109,14 @@ export function buildCluster(name: string, config: ClusterConfig, previousCluste
   /** Installs a new endpoint set; endpoints already known (by address) keep their health state. */
   const setEndpoints = (specs: readonly EndpointSpec[]) => {
     const kept = new Map([...inherited, ...endpoints.map((e): [string, HealthState] => [e.address, e.health])]);
-    endpoints = specs.map((spec) => {
+    endpoints = specs.flatMap((spec) => {
       const probe = buildEndpoint(spec.url, spec.weight);
-      return buildEndpoint(spec.url, spec.weight, kept.get(probe.address));
+      // A cluster with tls settings never dials in the clear (a discovered http:// endpoint is left out).
+      if (tlsMaterial !== undefined && probe.tls === undefined) {
+        console.error(JSON.stringify({ level: "warn", msg: "endpoint left out: the cluster has tls settings but the endpoint is http", cluster: name, endpoint: spec.url }));
+        return [];
+      }
+      return [buildEndpoint(spec.url, spec.weight, kept.get(probe.address), tlsMaterial)];
     });
     if (!config.health_check) for (const e of endpoints) e.health.activeHealthy = true;
     balancer = buildBalancer(endpoints, config.balancer);

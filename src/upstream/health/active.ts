@@ -3,13 +3,14 @@
  * `unhealthy_threshold` failures in a row it leaves the pool, after `healthy_threshold` passes
  * it comes back. One of the few places that open upstream connections (design.md).
  */
+import type { UpstreamTlsOptions } from "../upstream-tls.ts";
 import type { HealthCheckConfig } from "./schema.ts";
 import type { HealthState } from "./state.ts";
 
 export interface Checked {
   readonly origin: string;
   readonly hostname: string;
-  readonly tls: boolean;
+  readonly tls: UpstreamTlsOptions | undefined;
   readonly health: HealthState;
 }
 
@@ -30,7 +31,7 @@ export async function checkOnce(endpoint: Checked, config: HealthCheckConfig): P
       decompress: false,
       proxy: false,
       signal: AbortSignal.timeout(config.timeout),
-      tls: endpoint.tls ? { serverName: endpoint.hostname } : undefined,
+      tls: endpoint.tls,
     } as RequestInit);
     await res.body?.cancel();
     return passes(config, res.status);

@@ -1,0 +1,222 @@
+/**
+ * The TLS front of an mTLS listener. Bun.serve cannot show a handler the client's certificate
+ * (oven-sh/bun#14097), so for listeners with `client_auth` a node:tls server owns the public port:
+ * it does the handshake (SNI, client certificate against the CA), reads the verified certificate,
+ * and relays the plaintext bytes to the listener's own Bun.serve on 127.0.0.1 (an ephemeral port).
+ *
+ * How a request learns its connection's identity, unforgeably: the front's socket to the inner
+ * server has a local port, which is what the inner server's `requestIP(req).port` reports. The
+ * front files the identity under that port before it relays a byte, and removes it when that
+ * socket closes. Every request on a keep-alive connection finds the same entry; nothing a client
+ * sends can name another entry, and a connection to the inner port that did not come through the
+ * front finds none (and is refused by routes/proxy.ts).
+ *
+ * node:tls rather than Bun.listen: Bun.listen takes a single certificate (no SNI), while node:tls
+ * has SNICallback, and with it certificates rotate in place without a second listener.
+ * Cost: see README (mTLS) and bench/mtls.ts.
+ */
+import { createSecureContext, createServer, type SecureContext, type TLSSocket } from "node:tls";
+import type { Socket } from "bun";
+import type { ClientIdentity } from "../proxy/context.ts";
+import { identityOf } from "../security/client-identity.ts";
+import type { ListenerTlsMaterial } from "../security/tls-files.ts";
+import type { ClientAuthConfig } from "../security/tls-schema.ts";
+
+/** The client connection behind a request on an mTLS listener. */
+export interface FrontConnection {
+  readonly clientIp: string;
+  readonly clientPort: number;
+  /** The verified client certificate; undefined when the client sent none (`mode: request`). */
+  readonly identity: ClientIdentity | undefined;
+}
+
+/** Connections relayed by the front, by the local port of the front's socket to the inner server. */
+export class FrontConnections {
+  private readonly byPort = new Map<number, FrontConnection>();
+
+  get(innerPeerPort: number | undefined): FrontConnection | undefined {
+    return innerPeerPort === undefined ? undefined : this.byPort.get(innerPeerPort);
+  }
+
+  add(port: number, connection: FrontConnection): void {
+    this.byPort.set(port, connection);
+  }
+
+  /** Removes the entry only if it is still this connection's (the port may already serve a newer one). */
+  remove(port: number, connection: FrontConnection): void {
+    if (this.byPort.get(port) === connection) this.byPort.delete(port);
+  }
+
+  get size(): number {
+    return this.byPort.size;
+  }
+}
+
+interface Contexts {
+  readonly fallback: SecureContext;
+  readonly exact: ReadonlyMap<string, SecureContext>;
+  /** `*.example.com` entries, keyed by `example.com`. */
+  readonly wildcard: ReadonlyMap<string, SecureContext>;
+}
+
+function contextOptions(cert: string, key: string, ca: string | undefined) {
+  return { cert, key, ca, minVersion: "TLSv1.2" as const };
+}
+
+function buildContexts(material: ListenerTlsMaterial): Contexts {
+  const exact = new Map<string, SecureContext>();
+  const wildcard = new Map<string, SecureContext>();
+  let fallback: SecureContext | undefined;
+  for (const c of material.certificates) {
+    const context = createSecureContext(contextOptions(c.cert, c.key, material.clientCa));
+    fallback ??= context;
+    for (const name of c.serverNames) {
+      const table = name.startsWith("*.") ? wildcard : exact;
+      const keyName = name.startsWith("*.") ? name.slice(2) : name;
+      if (!table.has(keyName)) table.set(keyName, context); // the first certificate to claim a name wins, as in Bun.serve
+    }
+  }
+  return { fallback: fallback!, exact, wildcard };
+}
+
+function contextFor(contexts: Contexts, serverName: string): SecureContext {
+  const name = serverName.toLowerCase();
+  const dot = name.indexOf(".");
+  return contexts.exact.get(name) ?? (dot === -1 ? undefined : contexts.wildcard.get(name.slice(dot + 1))) ?? contexts.fallback;
+}
+
+export interface MtlsFrontOptions {
+  address: string;
+  port: number;
+  reusePort: boolean;
+  clientAuth: ClientAuthConfig;
+  /** The inner Bun.serve's port on 127.0.0.1. */
+  innerPort: number;
+  connections: FrontConnections;
+  /** A handshake not finished in this time is dropped (what stops a TLS-level slowloris). */
+  handshakeTimeoutMs: number;
+}
+
+export interface MtlsFront {
+  readonly port: number;
+  /** Puts new certificates (and client CA) in force for new handshakes; open connections go on. */
+  setMaterial(material: ListenerTlsMaterial): void;
+  /** Stops accepting; with `force`, also closes every open client connection. */
+  stop(force: boolean): void;
+}
+
+export async function startMtlsFront(material: ListenerTlsMaterial, options: MtlsFrontOptions): Promise<MtlsFront> {
+  let contexts = buildContexts(material);
+  const first = material.certificates[0]!;
+  const clients = new Set<TLSSocket>();
+  const server = createServer({
+    ...contextOptions(first.cert, first.key, material.clientCa),
+    requestCert: true,
+    // `require`: a client without a valid certificate fails the handshake. `request`: checked in relay().
+    rejectUnauthorized: options.clientAuth.mode === "require",
+    handshakeTimeout: options.handshakeTimeoutMs,
+    SNICallback: (serverName, done) => done(null, contextFor(contexts, serverName)),
+  });
+  // Bun's node:tls leaves the socket open after a handshake timeout or a failed handshake: close it.
+  server.on("tlsClientError", (_error, socket) => socket.destroy());
+  server.on("secureConnection", (client) => {
+    if (options.clientAuth.mode === "request" && !client.authorized && client.getPeerX509Certificate() !== undefined) {
+      client.destroy(); // a certificate was offered and did not verify: refused, not treated as anonymous
+      return;
+    }
+    clients.add(client);
+    client.on("close", () => clients.delete(client));
+    relay(client, options);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: options.address, port: options.port, reusePort: options.reusePort }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  server.on("error", (error) => console.error(JSON.stringify({ level: "error", msg: "mTLS front error", error: String(error) })));
+  const address = server.address();
+  return {
+    port: typeof address === "object" && address !== null ? address.port : options.port,
+    setMaterial(next) {
+      contexts = buildContexts(next);
+      const head = next.certificates[0]!;
+      server.setSecureContext(contextOptions(head.cert, head.key, next.clientCa)); // for clients without SNI
+    },
+    stop(force) {
+      server.close();
+      if (force) for (const c of clients) c.destroy();
+    },
+  };
+}
+
+/** Relays one verified client connection to the inner server, with backpressure both ways. */
+function relay(client: TLSSocket, options: MtlsFrontOptions): void {
+  const x509 = client.authorized ? client.getPeerX509Certificate() : undefined;
+  const connection: FrontConnection = {
+    clientIp: client.remoteAddress ?? "",
+    clientPort: client.remotePort ?? 0,
+    identity: x509 === undefined ? undefined : identityOf(x509),
+  };
+  let inner: Socket<undefined> | undefined;
+  let innerPort = 0;
+  /** Client bytes the inner socket did not take yet (the client is paused meanwhile). */
+  let backlog: Buffer[] = [];
+  const toInner = (chunk: Buffer) => {
+    const written = inner!.write(chunk);
+    if (written < 0) return client.destroy();
+    if (written < chunk.length) {
+      backlog.push(chunk.subarray(written));
+      client.pause();
+    }
+  };
+  client.pause(); // until the inner connection is open and filed
+  client.on("data", (chunk: Buffer) => (backlog.length > 0 ? backlog.push(chunk) : toInner(chunk)));
+  client.on("end", () => inner?.end());
+  client.on("close", () => inner?.end());
+  client.on("error", () => {}); // "close" follows
+  Bun.connect({
+    hostname: "127.0.0.1",
+    port: options.innerPort,
+    socket: {
+      open(socket) {
+        inner = socket;
+        innerPort = socket.localPort;
+        // Filed before any byte is relayed, so the inner server's first request finds it.
+        options.connections.add(innerPort, connection);
+        if (client.destroyed) {
+          socket.end();
+          return;
+        }
+        client.resume();
+      },
+      data(socket, chunk) {
+        if (!client.write(chunk)) {
+          socket.pause();
+          client.once("drain", () => socket.resume());
+        }
+      },
+      drain() {
+        const pending = backlog;
+        backlog = [];
+        for (const chunk of pending) {
+          if (backlog.length > 0) backlog.push(chunk);
+          else toInner(chunk);
+        }
+        if (backlog.length === 0) client.resume();
+      },
+      end() {
+        client.end();
+      },
+      close() {
+        options.connections.remove(innerPort, connection);
+        client.end();
+      },
+      error() {},
+      connectError() {
+        client.destroy();
+      },
+    },
+  }).catch(() => client.destroy());
+}

@@ -1,0 +1,234 @@
+/**
+ * mTLS listeners: client certificates required or requested, the verified identity on every
+ * request of a connection (x-forwarded-client-cert), never one a client wrote itself, and the
+ * front's behaviour with hostile peers.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { ServerWebSocket } from "bun";
+import { copyFileSync, writeFileSync } from "node:fs";
+import { makePki, type TestCert, type TestPki } from "../helpers/certs.ts";
+import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { rawRequest } from "../helpers/raw.ts";
+import { tlsConnect } from "../helpers/tls-client.ts";
+import { waitFor } from "../helpers/tmp.ts";
+import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+
+let pki: TestPki;
+let server: TestCert;
+let web: TestCert;
+let billing: TestCert;
+let stranger: TestCert;
+let serverAsClient: TestCert;
+/** Echoes what it received of the headers that matter here. */
+let upstream: Upstream;
+let proxy: TestProxy;
+const wsHandshakes: Record<string, string>[] = [];
+let live: { cert: string; key: string };
+
+const XFCC = "x-forwarded-client-cert";
+
+function get(path: string, extra = ""): string {
+  return `GET ${path} HTTP/1.1\r\nHost: api.test\r\n${extra}\r\n`;
+}
+
+beforeAll(async () => {
+  pki = makePki();
+  server = pki.issue("server", { subject: "/CN=api.test", dns: ["api.test"], usage: "server" });
+  web = pki.issue("web", { subject: "/O=Acme/CN=web", dns: ["web.acme.test"], uris: ["spiffe://acme.test/ns/default/sa/web"], usage: "client" });
+  billing = pki.issue("billing", { subject: "/O=Acme/CN=billing", uris: ["spiffe://acme.test/ns/pay/sa/billing"], usage: "client" });
+  const otherCa = pki.newCa("other-ca", "/CN=Other CA");
+  stranger = pki.issue("stranger", { subject: "/CN=stranger", usage: "client", ca: otherCa });
+  serverAsClient = pki.issue("server2", { subject: "/CN=not-a-client", dns: ["x.test"], usage: "server" });
+  live = { cert: pki.file("live.pem"), key: pki.file("live.key") };
+  copyFileSync(server.cert, live.cert);
+  copyFileSync(server.key, live.key);
+  upstream = startUpstream(
+    (req, srv) => {
+      if (req.headers.get("upgrade") === "websocket") {
+        wsHandshakes.push(Object.fromEntries(req.headers));
+        return srv.upgrade(req, { data: undefined }) ? undefined : new Response("no", { status: 400 });
+      }
+      return Response.json({ xfcc: req.headers.get(XFCC), xff: req.headers.get("x-forwarded-for"), proto: req.headers.get("x-forwarded-proto") });
+    },
+    { message: (ws: ServerWebSocket<unknown>, m: string | Buffer) => void ws.send(m) },
+  );
+  proxy = await startProxy({
+    listeners: [
+      {
+        name: "mtls", address: "127.0.0.1", port: 0, idle_timeout: "2s",
+        tls: { certificates: [{ cert: live.cert, key: live.key }], client_auth: { mode: "require", ca: pki.ca.cert, forward_client_cert: "set" } },
+      },
+      {
+        name: "optional", address: "127.0.0.1", port: 0,
+        tls: { certificates: [{ cert: server.cert, key: server.key }], client_auth: { mode: "request", ca: pki.ca.cert } },
+      },
+      { name: "plain", address: "127.0.0.1", port: 0 },
+    ],
+    clusters: { up: { endpoints: [upstream.origin] } },
+    routes: [{ to: "up", websocket: true }],
+  });
+});
+
+afterAll(async () => {
+  await proxy.stop();
+  upstream.stop(true);
+  pki.cleanup();
+});
+
+const port = (i: number) => proxy.running.proxies[i]!.port;
+const connectAs = (cert: TestCert | undefined, listener = 0, localAddress?: string) =>
+  tlsConnect({ port: port(listener), servername: "api.test", ca: pki.ca.certPem, cert: cert?.certPem, key: cert?.keyPem, localAddress });
+const body = (r: { body: string }) => JSON.parse(r.body) as { xfcc: string | null; xff: string; proto: string };
+
+describe("require", () => {
+  test("the verified identity reaches the upstream as x-forwarded-client-cert (Envoy's format)", async () => {
+    const conn = await connectAs(web);
+    const seen = body(await conn.request(get("/")));
+    conn.close();
+    expect(seen.xfcc).toMatch(/^Hash=[0-9a-f]{64};Subject="CN=web,O=Acme";URI=spiffe:\/\/acme\.test\/ns\/default\/sa\/web;DNS=web\.acme\.test$/);
+    expect(seen.xfcc).toContain(`Hash=${new Bun.CryptoHasher("sha256").update(new (await import("node:crypto")).X509Certificate(web.certPem).raw).digest("hex")}`);
+    expect(seen.proto).toBe("https");
+  });
+
+  test("every request of a keep-alive connection carries it; a client's own header is replaced, in any case and repeated", async () => {
+    const conn = await connectAs(billing);
+    for (let i = 0; i < 5; i++) {
+      const forged = i % 2 === 0 ? `${XFCC}: Hash=00;Subject="CN=admin"\r\nX-Forwarded-Client-Cert: URI=spiffe://acme.test/admin\r\n` : "";
+      const seen = body(await conn.request(get(`/k${i}`, forged)));
+      expect(seen.xfcc).toMatch(/^Hash=[0-9a-f]{64};Subject="CN=billing,O=Acme";URI=spiffe:\/\/acme\.test\/ns\/pay\/sa\/billing$/);
+    }
+    conn.close();
+  });
+
+  test("interleaved connections of two clients each get their own identity", async () => {
+    const [one, two] = await Promise.all([connectAs(web), connectAs(billing)]);
+    for (let i = 0; i < 4; i++) {
+      const [r1, r2] = await Promise.all([one.request(get(`/a${i}`)), two.request(get(`/b${i}`))]);
+      expect(body(r1).xfcc).toContain('Subject="CN=web,O=Acme"');
+      expect(body(r2).xfcc).toContain('Subject="CN=billing,O=Acme"');
+    }
+    one.close();
+    two.close();
+  });
+
+  test("the client's own address is the one forwarded, not the front's", async () => {
+    const conn = await connectAs(web, 0, "127.0.0.2");
+    expect(body(await conn.request(get("/"))).xff).toBe("127.0.0.2");
+    conn.close();
+  });
+
+  test("no certificate, one from another CA, or a server certificate: the handshake is refused", async () => {
+    for (const cert of [undefined, stranger, serverAsClient]) {
+      const error = await connectAs(cert).then((c) => (c.close(), undefined), (e: Error) => e);
+      expect(error).toBeInstanceOf(Error);
+    }
+    // …and the listener goes on serving.
+    const conn = await connectAs(web);
+    expect((await conn.request(get("/"))).status).toBe(200);
+    conn.close();
+  });
+
+  test("a WebSocket through the front: the upstream handshake carries the identity, not the client's forgery", async () => {
+    const ws = new WebSocket(`wss://127.0.0.1:${port(0)}/chat`, {
+      headers: { [XFCC]: "Hash=00;Subject=\"CN=admin\"" },
+      tls: { ca: pki.ca.certPem, serverName: "api.test", cert: web.certPem, key: web.keyPem },
+    } as unknown as string[]);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    const echoed = new Promise<string>((resolve) => (ws.onmessage = (e) => resolve(String(e.data))));
+    ws.send("ping over mTLS");
+    expect(await echoed).toBe("ping over mTLS");
+    ws.close();
+    expect(wsHandshakes.at(-1)![XFCC]).toContain('Subject="CN=web,O=Acme"');
+  });
+
+  test("a connection to the inner server that bypasses the front is refused", async () => {
+    const innerPort = proxy.running.proxies[0]!.front!.innerPort;
+    const reply = await rawRequest(innerPort, get("/", `${XFCC}: Hash=00;Subject="CN=admin"\r\nConnection: close\r\n`));
+    expect(reply.status).toBe(403);
+    expect(JSON.parse(reply.body).error).toBe("tls_required");
+  });
+});
+
+describe("request", () => {
+  test("a client without a certificate is let in without an identity; a forged header is still removed", async () => {
+    const conn = await connectAs(undefined, 1);
+    const seen = body(await conn.request(get("/", `${XFCC}: Hash=00\r\n`)));
+    expect(seen.xfcc).toBeNull();
+    conn.close();
+  });
+
+  test("a client with a certificate that does not verify is refused, not let in as anonymous", async () => {
+    const error = await connectAs(stranger, 1).then((c) => (c.close(), undefined), (e: Error) => e);
+    expect(error).toBeInstanceOf(Error);
+  });
+
+  test("sanitize (the default): a verified identity is not forwarded", async () => {
+    const conn = await connectAs(web, 1);
+    expect(body(await conn.request(get("/", `${XFCC}: Hash=00\r\n`))).xfcc).toBeNull();
+    conn.close();
+  });
+});
+
+test("a plain listener never passes a client's x-forwarded-client-cert", async () => {
+  const reply = await rawRequest(port(2), get("/", `${XFCC}: Hash=00;Subject="CN=admin"\r\nConnection: close\r\n`));
+  expect(reply.status).toBe(200);
+  expect(JSON.parse(reply.body).xfcc).toBeNull();
+});
+
+describe("hostile peers at the front", () => {
+  test("a silent connection is dropped after the handshake timeout (the listener's idle_timeout)", async () => {
+    const { connect } = await import("node:net");
+    const started = performance.now();
+    const closedAfter = await new Promise<number>((resolve) => {
+      const s = connect({ host: "127.0.0.1", port: port(0) });
+      s.on("close", () => resolve(performance.now() - started));
+      s.on("error", () => {});
+      setTimeout(() => {
+        s.destroy();
+        resolve(Number.POSITIVE_INFINITY);
+      }, 5000);
+    });
+    expect(closedAfter).toBeGreaterThan(1500);
+    expect(closedAfter).toBeLessThan(4500);
+  });
+
+  test("garbage, plain HTTP and a truncated ClientHello are closed; the front goes on", async () => {
+    for (const bytes of [get("/"), new Uint8Array(4096).fill(0x16), Buffer.from("160301020001", "hex")]) {
+      const reply = await rawRequest(port(0), bytes, { quietMs: 200, timeoutMs: 3000 });
+      expect(reply.raw.startsWith("HTTP/")).toBe(false);
+    }
+    const conn = await connectAs(web);
+    expect((await conn.request(get("/"))).status).toBe(200);
+    conn.close();
+  });
+
+  test("a client that vanishes mid-request leaves no connection entry behind", async () => {
+    const front = proxy.running.proxies[0]!.front!;
+    for (let i = 0; i < 10; i++) {
+      const conn = await connectAs(web);
+      conn.socket.write("GET /half HTTP/1.1\r\nHost: api.test\r\nContent-Length: 100\r\n\r\nabc");
+      conn.socket.destroy();
+    }
+    await waitFor("the connection table to empty", () => front.connections.size === 0);
+  });
+});
+
+describe("rotation", () => {
+  test("new certificate files are served to new connections; an open connection goes on", async () => {
+    const open = await connectAs(web);
+    expect(open.peer.subject.CN).toBe("api.test");
+    const rotated = pki.issue("server-rotated", { subject: "/CN=api.test rotated", dns: ["api.test"], usage: "server" });
+    writeFileSync(live.key, rotated.keyPem);
+    writeFileSync(live.cert, rotated.certPem);
+    await waitFor("the rotated certificate", async () => {
+      const c = await connectAs(web);
+      c.close();
+      return c.peer.subject.CN === "api.test rotated";
+    });
+    expect((await open.request(get("/still-here"))).status).toBe(200);
+    open.close();
+  });
+});
