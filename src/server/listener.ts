@@ -118,11 +118,15 @@ export async function startProxyListener(listener: Listener, index: number, stat
     // its requests, streams and WebSockets finish; its idle keep-alive connections are closed.
     let server = serve({ hostname: listener.address, port: listener.port, reusePort: true, tls: bunServeTls(material) });
     const port = server.port!;
+    /** Servers replaced by a rotation, until their last request or WebSocket is done. */
     const retired = new Set<Server<WebSocketSession>>();
+    const prune = () => {
+      for (const old of retired) if (serverPending(old) === 0) retired.delete(old);
+    };
     handle = {
       name, port, url: server.url,
       pending() {
-        for (const old of retired) if (serverPending(old) === 0) retired.delete(old);
+        prune();
         return [server, ...retired].reduce((n, s) => n + serverPending(s), 0);
       },
       stop(force) {
@@ -131,6 +135,7 @@ export async function startProxyListener(listener: Listener, index: number, stat
       },
       reloadTls: () => reloadWith((next) => {
         const fresh = serve({ hostname: listener.address, port, reusePort: true, tls: bunServeTls(next) });
+        prune();
         retired.add(server);
         void server.stop(false);
         server = fresh;

@@ -171,6 +171,7 @@ function relay(client: TLSSocket, options: MtlsFrontOptions): void {
       client.pause();
     }
   };
+  client.setNoDelay(true); // request/response traffic: no Nagle delay on either hop
   client.pause(); // until the inner connection is open and filed
   client.on("data", (chunk: Buffer) => (backlog.length > 0 ? backlog.push(chunk) : toInner(chunk)));
   client.on("end", () => inner?.end());
@@ -183,6 +184,7 @@ function relay(client: TLSSocket, options: MtlsFrontOptions): void {
       open(socket) {
         inner = socket;
         innerPort = socket.localPort;
+        socket.setNoDelay(true);
         // Filed before any byte is relayed, so the inner server's first request finds it.
         options.connections.add(innerPort, connection);
         if (client.destroyed) {
