@@ -163,6 +163,8 @@ function relay(client: TLSSocket, options: MtlsFrontOptions): void {
   let innerPort = 0;
   /** Client bytes the inner socket did not take yet (the client is paused meanwhile). */
   let backlog: Buffer[] = [];
+  /** The client's write buffer is full: inner reads are paused until it drains. */
+  let waitingForClient = false;
   const toInner = (chunk: Buffer) => {
     const written = inner!.write(chunk);
     if (written < 0) return client.destroy();
@@ -194,9 +196,13 @@ function relay(client: TLSSocket, options: MtlsFrontOptions): void {
         client.resume();
       },
       data(socket, chunk) {
-        if (!client.write(chunk)) {
+        if (!client.write(chunk) && !waitingForClient) {
+          waitingForClient = true;
           socket.pause();
-          client.once("drain", () => socket.resume());
+          client.once("drain", () => {
+            waitingForClient = false;
+            socket.resume();
+          });
         }
       },
       drain() {

@@ -7,11 +7,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ServerWebSocket } from "bun";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { makePki, type TestCert, type TestPki } from "../helpers/certs.ts";
+import { spawnWorkers } from "../helpers/cli.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { rawRequest } from "../helpers/raw.ts";
 import { tlsConnect } from "../helpers/tls-client.ts";
 import { waitFor } from "../helpers/tmp.ts";
-import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { freePort, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let pki: TestPki;
 let server: TestCert;
@@ -26,6 +27,8 @@ const wsHandshakes: Record<string, string>[] = [];
 let live: { cert: string; key: string };
 
 const XFCC = "x-forwarded-client-cert";
+/** 8 MiB of varied bytes: large enough to fill socket buffers both ways through the front. */
+const bigBody = new Uint8Array(8 * 1024 * 1024).map((_, i) => (i * 31 + (i >> 12)) & 255);
 
 function get(path: string, extra = ""): string {
   return `GET ${path} HTTP/1.1\r\nHost: api.test\r\n${extra}\r\n`;
@@ -48,6 +51,9 @@ beforeAll(async () => {
         wsHandshakes.push(Object.fromEntries(req.headers));
         return srv.upgrade(req, { data: undefined }) ? undefined : new Response("no", { status: 400 });
       }
+      const path = new URL(req.url).pathname;
+      if (path === "/upload") return req.arrayBuffer().then((b) => new Response(new Bun.CryptoHasher("sha256").update(b).digest("hex")));
+      if (path === "/download") return new Response(bigBody);
       return Response.json({ xfcc: req.headers.get(XFCC), xff: req.headers.get("x-forwarded-for"), proto: req.headers.get("x-forwarded-proto") });
     },
     { message: (ws: ServerWebSocket<unknown>, m: string | Buffer) => void ws.send(m) },
@@ -65,7 +71,13 @@ beforeAll(async () => {
       { name: "plain", address: "127.0.0.1", port: 0 },
     ],
     clusters: { up: { endpoints: [upstream.origin] } },
-    routes: [{ to: "up", websocket: true }],
+    routes: [
+      {
+        match: { path: { prefix: "/pay" } }, to: "up",
+        filters: [{ type: "authorize", rules: [{ allow: true, when: { client_cert: { uri: ["spiffe://acme.test/ns/pay/*"], subject: ["CN=billing,*"] } } }] }],
+      },
+      { to: "up", websocket: true },
+    ],
   });
 });
 
@@ -152,6 +164,28 @@ describe("require", () => {
   });
 });
 
+describe("what later phases do with the identity", () => {
+  test("an authorize rule on the client certificate's URI and subject: billing passes, web is refused", async () => {
+    const [payer, other] = await Promise.all([connectAs(billing), connectAs(web)]);
+    expect((await payer.request(get("/pay/1"))).status).toBe(200);
+    const refused = await other.request(get("/pay/1"));
+    expect(refused.status).toBe(403);
+    expect(JSON.parse(refused.body).error).toBe("forbidden");
+    payer.close();
+    other.close();
+  });
+
+  test("large bodies pass intact both ways (backpressure through the relay)", async () => {
+    const tls = { ca: pki.ca.certPem, serverName: "api.test", cert: web.certPem, key: web.keyPem };
+    const down = await fetch(`https://127.0.0.1:${port(0)}/download`, { tls } as RequestInit);
+    const got = new Uint8Array(await down.arrayBuffer());
+    expect(got.length).toBe(bigBody.length);
+    expect(Buffer.compare(got, bigBody)).toBe(0);
+    const up = await fetch(`https://127.0.0.1:${port(0)}/upload`, { method: "POST", body: bigBody, tls } as RequestInit);
+    expect(await up.text()).toBe(new Bun.CryptoHasher("sha256").update(bigBody).digest("hex"));
+  });
+});
+
 describe("request", () => {
   test("a client without a certificate is let in without an identity; a forged header is still removed", async () => {
     const conn = await connectAs(undefined, 1);
@@ -207,12 +241,13 @@ describe("hostile peers at the front", () => {
 
   test("a client that vanishes mid-request leaves no connection entry behind", async () => {
     const front = proxy.running.proxies[0]!.front!;
+    const before = front.connections.size; // other tests' keep-alive connections may still be open
     for (let i = 0; i < 10; i++) {
       const conn = await connectAs(web);
       conn.socket.write("GET /half HTTP/1.1\r\nHost: api.test\r\nContent-Length: 100\r\n\r\nabc");
       conn.socket.destroy();
     }
-    await waitFor("the connection table to empty", () => front.connections.size === 0);
+    await waitFor("the vanished clients' entries to go", () => front.connections.size === before);
   });
 });
 
@@ -231,4 +266,26 @@ describe("rotation", () => {
     expect((await open.request(get("/still-here"))).status).toBe(200);
     open.close();
   });
+});
+
+test("workers: 2 share an mTLS port (each with its own front); every connection gets its identity", async () => {
+  const port = freePort();
+  const cli = await spawnWorkers({
+    workers: 2,
+    listeners: [{ address: "127.0.0.1", port, tls: { certificates: [{ cert: server.cert, key: server.key }], client_auth: { mode: "require", ca: pki.ca.cert, forward_client_cert: "set" } } }],
+    clusters: { up: { endpoints: [upstream.origin] } },
+    routes: [{ to: "up" }],
+    access_log: { enabled: false },
+  });
+  try {
+    for (let i = 0; i < 12; i++) {
+      const conn = await tlsConnect({ port, servername: "api.test", ca: pki.ca.certPem, cert: (i % 2 ? web : billing).certPem, key: (i % 2 ? web : billing).keyPem });
+      expect(body(await conn.request(get(`/w${i}`))).xfcc).toContain(i % 2 ? 'Subject="CN=web,O=Acme"' : 'Subject="CN=billing,O=Acme"');
+      conn.close();
+    }
+    expect(cli.events.filter((e) => e.msg === "worker exited; restarting")).toEqual([]);
+  } finally {
+    expect(await cli.stop()).toBe(0);
+    cli.cleanup();
+  }
 });
