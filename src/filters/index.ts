@@ -4,6 +4,7 @@ import { authFilter } from "./auth/auth.ts";
 import { authorizeFilter } from "./authorize/authorize.ts";
 import { corsFilter } from "./cors/cors.ts";
 import { rateLimitFilter } from "./rate-limit/rate-limit.ts";
+import { wafFilter } from "./waf/waf.ts";
 import type { FilterConfig } from "./schema.ts";
 
 type Factories = { [T in FilterConfig["type"]]: FilterFactory<Extract<FilterConfig, { type: T }>> };
@@ -13,6 +14,7 @@ const factories = {
   auth: authFilter,
   authorize: authorizeFilter,
   rate_limit: rateLimitFilter,
+  waf: wafFilter,
 } satisfies Factories;
 
 export function buildFilter(config: FilterConfig, deps: RuntimeDeps): Filter {

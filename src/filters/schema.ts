@@ -4,7 +4,8 @@ import { AuthFilterSchema } from "./auth/schema.ts";
 import { AuthorizeFilterSchema } from "./authorize/schema.ts";
 import { CorsFilterSchema } from "./cors/schema.ts";
 import { RateLimitFilterSchema } from "./rate-limit/schema.ts";
+import { WafFilterSchema } from "./waf/schema.ts";
 
-export const FilterSchema = z.discriminatedUnion("type", [CorsFilterSchema, AuthFilterSchema, AuthorizeFilterSchema, RateLimitFilterSchema]);
+export const FilterSchema = z.discriminatedUnion("type", [CorsFilterSchema, AuthFilterSchema, AuthorizeFilterSchema, RateLimitFilterSchema, WafFilterSchema]);
 
 export type FilterConfig = z.infer<typeof FilterSchema>;

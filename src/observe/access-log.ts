@@ -109,6 +109,7 @@ export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>, 
     cache: ctx.cacheStatus,
     // Who the caller is (never the credential): provider, subject, tier.
     auth: ctx.auth === undefined ? undefined : { provider: ctx.auth.provider, subject: ctx.auth.subject ?? null, tier: ctx.auth.tier },
+    waf: ctx.waf,
     headers: loggedHeaders(ctx.headers, headerNames, secretHeaders),
     tries: ctx.tries !== undefined && ctx.tries.length > 1 ? ctx.tries : undefined,
   });

@@ -29,6 +29,7 @@ export const metrics = {
   websocketSessions: registry.add(new Counter("switchyard_websocket_sessions_total", "WebSocket sessions proxied.", ["route"])),
   authDecisions: registry.add(new Counter("switchyard_auth_decisions_total", "Auth filter outcomes by route, provider and result (accepted, rejected, denied, missing, unavailable); provider is empty when no credential was found.", ["route", "provider", "result"])),
   authBackendRequests: registry.add(new Counter("switchyard_auth_backend_requests_total", "Requests from auth providers to their services (JWKS, OIDC discovery, introspection, ext_authz), by outcome (ok, error).", ["provider", "outcome"])),
+  wafMatches: registry.add(new Counter("switchyard_waf_matches_total", "WAF rule matches by route, rule id and mode (block: answered 403; detect: forwarded).", ["route", "rule", "mode"])),
   authorizeDecisions: registry.add(new Counter("switchyard_authorize_decisions_total", "Authorization decisions by route and result (allowed, denied).", ["route", "result"])),
   reloads: registry.add(new Counter("switchyard_config_reloads_total", "Config reloads, by result.", ["result"])),
   traceSpansExported: registry.add(new Counter("switchyard_trace_spans_exported_total", "Spans the OTLP collector accepted.", [])),

@@ -122,6 +122,8 @@ export interface ProxyContext {
    * from the route's rate_limit filters; `addedBy` is the filter that adds them (the last to merge).
    */
   rateLimit?: { policy: string; state: string; addedBy: object };
+  /** WAF matches (rule id and where), in the route's waf filter mode. */
+  waf?: { mode: "block" | "detect"; matches: { rule: string; where: string }[] };
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }

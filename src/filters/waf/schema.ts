@@ -1,0 +1,20 @@
+import { z } from "zod";
+import { SizeSchema, TokenSchema } from "../../config/primitives.ts";
+import { RULE_GROUPS } from "./rules.ts";
+
+/** A small signature WAF: SQL injection, XSS and path traversal patterns in the path, query and chosen headers. */
+export const WafFilterSchema = z.strictObject({
+  type: z.literal("waf"),
+  /** `block`: answer 403 waf_blocked on a match; `detect`: forward, and log and count the match. Default block. */
+  mode: z.enum(["block", "detect"]).default("block"),
+  /** Rule groups to apply. Default all: sqli, xss, traversal. */
+  rules: z.array(z.enum(RULE_GROUPS)).min(1).default([...RULE_GROUPS]),
+  /** Request headers inspected besides the path and the query (names and values of every parameter). Default user-agent, referer, cookie. */
+  headers: z.array(TokenSchema).default(["user-agent", "referer", "cookie"]),
+  /** Rule ids (e.g. `xss-event-handler`) to leave out, for known false positives. */
+  disable: z.array(z.string().regex(/^[a-z]+-[a-z0-9-]+$/, "must be a rule id such as sqli-union")).default([]),
+  /** How much of each value is inspected; the rest of a longer value is not. Default 8KiB. */
+  max_inspect: SizeSchema.prefault("8KiB"),
+});
+
+export type WafFilterConfig = z.infer<typeof WafFilterSchema>;
