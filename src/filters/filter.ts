@@ -17,6 +17,14 @@ export interface Filter {
   onRequest?(ctx: ProxyContext): FilterVerdict | Promise<FilterVerdict>;
   /** Phase 5, on every try's upstream request headers (after the route's own header rules). */
   onUpstreamRequest?(ctx: ProxyContext, headers: Headers): void;
+  /**
+   * Phase 6, before the response headers are finished, on every response that is not an error:
+   * upstream, cached or local (a cache stores the upstream's original, so a hit is mapped again).
+   * Returns a replacement, or nothing to keep it. A replacement with a Content-Length must have
+   * its body in memory: it is sent whole, with that length. A throw (e.g. the upstream body
+   * failing while read) ends the request as that failure.
+   */
+  onResponse?(ctx: ProxyContext, response: Response): Response | undefined | Promise<Response | undefined>;
   /** Phase 6, on the headers of every response the client gets: upstream, cached, local or error. */
   onResponseHeaders?(ctx: ProxyContext, headers: Headers, status: number): void;
   /** Phase 8, once per request; must not throw. */
@@ -43,6 +51,8 @@ export type FilterFactory<C> = (config: C, deps: RuntimeDeps) => Filter;
 export interface CompiledFilters {
   readonly request: readonly Filter[];
   readonly upstreamRequest: readonly Filter[];
+  /** In reverse config order, like responseHeaders. */
+  readonly response: readonly Filter[];
   /** In reverse config order (the last filter sees the response first, as in Envoy). */
   readonly responseHeaders: readonly Filter[];
   readonly log: readonly Filter[];
@@ -53,6 +63,7 @@ export function compileFilters(filters: readonly Filter[]): CompiledFilters | un
   return {
     request: filters.filter((f) => f.onRequest !== undefined),
     upstreamRequest: filters.filter((f) => f.onUpstreamRequest !== undefined),
+    response: filters.filter((f) => f.onResponse !== undefined).reverse(),
     responseHeaders: filters.filter((f) => f.onResponseHeaders !== undefined).reverse(),
     log: filters.filter((f) => f.onLog !== undefined),
   };

@@ -6,6 +6,7 @@ import { corsFilter } from "./cors/cors.ts";
 import { rateLimitFilter } from "./rate-limit/rate-limit.ts";
 import { wafFilter } from "./waf/waf.ts";
 import type { FilterConfig } from "./schema.ts";
+import { transformFilter } from "./transform/transform.ts";
 
 type Factories = { [T in FilterConfig["type"]]: FilterFactory<Extract<FilterConfig, { type: T }>> };
 
@@ -15,6 +16,7 @@ const factories = {
   authorize: authorizeFilter,
   rate_limit: rateLimitFilter,
   waf: wafFilter,
+  transform: transformFilter,
 } satisfies Factories;
 
 export function buildFilter(config: FilterConfig, deps: RuntimeDeps): Filter {

@@ -124,6 +124,11 @@ export interface ProxyContext {
   rateLimit?: { policy: string; state: string; addedBy: object };
   /** WAF matches (rule id and where), in the route's waf filter mode. */
   waf?: { mode: "block" | "detect"; matches: { rule: string; where: string }[] };
+  /**
+   * The request body as a filter read it (and maybe rewrote it): sent upstream instead of the
+   * client's stream — whole (kept for retries too), or a stream of what was read and the rest.
+   */
+  requestBody?: ArrayBuffer | ReadableStream<Uint8Array>;
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }

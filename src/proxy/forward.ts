@@ -103,7 +103,7 @@ function bunIdleSeconds(ms: number): number {
 /** Sends the request to `endpoint`; resolves with the upstream's response head, body still streaming. */
 export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, kept?: ArrayBuffer, traceparent = ctx.traceparent): Promise<Response> {
   const request = ctx.request;
-  let body: ReadableStream<Uint8Array> | ArrayBuffer | null = kept ?? request.body;
+  let body: ReadableStream<Uint8Array> | ArrayBuffer | null = kept ?? ctx.requestBody ?? request.body;
   const declared = request.headers.get("content-length");
   const route = ctx.route!;
   const compression = route.config.compression;
@@ -156,6 +156,8 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
   ctx.upstreamStartedAt = performance.now();
   try {
     const headers = upstreamHeaders(ctx, ctx.cluster, traceparent);
+    // A kept body may have been rewritten (a transform filter): its own length is the one to send.
+    if (kept !== undefined && rpc === undefined) headers.set("content-length", String(kept.byteLength));
     const response = await fetch(rpc === undefined ? upstreamUrl(ctx, endpoint) : endpoint.origin + rpc.path, {
       method: rpc === undefined ? ctx.method : "POST",
       headers: rpc !== undefined ? rpc.headers(headers, deadlines.remaining()) : decoded === undefined ? headers : withoutCoding(headers),

@@ -91,12 +91,13 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   };
 
   // Idempotency keys: a repeat is answered from the record, without the upstream or capacity.
-  let body: ArrayBuffer | undefined;
+  // A filter that read the body (a transform) hands it on whole, or as a stream of its own.
+  let body = ctx.requestBody instanceof ArrayBuffer ? ctx.requestBody : undefined;
   let claim: Claim | undefined;
   const idem = route.config.idempotency;
   const idemKey = idem !== undefined && idem.methods.includes(ctx.method) ? ctx.headers.get(idem.header) : null;
   if (idemKey !== null) {
-    if (ctx.request.body !== null) {
+    if (ctx.request.body !== null && body === undefined) {
       const kept = await keepBody(ctx, idem!.max_body);
       if (kept === undefined) return fail(ctx, errors.tooLarge(`a request with an Idempotency-Key may carry at most ${idem!.max_body} bytes`));
       if (kept instanceof SwitchyardError) return fail(ctx, kept);

@@ -1,5 +1,6 @@
 /** Phase 6: the upstream's response, on its way to the client, with the body watched to its end. */
 import { BODY_CANCELLED, watchBody } from "./body.ts";
+import type { Filter } from "../filters/filter.ts";
 import type { ProxyContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { SwitchyardError } from "./errors.ts";
@@ -25,7 +26,31 @@ function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
   return headers;
 }
 
+/**
+ * Phase 6 for every response that is not an error: the route's filters may replace it (body
+ * mapping) before its headers are finished and its body is sent.
+ */
 export function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadlines): Response | Promise<Response> {
+  const filters = ctx.route?.filters?.response;
+  if (filters === undefined || filters.length === 0 || upstream.body === null) return deliver(ctx, upstream, deadlines, false);
+  return filterResponse(ctx, upstream, deadlines, filters);
+}
+
+async function filterResponse(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, filters: readonly Filter[]): Promise<Response> {
+  let response = upstream;
+  try {
+    for (const f of filters) response = (await f.onResponse!(ctx, response)) ?? response;
+  } catch (e) {
+    // Reading the body failed (the upstream broke off, or a deadline fired): still a clean error.
+    const reason = deadlines.signal.reason;
+    deadlines.clear();
+    return fail(ctx, SwitchyardError.from(reason ?? e));
+  }
+  return deliver(ctx, response, deadlines, response !== upstream);
+}
+
+/** `inMemory`: a filter's replacement, whose body is already read (sent whole when it has a length). */
+function deliver(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, inMemory: boolean): Response | Promise<Response> {
   const headers = responseHeaders(ctx, upstream);
   const length = Number(headers.get("content-length") ?? Number.NaN);
   ctx.status = upstream.status;
@@ -43,7 +68,7 @@ export function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadli
     log(ctx);
     return new Response(null, init);
   }
-  if (length <= BUFFERED_BODY_MAX) return respondBuffered(ctx, upstream, deadlines, init, algo);
+  if (length <= BUFFERED_BODY_MAX || (inMemory && !Number.isNaN(length))) return respondBuffered(ctx, upstream, deadlines, init, algo);
   const eventStream = headers.get("content-type")?.startsWith("text/event-stream") ?? false;
   const source = algo === undefined ? upstream.body : compressStream(algo, upstream.body, eventStream);
   const body = watchBody(source, {

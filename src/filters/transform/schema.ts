@@ -1,0 +1,78 @@
+import { z } from "zod";
+import { SizeSchema, TokenSchema } from "../../config/primitives.ts";
+import { parsePath } from "./json-path.ts";
+
+/** A JSONPath-like dotted path (`user.name`, `items[0].id`, `items[*].secret`, `$.a`, `["odd.key"]`). */
+export const JsonPathSchema = z.string().superRefine((text, ctx) => {
+  const parsed = parsePath(text);
+  if (typeof parsed === "string") ctx.addIssue({ code: "custom", message: `invalid path "${text}": ${parsed}` });
+  else if ("any" in parsed[parsed.length - 1]!) ctx.addIssue({ code: "custom", message: `path "${text}" cannot end with a wildcard` });
+});
+
+/** The part of a path up to its last wildcard (empty when it has none). */
+function wildcardPrefix(text: string): string {
+  const parsed = parsePath(text);
+  if (typeof parsed === "string") return "";
+  let last = -1;
+  parsed.forEach((s, i) => {
+    if ("any" in s) last = i;
+  });
+  return JSON.stringify(parsed.slice(0, last + 1));
+}
+
+const RenameSchema = z
+  .strictObject({
+    op: z.literal("rename"),
+    /** The value moved (absent: nothing happens). */
+    from: JsonPathSchema,
+    /** Where it goes (missing objects on the way are created). With wildcards, both paths must share everything up to the last one. */
+    to: JsonPathSchema,
+  })
+  .refine((o) => wildcardPrefix(o.from) === wildcardPrefix(o.to), { message: "from and to must be the same up to their last wildcard (e.g. items[*].id → items[*].item_id)", path: ["to"] });
+
+const RemoveSchema = z.strictObject({
+  op: z.literal("remove"),
+  path: JsonPathSchema,
+});
+
+const SetSchema = z
+  .strictObject({
+    op: z.literal("set"),
+    path: JsonPathSchema,
+    /** A constant (any JSON value). */
+    value: z.json().optional(),
+    /** The value of this request header (a string). */
+    header: TokenSchema.optional(),
+    /** A claim of the caller's verified credential (set by an auth filter earlier in the list), as a path into the claims: `sub`, `org.id`. */
+    claim: JsonPathSchema.refine((p) => !p.includes("*"), "a claim path has no wildcards").optional(),
+  })
+  .refine((o) => [o.value, o.header, o.claim].filter((v) => v !== undefined).length === 1, { message: "give exactly one of value, header or claim" });
+
+const WrapSchema = z.strictObject({
+  op: z.literal("wrap"),
+  /** The body is put under this key (or path of keys): `data` turns `[1,2]` into `{"data":[1,2]}`. */
+  key: JsonPathSchema.refine((p) => !/[[*]/.test(p), "wrap takes keys only (no indexes or wildcards)"),
+});
+
+export const TransformOpSchema = z.discriminatedUnion("op", [RenameSchema, RemoveSchema, SetSchema, WrapSchema]);
+
+/**
+ * JSON body mapping. Applied, in order, to `application/json` (and `+json`) bodies within
+ * `max_body`; any other body — another type, encoded, invalid JSON, larger — passes untouched.
+ * Response operations apply to 2xx answers only. A `set` whose header or claim is absent removes
+ * the path instead, so a client cannot supply that field itself.
+ */
+export const TransformFilterSchema = z
+  .strictObject({
+    type: z.literal("transform"),
+    /** Operations on the request body sent upstream. */
+    request: z.array(TransformOpSchema).default([]),
+    /** Operations on the response body sent to the client (2xx answers). */
+    response: z.array(TransformOpSchema).default([]),
+    /** Larger bodies pass untouched (bodies of unknown length are read up to this, then streamed on). Default 1MiB. */
+    max_body: SizeSchema.prefault("1MiB"),
+  })
+  .refine((t) => t.request.length + t.response.length > 0, { message: "give request or response operations", path: ["request"] });
+
+export type TransformFilterConfig = z.infer<typeof TransformFilterSchema>;
+export type TransformOp = z.infer<typeof TransformOpSchema>;
