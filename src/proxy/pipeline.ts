@@ -1,22 +1,19 @@
 /**
  * The one place that encodes phase order (design.md). Each step says why it sits where it does.
  */
-import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
 import { coalesceKey, join, type Leader } from "../cache/coalesce.ts";
 import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
 import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
-import { metrics } from "../observe/metrics.ts";
-import type { ClientSpan } from "../observe/tracing.ts";
+import { admit, exchange, select } from "./exchange.ts";
 import { forward } from "./forward.ts";
-import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
-import { clientAborted, fail, releaseConnection, releaseRetry } from "./outcome.ts";
+import { fail } from "./outcome.ts";
 import { mirror, wantsMirror } from "./mirror.ts";
-import { readWithinRouteTime, shortest } from "./request-body.ts";
+import { readWithinRouteTime } from "./request-body.ts";
 import { respond } from "./respond.ts";
-import { backoffDelay, methodRetryable, type RetryPolicy, retriesError, retriesStatus, retryAfterMs } from "./retry.ts";
+import { methodRetryable } from "./retry.ts";
 import { matchRoute } from "./router.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
 
@@ -120,13 +117,8 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
 
   // Load shedding before any work: the breaker, then the cluster's request limit (WebSockets,
   // long-lived by nature, are not counted against either).
-  if (cluster.breaker !== undefined) {
-    const admission = cluster.breaker.admit();
-    if (admission === "no") return failOrStale(errors.circuitOpen(cluster.name));
-    ctx.breakerAdmission = admission;
-  }
-  if (!cluster.limits.admitRequest()) return failOrStale(errors.overloaded(cluster.name, "max_requests"));
-  ctx.limitAdmitted = true;
+  const shed = admit(ctx);
+  if (shed !== undefined) return failOrStale(shed);
 
   // A retry or a mirror must be able to send the body again: only bodies small enough to keep qualify.
   const policy = route.config.retry;
@@ -141,66 +133,26 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   if (retries && ctx.request.body !== null && (body === undefined || body.byteLength > policy!.buffer_body)) retries = false;
   if (mirrored) mirror(ctx, route.mirror!.cluster, route.mirror!.config, body);
 
-  // 4 select → 5 forward, again from 4 while the retry policy allows (design.md).
-  let current: Deadlines | undefined;
-  // A client that leaves aborts the upstream exchange — except under an Idempotency-Key claim: the
-  // upstream may already be acting, so its answer is awaited and recorded for the client's retry.
-  if (claim === undefined) ctx.request.signal.addEventListener("abort", () => current?.fail(clientAborted()), { once: true });
-  for (;;) {
-    if (ctx.request.signal.aborted) return fail(ctx, clientAborted());
-    // Waiting for a slot counts against the route's time, and ends when the client leaves.
-    let slot = cluster.limits.acquireConnection(() => {
-      const left = timeLeft(ctx);
-      return left > 0 ? AbortSignal.any([ctx.request.signal, AbortSignal.timeout(left)]) : ctx.request.signal;
-    });
-    if (slot !== true) slot = await slot;
-    if (!slot) return ctx.request.signal.aborted ? fail(ctx, clientAborted()) : failOrStale(errors.overloaded(cluster.name, "max_connections"));
-    ctx.connectionHeld = true;
-    const endpoint = select(ctx);
-    if (endpoint === undefined) return failOrStale(errors.noEndpoint(cluster.name));
-    const remaining = timeLeft(ctx);
-    if (remaining < 0) return fail(ctx, errors.requestTimeout());
-    // The deadlines span the whole exchange: created before the fetch, cleared when the body ends.
-    const perTry = retries ? policy!.per_try_timeout : 0;
-    const newDeadlines = () => new Deadlines(shortest(perTry, remaining), route.config.timeouts.idle);
-    current = newDeadlines();
-    const hedged = retries && policy!.hedge_after > 0;
-    const outcome = hedged
-      ? await tryHedged(ctx, policy!, endpoint, current, body, newDeadlines, (lost) => {
-          if ("cancelled" in lost) recordTry(ctx, lost.endpoint, lost.startedAt, undefined, "hedge_cancelled", lost.span);
-          else noteTry(ctx, lost);
-          lost.span?.end();
-        })
-      : await tryOnce(ctx, endpoint, current, body);
-    const deadlines = (current = outcome.deadlines);
-    releaseRetry(ctx);
-    noteTry(ctx, outcome);
-    if (!outcome.ok) {
-      deadlines.clear();
-      const error = outcome.error;
-      if (retries && retriesError(policy!, error) && (await mayRetry(ctx, policy!, undefined))) continue;
-      return error.source === "upstream" ? failOrStale(error) : fail(ctx, error);
-    }
-    let upstream = outcome.response;
-    if (retries && retriesStatus(policy!, upstream.status)) {
-      const wait = upstream.status === 429 || upstream.status === 503 ? retryAfterMs(upstream.headers.get("retry-after")) : undefined;
-      if ((wait === undefined || wait <= policy!.retry_after_max) && (await mayRetry(ctx, policy!, wait, upstream, deadlines))) continue;
-    }
-    // 3 again, with the answer: store it, merge a 304, or serve stale on a 5xx; unsafe methods invalidate.
-    if (cacheState !== undefined) upstream = await cacheOnResponse(ctx, route.cache!, cacheState, upstream);
-    else if (route.cache !== undefined) invalidateAfter(ctx, route.cache, upstream.status, upstream.headers);
-    if (claim !== undefined) upstream = claim.record(upstream);
-    if (sharing !== undefined) upstream = sharing.share(upstream);
-    // A gateway-error answer after the last try is a failure a fallback may answer for.
-    if (route.config.fallback !== undefined && upstream.status >= 502 && upstream.status <= 504) {
-      upstream.body?.cancel().catch(() => {});
-      deadlines.clear();
-      return fail(ctx, new SwitchyardError({ code: "upstream_unavailable", status: upstream.status, source: "upstream", message: `the upstream answered ${upstream.status}` }));
-    }
-    // 6 response: the per-try limit no longer applies; the route's own deadline covers the body.
-    if (perTry > 0) deadlines.restartRequestTimer(route.config.timeouts.request > 0 ? Math.max(1, timeLeft(ctx)) : 0);
-    return respond(ctx, upstream, deadlines);
+  // 4 select → 5 forward, again from 4 while the retry policy allows (design.md). A client that
+  // leaves aborts the exchange — except under an Idempotency-Key claim: the upstream may already
+  // be acting, so its answer is awaited and recorded for the client's retry.
+  const sent = await exchange(ctx, body, retries, claim === undefined);
+  if (!sent.ok) return sent.stale ? failOrStale(sent.error) : fail(ctx, sent.error);
+  const deadlines = sent.deadlines;
+  let upstream = sent.response;
+  // 3 again, with the answer: store it, merge a 304, or serve stale on a 5xx; unsafe methods invalidate.
+  if (cacheState !== undefined) upstream = await cacheOnResponse(ctx, route.cache!, cacheState, upstream);
+  else if (route.cache !== undefined) invalidateAfter(ctx, route.cache, upstream.status, upstream.headers);
+  if (claim !== undefined) upstream = claim.record(upstream);
+  if (sharing !== undefined) upstream = sharing.share(upstream);
+  // A gateway-error answer after the last try is a failure a fallback may answer for.
+  if (route.config.fallback !== undefined && upstream.status >= 502 && upstream.status <= 504) {
+    upstream.body?.cancel().catch(() => {});
+    deadlines.clear();
+    return fail(ctx, new SwitchyardError({ code: "upstream_unavailable", status: upstream.status, source: "upstream", message: `the upstream answered ${upstream.status}` }));
   }
+  // 6 response.
+  return respond(ctx, upstream, deadlines);
 }
 
 /** The cache's file failed: the request goes on uncached (logged), it never fails for it. */
@@ -217,75 +169,9 @@ async function sendInBackground(ctx: ProxyContext): Promise<Response> {
   return forward(ctx, endpoint, new Deadlines(ctx.route!.config.timeouts.request, ctx.route!.config.timeouts.idle), undefined);
 }
 
-/** 4 select: an endpoint not yet tried by this request (any, once all have been), counted as busy. */
-function select(ctx: ProxyContext): Endpoint | undefined {
-  const cluster = ctx.cluster!;
-  const endpoint = cluster.pick(ctx, ctx.triedEndpoints) ?? cluster.pick(ctx);
-  if (endpoint === undefined) return undefined;
-  ctx.endpoint = endpoint;
-  ctx.triedEndpoints.add(endpoint);
-  ctx.attempt++;
-  endpoint.active++; // released after a failed try, or by the log phase
-  return endpoint;
-}
-
-/**
- * After a failed try: is another allowed (attempts left, the cluster's retry budget, time left)?
- * If so, lets go of the failed try (its body, its endpoint) and waits the backoff; true = retry.
- */
-async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | undefined, upstream?: Response, deadlines?: Deadlines): Promise<boolean> {
-  const cluster = ctx.cluster!;
-  if (ctx.attempt >= policy.attempts || !cluster.budget.allows() || cluster.budget.retrying >= cluster.limits.config.max_retries) return false;
-  const delay = wait ?? backoffDelay(policy, ctx.attempt);
-  if (ctx.route!.config.timeouts.request > 0 && timeLeft(ctx) <= delay) return false;
-  upstream?.body?.cancel().catch(() => {});
-  deadlines?.clear();
-  ctx.span?.endClients();
-  ctx.endpoint!.active--;
-  ctx.endpoint = undefined;
-  releaseConnection(ctx);
-  // Taken now, not when the retry is sent, so that retries waiting out their backoff count too;
-  // given back when the retry's answer (or failure) is in, or by the log phase.
-  cluster.budget.retrying++;
-  ctx.retryHeld = true;
-  metrics.retries.inc([cluster.name]);
-  if (delay > 0) await Bun.sleep(delay);
-  return true;
-}
-
-/** Records a settled try in the request's log entry and reports it to outlier detection. */
-function noteTry(ctx: ProxyContext, o: TryOutcome): void {
-  if (o.ok) {
-    recordTry(ctx, o.endpoint, o.startedAt, o.response.status, undefined, o.span);
-    ctx.cluster!.report(o.endpoint, { status: o.response.status });
-  } else {
-    recordTry(ctx, o.endpoint, o.startedAt, undefined, o.error.code, o.span);
-    if (o.error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true });
-  }
-}
-
-/** A try's client span ends here when it failed; one with an answer stays open until its body is done with. */
-function recordTry(ctx: ProxyContext, endpoint: Endpoint, startedAt: number, status: number | undefined, error: string | undefined, span: ClientSpan | undefined): void {
-  (ctx.tries ??= []).push({ endpoint: endpoint.address, status: status ?? null, error: error ?? null, ms: Math.round((performance.now() - startedAt) * 100) / 100 });
-  if (span === undefined) return;
-  span.settle(status, error);
-  if (error !== undefined) span.end();
-}
-
 /** A response made here (cache, coalesced copy, replay, stale, purge): no upstream timers to keep. */
 function respondLocal(ctx: ProxyContext, response: Response): Response | Promise<Response> {
   return respond(ctx, response, new Deadlines(0, 0));
-}
-
-/**
- * Milliseconds left of the route's request timeout: negative once it has passed; 0 when the
- * route has none (which callers read as "no limit").
- */
-function timeLeft(ctx: ProxyContext): number {
-  const timeout = ctx.route!.config.timeouts.request;
-  if (timeout <= 0) return 0;
-  const left = timeout - (performance.now() - ctx.startedAt);
-  return left > 0 ? left : -1;
 }
 
 /**
