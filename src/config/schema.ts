@@ -91,7 +91,7 @@ export const ConfigSchema = z
     const clusters = config.clusters !== null && typeof config.clusters === "object" ? Object.keys(config.clusters) : [];
     const names = new Map<string, number>();
     routes.forEach((raw, i) => {
-      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown; cache?: unknown; filters?: unknown };
+      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown; cache?: unknown; filters?: unknown; compose?: { calls?: unknown } };
       const check = (name: unknown, path: (string | number)[]) => {
         if (typeof name !== "string" || name === "" || clusters.includes(name)) return;
         ctx.addIssue({
@@ -104,6 +104,10 @@ export const ConfigSchema = z
       check((route.override as { cluster?: unknown } | undefined)?.cluster, ["override", "cluster"]);
       if (Array.isArray(route.failover)) route.failover.forEach((name, j) => check(name, ["failover", j]));
       check((route.mirror as { cluster?: unknown } | undefined)?.cluster, ["mirror", "cluster"]);
+      const calls = route.compose?.calls;
+      if (calls !== null && typeof calls === "object") {
+        for (const [name, call] of Object.entries(calls as Record<string, { cluster?: unknown } | null>)) check(call?.cluster, ["compose", "calls", name, "cluster"]);
+      }
       const cacheName = (route.cache as { name?: unknown } | undefined)?.name;
       const caches = config.caches !== null && typeof config.caches === "object" ? Object.keys(config.caches) : [];
       if (typeof cacheName === "string" && !caches.includes(cacheName)) {

@@ -112,6 +112,7 @@ export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>, 
     waf: ctx.waf,
     headers: loggedHeaders(ctx.headers, headerNames, secretHeaders),
     tries: ctx.tries !== undefined && ctx.tries.length > 1 ? ctx.tries : undefined,
+    calls: ctx.calls,
   });
 }
 

@@ -31,6 +31,7 @@ export const metrics = {
   authBackendRequests: registry.add(new Counter("switchyard_auth_backend_requests_total", "Requests from auth providers to their services (JWKS, OIDC discovery, introspection, ext_authz), by outcome (ok, error).", ["provider", "outcome"])),
   wafMatches: registry.add(new Counter("switchyard_waf_matches_total", "WAF rule matches by route, rule id and mode (block: answered 403; detect: forwarded).", ["route", "rule", "mode"])),
   authorizeDecisions: registry.add(new Counter("switchyard_authorize_decisions_total", "Authorization decisions by route and result (allowed, denied).", ["route", "result"])),
+  subrequests: registry.add(new Counter("switchyard_subrequests_total", "Upstream calls made for a client request (composition calls, custom modules' cluster client), by result: status class, or error code.", ["route", "call", "cluster", "result"])),
   reloads: registry.add(new Counter("switchyard_config_reloads_total", "Config reloads, by result.", ["result"])),
   traceSpansExported: registry.add(new Counter("switchyard_trace_spans_exported_total", "Spans the OTLP collector accepted.", [])),
   traceSpansFailed: registry.add(new Counter("switchyard_trace_spans_failed_total", "Spans sent but not accepted: the collector refused them, or every try failed.", [])),

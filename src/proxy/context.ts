@@ -41,6 +41,19 @@ export interface AuthIdentity {
   tier?: string;
 }
 
+/** One upstream call made for a request (a composition call, a module's cluster client), as logged. */
+export interface CallRecord {
+  call: string;
+  cluster: string;
+  endpoint: string | null;
+  status: number | null;
+  error: string | null;
+  attempts: number;
+  ms: number;
+  /** Every try, when there was more than one. */
+  tries?: { endpoint: string; status: number | null; error: string | null; ms: number }[];
+}
+
 /** Per-request state carried through the phases (design.md: one typed context, no bags). */
 export interface ProxyContext {
   readonly requestId: string;
@@ -81,6 +94,8 @@ export interface ProxyContext {
   bytesIn: number;
   bytesOut: number;
   error?: SwitchyardError;
+  /** Upstream calls made for this request (composition, custom modules), in the order they ended. */
+  calls?: CallRecord[];
   /** One entry per upstream try, in order (logged when there was more than one). */
   tries?: { endpoint: string; status: number | null; error: string | null; ms: number }[];
   /** The request counts in its cluster's in-flight total (for the retry budget) until logged. */

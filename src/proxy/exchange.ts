@@ -9,7 +9,7 @@ import type { ClientSpan } from "../observe/tracing.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
-import { errors, type SwitchyardError } from "./errors.ts";
+import { errors, SwitchyardError } from "./errors.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, releaseConnection, releaseRetry } from "./outcome.ts";
 import { shortest } from "./request-body.ts";
@@ -46,9 +46,10 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
   const route = ctx.route!;
   const policy = route.config.retry;
   let current: Deadlines | undefined;
-  if (followClient) ctx.request.signal.addEventListener("abort", () => current?.fail(clientAborted()), { once: true });
+  const signal = ctx.request.signal;
+  if (followClient) signal.addEventListener("abort", () => current?.fail(abortError(signal)), { once: true });
   for (;;) {
-    if (ctx.request.signal.aborted) return { ok: false, error: clientAborted(), stale: false };
+    if (signal.aborted) return { ok: false, error: abortError(signal), stale: false };
     // Waiting for a slot counts against the route's time, and ends when the client leaves.
     let slot = cluster.limits.acquireConnection(() => {
       const left = timeLeft(ctx);
@@ -56,7 +57,7 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
     });
     if (slot !== true) slot = await slot;
     if (!slot) {
-      return ctx.request.signal.aborted ? { ok: false, error: clientAborted(), stale: false } : { ok: false, error: errors.overloaded(cluster.name, "max_connections"), stale: true };
+      return signal.aborted ? { ok: false, error: abortError(signal), stale: false } : { ok: false, error: errors.overloaded(cluster.name, "max_connections"), stale: true };
     }
     ctx.connectionHeld = true;
     const endpoint = select(ctx);
@@ -93,6 +94,11 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
     if (perTry > 0) deadlines.restartRequestTimer(route.config.timeouts.request > 0 ? Math.max(1, timeLeft(ctx)) : 0);
     return { ok: true, response: upstream, deadlines };
   }
+}
+
+/** Why the request's signal fired: the client left, or (a sub-request) the reason its parent gave. */
+function abortError(signal: AbortSignal): SwitchyardError {
+  return signal.reason instanceof SwitchyardError ? signal.reason : clientAborted();
 }
 
 /** 4 select: an endpoint not yet tried by this request (any, once all have been), counted as busy. */

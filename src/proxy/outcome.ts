@@ -43,6 +43,31 @@ export function responseFilters(ctx: ProxyContext, headers: Headers, status: num
 export function log(ctx: ProxyContext): void {
   if (ctx.logged) return;
   ctx.logged = true;
+  release(ctx);
+  const now = performance.now();
+  recordRequest(ctx, now);
+  ctx.span?.finish(ctx, now);
+  const filters = ctx.route?.filters;
+  if (filters !== undefined) {
+    for (const f of filters.log) {
+      try {
+        f.onLog!(ctx);
+      } catch (e) {
+        console.error(JSON.stringify({ level: "error", msg: "filter onLog threw", filter: f.name, request_id: ctx.requestId, error: String(e) }));
+      }
+    }
+  }
+  ctx.runtime.accessLog.write(ctx);
+  // The exchange ran with Bun's idle timer off (routes/proxy.ts); the connection, kept alive for
+  // the next request, gets it back, or one request would let a client hold the socket for ever.
+  if (ctx.status !== 101) ctx.server.timeout(ctx.request, ctx.listener.idleSeconds);
+}
+
+/**
+ * Gives back everything a request (or a sub-request) held: endpoint and cluster counts, limit
+ * and retry slots, collapse/idempotency/coalescing claims; records its breaker outcome.
+ */
+export function release(ctx: ProxyContext): void {
   if (ctx.endpoint !== undefined) ctx.endpoint.active--;
   if (ctx.countedInCluster) ctx.cluster!.budget.active--;
   if (ctx.limitAdmitted) ctx.cluster!.limits.releaseRequest();
@@ -61,23 +86,6 @@ export function log(ctx: ProxyContext): void {
       ctx.cluster!.breaker!.record(failed, probe);
     } else if (probe) ctx.cluster!.breaker!.record(true, true);
   }
-  const now = performance.now();
-  recordRequest(ctx, now);
-  ctx.span?.finish(ctx, now);
-  const filters = ctx.route?.filters;
-  if (filters !== undefined) {
-    for (const f of filters.log) {
-      try {
-        f.onLog!(ctx);
-      } catch (e) {
-        console.error(JSON.stringify({ level: "error", msg: "filter onLog threw", filter: f.name, request_id: ctx.requestId, error: String(e) }));
-      }
-    }
-  }
-  ctx.runtime.accessLog.write(ctx);
-  // The exchange ran with Bun's idle timer off (routes/proxy.ts); the connection, kept alive for
-  // the next request, gets it back, or one request would let a client hold the socket for ever.
-  if (ctx.status !== 101) ctx.server.timeout(ctx.request, ctx.listener.idleSeconds);
 }
 
 /** Gives back the request's connection slot, if it holds one (after a failed try, or at the end). */

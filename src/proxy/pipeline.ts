@@ -28,9 +28,11 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   // counted as it streams, in forward.ts).
   const maxBody = route.config.max_request_body;
   if (maxBody !== undefined && Number(ctx.headers.get("content-length") ?? 0) > maxBody) return fail(ctx, errors.bodyTooLarge(maxBody));
-  const cluster = (ctx.cluster = route.chooseCluster(ctx.headers));
-  cluster.budget.active++;
-  ctx.countedInCluster = true;
+  if (route.chooseCluster !== undefined) {
+    ctx.cluster = route.chooseCluster(ctx.headers);
+    ctx.cluster.budget.active++;
+    ctx.countedInCluster = true;
+  }
 
   // 2 request filters (cors, auth, authorize, rate limits …) in config order; WebSocket upgrades
   // pass them too. One that answers ends the request before any cache or upstream work.
@@ -41,6 +43,11 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       return verdict instanceof Response ? respondLocal(ctx, verdict) : fail(ctx, verdict);
     }
   }
+
+  // A route that answers itself (composition) does so once its filters have passed; its upstream
+  // calls are sub-requests with their own clusters.
+  if (route.handler !== undefined) return route.handler(ctx);
+  const cluster = ctx.cluster!;
 
   // WebSocket upgrades leave the HTTP path here: they have their own lifecycle (websocket.ts).
   if (route.config.websocket && isWebSocketUpgrade(ctx.request)) {

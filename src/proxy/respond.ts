@@ -28,15 +28,16 @@ function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
 
 /**
  * Phase 6 for every response that is not an error: the route's filters may replace it (body
- * mapping) before its headers are finished and its body is sent.
+ * mapping) before its headers are finished and its body is sent. `inMemory`: the body is
+ * already read (a composed answer): sent whole with its length, however large.
  */
-export function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadlines): Response | Promise<Response> {
+export function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, inMemory = false): Response | Promise<Response> {
   const filters = ctx.route?.filters?.response;
-  if (filters === undefined || filters.length === 0 || upstream.body === null) return deliver(ctx, upstream, deadlines, false);
-  return filterResponse(ctx, upstream, deadlines, filters);
+  if (filters === undefined || filters.length === 0 || upstream.body === null) return deliver(ctx, upstream, deadlines, inMemory);
+  return filterResponse(ctx, upstream, deadlines, filters, inMemory);
 }
 
-async function filterResponse(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, filters: readonly Filter[]): Promise<Response> {
+async function filterResponse(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, filters: readonly Filter[], inMemory: boolean): Promise<Response> {
   let response = upstream;
   try {
     for (const f of filters) response = (await f.onResponse!(ctx, response)) ?? response;
@@ -46,7 +47,7 @@ async function filterResponse(ctx: ProxyContext, upstream: Response, deadlines: 
     deadlines.clear();
     return fail(ctx, SwitchyardError.from(reason ?? e));
   }
-  return deliver(ctx, response, deadlines, response !== upstream);
+  return deliver(ctx, response, deadlines, inMemory || response !== upstream);
 }
 
 /** `inMemory`: a filter's replacement, whose body is already read (sent whole when it has a length). */

@@ -3,6 +3,7 @@ import { DurationSchema, RegexSchema, SizeSchema, TokenSchema } from "../config/
 import { CoalesceSchema } from "../cache/coalesce.ts";
 import { IdempotencySchema } from "../cache/idempotency.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
+import { ComposeSchema } from "../compose/schema.ts";
 import { FilterSchema } from "../filters/schema.ts";
 import { CompressionSchema } from "./compress.ts";
 import { MirrorSchema } from "./mirror.ts";
@@ -96,6 +97,8 @@ export const RouteSchema = z
     to: z.string().min(1).optional(),
     /** Split traffic by weight between clusters (a canary: 95/5) instead of `to`. */
     weighted_clusters: z.array(z.strictObject({ cluster: z.string().min(1), weight: z.number().int().min(0).max(10_000) })).min(1).optional(),
+    /** Answer by composition instead of forwarding: several calls in parallel, merged into one JSON response. */
+    compose: ComposeSchema.optional(),
     /** Requests with this header (or cookie) go to `cluster`, whatever the weights say (e.g. x-canary: 1). */
     override: z
       .strictObject({
@@ -157,8 +160,15 @@ export const RouteSchema = z
     websocket_headers: z.array(TokenSchema).default(["authorization", "cookie", "origin", "user-agent"]),
   })
   .superRefine((r, ctx) => {
-    if ((r.to === undefined) === (r.weighted_clusters === undefined)) {
-      ctx.addIssue({ code: "custom", path: ["to"], message: "give exactly one of to or weighted_clusters" });
+    const targets = [r.to, r.weighted_clusters, r.compose].filter((t) => t !== undefined).length;
+    if (targets !== 1) ctx.addIssue({ code: "custom", path: ["to"], message: "give exactly one of to, weighted_clusters or compose" });
+    if (r.compose !== undefined) {
+      // A composed answer is made here: nothing of a single upstream exchange applies to it.
+      const forwardingOnly = { override: r.override, failover: r.failover, mirror: r.mirror, cache: r.cache, coalesce: r.coalesce, idempotency: r.idempotency, rewrite: r.rewrite, grpc_transcode: r.grpc_transcode };
+      for (const [key, value] of Object.entries(forwardingOnly)) {
+        if (value !== undefined) ctx.addIssue({ code: "custom", path: [key], message: "not available on a compose route" });
+      }
+      if (r.websocket) ctx.addIssue({ code: "custom", path: ["websocket"], message: "not available on a compose route" });
     }
     if (r.weighted_clusters && r.weighted_clusters.every((w) => w.weight === 0)) {
       ctx.addIssue({ code: "custom", path: ["weighted_clusters"], message: "at least one weight must be above 0" });

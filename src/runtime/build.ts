@@ -2,6 +2,8 @@
  * Config snapshot → frozen Runtime: everything computable ahead of time (route predicates,
  * rewrites, header rule sets, clusters with their balancers) is built here, once per reload.
  */
+import { composeRoute } from "../../routes/compose.ts";
+import { buildComposePlan } from "../compose/plan.ts";
 import type { Config } from "../config/schema.ts";
 import { type CompiledFilters, compileFilters, type RuntimeDeps } from "../filters/filter.ts";
 import { credentialLocations } from "../filters/auth/auth.ts";
@@ -14,16 +16,22 @@ import type { Route } from "../proxy/route-schema.ts";
 import { compileMatch, compileQueryRewrite, compileRewrite, type RequestFacts } from "../proxy/router.ts";
 import { HttpCache } from "../cache/cache.ts";
 import { buildRouteCache, type RouteCache } from "../cache/serve.ts";
+import type { ProxyContext } from "../proxy/context.ts";
 import type { MirrorConfig } from "../proxy/mirror.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
 import { buildTranscoder, type Transcoder } from "../proxy/transcode/transcoder.ts";
 
+/** Answers a request here instead of forwarding it to one cluster (composition); ends with respond() or fail(). */
+export type RouteHandler = (ctx: ProxyContext) => Promise<Response>;
+
 export interface CompiledRoute {
   readonly name: string;
   readonly config: Route;
-  /** The cluster for one request (weights, override, failover). */
-  readonly chooseCluster: ClusterChoice;
+  /** The cluster for one request (weights, override, failover); undefined on a route with a handler. */
+  readonly chooseCluster: ClusterChoice | undefined;
+  /** The route's own answer (compose), run after its request filters; undefined on a forwarding route. */
+  readonly handler: RouteHandler | undefined;
   readonly cache: RouteCache | undefined;
   readonly mirror: { readonly cluster: Cluster; readonly config: MirrorConfig } | undefined;
   readonly test: (facts: RequestFacts, query: () => URLSearchParams) => boolean;
@@ -115,20 +123,26 @@ function finishRuntime(
       return resources.get(key) as T;
     },
   });
-  const routes = config.routes.map((r, i): CompiledRoute => ({
-    name: r.name ?? `route-${i}`,
-    config: r,
-    chooseCluster: compileClusterChoice(r, clusters),
-    cache: r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache) : undefined,
-    mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, config: r.mirror } : undefined,
-    test: compileMatch(r.match),
-    rewritePath: compileRewrite(r),
-    rewriteQuery: compileQueryRewrite(r),
-    hostRewrite: r.rewrite?.host,
-    requestHeaders: compileHeaderRules(r.headers?.request),
-    responseHeaders: compileHeaderRules(r.headers?.response),
-    filters: compileFilters((r.filters ?? []).map((f) => buildFilter(f, depsFor(r.name ?? `route-${i}`)))),
-    transcode: r.grpc_transcode ? buildTranscoder(r.grpc_transcode) : undefined,
-  }));
+  const routes = config.routes.map((r, i): CompiledRoute => {
+    const name = r.name ?? `route-${i}`;
+    const requestHeaders = compileHeaderRules(r.headers?.request);
+    const filters = compileFilters((r.filters ?? []).map((f) => buildFilter(f, depsFor(name))));
+    return {
+      name,
+      config: r,
+      chooseCluster: r.compose ? undefined : compileClusterChoice(r, clusters),
+      handler: r.compose ? composeRoute(buildComposePlan({ name, config: r, requestHeaders, filters }, r.compose, clusters)) : undefined,
+      cache: r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache) : undefined,
+      mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, config: r.mirror } : undefined,
+      test: compileMatch(r.match),
+      rewritePath: compileRewrite(r),
+      rewriteQuery: compileQueryRewrite(r),
+      hostRewrite: r.rewrite?.host,
+      requestHeaders,
+      responseHeaders: compileHeaderRules(r.headers?.response),
+      filters,
+      transcode: r.grpc_transcode ? buildTranscoder(r.grpc_transcode) : undefined,
+    };
+  });
   return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, dispose });
 }

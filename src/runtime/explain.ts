@@ -31,8 +31,13 @@ export function explainRequest(runtime: Runtime, method: string, url: URL, heade
   const facts = { method: method.toUpperCase(), host: url.host.toLowerCase(), path, query: url.search.slice(1), headers };
   const route = matchRoute(runtime.routes, facts);
   if (route === undefined) return { ...none, refused: null };
-  const cluster = route.chooseCluster(headers, () => 0);
   const c = route.config;
+  if (route.chooseCluster === undefined) {
+    // A composition: no single cluster; its calls' clusters.
+    const clusters = Object.values(c.compose?.calls ?? {}).map((call) => call.cluster);
+    return { ...none, refused: null, route: route.name, index: runtime.routes.indexOf(route), clusters: [...new Set(clusters)] };
+  }
+  const cluster = route.chooseCluster(headers, () => 0);
   const clusters = [
     ...(c.to !== undefined ? [c.to] : c.weighted_clusters!.map((w) => w.cluster)),
     ...(c.override ? [c.override.cluster] : []),

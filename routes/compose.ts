@@ -1,0 +1,58 @@
+/**
+ * Composition routes (issue 7): a route with `compose:` is answered here. Its calls fan out to
+ * their clusters (src/compose/run.ts), then the template is filled with the answers. An optional
+ * call that failed leaves null and marks the response `partial: true` (and
+ * x-switchyard-partial); a required one fails the whole response with 502 naming it. The route's
+ * request timeout bounds the whole composition; each call has its own.
+ */
+import { fanOut } from "../src/compose/run.ts";
+import type { ComposePlan } from "../src/compose/plan.ts";
+import type { Scope } from "../src/compose/template.ts";
+import type { ProxyContext } from "../src/proxy/context.ts";
+import { Deadlines } from "../src/proxy/deadlines.ts";
+import { errors, SwitchyardError } from "../src/proxy/errors.ts";
+import { clientAborted, fail } from "../src/proxy/outcome.ts";
+import { respond } from "../src/proxy/respond.ts";
+import type { RouteHandler } from "../src/runtime/build.ts";
+
+export function composeRoute(plan: ComposePlan): RouteHandler {
+  return async function compose(ctx: ProxyContext): Promise<Response> {
+    const answers = new Map<string, unknown>();
+    let query: URLSearchParams | undefined;
+    const scope: Scope = {
+      calls: answers,
+      query: () => (query ??= new URLSearchParams(ctx.query)),
+      headers: ctx.headers,
+      claims: ctx.auth?.claims,
+      params: plan.params(ctx.path),
+    };
+    const cancel = new AbortController();
+    const onClientGone = () => cancel.abort(clientAborted());
+    ctx.request.signal.addEventListener("abort", onClientGone, { once: true });
+    const timeout = ctx.route!.config.timeouts.request;
+    const timer = timeout > 0 ? setTimeout(() => cancel.abort(errors.requestTimeout()), Math.max(1, timeout - (performance.now() - ctx.startedAt))) : undefined;
+    let outcome: Awaited<ReturnType<typeof fanOut>>;
+    try {
+      outcome = await fanOut(ctx, plan, scope, answers, cancel);
+    } finally {
+      clearTimeout(timer);
+      ctx.request.signal.removeEventListener("abort", onClientGone);
+    }
+    if (ctx.request.signal.aborted) return fail(ctx, clientAborted());
+    if (outcome.failed !== undefined) {
+      const { call, error } = outcome.failed;
+      if (error.source === "client") return fail(ctx, error); // the request lacked what a call needs: 400
+      return fail(ctx, new SwitchyardError({
+        code: "compose_call_failed", status: 502, source: "upstream", cause: error,
+        message: `call ${call} failed: ${error.code}: ${error.message}`,
+      }));
+    }
+    const body = plan.template(scope) as Record<string, unknown>;
+    const headers = new Headers({ "content-type": "application/json" });
+    if (plan.calls.some((c) => !outcome.results.get(c.name)!.ok)) {
+      body.partial = true;
+      headers.set("x-switchyard-partial", "true");
+    }
+    return respond(ctx, new Response(JSON.stringify(body), { status: plan.status, headers }), new Deadlines(0, 0), true);
+  };
+}

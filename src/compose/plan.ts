@@ -1,0 +1,112 @@
+/**
+ * A composition route's config compiled at build time: each call with its dependencies, its
+ * compiled templates and a route of its own (the cluster, the call's timeout and retry policy,
+ * the parent route's header rules and upstream-request filters), ready for sub-requests.
+ */
+import type { CompiledFilters } from "../filters/filter.ts";
+import type { CompiledHeaderRules } from "../proxy/headers.ts";
+import type { Route } from "../proxy/route-schema.ts";
+import type { CompiledRoute } from "../runtime/build.ts";
+import type { Cluster } from "../upstream/cluster.ts";
+import type { ComposeCallConfig, ComposeConfig } from "./schema.ts";
+import { compileJson, compileText, type Expression, expressionsIn, expressionsInJson, type Filled, type Scope } from "./template.ts";
+
+export interface ComposeCall {
+  readonly name: string;
+  readonly optional: boolean;
+  /** Calls whose answers this one reads: it starts once they have settled. */
+  readonly deps: readonly string[];
+  readonly route: CompiledRoute;
+  readonly method: string;
+  readonly target: (scope: Scope) => Filled;
+  readonly headers: readonly (readonly [string, (scope: Scope) => Filled])[];
+  readonly body: ((scope: Scope) => unknown) | undefined;
+  readonly maxBody: number;
+}
+
+export interface ComposePlan {
+  /** In config order. */
+  readonly calls: readonly ComposeCall[];
+  readonly byName: ReadonlyMap<string, ComposeCall>;
+  readonly template: (scope: Scope) => unknown;
+  readonly status: number;
+  readonly forwardHeaders: readonly string[];
+  /** The named groups of the route's path regex, for `${params.…}`. */
+  readonly params: (path: string) => Record<string, string> | undefined;
+}
+
+/** What a call takes from the route it belongs to. */
+export interface ParentRoute {
+  readonly name: string;
+  readonly config: Route;
+  readonly requestHeaders: CompiledHeaderRules | undefined;
+  readonly filters: CompiledFilters | undefined;
+}
+
+
+/** The route a call's sub-request runs on: one cluster, the call's own deadline and retries. */
+function callRoute(parent: ParentRoute, call: ComposeCallConfig, cluster: Cluster): CompiledRoute {
+  const config: Route = {
+    ...parent.config,
+    to: call.cluster, weighted_clusters: undefined, compose: undefined, override: undefined, failover: undefined,
+    retry: call.retry ?? parent.config.retry,
+    timeouts: { request: call.timeout, idle: parent.config.timeouts.idle },
+    compression: undefined, cache: undefined, mirror: undefined, coalesce: undefined, idempotency: undefined, fallback: undefined, filters: undefined, grpc_transcode: undefined,
+    websocket: false,
+  };
+  const filters = parent.filters;
+  return {
+    name: parent.name,
+    config,
+    chooseCluster: () => cluster,
+    handler: undefined,
+    cache: undefined,
+    mirror: undefined,
+    test: () => false,
+    rewritePath: undefined,
+    rewriteQuery: undefined,
+    hostRewrite: call.host,
+    requestHeaders: parent.requestHeaders,
+    responseHeaders: undefined,
+    // Filters that add to the upstream request (identity headers…) add to the calls too.
+    filters: filters && { request: [], upstreamRequest: filters.upstreamRequest, response: [], responseHeaders: [], log: [] },
+    transcode: undefined,
+  };
+}
+
+function callsIn(found: Expression[] | string): string[] {
+  return typeof found === "string" ? [] : found.filter((e) => e.source === "calls").map((e) => e.name);
+}
+
+export function buildComposePlan(parent: ParentRoute, config: ComposeConfig, clusters: ReadonlyMap<string, Cluster>): ComposePlan {
+  const calls = Object.entries(config.calls).map(([name, call]): ComposeCall => {
+    const deps = new Set([
+      ...callsIn(expressionsIn(call.path)),
+      ...Object.values(call.headers ?? {}).flatMap((v) => callsIn(expressionsIn(v))),
+      ...(call.body === undefined ? [] : callsIn(expressionsInJson(call.body))),
+    ]);
+    return {
+      name,
+      optional: call.optional,
+      deps: [...deps],
+      route: callRoute(parent, call, clusters.get(call.cluster)!),
+      method: call.method,
+      target: compileText(call.path, encodeURIComponent),
+      // RFC 9110 §5.5: no CR, LF, NUL or other controls (but tab) in a field value; an answer could carry them.
+      headers: Object.entries(call.headers ?? {}).map(([h, v]) => [h, compileText(v, (s) => s, (s) => !/[\0-\x08\x0a-\x1f\x7f]/.test(s))] as const),
+      body: call.body === undefined ? undefined : compileJson(call.body),
+      maxBody: call.max_body,
+    };
+  });
+  const regex = parent.config.match.path?.regex;
+  const re = regex === undefined ? undefined : new RegExp(regex);
+  return {
+    calls,
+    byName: new Map(calls.map((c) => [c.name, c])),
+    template: compileJson(config.template),
+    status: config.status,
+    forwardHeaders: config.forward_headers.map((h) => h.toLowerCase()),
+    params: re === undefined ? () => undefined : (path) => re.exec(path)?.groups,
+  };
+}
+

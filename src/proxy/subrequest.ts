@@ -1,0 +1,90 @@
+/**
+ * Sub-requests: upstream calls made on behalf of one client request (a composition's calls, a
+ * custom module's cluster client). Each gets a context of its own, so that phases 4–5
+ * (exchange.ts) apply the cluster's policies to it unchanged, and ends by giving back what it
+ * held and being listed in the client request's log line and in metrics.
+ */
+import type { CompiledRoute } from "../runtime/build.ts";
+import { metrics } from "../observe/metrics.ts";
+import type { ProxyContext } from "./context.ts";
+import type { SwitchyardError } from "./errors.ts";
+import { admit, type Exchanged, exchange } from "./exchange.ts";
+import { release } from "./outcome.ts";
+import { methodRetryable } from "./retry.ts";
+
+export interface SubrequestInit {
+  /** Its name in logs and metrics (a composition call's name, or the module's). */
+  readonly call: string;
+  /** Cluster choice, timeouts, retry policy and header rules for the call. */
+  readonly route: CompiledRoute;
+  readonly method: string;
+  /** Path and query, already encoded. */
+  readonly target: string;
+  readonly headers: Headers;
+  /** Aborting it cancels the call (its reason, if a SwitchyardError, is the call's error). */
+  readonly signal: AbortSignal;
+}
+
+/** A context for one call; counted in its cluster's in-flight total until `endSubrequest`. */
+export function subrequest(parent: ProxyContext, init: SubrequestInit): ProxyContext {
+  const q = init.target.indexOf("?");
+  // The Request carries headers and the abort signal; a body, if any, is passed to sendSubrequest.
+  const request = new Request(`http://subrequest.invalid${init.target}`, { method: init.method, headers: init.headers, signal: init.signal });
+  const cluster = init.route.chooseCluster!(init.headers);
+  cluster.budget.active++;
+  return {
+    requestId: parent.requestId,
+    traceparent: parent.traceparent,
+    runtime: parent.runtime,
+    request,
+    server: parent.server,
+    listener: parent.listener,
+    clientIp: parent.clientIp,
+    peerIp: parent.peerIp,
+    trustedPeer: parent.trustedPeer,
+    method: init.method,
+    host: "",
+    path: q === -1 ? init.target : init.target.slice(0, q),
+    query: q === -1 ? "" : init.target.slice(q + 1),
+    headers: request.headers,
+    startedAt: performance.now(),
+    route: init.route,
+    cluster,
+    countedInCluster: true,
+    attempt: 0,
+    triedEndpoints: new Set(),
+    bytesIn: 0,
+    bytesOut: 0,
+    auth: parent.auth,
+    clientCert: parent.clientCert,
+    logged: false,
+  };
+}
+
+/** Load shedding, then select → forward with the call's retry policy (a kept body can always be sent again). */
+export function sendSubrequest(child: ProxyContext, body: ArrayBuffer | undefined): Promise<Exchanged> {
+  if (body !== undefined) child.bytesIn = body.byteLength;
+  const shed = admit(child);
+  if (shed !== undefined) return Promise.resolve({ ok: false, error: shed, stale: false });
+  const policy = child.route!.config.retry;
+  const retries = policy !== undefined && policy.attempts > 1 && methodRetryable(policy, child.method) && (body === undefined || body.byteLength <= policy.buffer_body);
+  return exchange(child, body, retries, true);
+}
+
+/** Ends a call once its answer is read (or it failed): releases it, counts it, lists it in the parent's log line. */
+export function endSubrequest(parent: ProxyContext, child: ProxyContext, call: string, outcome: { status?: number; error?: SwitchyardError }): void {
+  if (child.logged) return;
+  child.logged = true;
+  child.status = outcome.status;
+  child.error = outcome.error;
+  release(child);
+  const cluster = child.cluster!.name;
+  const result = outcome.error?.code ?? `${Math.floor((outcome.status ?? 0) / 100)}xx`;
+  metrics.subrequests.inc([parent.route?.name ?? "", call, cluster, result]);
+  if (child.upstreamStartedAt !== undefined && child.upstreamHeadersAt !== undefined) metrics.upstreamDuration.observe([cluster], (child.upstreamHeadersAt - child.upstreamStartedAt) / 1000);
+  (parent.calls ??= []).push({
+    call, cluster, endpoint: child.endpoint?.address ?? null, status: outcome.status ?? null, error: outcome.error?.code ?? null,
+    attempts: child.attempt, ms: Math.round((performance.now() - child.startedAt) * 100) / 100,
+    tries: child.tries !== undefined && child.tries.length > 1 ? child.tries : undefined,
+  });
+}
