@@ -17,7 +17,7 @@ export function statusSnapshot(runtime: RuntimeRef) {
     routes: rt.routes.map((r) => ({
       name: r.name,
       cluster: r.config.to ?? r.config.weighted_clusters?.map((w) => `${w.cluster}:${w.weight}`).join(" ")
-        ?? (r.config.compose ? `compose: ${Object.values(r.config.compose.calls).map((c) => c.cluster).join(" ")}` : ""),
+        ?? (r.config.compose ? `compose: ${Object.values(r.config.compose.calls).map((c) => c.cluster).join(" ")}` : r.config.module ? `module: ${r.config.module}` : ""),
       requests: metrics.requests.sum((labels) => labels[0] === r.name),
     })),
     clusters: [...rt.clusters.values()].map((c) => {

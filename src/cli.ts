@@ -70,6 +70,8 @@ async function main(argv: string[]): Promise<number> {
       if (!rest[0]) break;
       try {
         const config = await loadConfigFile(rest[0]);
+        // Route modules are code: loading them is the only way to know they load.
+        if (config.modules !== undefined) (await import("./modules/load.ts")).loadConfigModules(config);
         console.log(`${rest[0]}: ok`);
         if (rest[1] === "--explain") {
           const [method, target] = rest[3] === undefined ? ["GET", rest[2]] : [rest[2]!, rest[3]];

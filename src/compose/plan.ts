@@ -3,12 +3,10 @@
  * compiled templates and a route of its own (the cluster, the call's timeout and retry policy,
  * the parent route's header rules and upstream-request filters), ready for sub-requests.
  */
-import type { CompiledFilters } from "../filters/filter.ts";
-import type { CompiledHeaderRules } from "../proxy/headers.ts";
-import type { Route } from "../proxy/route-schema.ts";
+import { type ParentRoute, subrequestRoute } from "../proxy/subrequest.ts";
 import type { CompiledRoute } from "../runtime/build.ts";
 import type { Cluster } from "../upstream/cluster.ts";
-import type { ComposeCallConfig, ComposeConfig } from "./schema.ts";
+import type { ComposeConfig } from "./schema.ts";
 import { compileJson, compileText, type Expression, expressionsIn, expressionsInJson, type Filled, type Scope } from "./template.ts";
 
 export interface ComposeCall {
@@ -35,45 +33,6 @@ export interface ComposePlan {
   readonly params: (path: string) => Record<string, string> | undefined;
 }
 
-/** What a call takes from the route it belongs to. */
-export interface ParentRoute {
-  readonly name: string;
-  readonly config: Route;
-  readonly requestHeaders: CompiledHeaderRules | undefined;
-  readonly filters: CompiledFilters | undefined;
-}
-
-
-/** The route a call's sub-request runs on: one cluster, the call's own deadline and retries. */
-function callRoute(parent: ParentRoute, call: ComposeCallConfig, cluster: Cluster): CompiledRoute {
-  const config: Route = {
-    ...parent.config,
-    to: call.cluster, weighted_clusters: undefined, compose: undefined, override: undefined, failover: undefined,
-    retry: call.retry ?? parent.config.retry,
-    timeouts: { request: call.timeout, idle: parent.config.timeouts.idle },
-    compression: undefined, cache: undefined, mirror: undefined, coalesce: undefined, idempotency: undefined, fallback: undefined, filters: undefined, grpc_transcode: undefined,
-    websocket: false,
-  };
-  const filters = parent.filters;
-  return {
-    name: parent.name,
-    config,
-    chooseCluster: () => cluster,
-    handler: undefined,
-    cache: undefined,
-    mirror: undefined,
-    test: () => false,
-    rewritePath: undefined,
-    rewriteQuery: undefined,
-    hostRewrite: call.host,
-    requestHeaders: parent.requestHeaders,
-    responseHeaders: undefined,
-    // Filters that add to the upstream request (identity headers…) add to the calls too.
-    filters: filters && { request: [], upstreamRequest: filters.upstreamRequest, response: [], responseHeaders: [], log: [] },
-    transcode: undefined,
-  };
-}
-
 function callsIn(found: Expression[] | string): string[] {
   return typeof found === "string" ? [] : found.filter((e) => e.source === "calls").map((e) => e.name);
 }
@@ -89,7 +48,7 @@ export function buildComposePlan(parent: ParentRoute, config: ComposeConfig, clu
       name,
       optional: call.optional,
       deps: [...deps],
-      route: callRoute(parent, call, clusters.get(call.cluster)!),
+      route: subrequestRoute(parent, clusters.get(call.cluster)!, { timeout: call.timeout, retry: call.retry, host: call.host }),
       method: call.method,
       target: compileText(call.path, encodeURIComponent),
       // RFC 9110 §5.5: no CR, LF, NUL or other controls (but tab) in a field value; an answer could carry them.

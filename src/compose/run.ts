@@ -5,7 +5,7 @@
  */
 import type { ProxyContext } from "../proxy/context.ts";
 import { SwitchyardError } from "../proxy/errors.ts";
-import { endSubrequest, sendSubrequest, subrequest } from "../proxy/subrequest.ts";
+import { endSubrequest, hasDotSegment, sendSubrequest, subrequest } from "../proxy/subrequest.ts";
 import { INVALID_JSON, parseJson, toJsonBytes } from "../util/json.ts";
 import { readBounded } from "../util/read-bounded.ts";
 import type { ComposeCall, ComposePlan } from "./plan.ts";
@@ -30,13 +30,6 @@ function unfilled(call: ComposeCall, filled: Exclude<Filled, string>): Switchyar
   const refused = "refused" in filled ? "has with a character a header cannot hold" : undefined;
   if (e.source === "calls") return callError("compose_missing_value", `call ${call.name} needs \${${e.text}}, which the answer of ${e.name} ${refused ?? "does not have as a string or number"}`);
   return new SwitchyardError({ code: "bad_request", status: 400, source: "client", message: `call ${call.name} needs \${${e.text}}, which the request ${refused ?? "does not have"}` });
-}
-
-/** A `.` or `..` segment (also percent-encoded) in the path part: fetch would resolve it away. */
-function hasDotSegment(target: string): boolean {
-  const q = target.indexOf("?");
-  const path = q === -1 ? target : target.slice(0, q);
-  return path.split("/").some((s) => /^(?:\.|%2e){1,2}$/i.test(s));
 }
 
 function callHeaders(ctx: ProxyContext, plan: ComposePlan, call: ComposeCall, scope: Scope): Headers | SwitchyardError {

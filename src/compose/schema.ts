@@ -38,12 +38,8 @@ export const ComposeCallSchema = z.strictObject({
  */
 export const ComposeSchema = z
   .strictObject({
-    calls: z.record(z.string(), ComposeCallSchema).superRefine((calls, ctx) => {
-      if (Object.keys(calls).length === 0) ctx.addIssue({ code: "custom", message: "give at least one call" });
-      for (const name of Object.keys(calls)) {
-        if (!CALL_NAME.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "call names are letters, digits and _ (not starting with a digit)" });
-      }
-    }),
+    calls: z.record(z.string().regex(CALL_NAME, "call names are letters, digits and _ (not starting with a digit)"), ComposeCallSchema)
+      .refine((calls) => Object.keys(calls).length > 0, "give at least one call"),
     /** The response body: a JSON object whose strings may hold `${…}` (see README). `partial` is the gateway's. */
     template: z.record(z.string(), z.json()).refine((t) => !("partial" in t), "partial is set by the gateway (true when an optional call failed)"),
     /** HTTP status of the composed response. Default 200. */

@@ -3,6 +3,7 @@ import { CacheSchema } from "../cache/schema.ts";
 import { AuthProvidersSchema } from "../filters/auth/schema.ts";
 import { TelemetrySchema } from "../observe/tracing-schema.ts";
 import { RateLimitsSchema } from "../filters/rate-limit/schema.ts";
+import { ModulesSchema } from "../modules/schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { GuardShape } from "../security/schema.ts";
 import { ListenerTlsSchema } from "../security/tls-schema.ts";
@@ -79,6 +80,8 @@ export const ConfigSchema = z
     auth: AuthProvidersSchema.prefault({}),
     /** Named rate limits that `rate_limit` filters refer to (`routes[].filters[].limits`). */
     rate_limits: RateLimitsSchema.prefault({}),
+    /** Custom route modules (routes with `module:`). */
+    modules: ModulesSchema.optional(),
     access_log: AccessLogSchema.prefault({}),
     /** Traces (OTLP); more telemetry may join here. */
     telemetry: TelemetrySchema.prefault({}),
@@ -91,7 +94,8 @@ export const ConfigSchema = z
     const clusters = config.clusters !== null && typeof config.clusters === "object" ? Object.keys(config.clusters) : [];
     const names = new Map<string, number>();
     routes.forEach((raw, i) => {
-      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown; cache?: unknown; filters?: unknown; compose?: { calls?: unknown } };
+      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown; cache?: unknown; filters?: unknown; compose?: { calls?: unknown }; module?: unknown };
+      if (route.module !== undefined && config.modules === undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "module"], message: "needs modules.dir (where module files are loaded from)" });
       const check = (name: unknown, path: (string | number)[]) => {
         if (typeof name !== "string" || name === "" || clusters.includes(name)) return;
         ctx.addIssue({

@@ -5,6 +5,7 @@ import { IdempotencySchema } from "../cache/idempotency.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
 import { ComposeSchema } from "../compose/schema.ts";
 import { FilterSchema } from "../filters/schema.ts";
+import { MODULE_NAME } from "../modules/schema.ts";
 import { CompressionSchema } from "./compress.ts";
 import { MirrorSchema } from "./mirror.ts";
 import { RetryPolicySchema } from "./retry.ts";
@@ -99,6 +100,11 @@ export const RouteSchema = z
     weighted_clusters: z.array(z.strictObject({ cluster: z.string().min(1), weight: z.number().int().min(0).max(10_000) })).min(1).optional(),
     /** Answer by composition instead of forwarding: several calls in parallel, merged into one JSON response. */
     compose: ComposeSchema.optional(),
+    /**
+     * Answer with a custom route module (`modules.dir`, file name without .ts) instead of
+     * forwarding. It sees the path without the route's `match.path.prefix` (or as `rewrite` makes it).
+     */
+    module: z.string().regex(MODULE_NAME, "must be a module's file name without .ts").optional(),
     /** Requests with this header (or cookie) go to `cluster`, whatever the weights say (e.g. x-canary: 1). */
     override: z
       .strictObject({
@@ -160,15 +166,17 @@ export const RouteSchema = z
     websocket_headers: z.array(TokenSchema).default(["authorization", "cookie", "origin", "user-agent"]),
   })
   .superRefine((r, ctx) => {
-    const targets = [r.to, r.weighted_clusters, r.compose].filter((t) => t !== undefined).length;
-    if (targets !== 1) ctx.addIssue({ code: "custom", path: ["to"], message: "give exactly one of to, weighted_clusters or compose" });
-    if (r.compose !== undefined) {
-      // A composed answer is made here: nothing of a single upstream exchange applies to it.
-      const forwardingOnly = { override: r.override, failover: r.failover, mirror: r.mirror, cache: r.cache, coalesce: r.coalesce, idempotency: r.idempotency, rewrite: r.rewrite, grpc_transcode: r.grpc_transcode };
+    const targets = [r.to, r.weighted_clusters, r.compose, r.module].filter((t) => t !== undefined).length;
+    if (targets !== 1) ctx.addIssue({ code: "custom", path: ["to"], message: "give exactly one of to, weighted_clusters, compose or module" });
+    const kind = r.compose !== undefined ? "compose" : r.module !== undefined ? "module" : undefined;
+    if (kind !== undefined) {
+      // An answer made here: nothing of a single upstream exchange applies to it (a module's
+      // path may still be rewritten: it is the path the module sees).
+      const forwardingOnly = { override: r.override, failover: r.failover, mirror: r.mirror, cache: r.cache, coalesce: r.coalesce, idempotency: r.idempotency, rewrite: kind === "compose" ? r.rewrite : undefined, grpc_transcode: r.grpc_transcode };
       for (const [key, value] of Object.entries(forwardingOnly)) {
-        if (value !== undefined) ctx.addIssue({ code: "custom", path: [key], message: "not available on a compose route" });
+        if (value !== undefined) ctx.addIssue({ code: "custom", path: [key], message: `not available on a ${kind} route` });
       }
-      if (r.websocket) ctx.addIssue({ code: "custom", path: ["websocket"], message: "not available on a compose route" });
+      if (r.websocket) ctx.addIssue({ code: "custom", path: ["websocket"], message: `not available on a ${kind} route` });
     }
     if (r.weighted_clusters && r.weighted_clusters.every((w) => w.weight === 0)) {
       ctx.addIssue({ code: "custom", path: ["weighted_clusters"], message: "at least one weight must be above 0" });

@@ -4,13 +4,65 @@
  * (exchange.ts) apply the cluster's policies to it unchanged, and ends by giving back what it
  * held and being listed in the client request's log line and in metrics.
  */
+import type { CompiledFilters } from "../filters/filter.ts";
 import type { CompiledRoute } from "../runtime/build.ts";
 import { metrics } from "../observe/metrics.ts";
+import type { Cluster } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import type { SwitchyardError } from "./errors.ts";
 import { admit, type Exchanged, exchange } from "./exchange.ts";
+import type { CompiledHeaderRules } from "./headers.ts";
 import { release } from "./outcome.ts";
-import { methodRetryable } from "./retry.ts";
+import { methodRetryable, type RetryPolicy } from "./retry.ts";
+import type { Route } from "./route-schema.ts";
+
+/** What a sub-request takes from the route of the client request it is made for. */
+export interface ParentRoute {
+  readonly name: string;
+  readonly config: Route;
+  readonly requestHeaders: CompiledHeaderRules | undefined;
+  readonly filters: CompiledFilters | undefined;
+}
+
+/**
+ * The route sub-requests to `cluster` run on (built once, at build time): that one cluster, the
+ * parent's idle timeout, header rules and upstream-request filters (identity headers…), and the
+ * given deadline and retries (default: the parent's).
+ */
+export function subrequestRoute(parent: ParentRoute, cluster: Cluster, own: { timeout?: number; retry?: RetryPolicy; host?: string } = {}): CompiledRoute {
+  const config: Route = {
+    ...parent.config,
+    to: cluster.name, weighted_clusters: undefined, compose: undefined, module: undefined, override: undefined, failover: undefined,
+    retry: own.retry ?? parent.config.retry,
+    timeouts: { request: own.timeout ?? parent.config.timeouts.request, idle: parent.config.timeouts.idle },
+    compression: undefined, cache: undefined, mirror: undefined, coalesce: undefined, idempotency: undefined, fallback: undefined, filters: undefined,
+    rewrite: undefined, grpc_transcode: undefined, websocket: false,
+  };
+  const filters = parent.filters;
+  return {
+    name: parent.name,
+    config,
+    chooseCluster: () => cluster,
+    handler: undefined,
+    cache: undefined,
+    mirror: undefined,
+    test: () => false,
+    rewritePath: undefined,
+    rewriteQuery: undefined,
+    hostRewrite: own.host,
+    requestHeaders: parent.requestHeaders,
+    responseHeaders: undefined,
+    filters: filters && { request: [], upstreamRequest: filters.upstreamRequest, response: [], responseHeaders: [], log: [] },
+    transcode: undefined,
+  };
+}
+
+/** A `.` or `..` segment (also percent-encoded) in a target's path: fetch would resolve it away. */
+export function hasDotSegment(target: string): boolean {
+  const q = target.indexOf("?");
+  const path = q === -1 ? target : target.slice(0, q);
+  return path.split("/").some((s) => /^(?:\.|%2e){1,2}$/i.test(s));
+}
 
 export interface SubrequestInit {
   /** Its name in logs and metrics (a composition call's name, or the module's). */

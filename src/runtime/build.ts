@@ -3,11 +3,13 @@
  * rewrites, header rule sets, clusters with their balancers) is built here, once per reload.
  */
 import { composeRoute } from "../../routes/compose.ts";
+import { moduleRoute } from "../../routes/modules.ts";
 import { buildComposePlan } from "../compose/plan.ts";
 import type { Config } from "../config/schema.ts";
 import { type CompiledFilters, compileFilters, type RuntimeDeps } from "../filters/filter.ts";
 import { credentialLocations } from "../filters/auth/auth.ts";
 import { buildFilter } from "../filters/index.ts";
+import { loadConfigModules } from "../modules/load.ts";
 import { type AccessLog, createAccessLog } from "../observe/access-log.ts";
 import { acquireExporter, releaseExporter } from "../observe/span-exporter.ts";
 import { Tracer } from "../observe/tracing.ts";
@@ -18,11 +20,12 @@ import { HttpCache } from "../cache/cache.ts";
 import { buildRouteCache, type RouteCache } from "../cache/serve.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 import type { MirrorConfig } from "../proxy/mirror.ts";
+import { subrequestRoute } from "../proxy/subrequest.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
 import { buildTranscoder, type Transcoder } from "../proxy/transcode/transcoder.ts";
 
-/** Answers a request here instead of forwarding it to one cluster (composition); ends with respond() or fail(). */
+/** Answers a request here instead of forwarding it to one cluster (composition, a module); ends with respond() or fail(). */
 export type RouteHandler = (ctx: ProxyContext) => Promise<Response>;
 
 export interface CompiledRoute {
@@ -30,7 +33,7 @@ export interface CompiledRoute {
   readonly config: Route;
   /** The cluster for one request (weights, override, failover); undefined on a route with a handler. */
   readonly chooseCluster: ClusterChoice | undefined;
-  /** The route's own answer (compose), run after its request filters; undefined on a forwarding route. */
+  /** The route's own answer (compose, module), run after its request filters; undefined on a forwarding route. */
   readonly handler: RouteHandler | undefined;
   readonly cache: RouteCache | undefined;
   readonly mirror: { readonly cluster: Cluster; readonly config: MirrorConfig } | undefined;
@@ -123,19 +126,32 @@ function finishRuntime(
       return resources.get(key) as T;
     },
   });
+  const modules = loadConfigModules(config);
   const routes = config.routes.map((r, i): CompiledRoute => {
     const name = r.name ?? `route-${i}`;
     const requestHeaders = compileHeaderRules(r.headers?.request);
     const filters = compileFilters((r.filters ?? []).map((f) => buildFilter(f, depsFor(name))));
+    const rewritePath = compileRewrite(r);
+    const parent = { name, config: r, requestHeaders, filters };
+    let handler: RouteHandler | undefined;
+    if (r.compose) handler = composeRoute(buildComposePlan(parent, r.compose, clusters));
+    if (r.module) {
+      handler = moduleRoute({
+        module: r.module,
+        app: modules.get(r.module)!.build({ name: r.module, clusters: [...clusters.keys()] }),
+        clusters: new Map([...clusters].map(([n, c]) => [n, subrequestRoute(parent, c)])),
+        path: rewritePath ?? stripPrefix(r.match.path?.prefix),
+      });
+    }
     return {
       name,
       config: r,
-      chooseCluster: r.compose ? undefined : compileClusterChoice(r, clusters),
-      handler: r.compose ? composeRoute(buildComposePlan({ name, config: r, requestHeaders, filters }, r.compose, clusters)) : undefined,
+      chooseCluster: handler !== undefined ? undefined : compileClusterChoice(r, clusters),
+      handler,
       cache: r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache) : undefined,
       mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, config: r.mirror } : undefined,
       test: compileMatch(r.match),
-      rewritePath: compileRewrite(r),
+      rewritePath,
       rewriteQuery: compileQueryRewrite(r),
       hostRewrite: r.rewrite?.host,
       requestHeaders,
@@ -145,4 +161,13 @@ function finishRuntime(
     };
   });
   return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, dispose });
+}
+
+/** The path a module sees: without the route's path prefix (`/bff/home` → `/home` under `/bff`). */
+function stripPrefix(prefix: string | undefined): (path: string) => string {
+  if (prefix === undefined || prefix === "/") return (path) => path;
+  return (path) => {
+    const rest = path.slice(prefix.length);
+    return rest.startsWith("/") ? rest : `/${rest}`;
+  };
 }

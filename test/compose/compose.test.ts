@@ -315,7 +315,7 @@ describe("config", () => {
     [`{calls: {u: {cluster: a, path: "/u/\${query.id"}}, template: {}}`, /unclosed/],
   ])("%s", (compose, message) => expect(() => load(compose)).toThrow(message));
   test("a compose route takes no cluster and nothing of a single forward", () => {
-    expect(() => load(`{calls: {u: {cluster: a, path: /u}}, template: {}}`, "to: a, ")).toThrow(/routes\[0\]\.to: give exactly one of to, weighted_clusters or compose/);
+    expect(() => load(`{calls: {u: {cluster: a, path: /u}}, template: {}}`, "to: a, ")).toThrow(/routes\[0\]\.to: give exactly one of to, weighted_clusters, compose or module/);
     expect(() => load(`{calls: {u: {cluster: a, path: /u}}, template: {}}`, "mirror: {cluster: a}, ")).toThrow(/routes\[0\]\.mirror: not available on a compose route/);
   });
 });

@@ -33,7 +33,7 @@ describe("choice", () => {
         return (e as { problems: string[] }).problems;
       }
     };
-    expect(problems({ to: "stable", weighted_clusters: [{ cluster: "canary", weight: 1 }] })).toContain("routes[0].to: give exactly one of to, weighted_clusters or compose");
+    expect(problems({ to: "stable", weighted_clusters: [{ cluster: "canary", weight: 1 }] })).toContain("routes[0].to: give exactly one of to, weighted_clusters, compose or module");
     expect(problems({ weighted_clusters: [{ cluster: "nope", weight: 1 }] })[0]).toStartWith('routes[0].weighted_clusters[0].cluster: unknown cluster "nope"');
     expect(problems({ to: "stable", failover: ["gone"] })[0]).toStartWith('routes[0].failover[0]: unknown cluster "gone"');
     expect(problems({ to: "stable", override: { value: "1", cluster: "canary" } })[0]).toContain("give exactly one of header or cookie");
