@@ -13,6 +13,7 @@ import { flushTraces } from "./observe/span-exporter.ts";
 import { listenAsWorker } from "./observe/worker-metrics.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { listenForPushes, pushToWorkers, reportFileReload } from "./server/config-sync.ts";
+import { type EgressListener, startEgressListener } from "./server/egress-listener.ts";
 import { type ProxyListener, reloadListenerTls, type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
 
 export function logEvent(fields: Record<string, unknown>): void {
@@ -22,6 +23,8 @@ export function logEvent(fields: Record<string, unknown>): void {
 export interface Running {
   state: ServerState;
   proxies: ProxyListener[];
+  /** Listeners with `mode: egress` (worker 0 only). */
+  egress: EgressListener[];
   admin?: Server<unknown>;
   echo?: Server<unknown>;
   reload(): Promise<boolean>;
@@ -37,7 +40,7 @@ function listenerKey(config: Config): string {
 async function startProxyListeners(config: Config, state: ServerState, reusePort: boolean): Promise<ProxyListener[]> {
   const started: ProxyListener[] = [];
   try {
-    for (const [i, l] of config.listeners.entries()) started.push(await startProxyListener(l, i, state, reusePort));
+    for (const [i, l] of config.listeners.entries()) if (l.mode === "proxy") started.push(await startProxyListener(l, i, state, reusePort));
     return started;
   } catch (e) {
     for (const p of started) p.stop(true);
@@ -55,11 +58,16 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   const first = worker === undefined || worker === 0;
   const echo = config.echo && first ? startEcho(config.echo.address, config.echo.port) : undefined;
   const proxies = await startProxyListeners(config, state, worker !== undefined);
+  // Egress listeners are node:http servers without reusePort: like admin, they belong to worker 0.
+  const egress: EgressListener[] = [];
+  if (first) {
+    for (const [i, l] of config.listeners.entries()) if (l.mode === "egress") egress.push(await startEgressListener(l, i, state));
+  }
   const admin = config.admin && first ? startAdminListener(config.admin, state) : undefined;
   const bound = listenerKey(config);
   logEvent({
     msg: "switchyard started", config: configFile, version: state.runtime.current.version, worker: worker ?? null, pid: process.pid,
-    listeners: proxies.map((s) => s.url.href), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
+    listeners: proxies.map((s) => s.url.href), egress: egress.map((e) => e.url), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
   });
 
   // A config pushed through the admin API or the config service takes effect like a reload, in
@@ -122,8 +130,11 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     logEvent({ msg: "draining", deadline_ms: config.shutdown.drain_timeout });
     // Stop accepting; in-flight requests (and their streamed bodies) go on until done or deadline.
     for (const s of proxies) s.stop(false);
-    while (Date.now() < deadline && proxies.some((s) => s.pending() > 0)) await Bun.sleep(50);
+    for (const e of egress) e.stop(false);
+    const busy = () => proxies.some((s) => s.pending() > 0) || egress.some((e) => e.active() > 0);
+    while (Date.now() < deadline && busy()) await Bun.sleep(50);
     for (const s of proxies) s.stop(true);
+    for (const e of egress) e.stop(true);
     void admin?.stop(true);
     void echo?.stop(true);
     state.runtime.current.dispose();
@@ -133,5 +144,5 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     logEvent({ msg: "stopped" });
   };
 
-  return { state, proxies, admin, echo, reload: reloadOnce, shutdown };
+  return { state, proxies, egress, admin, echo, reload: reloadOnce, shutdown };
 }

@@ -3,6 +3,7 @@ import { CacheSchema } from "../cache/schema.ts";
 import { AuthProvidersSchema } from "../filters/auth/schema.ts";
 import { TelemetrySchema } from "../observe/tracing-schema.ts";
 import { RateLimitsSchema } from "../filters/rate-limit/schema.ts";
+import { EgressSchema } from "../egress/schema.ts";
 import { ModulesSchema } from "../modules/schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { GuardShape } from "../security/schema.ts";
@@ -31,6 +32,18 @@ export const ListenerSchema = z.strictObject({
   ...GuardShape,
   /** Terminate TLS here (certificates by SNI, optional client certificates); plain HTTP when absent. */
   tls: ListenerTlsSchema.optional(),
+  /**
+   * `proxy` (default): the routes. `egress`: a forward proxy for the local service's outbound
+   * traffic (absolute-form HTTP and CONNECT), to the destinations `egress.allow` names.
+   */
+  mode: z.enum(["proxy", "egress"]).default("proxy"),
+  /** The egress listener's settings (with `mode: egress`). */
+  egress: EgressSchema.optional(),
+}).superRefine((l, ctx) => {
+  if (l.mode === "egress" && l.egress === undefined) ctx.addIssue({ code: "custom", path: ["egress"], message: "an egress listener needs egress.allow (the destinations it may reach)" });
+  if (l.mode !== "egress" && l.egress !== undefined) ctx.addIssue({ code: "custom", path: ["egress"], message: "only for mode: egress" });
+  if (l.mode === "egress" && l.health_checks) ctx.addIssue({ code: "custom", path: ["health_checks"], message: "not available on an egress listener" });
+  if (l.mode === "egress" && l.tls !== undefined) ctx.addIssue({ code: "custom", path: ["tls"], message: "not available on an egress listener (bind it to loopback for the local service)" });
 });
 
 export const AdminSchema = z.strictObject({

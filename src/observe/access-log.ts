@@ -8,8 +8,21 @@ import { openSync } from "node:fs";
 import type { AccessLogConfig } from "../config/schema.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 
+/** What a log line is made of: a proxied request's context, or an egress exchange's record. */
+export type LoggedRequest = Pick<
+  ProxyContext,
+  "requestId" | "clientIp" | "method" | "host" | "path" | "query" | "headers" | "status" | "bytesIn" | "bytesOut" | "attempt" | "startedAt" |
+  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth"
+> & {
+  readonly listener: { readonly name: string };
+  readonly route?: { readonly name: string };
+  readonly cluster?: { readonly name: string };
+  readonly endpoint?: { readonly address: string };
+  readonly error?: { readonly code: string };
+};
+
 export interface AccessLog {
-  write(ctx: ProxyContext): void;
+  write(ctx: LoggedRequest): void;
   flush(): void;
 }
 
@@ -84,7 +97,7 @@ function loggedHeaders(headers: Headers, names: readonly string[], secret: Reado
   return out;
 }
 
-export function accessLogLine(ctx: ProxyContext, redacted: ReadonlySet<string>, headerNames: readonly string[] = [], secretHeaders = DEFAULT_SECRET_HEADERS): string {
+export function accessLogLine(ctx: LoggedRequest, redacted: ReadonlySet<string>, headerNames: readonly string[] = [], secretHeaders = DEFAULT_SECRET_HEADERS): string {
   const now = performance.now();
   const query = redactQuery(ctx.query, redacted);
   return JSON.stringify({

@@ -59,7 +59,7 @@ export function upstreamUrl(ctx: ProxyContext, endpoint: Endpoint, scheme?: "ws"
  * timeout, the attempt fails as a connect timeout. Warm endpoints (pooled sockets) skip it.
  * Returns a function that stops the watch once the response headers are in.
  */
-export function guardConnect(endpoint: Endpoint, timeoutMs: number, deadlines: Deadlines): () => void {
+export function guardConnect(endpoint: Pick<Endpoint, "hostname" | "port" | "lastResponseAt">, timeoutMs: number, deadlines: Deadlines): () => void {
   if (timeoutMs <= 0 || performance.now() - endpoint.lastResponseAt < WARM_MS) return noop;
   let settled = false;
   const settle = () => {
