@@ -17,6 +17,7 @@ import { type EgressKind, finishRecord, newRecord } from "../egress/record.ts";
 import { openTunnel } from "../egress/tunnel.ts";
 import { errors } from "../proxy/errors.ts";
 import { requestIdFrom } from "../proxy/headers.ts";
+import { clientAborted } from "../proxy/outcome.ts";
 import type { ServerState } from "./listener.ts";
 
 export interface EgressListener {
@@ -64,6 +65,7 @@ export async function startEgressListener(listener: Listener, index: number, sta
     active++;
     res.on("close", () => {
       active--;
+      if (!res.writableFinished) record.error ??= clientAborted(); // the client left before the answer ended
       finishRecord(record, options.accessLog());
     });
     if (state.draining) return sendError(res, record, errors.draining());
