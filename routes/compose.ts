@@ -10,9 +10,10 @@ import type { ComposePlan } from "../src/compose/plan.ts";
 import type { Scope } from "../src/compose/template.ts";
 import type { ProxyContext } from "../src/proxy/context.ts";
 import { Deadlines } from "../src/proxy/deadlines.ts";
-import { errors, SwitchyardError } from "../src/proxy/errors.ts";
+import { SwitchyardError } from "../src/proxy/errors.ts";
 import { clientAborted, fail } from "../src/proxy/outcome.ts";
 import { respond } from "../src/proxy/respond.ts";
+import { handlerStop } from "../src/proxy/subrequest.ts";
 import type { RouteHandler } from "../src/runtime/build.ts";
 
 export function composeRoute(plan: ComposePlan): RouteHandler {
@@ -26,17 +27,12 @@ export function composeRoute(plan: ComposePlan): RouteHandler {
       claims: ctx.auth?.claims,
       params: plan.params(ctx.path),
     };
-    const cancel = new AbortController();
-    const onClientGone = () => cancel.abort(clientAborted());
-    ctx.request.signal.addEventListener("abort", onClientGone, { once: true });
-    const timeout = ctx.route!.config.timeouts.request;
-    const timer = timeout > 0 ? setTimeout(() => cancel.abort(errors.requestTimeout()), Math.max(1, timeout - (performance.now() - ctx.startedAt))) : undefined;
+    const stop = handlerStop(ctx);
     let outcome: Awaited<ReturnType<typeof fanOut>>;
     try {
-      outcome = await fanOut(ctx, plan, scope, answers, cancel);
+      outcome = await fanOut(ctx, plan, scope, answers, stop.controller);
     } finally {
-      clearTimeout(timer);
-      ctx.request.signal.removeEventListener("abort", onClientGone);
+      stop.done();
     }
     if (ctx.request.signal.aborted) return fail(ctx, clientAborted());
     if (outcome.failed !== undefined) {

@@ -12,8 +12,9 @@ import type { ModuleApp, ModuleBindings, ModuleEnv } from "../src/modules/types.
 import type { ProxyContext } from "../src/proxy/context.ts";
 import { Deadlines } from "../src/proxy/deadlines.ts";
 import { errors, SwitchyardError } from "../src/proxy/errors.ts";
-import { clientAborted, fail } from "../src/proxy/outcome.ts";
+import { fail } from "../src/proxy/outcome.ts";
 import { respond } from "../src/proxy/respond.ts";
+import { handlerStop } from "../src/proxy/subrequest.ts";
 import type { CompiledRoute, RouteHandler } from "../src/runtime/build.ts";
 
 export interface ModuleRouteOptions {
@@ -41,23 +42,20 @@ export function moduleRoute(options: ModuleRouteOptions): RouteHandler {
   app.route("/", options.app);
 
   return async function moduleHandler(ctx: ProxyContext): Promise<Response> {
-    const stop = new AbortController();
-    const onClientGone = () => stop.abort(clientAborted());
-    ctx.request.signal.addEventListener("abort", onClientGone, { once: true });
-    const timeout = ctx.route!.config.timeouts.request;
-    const timer = timeout > 0 ? setTimeout(() => stop.abort(errors.requestTimeout()), Math.max(1, timeout - (performance.now() - ctx.startedAt))) : undefined;
-    const stopped = new Promise<never>((_, reject) => stop.signal.addEventListener("abort", () => reject(stop.signal.reason), { once: true }));
+    const stop = handlerStop(ctx);
+    const { signal } = stop.controller;
+    const stopped = new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }));
     stopped.catch(() => {});
 
     const headers = new Headers(ctx.request.headers);
     if (ctx.requestBody !== undefined) headers.delete("content-length"); // a filter rewrote the body
     const query = ctx.route!.rewriteQuery ? ctx.route!.rewriteQuery(ctx.query) : ctx.query;
     const request = new Request(`http://${ctx.host || "localhost"}${options.path(ctx.path)}${query === "" ? "" : `?${query}`}`, {
-      method: ctx.method, headers, body: ctx.requestBody ?? ctx.request.body, signal: stop.signal, duplex: "half",
+      method: ctx.method, headers, body: ctx.requestBody ?? ctx.request.body, signal, duplex: "half",
     } as RequestInit);
     const bindings: ModuleBindings = {
       requestId: ctx.requestId, clientIp: ctx.clientIp, auth: ctx.auth,
-      clusters: clusterClients(ctx, module, options.clusters, stop.signal),
+      clusters: clusterClients(ctx, module, options.clusters, signal),
     };
     let response: Response;
     try {
@@ -70,8 +68,7 @@ export function moduleRoute(options: ModuleRouteOptions): RouteHandler {
       }));
       return fail(ctx, moduleError(module));
     } finally {
-      clearTimeout(timer);
-      ctx.request.signal.removeEventListener("abort", onClientGone);
+      stop.done();
     }
     return respond(ctx, response, new Deadlines(0, 0));
   };

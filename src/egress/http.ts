@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Deadlines } from "../proxy/deadlines.ts";
 import { errors, SwitchyardError } from "../proxy/errors.ts";
-import { guardConnect } from "../proxy/forward.ts";
+import { guardConnect, PASS_THROUGH } from "../proxy/forward.ts";
 import { stripHopByHop } from "../proxy/headers.ts";
 import { clientAborted } from "../proxy/outcome.ts";
 import { chooseAddress } from "./destination.ts";
@@ -105,11 +105,7 @@ export async function forwardHttp(req: IncomingMessage, res: ServerResponse, rec
       method: req.method,
       headers,
       body: hasBody ? requestBody(req, record, deadlines, options.maxBody) : undefined,
-      duplex: "half",
-      redirect: "manual",
-      decompress: false,
-      proxy: false,
-      timeout: false,
+      ...PASS_THROUGH,
       signal: deadlines.signal,
     } as RequestInit);
   } catch (e) {

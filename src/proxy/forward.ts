@@ -12,6 +12,13 @@ import { errors, SwitchyardError } from "./errors.ts";
 import { setForwarded, stripCredentials, stripHopByHop } from "./headers.ts";
 import { XFCC, xfccValue } from "../security/client-identity.ts";
 
+/**
+ * fetch options that pass a message through as it is (shared/bun-notes.md): bytes and encoding
+ * intact, redirects to the client, no proxy from the environment, Bun's coarse timer off in favour
+ * of our deadlines, the body streamed.
+ */
+export const PASS_THROUGH = { duplex: "half", redirect: "manual", decompress: false, proxy: false, timeout: false } as const;
+
 /** An endpoint that answered this recently most likely has a pooled connection: skip the connect probe. */
 const WARM_MS = 2_000;
 
@@ -162,11 +169,7 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
       method: rpc === undefined ? ctx.method : "POST",
       headers: rpc !== undefined ? rpc.headers(headers, deadlines.remaining()) : decoded === undefined ? headers : withoutCoding(headers),
       body,
-      duplex: "half",
-      redirect: "manual",
-      decompress: false,
-      proxy: false,
-      timeout: false,
+      ...PASS_THROUGH,
       signal: deadlines.signal,
       tls: endpoint.tls,
     } as RequestInit);

@@ -9,10 +9,10 @@ import type { CompiledRoute } from "../runtime/build.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
-import type { SwitchyardError } from "./errors.ts";
+import { errors, type SwitchyardError } from "./errors.ts";
 import { admit, type Exchanged, exchange } from "./exchange.ts";
 import type { CompiledHeaderRules } from "./headers.ts";
-import { release } from "./outcome.ts";
+import { clientAborted, release } from "./outcome.ts";
 import { methodRetryable, type RetryPolicy } from "./retry.ts";
 import type { Route } from "./route-schema.ts";
 
@@ -139,4 +139,25 @@ export function endSubrequest(parent: ProxyContext, child: ProxyContext, call: s
     attempts: child.attempt, ms: Math.round((performance.now() - child.startedAt) * 100) / 100,
     tries: child.tries !== undefined && child.tries.length > 1 ? child.tries : undefined,
   });
+}
+
+/**
+ * For a route that answers itself (composition, a module): a controller aborted when the client
+ * leaves (client_aborted) or the route's request timeout passes (upstream_timeout), so that its
+ * sub-requests stop too. `done()` detaches it once the handler has its answer.
+ */
+export function handlerStop(ctx: ProxyContext): { controller: AbortController; done(): void } {
+  const controller = new AbortController();
+  const onClientGone = () => controller.abort(clientAborted());
+  ctx.request.signal.addEventListener("abort", onClientGone, { once: true });
+  const timeout = ctx.route!.config.timeouts.request;
+  const left = Math.max(1, timeout - (performance.now() - ctx.startedAt));
+  const timer = timeout > 0 ? setTimeout(() => controller.abort(errors.requestTimeout()), left) : undefined;
+  return {
+    controller,
+    done() {
+      clearTimeout(timer);
+      ctx.request.signal.removeEventListener("abort", onClientGone);
+    },
+  };
 }
