@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { gunzipSync } from "node:zlib";
 import { parseText, validateConfig } from "../../src/config/load.ts";
+import { GREETER, GREETER_DESCRIPTORS, startGreeter } from "../helpers/greeter.ts";
 import { parsePath } from "../../src/filters/transform/json-path.ts";
 import { transformFilter } from "../../src/filters/transform/transform.ts";
 import { TransformFilterSchema } from "../../src/filters/transform/schema.ts";
@@ -301,6 +302,30 @@ describe("claims and config", () => {
     expect(() => bad("{op: wrap, key: 'a[0]'}")).toThrow(/wrap takes keys only/);
     expect(() => bad("{op: explode, path: a}")).toThrow(/request\[0\]\.op/);
     expect(() => validateConfig("t.yaml", parseText("t.yaml", "listeners: [{port: 8080}]\nclusters: {a: {endpoints: [\"127.0.0.1:1\"]}}\nroutes: [{to: a, filters: [{type: transform}]}]\n"))).toThrow(/give request or response operations/);
+  });
+});
+
+describe("with grpc_transcode", () => {
+  test("the transcoder takes the mapped request body, and the JSON reply is mapped in turn", async () => {
+    const greeter = await startGreeter();
+    const own = await startProxy({
+      clusters: { greeter: { endpoints: [greeter.origin] } },
+      routes: [{
+        to: "greeter",
+        grpc_transcode: { descriptors: GREETER_DESCRIPTORS, service: GREETER, protocol: "connect" },
+        filters: [{ type: "transform", request: [{ op: "set", path: "times", value: 3 }, { op: "rename", from: "lang", to: "options.language" }], response: [{ op: "remove", path: "seenHeaders" }] }],
+      }],
+    });
+    try {
+      const res = await fetch(`${own.origin}/v1/greet/Ada`, { method: "POST", body: '{"lang":"fr"}', headers: { "content-type": "application/json" } });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as Record<string, unknown>;
+      expect(body).toMatchObject({ message: "Hello, Ada!", times: 3, displayLanguage: "fr" });
+      expect(body.seenHeaders).toBeUndefined();
+    } finally {
+      await own.stop();
+      await greeter.stop();
+    }
   });
 });
 

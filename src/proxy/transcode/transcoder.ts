@@ -122,9 +122,12 @@ async function readJsonBody(ctx: ProxyContext, max: number): Promise<Uint8Array 
   if (type !== "" && type !== "application/json" && !type.endsWith("+json")) {
     return new SwitchyardError({ code: "unsupported_media_type", status: 415, source: "client", message: `the request body must be application/json, not ${type}` });
   }
-  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   const tooLarge = () => errors.tooLarge(`the JSON request body may be at most ${max} bytes (grpc_transcode.max_body)`);
-  if (declared > max) return tooLarge();
-  const bytes = await readWithinRouteTime(ctx, () => readBounded(request.body!, max));
+  // A transform filter before this may have read (and mapped) the body already.
+  const mapped = ctx.requestBody;
+  if (mapped instanceof ArrayBuffer) return mapped.byteLength > max ? tooLarge() : new Uint8Array(mapped);
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  if (declared > max && mapped === undefined) return tooLarge();
+  const bytes = await readWithinRouteTime(ctx, () => readBounded(mapped ?? request.body!, max));
   return bytes === undefined ? tooLarge() : bytes;
 }
