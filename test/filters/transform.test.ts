@@ -92,6 +92,7 @@ beforeAll(async () => {
       { name: "zip", match: { path: { prefix: "/zip/" } }, to: "up", compression: { min_size: "1B" }, filters: [mapResponse] },
       { name: "small", match: { path: { prefix: "/small/" } }, to: "up", filters: [{ ...mapResponse, max_body: "4KiB" }] },
       { name: "dying", match: { path: { prefix: "/dying" } }, to: "dying", filters: [mapResponse] },
+      { name: "limited", match: { path: { prefix: "/limited/" } }, to: "up", max_request_body: "20B", filters: [{ type: "transform", request: [{ op: "remove", path: "x" }] }] },
       { name: "slow", match: { path: { prefix: "/slow/" } }, to: "up", timeouts: { request: "5s", idle: "300ms" }, filters: [{ type: "transform", request: [{ op: "remove", path: "x" }] }] },
     ],
     clusters: { up: { endpoints: [up.origin] }, dying: { endpoints: [dying.origin] } },
@@ -167,6 +168,14 @@ describe("request bodies", () => {
     expect(res.status).toBe(200);
     expect(seen.map((s) => JSON.parse(s.body))).toEqual([{ a: 1, tries: "same" }, { a: 1, tries: "same" }]);
     expect(res.headers.get("x-switchyard-attempts")).toBe("2");
+  });
+
+  test("the route's max_request_body still holds for an unsized body the transform read whole", async () => {
+    seen = [];
+    const res = await post("/limited/echo", slowBody(['{"x":1,', '"pad":"0123456789abcdef"}'], 5));
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: string }).error).toBe("body_too_large");
+    expect(seen).toHaveLength(0);
   });
 
   test("a client that stalls mid-body gets 408 after the idle timeout", async () => {

@@ -142,6 +142,9 @@ export const transformFilter: FilterFactory<TransformFilterConfig> = (config) =>
         return e instanceof SwitchyardError ? e : clientAborted();
       }
       ctx.bytesIn = bytes.byteLength;
+      // An unsized body read whole here is no longer counted on its way up: the route's limit applies now.
+      const limit = ctx.route!.config.max_request_body;
+      if (limit !== undefined && bytes.byteLength > limit) return errors.bodyTooLarge(limit);
     }
     ctx.requestBody = toArrayBuffer(mapBody(bytes, onRequestBody!, ctx) ?? bytes);
     return undefined;
