@@ -12,7 +12,7 @@ import type { ProxyContext } from "../proxy/context.ts";
 export type LoggedRequest = Pick<
   ProxyContext,
   "requestId" | "clientIp" | "method" | "host" | "path" | "query" | "headers" | "status" | "bytesIn" | "bytesOut" | "attempt" | "startedAt" |
-  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth"
+  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth" | "waf"
 > & {
   readonly listener: { readonly name: string };
   readonly route?: { readonly name: string };
