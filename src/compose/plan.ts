@@ -37,6 +37,25 @@ function callsIn(found: Expression[] | string): string[] {
   return typeof found === "string" ? [] : found.filter((e) => e.source === "calls").map((e) => e.name);
 }
 
+/**
+ * The regex runs on the request's path as sent (percent-encoded); a parameter is its decoded value,
+ * so that a call's path encodes it once (`Zo%C3%AB` → `Zoë` → `Zo%C3%AB`, not `Zo%25C3%25AB`).
+ * A malformed escape leaves the text as it is.
+ */
+function decodedGroups(groups: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (groups === undefined) return undefined;
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(groups)) {
+    if (value === undefined) continue; // a group that did not take part in the match
+    try {
+      out[name] = decodeURIComponent(value);
+    } catch {
+      out[name] = value;
+    }
+  }
+  return out;
+}
+
 export function buildComposePlan(parent: ParentRoute, config: ComposeConfig, clusters: ReadonlyMap<string, Cluster>): ComposePlan {
   const calls = Object.entries(config.calls).map(([name, call]): ComposeCall => {
     const deps = new Set([
@@ -51,8 +70,9 @@ export function buildComposePlan(parent: ParentRoute, config: ComposeConfig, clu
       route: subrequestRoute(parent, clusters.get(call.cluster)!, { timeout: call.timeout, retry: call.retry, host: call.host }),
       method: call.method,
       target: compileText(call.path, encodeURIComponent),
-      // RFC 9110 §5.5: no CR, LF, NUL or other controls (but tab) in a field value; an answer could carry them.
-      headers: Object.entries(call.headers ?? {}).map(([h, v]) => [h, compileText(v, (s) => s, (s) => !/[\0-\x08\x0a-\x1f\x7f]/.test(s))] as const),
+      // RFC 9110 §5.5: no CR, LF, NUL or other controls (but tab) in a field value; an answer could
+      // carry them. Nor anything beyond Latin-1, which a field value (a byte string) cannot hold.
+      headers: Object.entries(call.headers ?? {}).map(([h, v]) => [h, compileText(v, (s) => s, (s) => !/[\0-\x08\x0a-\x1f\x7f]|[^\0-\xff]/.test(s))] as const),
       body: call.body === undefined ? undefined : compileJson(call.body),
       maxBody: call.max_body,
     };
@@ -65,7 +85,7 @@ export function buildComposePlan(parent: ParentRoute, config: ComposeConfig, clu
     template: compileJson(config.template),
     status: config.status,
     forwardHeaders: config.forward_headers.map((h) => h.toLowerCase()),
-    params: re === undefined ? () => undefined : (path) => re.exec(path)?.groups,
+    params: re === undefined ? () => undefined : (path) => decodedGroups(re.exec(path)?.groups),
   };
 }
 

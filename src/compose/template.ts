@@ -6,7 +6,7 @@
  *   query.<name>          a query parameter of the client's request
  *   header.<name>         a header of the client's request
  *   claims.<path>         a verified claim (set by an auth filter on the route)
- *   params.<name>         a named group of the route's `match.path.regex`
+ *   params.<name>         a named group of the route's `match.path.regex`, percent-decoded
  *
  * A string that is exactly one expression takes the value as it is (object, number…); text
  * around expressions makes a string.

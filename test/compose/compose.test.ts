@@ -41,6 +41,7 @@ beforeAll(async () => {
     if (id === "huge") return Response.json({ pad: "x".repeat(5000) });
     if (id === "noid") return Response.json({ name: "nobody" });
     if (id === "crlf") return Response.json({ id: "7", name: "x\r\nx-injected: 1" });
+    if (id === "wide") return Response.json({ id: "8", name: "Zoë €" });
     if (id === "flaky") return flaky++ % 2 === 0 ? new Response("down", { status: 503 }) : Response.json({ id: "f", name: "Flaky" });
     // Written by hand: a number no double holds exactly.
     const user = JSON.stringify({ id: id === "dots" ? "a/../../admin?x=1#f" : id, name: `User ${id}`, address: { city: "Lyon" } });
@@ -105,6 +106,10 @@ beforeAll(async () => {
           template: { order: "${calls.order.created}" },
           status: 201,
         },
+      },
+      {
+        name: "wide-header", match: { path: { exact: "/wide-header" } },
+        compose: { calls: { user: { cluster: "users", path: "/users/1", headers: { "x-v": "${query.v}" } } }, template: { u: "${calls.user.name}" } },
       },
       {
         name: "retried", match: { path: { exact: "/retried" } },
@@ -286,6 +291,25 @@ describe("values substituted into calls", () => {
       expect(((await res.json()) as ErrorBody).message).toBe("a value in the path of call user makes a . or .. segment");
     }
     expect(saw.map((s) => s.line).filter((l) => l.startsWith("GET /users"))).toEqual(["GET /users/%252e%252e"]);
+  });
+
+  test("a path parameter is its decoded value, encoded once into the call's path", async () => {
+    saw = [];
+    const res = await get("/profile/Zo%C3%AB%20K");
+    expect(res.status).toBe(200);
+    expect(saw[0]!.line).toBe("GET /users/Zo%C3%AB%20K");
+    expect(((await res.json()) as { user: { id: string } }).user.id).toBe("Zoë K");
+  });
+
+  test("a value a header cannot hold (beyond Latin-1) fails the call instead of crashing the request", async () => {
+    const fromAnswer = await get("/profile/wide");
+    expect(fromAnswer.status).toBe(502);
+    expect(((await fromAnswer.json()) as ErrorBody).message).toContain("which the answer of user has with a character a header cannot hold");
+    const fromRequest = await get("/create?sku=1", { method: "POST", headers: { "x-user": "1" } });
+    expect(fromRequest.status).toBe(201);
+    const wideQuery = await get(`/wide-header?v=${encodeURIComponent("€")}`);
+    expect(wideQuery.status).toBe(400);
+    expect(((await wideQuery.json()) as ErrorBody).message).toContain("call user needs ${query.v}, which the request has with a character a header cannot hold");
   });
 
   test("an answer's value with CR/LF cannot become a header: the call fails", async () => {
