@@ -78,7 +78,9 @@ export async function forwardHttp(req: IncomingMessage, res: ServerResponse, rec
   record.query = url.search.slice(1);
   if (url.protocol !== "http:") return sendError(res, record, badTarget(`only http:// targets are forwarded (for ${url.protocol}// use CONNECT)`));
   if (url.username !== "" || url.password !== "") return sendError(res, record, badTarget("credentials in the target URL are refused"));
-  const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
+  // As parseAuthority has it for CONNECT (URL has lower-cased it): no brackets, no trailing dot,
+  // so `api.example.com.` is the name a rule allows.
+  const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname.replace(/\.$/, "");
   const target = { host, port: url.port === "" ? 80 : Number(url.port) };
   const { timeouts } = options.config;
   const address = await chooseAddress(options.policy, target, timeouts.connect, options.resolve);

@@ -229,6 +229,15 @@ describe("absolute-form HTTP", () => {
     expect(allowed.out).toBe("hello from /named");
   });
 
+  test("an absolute-form host is judged as CONNECT judges it: case and a trailing dot do not change the name", async () => {
+    for (const host of ["localhost.", "LOCALHOST"]) {
+      const r = await rawRequest(strictPort, `GET http://${host}:${up.port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      expect(r.status).toBe(403);
+      // The name rule "localhost" matched; the loopback address is what refuses it.
+      expect((JSON.parse(r.body) as ErrorBody).message).toBe(`localhost:${up.port} resolves to a loopback, link-local or other special address (allow it with a cidr rule)`);
+    }
+  });
+
   test("not a forward-proxy request: origin-form, https:// and credentials in the URL are 400", async () => {
     const origin = await rawRequest(openPort, "GET /path HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     expect(origin.status).toBe(400);
