@@ -8,9 +8,10 @@ import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
 
 /**
  * Keys whose (string) values are never shown: names of secrets, not every name that contains
- * "key" or "token" (a rate limit's `key: client_ip` and `token_type_hint` are settings).
+ * "key" or "token" (a rate limit's `key: client_ip` and `token_type_hint` are settings). Header
+ * names count too (a header rule or a composition call setting `x-api-key`, `x-auth-token`).
  */
-const SECRET_KEY = /^(token|secret|client_secret|password|passphrase|authorization|credentials?|api_key|apikey|private_key|sha256)$|_(secret|password|token)$/i;
+const SECRET_KEY = /^(token|secret|client_secret|password|passphrase|(proxy-)?authorization|credentials?|apikey|private_key|sha256)$|(^|[-_])api[-_]?key$|[-_](secret|password|token)$/i;
 /** The password in a URL's userinfo (`redis://user:pw@host`) is a secret wherever the URL sits. */
 const URL_PASSWORD = /^([a-z][a-z0-9+.-]*:\/\/[^/@:]*:)[^/@]*@/i;
 /** Maps whose every value is a secret, whatever its key (a collector's `x-honeycomb-team`, `dd-api-key` …). */

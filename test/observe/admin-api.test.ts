@@ -129,9 +129,11 @@ test("redaction: secrets by name and URL passwords, but settings whose names mer
     },
     rate_limits: { ip: { key: "client_ip", missing_key: "anonymous", redis: { url: "redis://user:redis-pw@10.0.0.5:6379/0" } } },
     telemetry: { tracing: { headers: { "x-honeycomb-team": "hc-secret" } } },
+    // Header rules and composition calls that send a credential upstream: header names use hyphens.
+    routes: [{ headers: { request: { set: { "x-api-key": "hdr-apikey", "api-key": "hdr-apikey2", "x-auth-token": "hdr-token", "proxy-authorization": "hdr-proxy" } } } }],
   }) as Record<string, any>;
   const text = JSON.stringify(shown);
-  for (const secret of ["t0ken-0123456789abcdef", "cs-secret", "2c26b46b", "hmac-secret", "redis-pw", "hc-secret"]) expect(text).not.toContain(secret);
+  for (const secret of ["t0ken-0123456789abcdef", "cs-secret", "2c26b46b", "hmac-secret", "redis-pw", "hc-secret", "hdr-apikey", "hdr-token", "hdr-proxy"]) expect(text).not.toContain(secret);
   expect(shown.rate_limits.ip.redis.url).toBe("redis://user:[redacted]@10.0.0.5:6379/0");
   expect(shown.rate_limits.ip.key).toBe("client_ip");
   expect(shown.rate_limits.ip.missing_key).toBe("anonymous");
