@@ -6,6 +6,7 @@ import { type DescField, type FileRegistry, fromJson, type JsonValue, ScalarType
 import { SwitchyardError } from "../errors.ts";
 import type { Binding } from "./bindings.ts";
 import { resolveFieldPath } from "./descriptors.ts";
+import { exactIntegers, inField, parseKeepingBigIntegers } from "./exact-integers.ts";
 
 type JsonObject = { [key: string]: JsonValue };
 
@@ -31,7 +32,9 @@ export function encodeRequest(binding: Binding, parts: RequestParts, options: Re
     if (binding.body === undefined) return invalidField(`${binding.verb} ${binding.template.source} takes no request body`);
     let parsed: JsonValue;
     try {
-      parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(parts.body)) as JsonValue;
+      // 64-bit integers given as numbers keep their digits (JSON.parse alone rounds them).
+      const raw = parseKeepingBigIntegers(new TextDecoder("utf-8", { fatal: true }).decode(parts.body));
+      parsed = (binding.body === "*" ? exactIntegers(binding.rpc.input, raw) : inField(binding.body, raw)) as JsonValue;
     } catch (e) {
       return new SwitchyardError({ code: "invalid_json", status: 400, source: "client", message: `the request body is not valid JSON: ${(e as Error).message}` });
     }

@@ -167,6 +167,17 @@ describe.each(PROTOCOLS)("over %s", (protocol) => {
     expect(performance.now() - started).toBeLessThan(1500);
   });
 
+  test("a 64-bit integer sent as a JSON number keeps every digit (no rounding through a double)", async () => {
+    for (const n of ["9007199254740993", "-9223372036854775807", "9223372036854775807"]) {
+      const res = await call(host, "POST", "/v1/greet/x", `{"bigNumber": ${n}, "times": 1}`);
+      expect(res.status).toBe(200);
+      expect((await json(res)).bigNumber).toBe(n);
+    }
+    // Out of range stays an error; a big integer is no string for a string field.
+    expect((await call(host, "POST", "/v1/greet/x", `{"bigNumber": 92233720368547758070}`)).status).toBe(400);
+    expect((await call(host, "POST", "/v1/greet/x", `{"bigNumber": 1, "options": {"language": 12345678901234567890}}`)).status).toBe(400);
+  });
+
   test("bad JSON, unknown fields, wrong types and non-objects are 400 with what was wrong", async () => {
     let res = await call(host, "POST", "/v1/greet/x", "{\"times\": 2,");
     expect(res.status).toBe(400);
