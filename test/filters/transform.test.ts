@@ -46,6 +46,11 @@ beforeAll(async () => {
     if (path.endsWith("/text")) return new Response('{"secret":"looks like json"}', { headers: { "content-type": "text/plain" } });
     if (path.endsWith("/invalid")) return new Response('{"secret": oops', { headers: json });
     if (path.endsWith("/deep")) return new Response("[".repeat(200_000) + "]".repeat(200_000), { headers: json });
+    // As nginx's gzip: compressed when the request says it can take it.
+    if (path.endsWith("/negotiated")) {
+      const text = '{"user":{"name":"Ada","password":"hunter2"}}';
+      return /gzip/.test(req.headers.get("accept-encoding") ?? "") ? new Response(Bun.gzipSync(text), { headers: { ...json, "content-encoding": "gzip" } }) : new Response(text, { headers: json });
+    }
     if (path.endsWith("/gzipped")) return new Response(Bun.gzipSync('{"secret":"x"}'), { headers: { ...json, "content-encoding": "gzip" } });
     if (path.endsWith("/proto")) return new Response('{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}},"secret":1}', { headers: json });
     if (path.endsWith("/cached")) return new Response('{"user":{"name":"Ada","password":"p"}}', { headers: { ...json, "cache-control": "max-age=60" } });
@@ -224,6 +229,16 @@ describe("response bodies", () => {
     const body = JSON.parse(gunzipSync(new Uint8Array(await res.arrayBuffer())).toString()) as { items: Record<string, unknown>[] };
     expect(body.items[1]).toEqual({ item_id: 1, name: "item number 1 of the catalogue" });
     expect(res.headers.get("vary")).toContain("Accept-Encoding");
+  });
+
+  test("a client cannot switch the mapping off by accepting gzip: the upstream is asked for identity", async () => {
+    for (const route of ["res", "zip"]) {
+      const res = await fetch(`${proxy.origin}/${route}/negotiated`, { headers: { "accept-encoding": "gzip" }, decompress: false } as RequestInit);
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      const text = res.headers.get("content-encoding") === "gzip" ? gunzipSync(bytes).toString() : new TextDecoder().decode(bytes);
+      expect(text).not.toContain("hunter2");
+      expect(JSON.parse(text)).toEqual({ user: {}, profile: { display_name: "Ada" }, served_by: "switchyard" });
+    }
   });
 
   test("the cache stores the upstream's original; a hit is mapped again", async () => {

@@ -173,6 +173,10 @@ export const transformFilter: FilterFactory<TransformFilterConfig> = (config) =>
   return {
     name: "transform",
     onRequest: onRequestBody && transformRequest,
+    // An encoded answer passes unmapped: were the client's Accept-Encoding passed on, asking for
+    // gzip would be enough to get the fields a response op removes. The client's compression is
+    // the proxy's own (after the mapping).
+    onUpstreamRequest: onResponseBody && ((_ctx: ProxyContext, headers: Headers) => headers.set("accept-encoding", "identity")),
     onResponse: onResponseBody && transformResponse,
   } satisfies Filter;
 };
