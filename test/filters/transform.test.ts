@@ -97,6 +97,10 @@ beforeAll(async () => {
       { name: "zip", match: { path: { prefix: "/zip/" } }, to: "up", compression: { min_size: "1B" }, filters: [mapResponse] },
       { name: "small", match: { path: { prefix: "/small/" } }, to: "up", filters: [{ ...mapResponse, max_body: "4KiB" }] },
       { name: "dying", match: { path: { prefix: "/dying" } }, to: "dying", filters: [mapResponse] },
+      {
+        name: "strict", match: { path: { prefix: "/strict/" } }, to: "up",
+        filters: [{ type: "transform", max_body: "1KiB", strict_request: true, request: [{ op: "set", path: "tenant", header: "x-tenant" }] }],
+      },
       { name: "limited", match: { path: { prefix: "/limited/" } }, to: "up", max_request_body: "20B", filters: [{ type: "transform", request: [{ op: "remove", path: "x" }] }] },
       { name: "slow", match: { path: { prefix: "/slow/" } }, to: "up", timeouts: { request: "5s", idle: "300ms" }, filters: [{ type: "transform", request: [{ op: "remove", path: "x" }] }] },
     ],
@@ -158,6 +162,28 @@ describe("request bodies", () => {
     expect(seen[1]!.body).toBe('{"debug": 1,');
     expect(seen[2]!.body.length).toBe(new TextDecoder().decode(new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d])).length);
     expect(seen[3]!.length).toBe(String(gz.byteLength));
+  });
+
+  test("strict_request: a body the mapping cannot reach is refused, so a client cannot slip its own tenant past it", async () => {
+    seen = [];
+    const forged = '{"tenant":"evil"}';
+    const refused: [RequestInit["body"], Record<string, string>, number, string][] = [
+      [forged, { "content-type": "text/plain" }, 415, "unsupported_media_type"],
+      [Bun.gzipSync(forged), { "content-encoding": "gzip" }, 415, "unsupported_media_type"],
+      [JSON.stringify({ tenant: "evil", pad: "x".repeat(2000) }), {}, 413, "body_too_large"],
+      [slowBody([`{"tenant":"evil","pad":"${"x".repeat(800)}`, `${"x".repeat(800)}"}`], 5), {}, 413, "body_too_large"],
+      ['{"tenant":"evil",', {}, 400, "bad_request"],
+    ];
+    for (const [body, headers, status, error] of refused) {
+      const res = await post("/strict/echo", body, { "x-tenant": "acme", ...headers });
+      expect(res.status).toBe(status);
+      expect(((await res.json()) as { error: string }).error).toBe(error);
+    }
+    expect(seen).toHaveLength(0);
+    // A mappable body gets the header's value; without the header the client's field is removed.
+    await post("/strict/echo", forged, { "x-tenant": "acme" });
+    await post("/strict/echo", forged);
+    expect(seen.map((s) => JSON.parse(s.body))).toEqual([{ tenant: "acme" }, {}]);
   });
 
   test("+json media types are mapped too", async () => {

@@ -60,7 +60,8 @@ export const TransformOpSchema = z.discriminatedUnion("op", [RenameSchema, Remov
  * JSON body mapping. Applied, in order, to `application/json` (and `+json`) bodies within
  * `max_body`; any other body — another type, encoded, invalid JSON, larger — passes untouched.
  * Response operations apply to 2xx answers only. A `set` whose header or claim is absent removes
- * the path instead, so a client cannot supply that field itself.
+ * the path instead, so a client cannot supply that field itself in a mapped body (with
+ * `strict_request`, in any body).
  */
 export const TransformFilterSchema = z
   .strictObject({
@@ -71,6 +72,13 @@ export const TransformFilterSchema = z
     response: z.array(TransformOpSchema).default([]),
     /** Larger bodies pass untouched (bodies of unknown length are read up to this, then streamed on). Default 1MiB. */
     max_body: SizeSchema.prefault("1MiB"),
+    /**
+     * Refuse a request body the request operations cannot map instead of passing it untouched:
+     * another content type or a content coding (415), larger than max_body (413), invalid JSON
+     * (400). Use it when a `set` must be authoritative (a tenant from a verified claim): otherwise
+     * a client could send the field in a body the mapping skips. Default false.
+     */
+    strict_request: z.boolean().default(false),
   })
   .refine((t) => t.request.length + t.response.length > 0, { message: "give request or response operations", path: ["request"] });
 

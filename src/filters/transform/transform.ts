@@ -122,18 +122,29 @@ export const transformFilter: FilterFactory<TransformFilterConfig> = (config) =>
   const onResponseBody = compileOps(config.response);
   const max = config.max_body;
 
+  // With strict_request, a body the mapping cannot reach is refused rather than passed on.
+  const strict = config.strict_request;
+  const tooLarge = () => (strict ? errors.bodyTooLarge(max) : undefined);
+  const unsupported = () =>
+    strict ? new SwitchyardError({ code: "unsupported_media_type", status: 415, source: "client", message: "this route maps JSON request bodies: send application/json without a content coding" }) : undefined;
+
   async function transformRequest(ctx: ProxyContext): Promise<SwitchyardError | undefined> {
     const earlier = ctx.requestBody; // an earlier transform's output
-    if (earlier instanceof ReadableStream || (earlier === undefined && ctx.request.body === null)) return undefined;
-    if (!isJsonType(ctx.headers.get("content-type")) || encoded(ctx.headers)) return undefined;
+    if (earlier === undefined && ctx.request.body === null) return undefined;
+    if (earlier instanceof ReadableStream) return tooLarge();
+    if (!isJsonType(ctx.headers.get("content-type")) || encoded(ctx.headers)) return unsupported();
     let bytes: Uint8Array;
     if (earlier !== undefined) bytes = new Uint8Array(earlier);
     else {
-      if (Number(ctx.headers.get("content-length") ?? Number.NaN) > max) return undefined; // never read
+      if (Number(ctx.headers.get("content-length") ?? Number.NaN) > max) return tooLarge(); // never read
       const timeouts = ctx.route!.config.timeouts;
       try {
         const read = await readPrefix(ctx.request.body!, max, shortest(timeouts.idle, timeouts.request), errors.clientTimeout);
         if ("stream" in read) {
+          if (strict) {
+            read.stream.cancel().catch(() => {});
+            return tooLarge();
+          }
           ctx.requestBody = read.stream;
           return undefined;
         }
@@ -146,7 +157,9 @@ export const transformFilter: FilterFactory<TransformFilterConfig> = (config) =>
       const limit = ctx.route!.config.max_request_body;
       if (limit !== undefined && bytes.byteLength > limit) return errors.bodyTooLarge(limit);
     }
-    ctx.requestBody = toArrayBuffer(mapBody(bytes, onRequestBody!, ctx) ?? bytes);
+    const mapped = mapBody(bytes, onRequestBody!, ctx);
+    if (mapped === undefined && strict) return errors.badRequest("the request body is not valid JSON");
+    ctx.requestBody = toArrayBuffer(mapped ?? bytes);
     return undefined;
   }
 
