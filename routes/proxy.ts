@@ -10,6 +10,7 @@ import { requestIdFrom, traceparentFrom } from "../src/proxy/headers.ts";
 import { fail, runPipeline } from "../src/proxy/pipeline.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import type { RequestGuard, Target } from "../src/security/guard.ts";
+import { canonicalAuthority } from "../src/security/host.ts";
 import type { FrontConnection } from "../src/server/mtls-front.ts";
 import { type HealthOptions, healthRoutes } from "./health.ts";
 
@@ -39,7 +40,8 @@ export function splitTarget(url: string): Target {
   const from = scheme === -1 ? 0 : scheme + 3;
   let start = url.indexOf("/", from);
   if (start === -1) start = url.length;
-  const authority = url.slice(from, start).toLowerCase();
+  // One spelling of the host (no trailing dot): the route guarded by Host is the one reached.
+  const authority = canonicalAuthority(url.slice(from, start).toLowerCase());
   const q = url.indexOf("?", start);
   const path = (q === -1 ? url.slice(start) : url.slice(start, q)) || "/";
   return { authority, path, query: q === -1 ? "" : url.slice(q + 1) };
