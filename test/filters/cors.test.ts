@@ -23,6 +23,11 @@ beforeAll(async () => {
         }],
       },
       { name: "public", match: { path: { prefix: "/public" } }, to: "api", filters: [{ type: "cors", allow_origins: ["*"] }] },
+      {
+        // Written without ^ and $: matched against the whole origin all the same.
+        name: "loose", match: { path: { prefix: "/loose" } }, to: "api",
+        filters: [{ type: "cors", allow_origin_regex: ["https://[a-z0-9-]+\\.example\\.com", "https://a\\.example\\.org|https://b\\.example\\.org"], allow_credentials: true }],
+      },
       { name: "dead", match: { path: { prefix: "/dead" } }, to: "dead", filters: [{ type: "cors", allow_origins: ["https://app.example.com"] }] },
     ],
     clusters: { api: { endpoints: [up.origin] }, dead: { endpoints: ["127.0.0.1:1"] } },
@@ -80,6 +85,17 @@ test("origins matched by regex are anchored; the upstream's own CORS headers are
   const no = await fetch(`${proxy.origin}/api/x`, { headers: { origin: "https://pr-42.preview.example.com.evil.io" } });
   expect(no.status).toBe(200); // CORS is not access control: forwarded, the browser hides it
   expect(no.headers.get("access-control-allow-origin")).toBe("https://stale.example"); // untouched: not ours to judge
+});
+
+test("an origin regex written without anchors still matches only whole origins (no prefix, suffix or alternation escape)", async () => {
+  const originFor = async (origin: string) => (await fetch(`${proxy.origin}/loose/x`, { headers: { origin } })).headers.get("access-control-allow-origin");
+  expect(await originFor("https://app.example.com")).toBe("https://app.example.com");
+  expect(await originFor("https://b.example.org")).toBe("https://b.example.org");
+  for (const evil of ["https://app.example.com.evil.io", "https://evil.io/https://app.example.com", "http://x?https://app.example.com", "https://a.example.org.evil.io", "evil https://b.example.org"]) {
+    expect({ evil, allowed: await originFor(evil) }).toEqual({ evil, allowed: "https://stale.example" }); // the upstream's own, untouched
+    const res = await preflight("/loose/x", evil, "GET");
+    expect({ evil, status: res.status }).toEqual({ evil, status: 403 });
+  }
 });
 
 test("a plain OPTIONS (no Access-Control-Request-Method) is forwarded; no Origin means no CORS headers", async () => {

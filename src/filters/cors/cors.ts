@@ -11,7 +11,9 @@ import type { CorsFilterConfig } from "./schema.ts";
 export const corsFilter: FilterFactory<CorsFilterConfig> = (config) => {
   const exact = new Set(config.allow_origins);
   const anyOrigin = exact.has("*");
-  const patterns = config.allow_origin_regex.map((r) => new RegExp(r));
+  // Whole-origin match whatever the pattern's own anchors: `https://[a-z]+\.example\.com` written
+  // without `$` must not allow `https://a.example.com.evil.io` (with credentials, a data leak).
+  const patterns = config.allow_origin_regex.map((r) => new RegExp(`^(?:${r})$`));
   const methods = new Set(config.allow_methods);
   const anyHeader = config.allow_headers.includes("*");
   const headers = new Set(config.allow_headers.map((h) => h.toLowerCase()));

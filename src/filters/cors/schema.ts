@@ -7,7 +7,7 @@ export const CorsFilterSchema = z
     type: z.literal("cors"),
     /** Origins allowed exactly (`https://app.example.com`), or `*` for any (not with allow_credentials). */
     allow_origins: z.array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, "must be * or scheme://host[:port] without a path")).default([]),
-    /** Origins allowed by regex, anchored (`^https://[a-z0-9-]+\.example\.com$`). */
+    /** Origins allowed by regex, always matched against the whole origin (anchored for you: `https://[a-z0-9-]+\.example\.com`). */
     allow_origin_regex: z.array(RegexSchema).default([]),
     /** Methods a preflight may ask for. Default GET, HEAD, POST. */
     allow_methods: z.array(z.string().regex(/^[A-Z]+$/, "must be an upper-case HTTP method")).default(["GET", "HEAD", "POST"]),
