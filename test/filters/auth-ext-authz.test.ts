@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { errorOf } from "../helpers/auth.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { rawRequest } from "../helpers/raw.ts";
 import { recordingUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 const asked: Record<string, string>[] = [];
@@ -21,6 +22,8 @@ beforeAll(async () => {
     if (mode === "503") return new Response("maintenance", { status: 503 });
     if (mode === "huge") return new Response("x".repeat(100_000), { status: 403 });
     const token = headers.authorization;
+    // Tenants by virtual host: this caller may use tenant-a's site, not tenant-b's.
+    if (headers["x-forwarded-host"]?.startsWith("tenant-b.")) return new Response('{"reason":"not your tenant"}', { status: 403 });
     if (token === "Bearer let-me-in") return new Response(null, { status: 204, headers: { "x-auth-user": "alice", "x-auth-roles": "admin", "x-internal": "no" } });
     if (token === undefined) return new Response(null, { status: 302, headers: { location: "https://login.example/?next=1", "set-cookie": "x=y" } });
     return new Response('{"reason":"nope"}', { status: 403, headers: { "content-type": "application/json", "x-debug": "secret" } });
@@ -87,6 +90,19 @@ test("decisions are cached by the selected headers and the configured request fa
   await get("/authz/other", { authorization: "Bearer let-me-in" }); // path too
   await get("/authz/cached", { authorization: "Bearer let-me-in", "x-tenant": "globex" }); // and every selected header
   expect(asked).toHaveLength(5);
+});
+
+test("a cached decision is never reused for another Host or scheme: the service was told them, and may decide by them", async () => {
+  asked.length = 0;
+  const on = (host: string) => rawRequest(proxy.port, `GET /authz/tenant HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer let-me-in\r\n\r\n`, { quietMs: 100 });
+  expect((await on("tenant-a.example")).status).toBe(200);
+  expect((await on("tenant-a.example")).status).toBe(200); // cached
+  expect(asked).toHaveLength(1);
+  const other = await on("tenant-b.example");
+  expect(other.status).toBe(403);
+  expect(other.body).toContain("not your tenant");
+  expect(asked).toHaveLength(2);
+  expect(asked[1]!["x-forwarded-host"]).toBe("tenant-b.example");
 });
 
 test("failures: deny with status_on_error (default 403), or allow with failure_mode: allow", async () => {

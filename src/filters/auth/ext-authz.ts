@@ -51,10 +51,15 @@ export function extAuthzProvider(name: string, config: ExtAuthzProviderConfig, n
     return { allow: false, status: answer.status, headers: pick(answer.headers, toClient), body: answer.body };
   }
 
-  /** The cache key: the selected headers and the configured request facts, hashed (it holds credentials). */
+  /**
+   * The cache key: the selected headers, the host and scheme, and the configured request facts,
+   * hashed (it holds credentials). Host and scheme always: the service is told them
+   * (X-Forwarded-Host/-Proto), so an allow for one virtual host must not answer for another.
+   */
   const keyOf = (ctx: ProxyContext, selected: readonly UpstreamHeader[]): string => {
     const hasher = new Bun.CryptoHasher("sha256");
     for (const [n, v] of selected) hasher.update(`${n}:${v}\n`);
+    hasher.update(`\0h${ctx.listener.proto}://${ctx.host}`);
     if (keyParts.has("method")) hasher.update(`\0m${ctx.method}`);
     if (keyParts.has("path")) hasher.update(`\0p${ctx.path}?${ctx.query}`);
     if (keyParts.has("client_ip")) hasher.update(`\0i${ctx.clientIp}`);

@@ -189,7 +189,7 @@ export const ExtAuthzProviderSchema = z.strictObject({
       ttl: DurationSchema.prefault("0"),
       /** Decisions remembered at most. Default 10000. */
       max_entries: z.number().int().min(1).max(10_000_000).default(10_000),
-      /** Request facts the key includes besides the selected headers. Default all: method, path (with query), client_ip. */
+      /** Request facts the key includes besides the selected headers, the host and the scheme (always in it). Default all: method, path (with query), client_ip. */
       key: z.array(z.enum(EXT_AUTHZ_KEY_PARTS)).default([...EXT_AUTHZ_KEY_PARTS]),
     })
     .prefault({}),
