@@ -80,6 +80,9 @@ test("wrong, near-miss, oversize and empty keys: 401 invalid_api_key, the same a
     const body = await errorOf(res);
     expect([body.error, body.message]).toEqual(["invalid_api_key", "the API key is not recognised"]);
   }
+  // A query key given twice: refused, whichever copy is valid (the upstream might read the other).
+  expect((await get(`/keys/q?k=${KEYS.acme}&k=guess`)).status).toBe(401);
+  expect((await get(`/keys/q?k=guess&k=${KEYS.acme}`)).status).toBe(401);
   // A key for another provider is not one of this provider's.
   expect((await get("/partners", { "x-partner-key": KEYS.acme })).status).toBe(401);
   expect(up.seen).toHaveLength(0);

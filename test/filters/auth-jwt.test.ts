@@ -247,6 +247,16 @@ describe("token sources, optional auth, WebSockets and the access log", () => {
     expect((await get("/header", token)).status).toBe(401); // Authorization is not where this provider looks
   });
 
+  test("a query token given twice is refused: the upstream could read the other, unverified one", async () => {
+    const seen = up.seen.length;
+    const token = await good();
+    const forged = `${b64url('{"alg":"none"}')}.${b64url('{"sub":"admin"}')}.`;
+    for (const query of [`access_token=${token}&access_token=${forged}`, `access_token=${forged}&access_token=${token}`, `access_token=${token}&access%5Ftoken=${forged}`]) {
+      await expect401(await get(`/query?${query}`), "the token is given more than once");
+    }
+    expect(up.seen.length).toBe(seen);
+  });
+
   test("optional: no token passes unauthenticated (spoofed claim headers removed); a bad one is still 401", async () => {
     up.seen.length = 0;
     const res = await get("/optional", undefined, { "x-user-id": "admin" });

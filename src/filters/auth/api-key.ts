@@ -9,7 +9,7 @@ import { timingSafeEqual } from "node:crypto";
 import { formatPath } from "../../config/load.ts";
 import { ABSENT, type AuthProvider, type Outcome } from "./provider.ts";
 import { type ApiKeyEntry, ApiKeyListSchema, type ApiKeyProviderConfig } from "./schema.ts";
-import { compileSource } from "./token-source.ts";
+import { compileSource, REPEATED } from "./token-source.ts";
 
 /** Longer keys are refused unhashed. */
 const MAX_KEY_LENGTH = 1024;
@@ -38,7 +38,7 @@ export function apiKeyProvider(name: string, config: ApiKeyProviderConfig): Auth
     authenticate(ctx) {
       const key = header.read(ctx) ?? query?.read(ctx);
       if (key === undefined) return ABSENT;
-      if (key === "" || key.length > MAX_KEY_LENGTH) return rejected;
+      if (key === REPEATED || key === "" || key.length > MAX_KEY_LENGTH) return rejected;
       const digest = sha256Hex(key);
       const entry = byHash.get(digest);
       if (entry === undefined || !timingSafeEqual(Buffer.from(entry.sha256, "hex"), Buffer.from(digest, "hex"))) return rejected;

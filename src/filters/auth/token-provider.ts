@@ -6,7 +6,7 @@ import type { AuthIdentity } from "../../proxy/context.ts";
 import { type Claims, compileClaimsMatch, forwardedHeaders } from "./claims.ts";
 import { ABSENT, type AuthProvider, invalidToken, type Outcome } from "./provider.ts";
 import type { IntrospectionProviderConfig, JwtProviderConfig } from "./schema.ts";
-import { compileSource } from "./token-source.ts";
+import { compileSource, REPEATED } from "./token-source.ts";
 
 /** The token fields every token provider's config has (schema.ts: tokenFields). */
 export type TokenFields = Pick<JwtProviderConfig | IntrospectionProviderConfig, "token" | "max_token_size" | "required_claims" | "forward_claims" | "strip_token">;
@@ -32,6 +32,7 @@ export function tokenProvider(
     async authenticate(ctx) {
       const token = source.read(ctx);
       if (token === undefined) return ABSENT;
+      if (token === REPEATED) return invalidToken("the token is given more than once");
       if (token === "") return invalidToken("the token is empty");
       // Refused unread: nothing parses or sends on a token of any size.
       if (token.length > config.max_token_size) return invalidToken(`the token is over ${config.max_token_size} bytes`);

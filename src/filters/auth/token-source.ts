@@ -28,10 +28,17 @@ export type TokenSource = z.infer<typeof TokenSourceSchema>;
 /** The default: `Authorization: Bearer <token>` (RFC 6750 §2.1). */
 export const BEARER_HEADER = { header: "authorization", scheme: "Bearer" } as const;
 
+/**
+ * A credential sent more than once where only one fits (`?access_token=a&access_token=b`): the
+ * proxy would verify one copy and the upstream might read the other (parameter pollution), so
+ * such a request is refused.
+ */
+export const REPEATED: unique symbol = Symbol("credential given more than once");
+
 /** A compiled source: read the credential, strip it from the upstream request. */
 export interface CompiledSource {
-  /** The credential, "" when the carrier is there but empty (e.g. `Bearer ` alone), undefined when absent. */
-  read(ctx: ProxyContext): string | undefined;
+  /** The credential, "" when the carrier is there but empty (e.g. `Bearer ` alone), undefined when absent, REPEATED when given twice. */
+  read(ctx: ProxyContext): string | undefined | typeof REPEATED;
   /** How to remove the credential from the upstream request. */
   readonly strip: CredentialStrip;
   /** For messages: where the credential is expected. */
@@ -76,7 +83,8 @@ export function compileSource(source: TokenSource): CompiledSource {
   return {
     read(ctx) {
       if (ctx.query === "") return undefined;
-      return new URLSearchParams(ctx.query).get(param) ?? undefined;
+      const values = new URLSearchParams(ctx.query).getAll(param);
+      return values.length > 1 ? REPEATED : values[0];
     },
     strip: { query: param },
     describe: `the ${param} query parameter`,
