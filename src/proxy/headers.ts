@@ -87,6 +87,15 @@ export interface ForwardedInfo {
 /** Forwarding fields this proxy does not write; a client could forge them, so they never pass. */
 const FORGEABLE = ["forwarded", "x-forwarded-port", "x-forwarded-server", "x-real-ip"];
 
+/**
+ * Fields a front proxy may set to tell the backend another path than the request line's: IIS's
+ * URL Rewrite and Symfony read X-Original-URL / X-Rewrite-URL as the path to serve, Spring and
+ * others X-Forwarded-Prefix for the URLs they build. From a client they would reach a route's
+ * backend with a path no route matched (`GET /public` + `X-Original-URL: /admin`), so only a
+ * trusted proxy's pass.
+ */
+const REWRITE_CLAIMS = ["x-original-url", "x-rewrite-url", "x-forwarded-prefix"];
+
 /** X-Forwarded-For as sent on: a trusted proxy's chain with its address appended; from anyone else, the peer alone. */
 export function forwardedFor(received: Headers, peerIp: string, trusted: boolean): string {
   const prior = trusted ? received.get("x-forwarded-for") : null;
@@ -95,8 +104,8 @@ export function forwardedFor(received: Headers, peerIp: string, trusted: boolean
 
 /**
  * States who asked: X-Forwarded-For/-Proto/-Host and X-Request-Id. From an untrusted peer every
- * one is overwritten and X-Forwarded-Client-Cert removed (a client could otherwise claim another
- * address, TLS, or a verified certificate); a trusted proxy's values are kept.
+ * one is overwritten and X-Forwarded-Client-Cert and the rewrite claims removed (a client could
+ * otherwise claim another address, TLS, a verified certificate or path); a trusted proxy's are kept.
  */
 export function setForwarded(headers: Headers, info: ForwardedInfo): void {
   for (const name of FORGEABLE) headers.delete(name);
@@ -106,7 +115,10 @@ export function setForwarded(headers: Headers, info: ForwardedInfo): void {
   const host = (info.trusted ? info.received.get("x-forwarded-host") : null) ?? info.host;
   if (host !== "") headers.set("x-forwarded-host", host);
   else headers.delete("x-forwarded-host");
-  if (!info.trusted) headers.delete("x-forwarded-client-cert");
+  if (!info.trusted) {
+    headers.delete("x-forwarded-client-cert");
+    for (const name of REWRITE_CLAIMS) headers.delete(name);
+  }
   headers.set("x-request-id", info.requestId);
   headers.set("traceparent", info.traceparent);
 }

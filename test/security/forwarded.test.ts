@@ -53,6 +53,14 @@ describe("from an untrusted peer (no trusted_proxies, the default)", () => {
     expect(h["x-forwarded-client-cert"]).toBeUndefined();
     expect(await open.logOf(h["x-request-id"]!)).toMatchObject({ client_ip: "127.0.0.1" });
   });
+
+  test("X-Original-URL, X-Rewrite-URL and X-Forwarded-Prefix are removed: a backend that honours them would serve another path than the one routed", async () => {
+    const res = await fetch(`${open.origin}/public`, { headers: { "x-original-url": "/admin", "x-rewrite-url": "/admin", "x-forwarded-prefix": "//evil.example" } });
+    await res.text();
+    const h = app.seen.at(-1)!.headers;
+    expect(app.seen.at(-1)!.url.pathname).toBe("/public");
+    expect([h["x-original-url"], h["x-rewrite-url"], h["x-forwarded-prefix"]]).toEqual([undefined, undefined, undefined]);
+  });
 });
 
 describe("from a trusted proxy", () => {
@@ -68,6 +76,10 @@ describe("from a trusted proxy", () => {
     expect(h["x-request-id"]).toBe("lb-chosen-1");
     expect(h["x-forwarded-client-cert"]).toBe(XFCC);
     expect(await behindLb.logOf("lb-chosen-1")).toMatchObject({ client_ip: "198.51.100.7" });
+    // A trusted proxy's rewrite headers are its own business.
+    const kept = await fetch(`${behindLb.origin}/who`, { headers: { "x-original-url": "/who?x=1", "x-forwarded-prefix": "/api" } });
+    await kept.text();
+    expect(app.seen.at(-1)!.headers).toMatchObject({ "x-original-url": "/who?x=1", "x-forwarded-prefix": "/api" });
   });
 
   test("a malformed X-Forwarded-Proto or request id is still replaced", async () => {
