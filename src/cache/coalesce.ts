@@ -29,7 +29,8 @@ const NOT_SHARED = ["authorization", "cookie", "x-api-key", "proxy-authorization
 const KEYED = new Set(["accept", "accept-encoding", "accept-language"]);
 
 export function coalesceKey(ctx: ProxyContext): string | undefined {
-  if (ctx.method !== "GET") return undefined;
+  // An authenticated caller's answer may be its own, whatever header carried the credential.
+  if (ctx.method !== "GET" || ctx.auth !== undefined) return undefined;
   const h = ctx.headers;
   for (const name of NOT_SHARED) if (h.has(name)) return undefined;
   return [ctx.route!.name, ctx.host, ctx.path, ctx.query, h.get("accept") ?? "", h.get("accept-encoding") ?? "", h.get("accept-language") ?? ""].join("\n");

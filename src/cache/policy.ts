@@ -46,6 +46,11 @@ export const CACHEABLE_METHODS = new Set(["GET", "HEAD"]);
 export interface Exchange {
   method: string;
   requestHeaders: Headers;
+  /**
+   * A route's auth filter accepted a credential (wherever it travelled: an API key header, a
+   * cookie, a query token): the answer may be that caller's, as with Authorization (§3.5).
+   */
+  authenticated?: boolean;
   status: number;
   responseHeaders: Headers;
 }
@@ -58,8 +63,8 @@ export function isStorable(x: Exchange): boolean {
   const res = parseCacheControl(x.responseHeaders.get("cache-control"));
   if (req.has("no-store") || res.has("no-store") || res.has("private")) return false;
   if (x.responseHeaders.get("vary")?.trim() === "*") return false; // could never be served
-  // §3.5: a request with Authorization only if the response explicitly allows sharing.
-  if (x.requestHeaders.has("authorization") && !(res.has("public") || res.has("must-revalidate") || res.has("s-maxage"))) return false;
+  // §3.5: a request with Authorization (or another accepted credential) only if the response explicitly allows sharing.
+  if ((x.authenticated === true || x.requestHeaders.has("authorization")) && !(res.has("public") || res.has("must-revalidate") || res.has("s-maxage"))) return false;
   return (
     res.has("public") || res.has("max-age") || res.has("s-maxage") || x.responseHeaders.has("expires") || HEURISTIC_STATUSES.has(x.status)
   );

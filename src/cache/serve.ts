@@ -171,7 +171,7 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
   const storable =
     ctx.method === "GET" &&
     !headers.has("set-cookie") && // never share one client's cookie with others (as nginx does by default)
-    isStorable({ method: ctx.method, requestHeaders: ctx.headers, status: upstream.status, responseHeaders: headers });
+    isStorable({ method: ctx.method, requestHeaders: ctx.headers, authenticated: ctx.auth !== undefined, status: upstream.status, responseHeaders: headers });
   if (!storable) {
     ctx.collapseRelease?.(); // followers go upstream themselves
     return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });

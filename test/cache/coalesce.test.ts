@@ -1,5 +1,6 @@
 /** Request coalescing on a route without a cache: identical concurrent GETs share one upstream answer. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { sha256Hex } from "../../src/filters/auth/api-key.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { rawUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
@@ -16,6 +17,7 @@ beforeAll(async () => {
     await Bun.sleep(200);
     if (path === "/cookie") return new Response("mine", { headers: { "set-cookie": "sid=1" } });
     if (path === "/big") return new Response("b".repeat(4096));
+    if (path === "/keyed") return new Response(`for ${req.headers.get("x-client-key")}`);
 
     return new Response(`shared ${path}`, { headers: { "cache-control": "no-store" } });
   });
@@ -27,8 +29,10 @@ beforeAll(async () => {
     setTimeout(() => socket.write("b".repeat(60_000)), 400);
   });
   proxy = await startProxy({
+    auth: { "client-keys": { type: "api_key", header: "x-client-key", strip_key: false, keys: [{ name: "a", sha256: sha256Hex("key-of-client-a-0123") }, { name: "b", sha256: sha256Hex("key-of-client-b-0123") }] } },
     routes: [
       { name: "trickle", match: { path: { prefix: "/trickle" } }, to: "t", coalesce: {} },
+      { name: "keyed", match: { path: { prefix: "/keyed" } }, to: "u", coalesce: {}, filters: [{ type: "auth", providers: ["client-keys"] }] },
       { name: "api", to: "u", coalesce: { max_body: "1KiB" } },
     ],
     clusters: { u: { endpoints: [up.origin] }, t: { endpoints: [trickle.origin] } },
@@ -64,6 +68,13 @@ test("requests with credentials never share; answers with Set-Cookie or over max
   const big = await burst("/big", 5);
   expect(big.every((r) => r.text.length === 4096)).toBe(true);
   expect(hits.get("/big")).toBeGreaterThan(1);
+});
+
+test("authenticated requests never share, whatever header carried the credential", async () => {
+  const [a, b] = await Promise.all([burst("/keyed", 3, { "x-client-key": "key-of-client-a-0123" }), burst("/keyed", 3, { "x-client-key": "key-of-client-b-0123" })]);
+  expect(a.map((r) => r.text)).toEqual(Array(3).fill("for key-of-client-a-0123"));
+  expect(b.map((r) => r.text)).toEqual(Array(3).fill("for key-of-client-b-0123"));
+  expect(hits.get("/keyed")).toBe(6);
 });
 
 test("followers are streamed the answer as it arrives, not after it is complete", async () => {
