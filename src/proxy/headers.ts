@@ -92,9 +92,11 @@ const FORGEABLE = ["forwarded", "x-forwarded-port", "x-forwarded-server", "x-rea
  * URL Rewrite and Symfony read X-Original-URL / X-Rewrite-URL as the path to serve, Spring and
  * others X-Forwarded-Prefix for the URLs they build. From a client they would reach a route's
  * backend with a path no route matched (`GET /public` + `X-Original-URL: /admin`), so only a
- * trusted proxy's pass.
+ * trusted proxy's pass. The method-override fields (Express's method-override, Google and
+ * Microsoft APIs, Symfony) likewise make a POST act as the DELETE a route's methods or an
+ * `authorize` rule on methods refused.
  */
-const REWRITE_CLAIMS = ["x-original-url", "x-rewrite-url", "x-forwarded-prefix"];
+const REWRITE_CLAIMS = ["x-original-url", "x-rewrite-url", "x-forwarded-prefix", "x-http-method-override", "x-http-method", "x-method-override"];
 
 /** X-Forwarded-For as sent on: a trusted proxy's chain with its address appended; from anyone else, the peer alone. */
 export function forwardedFor(received: Headers, peerIp: string, trusted: boolean): string {

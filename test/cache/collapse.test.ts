@@ -33,7 +33,9 @@ function config(db: string) {
   return {
     listeners: [{ address: "127.0.0.1", port: 0 }],
     caches: { c: { path: db } },
-    routes: [{ to: "u", cache: { name: "c" }, timeouts: { request: "30s" } }],
+    // Followers wait as long as a loaded CI machine may need (the default 5 s would let a slow
+    // herd go upstream a second time — correct, but not what these tests count).
+    routes: [{ to: "u", cache: { name: "c", collapse: { wait: "30s" } }, timeouts: { request: "30s" } }],
     clusters: { u: { endpoints: [up.origin], limits: { max_requests: 5000, max_connections: 5000 } } },
     access_log: { enabled: false },
   };

@@ -61,6 +61,13 @@ describe("from an untrusted peer (no trusted_proxies, the default)", () => {
     expect(app.seen.at(-1)!.url.pathname).toBe("/public");
     expect([h["x-original-url"], h["x-rewrite-url"], h["x-forwarded-prefix"]]).toEqual([undefined, undefined, undefined]);
   });
+
+  test("method-override fields are removed: a POST must not act as the DELETE a method rule refused", async () => {
+    const res = await fetch(`${open.origin}/items/7`, { method: "POST", body: "", headers: { "x-http-method-override": "DELETE", "x-http-method": "DELETE", "x-method-override": "DELETE" } });
+    await res.text();
+    const h = app.seen.at(-1)!.headers;
+    expect([h["x-http-method-override"], h["x-http-method"], h["x-method-override"]]).toEqual([undefined, undefined, undefined]);
+  });
 });
 
 describe("from a trusted proxy", () => {
