@@ -109,7 +109,15 @@ test("idle buckets are dropped without a cap: by each take from the old end, and
 test("keys: client IP, header, claim, API-key name, route; a list combines them; missing parts name no bucket", () => {
   const jwt: AuthIdentity = { provider: "idp", kind: "jwt", subject: "u1", claims: { sub: "u1", org: "acme", n: 42, list: ["x"], empty: "" } };
   const apiKey: AuthIdentity = { provider: "keys", kind: "api_key", subject: "billing-service", tier: "premium" };
-  expect(compileKey("client_ip")(fakeCtx({ ip: "2001:db8::1" }))).toBe("2001:db8::1");
+  // IPv6 clients are keyed by their /64 (a subscriber holds the whole /64 and could rotate through it).
+  expect(compileKey("client_ip")(fakeCtx({ ip: "2001:db8::1" }))).toBe("2001:db8:0:0:0:0:0:0/64");
+  expect(compileKey("client_ip")(fakeCtx({ ip: "2001:db8:0:0:dead:beef:1:2" }))).toBe("2001:db8:0:0:0:0:0:0/64");
+  expect(compileKey("client_ip")(fakeCtx({ ip: "2001:db8:0:1::1" }))).toBe("2001:db8:0:1:0:0:0:0/64");
+  expect(compileKey("client_ip", 128)(fakeCtx({ ip: "2001:db8::1" }))).toBe("2001:db8:0:0:0:0:0:1/128");
+  expect(compileKey("client_ip", 48)(fakeCtx({ ip: "2001:db8:7:ffff::1" }))).toBe("2001:db8:7:0:0:0:0:0/48");
+  // An IPv4 client is itself, however the socket spelled it.
+  expect(compileKey("client_ip")(fakeCtx({ ip: "::ffff:10.1.2.3" }))).toBe("10.1.2.3");
+  expect(compileKey("client_ip")(fakeCtx({ ip: "10.1.2.3" }))).toBe("10.1.2.3");
   expect(compileKey({ header: "X-Tenant" })(fakeCtx({ headers: { "x-tenant": "t-9" } }))).toBe("t-9");
   expect(compileKey({ header: "x-tenant" })(fakeCtx())).toBeUndefined();
   expect(compileKey({ header: "x-tenant" })(fakeCtx({ headers: { "x-tenant": "" } }))).toBeUndefined();

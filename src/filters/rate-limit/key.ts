@@ -4,6 +4,7 @@
  * (`ctx.auth`), never from a header the client could pick, unless the config names that header.
  */
 import type { ProxyContext } from "../../proxy/context.ts";
+import { parseIp } from "../../util/cidr.ts";
 import type { KeyPart, RateLimitConfig, TierSelector } from "./schema.ts";
 
 /** A request's key: never "" (an empty value counts as missing), undefined when missing. */
@@ -20,8 +21,23 @@ function claimValue(ctx: ProxyContext, name: string): string | undefined {
   return undefined;
 }
 
-function compilePart(part: KeyPart): KeyOf {
-  if (part === "client_ip") return (ctx) => ctx.clientIp || undefined;
+/**
+ * The client address as a bucket name: IPv4 (also IPv4-mapped IPv6) as itself, IPv6 as its
+ * `prefix`-bit network (`2001:db8:0:7::/64`), so every address of one /64 shares the bucket.
+ */
+export function clientIpKey(ip: string, prefix: number): string | undefined {
+  if (ip === "") return undefined;
+  if (!ip.includes(":")) return ip;
+  const value = parseIp(ip);
+  if (value === undefined) return ip;
+  if (value >> 32n === 0xffffn) return [24n, 16n, 8n, 0n].map((shift) => String((value >> shift) & 0xffn)).join(".");
+  const network = prefix >= 128 ? value : (value >> BigInt(128 - prefix)) << BigInt(128 - prefix);
+  const groups = Array.from({ length: 8 }, (_, i) => ((network >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
+  return `${groups.join(":")}/${prefix}`;
+}
+
+function compilePart(part: KeyPart, ipv6Prefix: number): KeyOf {
+  if (part === "client_ip") return (ctx) => clientIpKey(ctx.clientIp, ipv6Prefix);
   if (part === "route") return (ctx) => ctx.route?.name;
   if (part === "api_key") return (ctx) => (ctx.auth?.kind === "api_key" ? ctx.auth.subject || undefined : undefined);
   if ("header" in part) {
@@ -39,15 +55,15 @@ function bounded(key: string): string {
 }
 
 /** The key's value for a request, or undefined when the request lacks (any part of) it. */
-export function compileKey(key: RateLimitConfig["key"]): KeyOf {
+export function compileKey(key: RateLimitConfig["key"], ipv6Prefix = 64): KeyOf {
   if (!Array.isArray(key)) {
-    const one = compilePart(key);
+    const one = compilePart(key, ipv6Prefix);
     return (ctx) => {
       const value = one(ctx);
       return value === undefined ? undefined : bounded(value);
     };
   }
-  const parts = key.map(compilePart);
+  const parts = key.map((part) => compilePart(part, ipv6Prefix));
   return (ctx) => {
     const values: string[] = [];
     for (const part of parts) {

@@ -61,7 +61,7 @@ export class Limiter {
     /** Set with scope global. */
     readonly redis: RedisConnection | undefined,
   ) {
-    this.keyOf = compileKey(config.key);
+    this.keyOf = compileKey(config.key, config.ipv6_prefix);
     const tier = (tierName: string, rate: { count: number; windowSeconds: number }, burst: number | undefined): Tier => ({
       name: tierName,
       shape: shapeOf(rate.count, rate.windowSeconds, burst ?? rate.count),

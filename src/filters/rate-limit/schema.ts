@@ -111,6 +111,12 @@ export const RateLimitSchema = z
     redis: RedisLimitSchema.optional(),
     /** Most keys tracked on this machine; beyond it the least recently used bucket is dropped (memory stays bounded). Default 100000. */
     max_keys: z.number().int().min(1).max(10_000_000).default(100_000),
+    /**
+     * `client_ip` keys of IPv6 clients are their address's first this many bits: one subscriber
+     * usually holds a whole /64 and could otherwise take a fresh bucket with every address in it.
+     * 128 keys each address on its own. Default 64.
+     */
+    ipv6_prefix: z.number().int().min(32).max(128).default(64),
   })
   .superRefine((l, ctx) => {
     if (l.rate === undefined && l.tiers === undefined) ctx.addIssue({ code: "custom", path: ["rate"], message: "give rate (and burst) or tiers" });
