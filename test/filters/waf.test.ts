@@ -50,6 +50,7 @@ beforeAll(async () => {
   proxy = await startProxy({
     routes: [
       { name: "watched", match: { path: { prefix: "/watched" } }, to: "app", filters: [{ type: "waf", mode: "detect" }] },
+      { name: "short", match: { path: { prefix: "/short" } }, to: "app", filters: [{ type: "waf", max_inspect: "1KiB" }] },
       { name: "guarded", match: { path: { prefix: "/" } }, to: "app", filters: [{ type: "waf", disable: ["xss-url-scheme"] }] },
     ],
     clusters: { app: { endpoints: [up.origin] } },
@@ -87,6 +88,19 @@ test("headers, double encoding and parameter names are inspected too", async () 
   expect((await fetch(`${proxy.origin}/x?next=javascript:void(0)`)).status).toBe(200);
   expect((await fetch(`${proxy.origin}/products/v1.2/list?q=rock+and+roll&sort=-price`, { headers: { referer: "https://shop.example/?a=b" } })).status).toBe(200);
   expect(seen.length).toBe(2);
+});
+
+test("padding cannot push an attack past the inspected part: a value over max_inspect is itself a match", async () => {
+  seen = [];
+  const padded = `sid=${"a".repeat(2000)}; pref=<script>alert(1)</script>`;
+  const res = await fetch(`${proxy.origin}/short/x`, { headers: { cookie: padded } });
+  expect(res.status).toBe(403);
+  expect(((await res.json()) as { message: string }).message).toContain("oversized-value (header:cookie)");
+  // With the default (16KiB, above Bun's head limit) the whole padded value is searched.
+  const whole = await fetch(`${proxy.origin}/x`, { headers: { cookie: padded } });
+  expect(whole.status).toBe(403);
+  expect(((await whole.json()) as { message: string }).message).toContain("xss-script (header:cookie)");
+  expect(seen).toEqual([]);
 });
 
 test("detect mode forwards the request and logs and counts what matched", async () => {

@@ -13,8 +13,12 @@ export const WafFilterSchema = z.strictObject({
   headers: z.array(TokenSchema).default(["user-agent", "referer", "cookie"]),
   /** Rule ids (e.g. `xss-event-handler`) to leave out, for known false positives. */
   disable: z.array(z.string().regex(/^[a-z]+-[a-z0-9-]+$/, "must be a rule id such as sqli-union")).default([]),
-  /** How much of each value is inspected; the rest of a longer value is not. Default 8KiB. */
-  max_inspect: SizeSchema.prefault("8KiB"),
+  /**
+   * Longest value inspected. A longer one is not searched but matches rule `oversized-value`
+   * (padding must not hide an attack past the inspected part). Default 16KiB, which is more than
+   * Bun lets a request head be, so only a lower setting makes it fire.
+   */
+  max_inspect: SizeSchema.prefault("16KiB"),
 });
 
 export type WafFilterConfig = z.infer<typeof WafFilterSchema>;

@@ -21,11 +21,16 @@ const SUSPECT = /[%'"`<>;()\\/.:+#*=|&-]|union|select|sleep|benchmark|waitfor|in
 
 export const wafFilter: FilterFactory<WafFilterConfig> = (config, deps) => {
   const disabled = new Set(config.disable);
+  const refuseOversized = !disabled.has("oversized-value");
   const rules = RULES.filter((r) => config.rules.includes(r.group) && !disabled.has(r.id));
   const headers = config.headers.map((h) => h.toLowerCase());
   const route = deps.routeName;
 
   const inspect = (raw: string, where: string, out: WafMatch[], rulesFor: readonly WafRule[] = rules) => {
+    if (raw.length > config.max_inspect) {
+      if (refuseOversized) out.push({ rule: "oversized-value", where });
+      return;
+    }
     if (raw === "" || !SUSPECT.test(raw)) return;
     const value = normalizeForInspection(raw, config.max_inspect);
     for (const r of rulesFor) if (r.pattern.test(value)) out.push({ rule: r.id, where });
