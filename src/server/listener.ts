@@ -56,7 +56,7 @@ export async function startProxyListener(listener: Listener, index: number, stat
     },
     draining: () => state.draining,
     guard: compileGuard(listener),
-    connectionOf: connections && ((request, server) => connections.get(server.requestIP(request)?.port)),
+    connectionOf: connections && ((request, server) => connections.get(server.requestIP(request))),
   }, listener.health_checks ? { ready: () => !state.draining } : undefined);
   const serve = (options: { hostname: string; port: number; reusePort: boolean; tls?: TLSOptions[] }) => Bun.serve<WebSocketSession>({
     ...options,

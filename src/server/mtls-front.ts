@@ -30,12 +30,26 @@ export interface FrontConnection {
   readonly identity: ClientIdentity | undefined;
 }
 
+/** The front's source address as the inner server reports it (IPv4, or IPv4-mapped on a dual-stack socket). */
+const FRONT_SOURCE_ADDRESSES = new Set(["127.0.0.1", "::ffff:127.0.0.1"]);
+
 /** Connections relayed by the front, by the local port of the front's socket to the inner server. */
 export class FrontConnections {
   private readonly byPort = new Map<number, FrontConnection>();
 
-  get(innerPeerPort: number | undefined): FrontConnection | undefined {
-    return innerPeerPort === undefined ? undefined : this.byPort.get(innerPeerPort);
+  /**
+   * The connection behind a request whose peer (as the inner server sees it) is `peer`. The front
+   * dials from 127.0.0.1, so only that address counts: a local process may bind 127.0.0.2 (any of
+   * 127/8) to the very port of a relayed connection and would otherwise be taken for it.
+   */
+  get(peer: { address: string; port: number } | null | undefined): FrontConnection | undefined {
+    if (peer == null || !FRONT_SOURCE_ADDRESSES.has(peer.address)) return undefined;
+    return this.byPort.get(peer.port);
+  }
+
+  /** The inner-socket ports filed now (for tests and diagnostics). */
+  ports(): number[] {
+    return [...this.byPort.keys()];
   }
 
   add(port: number, connection: FrontConnection): void {

@@ -162,6 +162,31 @@ describe("require", () => {
     expect(reply.status).toBe(403);
     expect(JSON.parse(reply.body).error).toBe("tls_required");
   });
+
+  test("a local process dialling the inner port from another loopback address with a relayed connection's port gets no identity", async () => {
+    const conn = await connectAs(web);
+    expect(body(await conn.request(get("/"))).xfcc).toContain('Subject="CN=web,O=Acme"');
+    const front = proxy.running.proxies[0]!.front!;
+    const { connect } = await import("node:net");
+    const replies: string[] = [];
+    for (const localPort of front.connections.ports()) {
+      replies.push(await new Promise<string>((resolve) => {
+        const s = connect({ host: "127.0.0.1", port: front.innerPort, localAddress: "127.0.0.2", localPort });
+        let text = "";
+        s.on("data", (d: Buffer) => (text += d.toString("latin1")));
+        s.on("error", (e) => resolve(`error ${e.message}`));
+        s.on("close", () => resolve(text));
+        s.on("connect", () => s.write(get("/spoof", "Connection: close\r\n")));
+        setTimeout(() => (s.destroy(), resolve(`timeout ${text}`)), 3000);
+      }));
+    }
+    conn.close();
+    expect(replies.length).toBeGreaterThan(0);
+    for (const reply of replies) {
+      expect(reply).toStartWith("HTTP/1.1 403");
+      expect(reply).not.toContain("CN=web");
+    }
+  });
 });
 
 describe("what later phases do with the identity", () => {
