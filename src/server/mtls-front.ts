@@ -93,8 +93,9 @@ function buildContexts(material: ListenerTlsMaterial): Contexts {
   return { fallback: fallback!, exact, wildcard };
 }
 
+/** By SNI name, in any case and with or without a trailing dot (as Bun.serve matches on TLS listeners). */
 function contextFor(contexts: Contexts, serverName: string): SecureContext {
-  const name = serverName.toLowerCase();
+  const name = serverName.toLowerCase().replace(/\.$/, "");
   const dot = name.indexOf(".");
   return contexts.exact.get(name) ?? (dot === -1 ? undefined : contexts.wildcard.get(name.slice(dot + 1))) ?? contexts.fallback;
 }

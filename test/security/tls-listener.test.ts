@@ -58,6 +58,13 @@ beforeAll(async () => {
           { cert: b.cert, key: b.key, server_names: ["other.test"] },
         ],
       },
+    }, {
+      // The same names on an mTLS listener: its node:tls front chooses by SNI itself.
+      address: "127.0.0.1", port: 0,
+      tls: {
+        certificates: [{ cert: a.cert, key: a.key }, { cert: b.cert, key: b.key }, { cert: b.cert, key: b.key, server_names: ["other.test"] }],
+        client_auth: { mode: "request", ca: pki.ca.cert },
+      },
     }],
     clusters: { up: { endpoints: [upstream.origin] }, slow: { endpoints: [slow.origin] } },
     routes: [{ match: { path: { prefix: "/slow" } }, to: "slow", websocket: true }, { to: "up" }],
@@ -79,6 +86,18 @@ describe("certificates by SNI", () => {
     expect(await servedCn("other.test")).toBe("b.test"); // server_names given explicitly
     expect(await servedCn("unknown.test")).toBe("a.test");
     expect(await servedCn(undefined)).toBe("a.test"); // no SNI at all
+  });
+
+  test("names match in any case and with a trailing dot, on a TLS and an mTLS listener alike", async () => {
+    for (const port of [proxy.port, proxy.running.proxies[1]!.port]) {
+      expect(await servedCn("B.TEST", port)).toBe("b.test");
+      expect(await servedCn("X.B.Test", port)).toBe("b.test");
+      expect(await servedCn("b.test.", port)).toBe("b.test");
+      expect(await servedCn("x.b.test.", port)).toBe("b.test");
+      expect(await servedCn("Other.Test.", port)).toBe("b.test");
+      expect(await servedCn("unknown.test.", port)).toBe("a.test");
+      expect(await servedCn(undefined, port)).toBe("a.test");
+    }
   });
 
   test("requests pass over TLS, and the upstream is told the client came over https", async () => {
