@@ -104,7 +104,8 @@ export async function startProxyListener(listener: Listener, index: number, stat
     handle = {
       name, port: front.port, url: new URL(`https://${urlHost(listener.address)}:${front.port}/`),
       front: { innerPort: inner.port!, connections },
-      pending: () => serverPending(inner),
+      // The front too: a finished response may still be on its way to a slow client.
+      pending: () => serverPending(inner) + front.active(),
       stop(force) {
         front.stop(force);
         void inner.stop(force);

@@ -116,14 +116,29 @@ export interface MtlsFront {
   readonly port: number;
   /** Puts new certificates (and client CA) in force for new handshakes; open connections go on. */
   setMaterial(material: ListenerTlsMaterial): void;
+  /**
+   * Client connections still relaying: the client has sent bytes and the inner connection is
+   * open, or bytes it sent still wait to be written to the client. The inner server's own count
+   * is not enough for a drain: a response it finished writing may still sit in the loopback
+   * socket and in the front. Bun.serve's graceful stop closes its used connections once their
+   * response is written (the front then ends the client's), but not one that never sent a byte.
+   */
+  active(): number;
   /** Stops accepting; with `force`, also closes every open client connection. */
   stop(force: boolean): void;
+}
+
+/** What the front knows of one relayed client connection. */
+interface Relay {
+  /** The client has sent at least one byte (a connection that never did cannot be mid-exchange). */
+  used: boolean;
+  innerClosed: boolean;
 }
 
 export async function startMtlsFront(material: ListenerTlsMaterial, options: MtlsFrontOptions): Promise<MtlsFront> {
   let contexts = buildContexts(material);
   const first = material.certificates[0]!;
-  const clients = new Set<TLSSocket>();
+  const clients = new Map<TLSSocket, Relay>();
   const server = createServer({
     ...contextOptions(first.cert, first.key, material.clientCa),
     requestCert: true,
@@ -139,9 +154,10 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
       client.destroy(); // a certificate was offered and did not verify: refused, not treated as anonymous
       return;
     }
-    clients.add(client);
+    const state: Relay = { used: false, innerClosed: false };
+    clients.set(client, state);
     client.on("close", () => clients.delete(client));
-    relay(client, options);
+    relay(client, state, options);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -159,15 +175,20 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
       const head = next.certificates[0]!;
       server.setSecureContext(contextOptions(head.cert, head.key, next.clientCa)); // for clients without SNI
     },
+    active() {
+      let n = 0;
+      for (const [client, state] of clients) if ((state.used && !state.innerClosed) || client.writableLength > 0) n++;
+      return n;
+    },
     stop(force) {
       server.close();
-      if (force) for (const c of clients) c.destroy();
+      if (force) for (const c of clients.keys()) c.destroy();
     },
   };
 }
 
 /** Relays one verified client connection to the inner server, with backpressure both ways. */
-function relay(client: TLSSocket, options: MtlsFrontOptions): void {
+function relay(client: TLSSocket, state: Relay, options: MtlsFrontOptions): void {
   const x509 = client.authorized ? client.getPeerX509Certificate() : undefined;
   const connection: FrontConnection = {
     clientIp: client.remoteAddress ?? "",
@@ -190,7 +211,11 @@ function relay(client: TLSSocket, options: MtlsFrontOptions): void {
   };
   client.setNoDelay(true); // request/response traffic: no Nagle delay on either hop
   client.pause(); // until the inner connection is open and filed
-  client.on("data", (chunk: Buffer) => (backlog.length > 0 ? backlog.push(chunk) : toInner(chunk)));
+  client.on("data", (chunk: Buffer) => {
+    state.used = true;
+    if (backlog.length > 0) backlog.push(chunk);
+    else toInner(chunk);
+  });
   client.on("end", () => inner?.end());
   client.on("close", () => inner?.end());
   client.on("error", () => {}); // "close" follows
@@ -233,13 +258,18 @@ function relay(client: TLSSocket, options: MtlsFrontOptions): void {
         client.end();
       },
       close() {
+        state.innerClosed = true;
         options.connections.remove(innerPort, connection);
         client.end();
       },
       error() {},
       connectError() {
+        state.innerClosed = true;
         client.destroy();
       },
     },
-  }).catch(() => client.destroy());
+  }).catch(() => {
+    state.innerClosed = true;
+    client.destroy();
+  });
 }

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ServerWebSocket } from "bun";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { makePki, type TestCert, type TestPki } from "../helpers/certs.ts";
-import { spawnWorkers } from "../helpers/cli.ts";
+import { spawnProxy, spawnWorkers, writeTempConfig } from "../helpers/cli.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { rawRequest } from "../helpers/raw.ts";
 import { tlsConnect } from "../helpers/tls-client.ts";
@@ -314,3 +314,64 @@ test("workers: 2 share an mTLS port (each with its own front); every connection 
     cli.cleanup();
   }
 });
+
+test("SIGTERM: a download a slow client is still reading through the front is finished, and idle connections (used or not) do not hold the drain", async () => {
+  const port = freePort();
+  const config = writeTempConfig({
+    listeners: [{ address: "127.0.0.1", port, tls: { certificates: [{ cert: server.cert, key: server.key }], client_auth: { mode: "require", ca: pki.ca.cert } } }],
+    clusters: { up: { endpoints: [upstream.origin] } },
+    routes: [{ to: "up" }],
+    access_log: { enabled: false },
+    shutdown: { drain_timeout: "8s" },
+  });
+  const cli = await spawnProxy(config.file);
+  try {
+    const kept = await tlsConnect({ port, servername: "api.test", ca: pki.ca.certPem, cert: billing.certPem, key: billing.keyPem });
+    expect((await kept.request(get("/kept"))).status).toBe(200);
+    const unused = await tlsConnect({ port, servername: "api.test", ca: pki.ca.certPem, cert: billing.certPem, key: billing.keyPem });
+    const conn = await tlsConnect({ port, servername: "api.test", ca: pki.ca.certPem, cert: web.certPem, key: web.keyPem });
+    // Reads at about 6 MiB/s: the 8 MiB body takes ~1.3 s, most of it after SIGTERM, while the
+    // upstream and the inner server are long done with it (it sits in socket buffers and the front).
+    const started = performance.now();
+    let received = Buffer.alloc(0);
+    conn.socket.removeAllListeners("data");
+    conn.socket.on("data", (d: Buffer) => {
+      received = Buffer.concat([received, d]);
+      const ahead = received.length / 6_300 - (performance.now() - started);
+      if (ahead > 5) {
+        conn.socket.pause();
+        setTimeout(() => conn.socket.resume(), ahead);
+      }
+    });
+    conn.socket.write(get("/download"));
+    await Bun.sleep(250);
+    const signalled = performance.now();
+    cli.proc.kill("SIGTERM");
+    expect(await cli.proc.exited).toBe(0);
+    const drainMs = performance.now() - signalled;
+    expect(await conn.closed(3000)).toBe(true);
+    expect(await kept.closed(1000)).toBe(true);
+    expect(await unused.closed(1000)).toBe(true);
+    const end = received.indexOf("\r\n\r\n");
+    expect(received.subarray(0, end).toString()).toStartWith("HTTP/1.1 200");
+    const head = received.subarray(0, end).toString();
+    const rest = received.subarray(end + 4);
+    const body: Buffer[] = [];
+    if (/content-length/i.test(head)) body.push(rest);
+    else {
+      for (let at = 0, i = 0; i < 100_000; i++) { // chunked framing
+        const eol = rest.indexOf("\r\n", at);
+        const size = eol === -1 ? 0 : Number.parseInt(rest.subarray(at, eol).toString(), 16);
+        if (!size) break;
+        body.push(rest.subarray(eol + 2, eol + 2 + size));
+        at = eol + 4 + size;
+      }
+    }
+    expect(Buffer.concat(body).length).toBe(bigBody.length);
+    expect(Buffer.compare(Buffer.concat(body), bigBody)).toBe(0);
+    expect(drainMs).toBeLessThan(6000); // the idle connections were not waited for until the deadline
+  } finally {
+    if (cli.proc.exitCode === null) await cli.stop();
+    config.cleanup();
+  }
+}, 20000);
