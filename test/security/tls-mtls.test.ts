@@ -123,6 +123,22 @@ describe("require", () => {
     two.close();
   });
 
+  test("3 certificates × 30 concurrent keep-alive connections: every request sees its own connection's identity", async () => {
+    const third = pki.issue("third", { subject: "/O=Acme/CN=third", usage: "client" });
+    const certs = [web, billing, third];
+    const names = ["web", "billing", "third"];
+    const conns = await Promise.all(Array.from({ length: 90 }, (_, i) => connectAs(certs[i % 3])));
+    const wrong: string[] = [];
+    for (let round = 0; round < 4; round++) {
+      const replies = await Promise.all(conns.map((c, i) => c.request(get(`/r${round}-${i}`, `${XFCC}: Hash=00;Subject="CN=${names[(i + 1) % 3]},O=Acme"\r\n`))));
+      replies.forEach((r, i) => {
+        if (!body(r).xfcc?.includes(`Subject="CN=${names[i % 3]},O=Acme"`)) wrong.push(`${i}: ${body(r).xfcc}`);
+      });
+    }
+    for (const c of conns) c.close();
+    expect(wrong).toEqual([]);
+  }, 20_000);
+
   test("the client's own address is the one forwarded, not the front's", async () => {
     const conn = await connectAs(web, 0, "127.0.0.2");
     expect(body(await conn.request(get("/"))).xff).toBe("127.0.0.2");
