@@ -329,3 +329,38 @@ describe("config", () => {
     expect((await get("/jwt/x", await good())).status).toBe(200);
   });
 });
+
+test("verified tokens are remembered up to cache.max_ttl: a key gone from the JWKS stops a token only when its entry ends", async () => {
+  const [a, b] = [await signingKey("cache-a"), await signingKey("cache-b")];
+  const iss = startIssuer([a.publicJwk]);
+  const upstream = startUpstream(() => new Response("ok"));
+  const jwks = { min_refetch_interval: "0", cache_ttl: "10m" };
+  const p = await startProxy({
+    auth: {
+      remembering: { type: "jwt", jwks_url: iss.jwksUrl, jwks, cache: { max_ttl: "1s" } },
+      forgetful: { type: "jwt", jwks_url: iss.jwksUrl, jwks, cache: { max_ttl: "0" } },
+    },
+    routes: [
+      { name: "remembering", match: { path: { prefix: "/r" } }, to: "up", filters: [{ type: "auth", providers: ["remembering"] }] },
+      { name: "forgetful", match: { path: { prefix: "/f" } }, to: "up", filters: [{ type: "auth", providers: ["forgetful"] }] },
+    ],
+    clusters: { up: { endpoints: [upstream.origin] } },
+  });
+  const call = (path: string, token: string) => fetch(`${p.origin}${path}`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status);
+  try {
+    const tokenA = await sign(a, { sub: "alice" });
+    const tokenB = await sign(b, { sub: "bob" });
+    expect([await call("/r", tokenA), await call("/f", tokenA)]).toEqual([200, 200]);
+    // Key a is rotated out; a token with the new kid makes both providers fetch the JWKS again.
+    iss.keys = [b.publicJwk];
+    expect([await call("/r", tokenB), await call("/f", tokenB)]).toEqual([200, 200]);
+    expect(await call("/f", tokenA)).toBe(401); // verified anew: its key is gone
+    expect(await call("/r", tokenA)).toBe(200); // remembered (by digest), within max_ttl
+    await Bun.sleep(1100);
+    expect(await call("/r", tokenA)).toBe(401);
+  } finally {
+    await p.stop();
+    upstream.stop(true);
+    iss.stop();
+  }
+});

@@ -9,8 +9,9 @@ import { KeysUnavailable, RemoteKeys, staticKeys } from "./jwt-keys.ts";
 import { type AuthProvider, invalidToken, type Outcome } from "./provider.ts";
 import type { JwtProviderConfig } from "./schema.ts";
 import { tokenProvider, type Verified } from "./token-provider.ts";
+import { TtlCache } from "./ttl-cache.ts";
 
-export function jwtProvider(name: string, config: JwtProviderConfig): AuthProvider {
+export function jwtProvider(name: string, config: JwtProviderConfig, now: () => number = Date.now): AuthProvider {
   const keys: JWTVerifyGetKey = config.keys !== undefined ? staticKeys(config.keys) : new RemoteKeys(name, config).getKey;
   const options: JWTVerifyOptions = {
     algorithms: config.algorithms,
@@ -19,10 +20,19 @@ export function jwtProvider(name: string, config: JwtProviderConfig): AuthProvid
     clockTolerance: config.clock_skew / 1000,
     requiredClaims: config.require_exp ? ["exp"] : [],
   };
+  // Only accepted tokens are kept, by digest (the cache never holds a token), until exp or max_ttl.
+  const maxTtl = config.cache.max_ttl;
+  const verified = maxTtl > 0 ? new TtlCache<Verified>(config.cache.max_entries, now) : undefined;
+  const ttlOf = (payload: JWTPayload) => Math.min(maxTtl, typeof payload.exp === "number" ? payload.exp * 1000 - now() : maxTtl);
   return tokenProvider(name, "jwt", config, async function verifyJwt(token): Promise<Verified | Outcome> {
+    const key = verified === undefined ? undefined : new Bun.CryptoHasher("sha256").update(token).digest("base64");
+    const cached = key === undefined ? undefined : verified!.get(key);
+    if (cached !== undefined) return cached;
     try {
       const payload = await verify(token, keys, options);
-      return { claims: payload, subject: typeof payload.sub === "string" ? payload.sub : undefined };
+      const result: Verified = { claims: Object.freeze(payload), subject: typeof payload.sub === "string" ? payload.sub : undefined };
+      if (key !== undefined) verified!.set(key, result, ttlOf(payload));
+      return result;
     } catch (e) {
       if (!(e instanceof KeysUnavailable)) return invalidToken(describeFailure(e));
       return { result: "unavailable", error: new SwitchyardError({ code: "auth_unavailable", status: 503, source: "internal", message: e.message }) };
