@@ -71,16 +71,16 @@ export function isStorable(x: Exchange): boolean {
 }
 
 /**
- * Freshness lifetime in seconds (§4.2.1): s-maxage, then max-age, then Expires − Date; otherwise
+ * Freshness lifetime in seconds (§4.2.1): s-maxage, then max-age (an invalid one: 0), then Expires − Date; otherwise
  * a heuristic (§4.2.2) of 10% of the time since Last-Modified, capped at `heuristicMax`, only for
  * heuristically cacheable statuses. 0 when nothing allows freshness.
  */
 export function freshnessLifetime(status: number, headers: Headers, heuristicMax = 86_400): number {
   const cc = parseCacheControl(headers.get("cache-control"));
-  const sMax = deltaSeconds(cc.get("s-maxage"));
-  if (sMax !== undefined) return sMax;
-  const max = deltaSeconds(cc.get("max-age"));
-  if (max !== undefined) return max;
+  // §4.2.1: invalid freshness information (max-age=-1, max-age=1.5) makes the response stale,
+  // never a fall-through to Expires or a heuristic.
+  if (cc.has("s-maxage")) return deltaSeconds(cc.get("s-maxage")) ?? 0;
+  if (cc.has("max-age")) return deltaSeconds(cc.get("max-age")) ?? 0;
   if (headers.has("expires")) {
     const expires = httpDate(headers.get("expires"));
     const date = httpDate(headers.get("date"));

@@ -58,7 +58,11 @@ describe("freshness lifetime (§4.2.1, §4.2.2)", () => {
     ["heuristic capped", { date: date(T), "last-modified": date(T - 10_000_000) }, 200, 86_400],
     ["no heuristic for 302", { date: date(T), "last-modified": date(T - 1000) }, 302, 0],
     ["nothing at all", {}, 200, 0],
-    ["invalid max-age ignored", { "cache-control": "max-age=abc", date: date(T), expires: date(T + 30) }, 200, 30],
+    // §5.3: with max-age present Expires is ignored; §4.2.1: invalid freshness information is stale.
+    ["invalid max-age: stale, Expires ignored", { "cache-control": "max-age=abc", date: date(T), expires: date(T + 30) }, 200, 0],
+    ["negative max-age: stale, no heuristic", { "cache-control": "max-age=-1", date: date(T), "last-modified": date(T - 1000) }, 200, 0],
+    ["fractional max-age: stale", { "cache-control": "max-age=1.5", date: date(T), "last-modified": date(T - 1000) }, 200, 0],
+    ["invalid s-maxage: stale, max-age not used", { "cache-control": "max-age=60, s-maxage=x" }, 200, 0],
   ] as const)("%s", (_, headers, status, want) => {
     expect(freshnessLifetime(status, H(headers))).toBe(want);
   });
