@@ -166,6 +166,8 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
   }
   const headers = new Headers(upstream.headers);
   stripHopByHop(headers);
+  // RFC 9110 §6.6.1: a cache records when a Date-less response arrived (Expires and heuristics need it).
+  if (!headers.has("date")) headers.set("date", new Date(responseTime * 1000).toUTCString());
   headers.set("x-cache", "MISS");
   ctx.cacheStatus = "MISS";
   const storable =
