@@ -202,6 +202,26 @@ export function mergeNotModified(stored: Headers, notModified: Headers): Headers
   return merged;
 }
 
+/**
+ * Does a 304 describe this stored response (§4.3.4)? Its ETag must match the stored one, else its
+ * Last-Modified the stored one; a 304 with neither is taken as an answer to the cache's own
+ * validators. A 304 about another representation (the client's own If-None-Match) updates nothing.
+ * ETags are compared weakly, so a weak validator the cache sent is recognised when it comes back.
+ */
+export function notModifiedSelects(stored: Headers, notModified: Headers): boolean {
+  const etag = notModified.get("etag");
+  if (etag !== null) {
+    const storedEtag = stored.get("etag");
+    return storedEtag !== null && weakMatch(etag.trim(), storedEtag.trim());
+  }
+  const lastModified = notModified.get("last-modified");
+  if (lastModified !== null) {
+    const storedLastModified = httpDate(stored.get("last-modified"));
+    return storedLastModified !== undefined && storedLastModified === httpDate(lastModified);
+  }
+  return true;
+}
+
 /** Weak comparison of entity tags (RFC 9110 §8.8.3.2). */
 function weakMatch(a: string, b: string): boolean {
   return a.replace(/^W\//, "") === b.replace(/^W\//, "");

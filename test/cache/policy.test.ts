@@ -1,7 +1,7 @@
 /** RFC 9111, rule by rule: table-driven tests of the pure cache policy. */
 import { describe, expect, test } from "bun:test";
 import {
-  currentAge, decide, freshnessLifetime, invalidatedUris, isStorable, mergeNotModified, notModifiedFor,
+  currentAge, decide, freshnessLifetime, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, notModifiedSelects,
   parseCacheControl, revalidationHeaders, staleIfErrorAllows, varyMatches,
 } from "../../src/cache/policy.ts";
 
@@ -137,6 +137,18 @@ describe("validation (§4.3)", () => {
     expect(merged.get("content-length")).toBe("5");
     expect(merged.get("x-old")).toBe("1");
     expect(merged.get("etag")).toBe('"v1"');
+  });
+
+  test.each([
+    ["same ETag", { etag: '"v1"' }, { etag: '"v1"' }, true],
+    ["same weak ETag", { etag: 'W/"v1"' }, { etag: 'W/"v1"' }, true],
+    ["another ETag (the client's own validator)", { etag: '"v1"' }, { etag: '"v2"' }, false],
+    ["an ETag the stored response lacks", {}, { etag: '"v2"' }, false],
+    ["same Last-Modified", { "last-modified": date(T) }, { "last-modified": date(T) }, true],
+    ["another Last-Modified", { "last-modified": date(T) }, { "last-modified": date(T + 10) }, false],
+    ["no validator in the 304", { etag: '"v1"' }, {}, true],
+  ] as const)("a 304 selects the stored response (§4.3.4): %s", (_, stored, notModified, want) => {
+    expect(notModifiedSelects(H(stored), H(notModified))).toBe(want);
   });
 
   test.each([
