@@ -229,19 +229,20 @@ function weakMatch(a: string, b: string): boolean {
 
 /**
  * Can the cache answer this conditional request with 304 from `stored` (RFC 9110 §13.1.2, §13.1.3,
- * §13.2.2)? If-None-Match wins over If-Modified-Since.
+ * §13.2.2; RFC 9111 §4.3.2)? If-None-Match wins over If-Modified-Since.
  */
 export function notModifiedFor(request: Headers, stored: Headers, status = 200): boolean {
   if (status < 200 || status > 299) return false; // preconditions apply to 2xx only (RFC 9110 §13.2.1)
   const inm = request.get("if-none-match");
   if (inm !== null) {
+    if (inm.trim() === "*") return true; // a stored 2xx is a current representation
     const etag = stored.get("etag");
-    if (inm.trim() === "*") return etag !== null;
     if (etag === null) return false;
     return inm.split(",").some((tag) => weakMatch(tag.trim(), etag.trim()));
   }
   const ims = httpDate(request.get("if-modified-since"));
-  const lastModified = httpDate(stored.get("last-modified"));
+  // RFC 9111 §4.3.2: Last-Modified, else Date (every stored response has one: see serve.ts).
+  const lastModified = httpDate(stored.get("last-modified")) ?? httpDate(stored.get("date"));
   return ims !== undefined && lastModified !== undefined && lastModified <= ims;
 }
 

@@ -272,6 +272,15 @@ describe("validation (§4.3)", () => {
     expect(upstreamCalls(path)).toBe(1);
   });
 
+  test("If-Modified-Since against an entry without Last-Modified uses its Date (§4.3.2)", async () => {
+    const path = origin(ok({ "cache-control": "max-age=3600" }));
+    await get(path);
+    await Bun.sleep(60);
+    expect((await get(path, { "if-modified-since": httpDate(60) })).status).toBe(304);
+    expect((await get(path, { "if-modified-since": httpDate(-3600) })).status).toBe(200);
+    expect(upstreamCalls(path)).toBe(1);
+  });
+
   test("a 304 for the client's own validator does not refresh a stored entry it does not describe (§4.3.4)", async () => {
     // Stored: v1 with no validator, stale. The client holds v2 and asks conditionally; the origin's 304 is about v2.
     const path = origin((req, n) => n === 1

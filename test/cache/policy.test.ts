@@ -158,6 +158,11 @@ describe("validation (§4.3)", () => {
     ["If-None-Match: *", { "if-none-match": "*" }, { etag: '"v1"' }, true],
     ["If-Modified-Since after Last-Modified", { "if-modified-since": date(T) }, { "last-modified": date(T - 10) }, true],
     ["If-Modified-Since before Last-Modified", { "if-modified-since": date(T - 20) }, { "last-modified": date(T - 10) }, false],
+    // §4.3.2: without Last-Modified the stored Date stands in (a Date-less answer is given one when stored).
+    ["If-Modified-Since, no Last-Modified, Date before it", { "if-modified-since": date(T) }, { date: date(T - 10) }, true],
+    ["If-Modified-Since, no Last-Modified, Date after it", { "if-modified-since": date(T - 20) }, { date: date(T - 10) }, false],
+    // RFC 9110 §13.1.2: "*" is false whenever a current representation exists, with or without an ETag.
+    ["If-None-Match: * and no ETag", { "if-none-match": "*" }, {}, true],
     ["If-None-Match wins over If-Modified-Since", { "if-none-match": '"v2"', "if-modified-since": date(T) }, { etag: '"v1"', "last-modified": date(T - 10) }, false],
   ] as const)("answer 304 from cache: %s", (_, req, stored, want) => {
     expect(notModifiedFor(H(req), H(stored))).toBe(want);
