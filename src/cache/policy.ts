@@ -29,11 +29,44 @@ export function deltaSeconds(value: string | true | undefined): number | undefin
   return Math.min(Number(value), 2 ** 31);
 }
 
-/** HTTP-date (RFC 9110 §5.6.7) in seconds, or undefined when it cannot be parsed. */
+const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTH = "(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)";
+const TIME = "(\\d{2}):(\\d{2}):(\\d{2})";
+/** The three forms a recipient must accept (RFC 9110 §5.6.7), all GMT; names matched case-insensitively (robustness). */
+const IMF_FIXDATE = new RegExp(`^(?:mon|tue|wed|thu|fri|sat|sun), (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`, "i");
+const RFC850_DATE = new RegExp(`^(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday), (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`, "i");
+const ASCTIME_DATE = new RegExp(`^(?:mon|tue|wed|thu|fri|sat|sun) ${MONTH} ( \\d|\\d{2}) ${TIME} (\\d{4})$`, "i");
+
+/**
+ * HTTP-date (RFC 9110 §5.6.7) in seconds, or undefined when it is not one: Date.parse would take
+ * ISO dates, other zones, "0", and read asctime in local time. A two-digit RFC 850 year below 70
+ * is 20xx (the spec's "not more than 50 years ahead" needs a clock; this pivot keeps the function pure).
+ */
 export function httpDate(value: string | null): number | undefined {
   if (value === null) return undefined;
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? undefined : Math.floor(ms / 1000);
+  const parts = dateParts(value.trim());
+  if (parts === undefined) return undefined;
+  const [day, month, year, hh, mm, ss] = parts;
+  const ms = Date.UTC(year, month, day, hh, mm, ss);
+  const d = new Date(ms);
+  // Out-of-range parts (31 Feb, 25:00) roll over in Date.UTC: such a date is invalid.
+  if (d.getUTCDate() !== day || d.getUTCHours() !== hh || d.getUTCMinutes() !== mm || d.getUTCSeconds() !== ss) return undefined;
+  return ms / 1000;
+}
+
+/** [day, month index, year, hours, minutes, seconds] of one of the three forms. */
+function dateParts(v: string): [number, number, number, number, number, number] | undefined {
+  const month = (name: string) => MONTHS.indexOf(name.toLowerCase());
+  let m = IMF_FIXDATE.exec(v);
+  if (m !== null) return [Number(m[1]), month(m[2]!), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])];
+  m = RFC850_DATE.exec(v);
+  if (m !== null) {
+    const yy = Number(m[3]);
+    return [Number(m[1]), month(m[2]!), yy + (yy < 70 ? 2000 : 1900), Number(m[4]), Number(m[5]), Number(m[6])];
+  }
+  m = ASCTIME_DATE.exec(v);
+  if (m !== null) return [Number(m[2]), month(m[1]!), Number(m[6]), Number(m[3]), Number(m[4]), Number(m[5])];
+  return undefined;
 }
 
 /** Statuses cacheable by default, i.e. heuristically (RFC 9110 §15.1). */

@@ -44,6 +44,13 @@ function origin(script: Script): string {
 }
 const upstreamCalls = (path: string) => calls.get(path)?.length ?? 0;
 const httpDate = (offsetSeconds = 0) => new Date(Date.now() + offsetSeconds * 1000).toUTCString();
+const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+/** The obsolete RFC 850 form, e.g. "Sunday, 06-Nov-94 08:49:37 GMT". */
+function rfc850Date(offsetSeconds: number): string {
+  const d = new Date(Date.now() + offsetSeconds * 1000);
+  const [, dd, mon, yyyy, time] = d.toUTCString().split(" ");
+  return `${WEEKDAYS[d.getUTCDay()]}, ${dd}-${mon}-${yyyy!.slice(2)} ${time} GMT`;
+}
 
 async function get(path: string, headers: Record<string, string> = {}, method = "GET") {
   const res = await fetch(proxy.origin + path, { method, headers });
@@ -70,6 +77,8 @@ describe("freshness (§4.2)", () => {
     ["Expires in the future", { expires: httpDate(3600) }, true],
     ["Expires in the past", { expires: httpDate(-3600) }, false],
     ["invalid Expires", { expires: "0" }, false],
+    ["a future Expires not in HTTP-date form (§5.3: in the past)", { expires: "2099-01-01T00:00:00Z" }, false],
+    ["a future Expires in RFC 850 form", { expires: rfc850Date(3600) }, true],
     ["max-age=0 wins over a future Expires", { "cache-control": "max-age=0", expires: httpDate(3600) }, false],
     ["max-age=3600 wins over a past Expires", { "cache-control": "max-age=3600", expires: httpDate(-3600) }, true],
     ["Age beyond max-age", { "cache-control": "max-age=3600", age: "7200" }, false],
@@ -334,6 +343,17 @@ describe("validation (§4.3)", () => {
 });
 
 describe("invalidation (§4.4)", () => {
+  test("a GET sent right after the POST's answer is not served the invalidated entry", async () => {
+    for (let i = 0; i < 5; i++) {
+      const target = origin((req, n) => req.method === "POST" ? new Response("done") : new Response(`v${n}`, { headers: { date: httpDate(), "cache-control": "max-age=3600" } }));
+      await get(target);
+      await Bun.sleep(60);
+      await get(target, {}, "POST");
+      const after = await get(target);
+      expect(after.headers.get("x-cache")).toBe("MISS");
+    }
+  });
+
   test("a POST invalidates the target and a same-origin Location, not on an error, not another origin", async () => {
     const target = origin((req) => req.method === "POST" ? new Response("done", { status: 201, headers: { location: located } }) : new Response("t", { headers: { date: httpDate(), "cache-control": "max-age=3600" } }));
     const located = origin(ok({ "cache-control": "max-age=3600" }));
