@@ -13,7 +13,7 @@ import { Broadcast, broadcastBody } from "./broadcast.ts";
 import { type Entry, HttpCache } from "./cache.ts";
 import { compileCacheKey, type KeyFacts, selectingHeaders, varyNames } from "./key.ts";
 import {
-  CACHEABLE_METHODS, currentAge, decide, parseCacheControl, varyMatches, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, notModifiedSelects, revalidationHeaders, staleIfErrorAllows,
+  CACHEABLE_METHODS, currentAge, decide, httpDate, parseCacheControl, varyMatches, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, notModifiedSelects, revalidationHeaders, staleIfErrorAllows,
 } from "./policy.ts";
 import type { RouteCacheConfig } from "./schema.ts";
 
@@ -170,8 +170,9 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
   }
   const headers = new Headers(upstream.headers);
   stripHopByHop(headers);
-  // RFC 9110 §6.6.1: a cache records when a Date-less response arrived (Expires and heuristics need it).
-  if (!headers.has("date")) headers.set("date", new Date(responseTime * 1000).toUTCString());
+  // RFC 9110 §6.6.1: a cache records when a Date-less response arrived (Expires and heuristics need
+  // it), and may do so for an invalid Date.
+  if (httpDate(headers.get("date")) === undefined) headers.set("date", new Date(responseTime * 1000).toUTCString());
   headers.set("x-cache", "MISS");
   ctx.cacheStatus = "MISS";
   const storable =

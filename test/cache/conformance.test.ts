@@ -98,7 +98,7 @@ describe("freshness (§4.2)", () => {
     expect(await reused(origin(ok(headers)), {})).toBe(expected);
   });
 
-  test("an origin that sends no Date: the time received stands in (RFC 9110 §6.6.1), for Expires and heuristics", async () => {
+  test("an origin that sends no Date or an invalid one: the time received stands in (RFC 9110 §6.6.1), for Expires and heuristics", async () => {
     // Bun.serve always adds Date: this origin writes its answers byte by byte.
     let served = 0;
     const raw = Bun.listen({
@@ -108,7 +108,7 @@ describe("freshness (§4.2)", () => {
           if (!data.toString().includes("\r\n\r\n")) return;
           served++;
           const path = data.toString().split(" ")[1];
-          const validator = path === "/expires" ? `Expires: ${httpDate(3600)}` : `Last-Modified: ${httpDate(-100_000)}`;
+          const validator = path === "/expires" ? `Expires: ${httpDate(3600)}` : path === "/heuristic" ? `Last-Modified: ${httpDate(-100_000)}` : `Date: soon\r\nExpires: ${httpDate(3600)}`;
           socket.end(`HTTP/1.1 200 OK\r\nContent-Length: 4\r\n${validator}\r\nConnection: close\r\n\r\nbody`);
         },
       },
@@ -119,7 +119,7 @@ describe("freshness (§4.2)", () => {
       clusters: { raw: { endpoints: [`http://127.0.0.1:${raw.port}`] } },
     });
     try {
-      for (const path of ["/expires", "/heuristic"]) {
+      for (const path of ["/expires", "/heuristic", "/invalid-date"]) {
         const before = served;
         const first = await fetch(dateless.origin + path);
         expect(await first.text()).toBe("body");
