@@ -29,11 +29,44 @@ export function deltaSeconds(value: string | true | undefined): number | undefin
   return Math.min(Number(value), 2 ** 31);
 }
 
-/** HTTP-date (RFC 9110 §5.6.7) in seconds, or undefined when it cannot be parsed. */
+const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTH = "(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)";
+const TIME = "(\\d{2}):(\\d{2}):(\\d{2})";
+/** The three forms a recipient must accept (RFC 9110 §5.6.7), all GMT; names matched case-insensitively (robustness). */
+const IMF_FIXDATE = new RegExp(`^(?:mon|tue|wed|thu|fri|sat|sun), (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`, "i");
+const RFC850_DATE = new RegExp(`^(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday), (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`, "i");
+const ASCTIME_DATE = new RegExp(`^(?:mon|tue|wed|thu|fri|sat|sun) ${MONTH} ( \\d|\\d{2}) ${TIME} (\\d{4})$`, "i");
+
+/**
+ * HTTP-date (RFC 9110 §5.6.7) in seconds, or undefined when it is not one: Date.parse would take
+ * ISO dates, other zones, "0", and read asctime in local time. A two-digit RFC 850 year below 70
+ * is 20xx (the spec's "not more than 50 years ahead" needs a clock; this pivot keeps the function pure).
+ */
 export function httpDate(value: string | null): number | undefined {
   if (value === null) return undefined;
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? undefined : Math.floor(ms / 1000);
+  const parts = dateParts(value.trim());
+  if (parts === undefined) return undefined;
+  const [day, month, year, hh, mm, ss] = parts;
+  const ms = Date.UTC(year, month, day, hh, mm, ss);
+  const d = new Date(ms);
+  // Out-of-range parts (31 Feb, 25:00) roll over in Date.UTC: such a date is invalid.
+  if (d.getUTCDate() !== day || d.getUTCHours() !== hh || d.getUTCMinutes() !== mm || d.getUTCSeconds() !== ss) return undefined;
+  return ms / 1000;
+}
+
+/** [day, month index, year, hours, minutes, seconds] of one of the three forms. */
+function dateParts(v: string): [number, number, number, number, number, number] | undefined {
+  const month = (name: string) => MONTHS.indexOf(name.toLowerCase());
+  let m = IMF_FIXDATE.exec(v);
+  if (m !== null) return [Number(m[1]), month(m[2]!), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])];
+  m = RFC850_DATE.exec(v);
+  if (m !== null) {
+    const yy = Number(m[3]);
+    return [Number(m[1]), month(m[2]!), yy + (yy < 70 ? 2000 : 1900), Number(m[4]), Number(m[5]), Number(m[6])];
+  }
+  m = ASCTIME_DATE.exec(v);
+  if (m !== null) return [Number(m[2]), month(m[1]!), Number(m[6]), Number(m[3]), Number(m[4]), Number(m[5])];
+  return undefined;
 }
 
 /** Statuses cacheable by default, i.e. heuristically (RFC 9110 §15.1). */
@@ -71,16 +104,16 @@ export function isStorable(x: Exchange): boolean {
 }
 
 /**
- * Freshness lifetime in seconds (§4.2.1): s-maxage, then max-age, then Expires − Date; otherwise
+ * Freshness lifetime in seconds (§4.2.1): s-maxage, then max-age (an invalid one: 0), then Expires − Date; otherwise
  * a heuristic (§4.2.2) of 10% of the time since Last-Modified, capped at `heuristicMax`, only for
  * heuristically cacheable statuses. 0 when nothing allows freshness.
  */
 export function freshnessLifetime(status: number, headers: Headers, heuristicMax = 86_400): number {
   const cc = parseCacheControl(headers.get("cache-control"));
-  const sMax = deltaSeconds(cc.get("s-maxage"));
-  if (sMax !== undefined) return sMax;
-  const max = deltaSeconds(cc.get("max-age"));
-  if (max !== undefined) return max;
+  // §4.2.1: invalid freshness information (max-age=-1, max-age=1.5) makes the response stale,
+  // never a fall-through to Expires or a heuristic.
+  if (cc.has("s-maxage")) return deltaSeconds(cc.get("s-maxage")) ?? 0;
+  if (cc.has("max-age")) return deltaSeconds(cc.get("max-age")) ?? 0;
   if (headers.has("expires")) {
     const expires = httpDate(headers.get("expires"));
     const date = httpDate(headers.get("date"));
@@ -202,6 +235,26 @@ export function mergeNotModified(stored: Headers, notModified: Headers): Headers
   return merged;
 }
 
+/**
+ * Does a 304 describe this stored response (§4.3.4)? Its ETag must match the stored one, else its
+ * Last-Modified the stored one; a 304 with neither is taken as an answer to the cache's own
+ * validators. A 304 about another representation (the client's own If-None-Match) updates nothing.
+ * ETags are compared weakly, so a weak validator the cache sent is recognised when it comes back.
+ */
+export function notModifiedSelects(stored: Headers, notModified: Headers): boolean {
+  const etag = notModified.get("etag");
+  if (etag !== null) {
+    const storedEtag = stored.get("etag");
+    return storedEtag !== null && weakMatch(etag.trim(), storedEtag.trim());
+  }
+  const lastModified = notModified.get("last-modified");
+  if (lastModified !== null) {
+    const storedLastModified = httpDate(stored.get("last-modified"));
+    return storedLastModified !== undefined && storedLastModified === httpDate(lastModified);
+  }
+  return true;
+}
+
 /** Weak comparison of entity tags (RFC 9110 §8.8.3.2). */
 function weakMatch(a: string, b: string): boolean {
   return a.replace(/^W\//, "") === b.replace(/^W\//, "");
@@ -209,19 +262,20 @@ function weakMatch(a: string, b: string): boolean {
 
 /**
  * Can the cache answer this conditional request with 304 from `stored` (RFC 9110 §13.1.2, §13.1.3,
- * §13.2.2)? If-None-Match wins over If-Modified-Since.
+ * §13.2.2; RFC 9111 §4.3.2)? If-None-Match wins over If-Modified-Since.
  */
 export function notModifiedFor(request: Headers, stored: Headers, status = 200): boolean {
   if (status < 200 || status > 299) return false; // preconditions apply to 2xx only (RFC 9110 §13.2.1)
   const inm = request.get("if-none-match");
   if (inm !== null) {
+    if (inm.trim() === "*") return true; // a stored 2xx is a current representation
     const etag = stored.get("etag");
-    if (inm.trim() === "*") return etag !== null;
     if (etag === null) return false;
     return inm.split(",").some((tag) => weakMatch(tag.trim(), etag.trim()));
   }
   const ims = httpDate(request.get("if-modified-since"));
-  const lastModified = httpDate(stored.get("last-modified"));
+  // RFC 9111 §4.3.2: Last-Modified, else Date (every stored response has one: see serve.ts).
+  const lastModified = httpDate(stored.get("last-modified")) ?? httpDate(stored.get("date"));
   return ims !== undefined && lastModified !== undefined && lastModified <= ims;
 }
 

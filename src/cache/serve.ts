@@ -13,7 +13,7 @@ import { Broadcast, broadcastBody } from "./broadcast.ts";
 import { type Entry, HttpCache } from "./cache.ts";
 import { compileCacheKey, type KeyFacts, selectingHeaders, varyNames } from "./key.ts";
 import {
-  CACHEABLE_METHODS, currentAge, decide, parseCacheControl, varyMatches, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, revalidationHeaders, staleIfErrorAllows,
+  CACHEABLE_METHODS, currentAge, decide, httpDate, parseCacheControl, varyMatches, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, notModifiedSelects, revalidationHeaders, staleIfErrorAllows,
 } from "./policy.ts";
 import type { RouteCacheConfig } from "./schema.ts";
 
@@ -147,9 +147,13 @@ async function collapse(ctx: ProxyContext, rc: RouteCache, key: string, arrivedA
 export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: CacheState, upstream: Response): Promise<Response> {
   const responseTime = wallSeconds();
   const stored = state.stored;
-  if (stored !== undefined && upstream.status === 304) {
+  // A 304 about another representation (the client's own validator) is the client's answer, not a refresh.
+  if (stored !== undefined && upstream.status === 304 && notModifiedSelects(stored.entry.headers, upstream.headers)) {
     upstream.body?.cancel().catch(() => {});
-    const merged = mergeNotModified(stored.entry.headers, upstream.headers);
+    // §3.1/§3.2: the 304's hop-by-hop fields (and those its Connection nominates) are not stored.
+    const fields = new Headers(upstream.headers);
+    stripHopByHop(fields);
+    const merged = mergeNotModified(stored.entry.headers, fields);
     // A 304 that is itself private or no-store refreshes nothing for others.
     const cc = parseCacheControl(upstream.headers.get("cache-control"));
     const shared = !cc.has("no-store") && !cc.has("private");
@@ -166,6 +170,9 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
   }
   const headers = new Headers(upstream.headers);
   stripHopByHop(headers);
+  // RFC 9110 §6.6.1: a cache records when a Date-less response arrived (Expires and heuristics need
+  // it), and may do so for an invalid Date.
+  if (httpDate(headers.get("date")) === undefined) headers.set("date", new Date(responseTime * 1000).toUTCString());
   headers.set("x-cache", "MISS");
   ctx.cacheStatus = "MISS";
   const storable =

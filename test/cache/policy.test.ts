@@ -1,7 +1,7 @@
 /** RFC 9111, rule by rule: table-driven tests of the pure cache policy. */
 import { describe, expect, test } from "bun:test";
 import {
-  currentAge, decide, freshnessLifetime, invalidatedUris, isStorable, mergeNotModified, notModifiedFor,
+  currentAge, decide, freshnessLifetime, httpDate, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, notModifiedSelects,
   parseCacheControl, revalidationHeaders, staleIfErrorAllows, varyMatches,
 } from "../../src/cache/policy.ts";
 
@@ -18,6 +18,34 @@ describe("Cache-Control parsing (§5.2)", () => {
     ["max-age=1, max-age=2", "max-age", "1"],
   ] as const)("%s → %s", (header, name, value) => {
     expect(parseCacheControl(header).get(name)).toBe(value);
+  });
+});
+
+describe("HTTP-date (RFC 9110 §5.6.7)", () => {
+  const t = Date.UTC(1994, 10, 6, 8, 49, 37) / 1000;
+  test.each([
+    ["IMF-fixdate", "Sun, 06 Nov 1994 08:49:37 GMT", t],
+    ["obsolete RFC 850", "Sunday, 06-Nov-94 08:49:37 GMT", t],
+    ["obsolete RFC 850, year 35 is 2035", "Tuesday, 06-Nov-35 08:49:37 GMT", Date.UTC(2035, 10, 6, 8, 49, 37) / 1000],
+    ["asctime is GMT, not local time", "Sun Nov  6 08:49:37 1994", t],
+    ["asctime, two-digit day", "Sun Nov 16 08:49:37 1994", t + 10 * 86_400],
+    ["0 (§5.3: invalid)", "0", undefined],
+    ["-1", "-1", undefined],
+    ["ISO 8601", "2099-01-01", undefined],
+    ["a zone other than GMT", "Thu, 01 Jan 2099 00:00:00 UTC", undefined],
+    ["a day that does not exist", "Thu, 31 Feb 2099 00:00:00 GMT", undefined],
+    ["an hour that does not exist", "Thu, 01 Jan 2099 25:00:00 GMT", undefined],
+    ["trailing garbage", "Sun, 06 Nov 1994 08:49:37 GMT x", undefined],
+  ] as const)("%s", (_, value, want) => {
+    // A zone west of GMT, so a parse in local time would show.
+    const tz = process.env.TZ;
+    process.env.TZ = "America/New_York";
+    try {
+      expect(httpDate(value)).toBe(want);
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
   });
 });
 
@@ -58,7 +86,12 @@ describe("freshness lifetime (§4.2.1, §4.2.2)", () => {
     ["heuristic capped", { date: date(T), "last-modified": date(T - 10_000_000) }, 200, 86_400],
     ["no heuristic for 302", { date: date(T), "last-modified": date(T - 1000) }, 302, 0],
     ["nothing at all", {}, 200, 0],
-    ["invalid max-age ignored", { "cache-control": "max-age=abc", date: date(T), expires: date(T + 30) }, 200, 30],
+    ["§5.3: an Expires not in HTTP-date form is in the past", { date: date(T), expires: "2099-01-01" }, 200, 0],
+    // §5.3: with max-age present Expires is ignored; §4.2.1: invalid freshness information is stale.
+    ["invalid max-age: stale, Expires ignored", { "cache-control": "max-age=abc", date: date(T), expires: date(T + 30) }, 200, 0],
+    ["negative max-age: stale, no heuristic", { "cache-control": "max-age=-1", date: date(T), "last-modified": date(T - 1000) }, 200, 0],
+    ["fractional max-age: stale", { "cache-control": "max-age=1.5", date: date(T), "last-modified": date(T - 1000) }, 200, 0],
+    ["invalid s-maxage: stale, max-age not used", { "cache-control": "max-age=60, s-maxage=x" }, 200, 0],
   ] as const)("%s", (_, headers, status, want) => {
     expect(freshnessLifetime(status, H(headers))).toBe(want);
   });
@@ -136,12 +169,29 @@ describe("validation (§4.3)", () => {
   });
 
   test.each([
+    ["same ETag", { etag: '"v1"' }, { etag: '"v1"' }, true],
+    ["same weak ETag", { etag: 'W/"v1"' }, { etag: 'W/"v1"' }, true],
+    ["another ETag (the client's own validator)", { etag: '"v1"' }, { etag: '"v2"' }, false],
+    ["an ETag the stored response lacks", {}, { etag: '"v2"' }, false],
+    ["same Last-Modified", { "last-modified": date(T) }, { "last-modified": date(T) }, true],
+    ["another Last-Modified", { "last-modified": date(T) }, { "last-modified": date(T + 10) }, false],
+    ["no validator in the 304", { etag: '"v1"' }, {}, true],
+  ] as const)("a 304 selects the stored response (§4.3.4): %s", (_, stored, notModified, want) => {
+    expect(notModifiedSelects(H(stored), H(notModified))).toBe(want);
+  });
+
+  test.each([
     ["If-None-Match matching", { "if-none-match": '"a", "v1"' }, { etag: '"v1"' }, true],
     ["weak comparison", { "if-none-match": 'W/"v1"' }, { etag: '"v1"' }, true],
     ["If-None-Match not matching", { "if-none-match": '"v2"' }, { etag: '"v1"' }, false],
     ["If-None-Match: *", { "if-none-match": "*" }, { etag: '"v1"' }, true],
     ["If-Modified-Since after Last-Modified", { "if-modified-since": date(T) }, { "last-modified": date(T - 10) }, true],
     ["If-Modified-Since before Last-Modified", { "if-modified-since": date(T - 20) }, { "last-modified": date(T - 10) }, false],
+    // §4.3.2: without Last-Modified the stored Date stands in (a Date-less answer is given one when stored).
+    ["If-Modified-Since, no Last-Modified, Date before it", { "if-modified-since": date(T) }, { date: date(T - 10) }, true],
+    ["If-Modified-Since, no Last-Modified, Date after it", { "if-modified-since": date(T - 20) }, { date: date(T - 10) }, false],
+    // RFC 9110 §13.1.2: "*" is false whenever a current representation exists, with or without an ETag.
+    ["If-None-Match: * and no ETag", { "if-none-match": "*" }, {}, true],
     ["If-None-Match wins over If-Modified-Since", { "if-none-match": '"v2"', "if-modified-since": date(T) }, { etag: '"v1"', "last-modified": date(T - 10) }, false],
   ] as const)("answer 304 from cache: %s", (_, req, stored, want) => {
     expect(notModifiedFor(H(req), H(stored))).toBe(want);
