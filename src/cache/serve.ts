@@ -223,20 +223,26 @@ function staleFallback(ctx: ProxyContext, entry: Entry, body: Uint8Array, now: n
   return response;
 }
 
-/** Unsafe methods invalidate the target URI and its Location / Content-Location (RFC 9111 §4.4). */
-export function invalidateAfter(ctx: ProxyContext, rc: RouteCache, status: number, responseHeaders: Headers): void {
+/**
+ * Unsafe methods invalidate (RFC 9111 §4.4) before their answer is sent, so a GET the client sends
+ * right after cannot be answered from the entry its write just made stale.
+ */
+export async function invalidateAfter(ctx: ProxyContext, rc: RouteCache, status: number, responseHeaders: Headers): Promise<void> {
   let target: URL;
   try {
     target = new URL(`${ctx.listener.proto}://${ctx.host || "localhost"}${ctx.path}${ctx.query ? `?${ctx.query}` : ""}`);
   } catch {
     return; // not a URL a GET could have been stored under
   }
-  for (const uri of invalidatedUris(ctx.method, status, target, responseHeaders)) {
+  const purges = invalidatedUris(ctx.method, status, target, responseHeaders).map((uri) => {
     const url = new URL(uri);
     const key = rc.key({ scheme: url.protocol.slice(0, -1), host: url.host, path: url.pathname, query: url.search.slice(1), headers: new Headers() });
     // The configured key headers are part of the key: purge every suffix of this URI.
-    void rc.cache.purge({ key: key.split("\n")[0]! }).catch(() => {});
-  }
+    return rc.cache.purge({ key: key.split("\n")[0]! });
+  });
+  if (purges.length === 0) return;
+  // A store that fails to purge must not fail the write that went through: logged.
+  await Promise.all(purges).catch((e: unknown) => console.error(JSON.stringify({ level: "error", msg: "cache invalidation failed", request_id: ctx.requestId, error: String(e) })));
 }
 
 const refreshing = new Set<string>();

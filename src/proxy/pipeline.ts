@@ -149,7 +149,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   let upstream = sent.response;
   // 3 again, with the answer: store it, merge a 304, or serve stale on a 5xx; unsafe methods invalidate.
   if (cacheState !== undefined) upstream = await cacheOnResponse(ctx, route.cache!, cacheState, upstream);
-  else if (route.cache !== undefined) invalidateAfter(ctx, route.cache, upstream.status, upstream.headers);
+  else if (route.cache !== undefined) await invalidateAfter(ctx, route.cache, upstream.status, upstream.headers);
   if (claim !== undefined) upstream = claim.record(upstream);
   if (sharing !== undefined) upstream = sharing.share(upstream);
   // A gateway-error answer after the last try is a failure a fallback may answer for.
