@@ -35,3 +35,25 @@ export function mergeExpositions(texts: readonly string[]): string {
   }
   return `${out.join("\n")}\n`;
 }
+
+/**
+ * Only the counter and histogram families of an exposition: what a worker that is gone (or did not
+ * answer in time) keeps contributing, so that the sum over workers never goes down. Its gauges are
+ * live state and leave with it.
+ */
+export function monotonicPart(text: string): string {
+  const out: string[] = [];
+  let help = "";
+  let keep = false;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("# HELP ")) {
+      help = line;
+      keep = false;
+    } else if (line.startsWith("# TYPE ")) {
+      const kind = line.split(" ")[3];
+      keep = kind === "counter" || kind === "histogram";
+      if (keep) out.push(help, line);
+    } else if (keep && line !== "") out.push(line);
+  }
+  return out.length ? `${out.join("\n")}\n` : "";
+}

@@ -23,7 +23,7 @@ export async function superviseWorkers(cliPath: string, configFile: string, coun
   const failures = new Map<number, number>();
   let stopping = false;
 
-  const onMetrics = superviseMetrics(() => [...children.values()].map((c) => ({ send: (m: MetricsMessage) => c.send(m) })));
+  const metricsPeers = superviseMetrics(() => [...children].map(([index, c]) => ({ index, send: (m: MetricsMessage) => c.send(m) })));
   const onConfig = superviseConfig(() => [...children].map(([index, c]) => ({ index, send: (m: ConfigSyncMessage) => c.send(m) })));
   const onRateLimit = superviseRateLimits((limit) => metrics.rateLimitEvictions.inc([limit]));
   const spawn = (index: number) => {
@@ -36,12 +36,13 @@ export async function superviseWorkers(cliPath: string, configFile: string, coun
         if (onConfig(message, { index, send: (m) => from.send(m) })) return;
         const type = (message as { type?: string } | null)?.type ?? "";
         if (type.startsWith("rate-limit-")) onRateLimit(message as RateLimitMessage, (m) => from.send(m));
-        else onMetrics(message as MetricsMessage, { send: (m) => from.send(m) });
+        else metricsPeers.onMessage(message as MetricsMessage, { index, send: (m) => from.send(m) });
       },
     });
     children.set(index, child);
     void child.exited.then((code) => {
       children.delete(index);
+      metricsPeers.workerExited(index);
       if (stopping) return;
       const n = (failures.get(index) ?? 0) + 1;
       failures.set(index, n);

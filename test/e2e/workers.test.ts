@@ -88,6 +88,24 @@ test("a worker that dies is restarted, and the port keeps serving meanwhile", as
   await waitFor("restarted", () => proxy.events.slice(after).some((e) => e.msg === "switchyard started"), 10_000);
 }, 20_000);
 
+test("summed counters never go down when a worker dies and is restarted (its last counts are kept)", async () => {
+  const requestsTotal = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    return [...text.matchAll(/^switchyard_requests_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+  };
+  // Worker 1 (not 0: it serves the admin listener) must have counted something of its own.
+  const started = proxy.events.filter((e) => e.msg === "switchyard started");
+  const victim = started.findLast((e) => e.worker === 1)!.pid as number;
+  for (let i = 0; i < 60; i++) expect((await fetch(`${proxy.origin}/herd`, { keepalive: false })).status).toBe(200);
+  const before = await requestsTotal();
+  const after = proxy.events.length;
+  process.kill(victim, "SIGKILL");
+  await proxy.waitForEvent("worker exited; restarting", after);
+  expect(await requestsTotal()).toBeGreaterThanOrEqual(before); // between death and restart
+  await waitFor("restarted", () => proxy.events.slice(after).some((e) => e.msg === "switchyard started" && e.worker === 1), 10_000);
+  expect(await requestsTotal()).toBeGreaterThanOrEqual(before); // after restart: the new worker starts at 0
+}, 20_000);
+
 test("SIGTERM drains every worker and the supervisor exits 0", async () => {
   expect(await proxy.stop()).toBe(0);
 });
