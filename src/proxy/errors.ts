@@ -160,8 +160,13 @@ function refused(code: string, status: number, message: string, headers?: Record
 }
 
 /** The JSON body every proxy-made error response carries (design.md: Errors). */
+export function errorBody(err: SwitchyardError, requestId: string): string {
+  return JSON.stringify({ error: err.code, message: err.message, request_id: requestId });
+}
+
+/** A proxy-made error response: errorBody as JSON, the request id, never cached. */
 export function errorResponse(err: SwitchyardError, requestId: string): Response {
-  return new Response(JSON.stringify({ error: err.code, message: err.message, request_id: requestId }), {
+  return new Response(errorBody(err, requestId), {
     status: err.status,
     headers: { "content-type": "application/json", "x-request-id": requestId, "cache-control": "no-store", ...err.headers },
   });

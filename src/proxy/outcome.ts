@@ -1,7 +1,7 @@
 /** Phases 7 and 8: how every request ends — an error response, and exactly one log line. */
 import type { ProxyContext } from "./context.ts";
 import { recordRequest } from "../observe/metrics.ts";
-import { errorResponse, SwitchyardError } from "./errors.ts";
+import { errorBody, errorResponse, SwitchyardError } from "./errors.ts";
 
 export function clientAborted(): SwitchyardError {
   return new SwitchyardError({ code: "client_aborted", status: 499, source: "client", message: "the client went away" });
@@ -17,6 +17,8 @@ export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
   if (fallback !== undefined && (error.source === "upstream" || FALLBACK_FOR.has(error.code))) {
     ctx.status = fallback.status;
     ctx.fallback = "static";
+    // The log's bytes_out (and the bytes metric) count what the client is sent, fallback and error bodies too.
+    ctx.bytesOut = ctx.method === "HEAD" ? 0 : Buffer.byteLength(fallback.body);
     log(ctx);
     const headers = new Headers(fallback.headers);
     headers.set("x-switchyard-fallback", "static");
@@ -26,6 +28,8 @@ export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
     return new Response(ctx.method === "HEAD" ? null : fallback.body, { status: fallback.status, headers });
   }
   ctx.status = error.status;
+  // (A client that went away is sent nothing.)
+  if (error.code !== "client_aborted") ctx.bytesOut = ctx.method === "HEAD" ? 0 : Buffer.byteLength(errorBody(error, ctx.requestId));
   log(ctx);
   const response = errorResponse(error, ctx.requestId);
   if (ctx.route?.config.retry) response.headers.set("x-switchyard-attempts", String(ctx.attempt));

@@ -56,7 +56,30 @@ test("errors are logged with their code", async () => {
     const res = await fetch(`${failing.origin}/boom`, { headers: { "x-request-id": "log-error" } });
     expect(res.status).toBe(502);
     const line = await failing.logOf("log-error");
-    expect(line).toMatchObject({ status: 502, error: "upstream_connect_refused", bytes_out: 0 });
+    // bytes_out is what the client was sent: the JSON error body.
+    const body = await res.text();
+    expect(line).toMatchObject({ status: 502, error: "upstream_connect_refused", bytes_out: Buffer.byteLength(body) });
+    expect(body).toContain('"request_id":"log-error"');
+  } finally {
+    await failing.stop();
+  }
+});
+
+test("a fallback's body is counted in bytes_out, in the log and in switchyard_response_bytes_total", async () => {
+  const failing = await startProxy({
+    admin: { address: "127.0.0.1", port: 0 },
+    routes: [{ name: "with-fallback", to: "dead", fallback: { status: 200, body: "fallback body" } }],
+    clusters: { dead: { endpoints: ["127.0.0.1:1"] } },
+  });
+  try {
+    const res = await fetch(`${failing.origin}/x`, { headers: { "x-request-id": "log-fallback" } });
+    expect(await res.text()).toBe("fallback body");
+    expect(await failing.logOf("log-fallback")).toMatchObject({ status: 200, fallback: "static", bytes_out: 13 });
+    const head = await fetch(`${failing.origin}/x`, { method: "HEAD", headers: { "x-request-id": "log-fallback-head" } });
+    expect(head.status).toBe(200);
+    expect(await failing.logOf("log-fallback-head")).toMatchObject({ status: 200, bytes_out: 0 });
+    const metrics = await (await fetch(`${failing.running.admin!.url.origin}/metrics`)).text();
+    expect(metrics).toMatch(/^switchyard_response_bytes_total\{route="with-fallback"\} 13$/m);
   } finally {
     await failing.stop();
   }
