@@ -11,16 +11,33 @@ export interface BodyWatcher {
 
 export const BODY_CANCELLED = Symbol("body cancelled");
 
-export function watchBody(source: ReadableStream<Uint8Array>, watcher: BodyWatcher): ReadableStream<Uint8Array> {
+/**
+ * `abort`: when it fires (a deadline), the stream ends with its reason at once, even if nobody is
+ * pulling — a reader that stopped reading (its socket full) would otherwise hold the exchange,
+ * and everything it counts against, until it left.
+ */
+export function watchBody(source: ReadableStream<Uint8Array>, watcher: BodyWatcher, abort?: AbortSignal): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   let ended = false;
   const end = (error?: unknown) => {
     if (ended) return;
     ended = true;
+    abort?.removeEventListener("abort", onAbort);
     watcher.onEnd(error);
   };
+  let onAbort = () => {};
   return new ReadableStream<Uint8Array>(
     {
+      start(controller) {
+        if (abort === undefined) return;
+        onAbort = () => {
+          if (ended) return;
+          end(abort.reason);
+          controller.error(abort.reason);
+          reader.cancel(abort.reason).catch(() => {});
+        };
+        abort.addEventListener("abort", onAbort, { once: true });
+      },
       async pull(controller) {
         try {
           const { done, value } = await reader.read();

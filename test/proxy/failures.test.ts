@@ -33,6 +33,10 @@ beforeAll(async () => {
       }
       return new Response("stored");
     }
+    if (path === "/flood") {
+      let n = 0;
+      return new Response(new ReadableStream<Uint8Array>({ pull: (c) => (n++ < 4000 ? c.enqueue(new Uint8Array(64 * 1024)) : c.close()) }));
+    }
     if (path === "/endless") {
       req.signal.addEventListener("abort", () => (clientGone = true));
       return new Response(slowBody(Array.from({ length: 1000 }, () => "data\n"), 50, cancelled));
@@ -61,6 +65,7 @@ beforeAll(async () => {
       { name: "reqto", match: { path: { prefix: "/sleep" } }, to: "slow", timeouts: { request: "300ms", idle: "10s" } },
       { name: "idle-upload", match: { path: { prefix: "/idle-upload" } }, rewrite: { path_prefix: "/upload" }, to: "slow", timeouts: { request: "10s", idle: "300ms" } },
       { name: "idle", match: { path: { prefix: "/stall-body" } }, to: "slow", timeouts: { request: "10s", idle: "300ms" } },
+      { name: "idle-flood", match: { path: { prefix: "/flood" } }, to: "slow", timeouts: { request: "0", idle: "300ms" } },
       { name: "idle-ok", match: { path: { prefix: "/trickle" } }, to: "slow", timeouts: { request: "10s", idle: "400ms" } },
       { name: "reset", match: { path: { prefix: "/r/" } }, rewrite: { path_prefix: "/" }, to: "reset" },
       { name: "slow", match: { path: { prefix: "/" } }, to: "slow", timeouts: { request: "0", idle: "0" } },
@@ -183,6 +188,26 @@ describe("failures after the response has started", () => {
     const line = await proxy.logOf(res.headers.get("x-request-id")!);
     expect(line.error).toBe("idle_timeout");
   });
+
+  test("a client that stops reading a large download: after the idle time the exchange ends, is logged, the upstream is let go and the cluster's slots are released", async () => {
+    const { connect } = await import("node:net");
+    const socket = connect({ host: "127.0.0.1", port: proxy.port });
+    await new Promise((resolve) => socket.on("connect", resolve));
+    socket.on("error", () => {});
+    socket.write("GET /flood HTTP/1.1\r\nhost: x\r\n\r\n");
+    socket.pause(); // never reads: the kernel buffers fill, then nothing moves
+    try {
+      const line = await waitFor("the log line of /flood", async () => (await proxy.logLines()).find((l) => l.path === "/flood"), 5000);
+      expect(line.error).toBe("idle_timeout");
+      const cluster = proxy.running.state.runtime.current.clusters.get("slow")!;
+      expect(cluster.limits.connections).toBe(0);
+      expect(cluster.budget.active).toBe(0);
+      // (The client's socket itself stays open until it leaves: Bun.serve gives no way to close a
+      // connection whose writes are stuck — README, Known limits.)
+    } finally {
+      socket.destroy();
+    }
+  }, 10_000);
 
   test("a body that keeps trickling is not cut by the idle timeout, however long it takes overall", async () => {
     const res = await fetch(proxy.origin + "/trickle");
