@@ -16,8 +16,9 @@ export class Deadlines {
   private requestEndsAt: number | undefined;
   private idleTimer: Timer | undefined;
 
-  constructor(requestMs: number, private readonly idleMs: number) {
-    this.restartRequestTimer(requestMs);
+  /** `perTry`: the request timer is a retry policy's per_try_timeout (shorter than what is left of the route's). */
+  constructor(requestMs: number, private readonly idleMs: number, perTry = false) {
+    this.restartRequestTimer(requestMs, perTry);
     if (idleMs > 0) this.idleTimer = setTimeout(() => this.checkIdle(), idleMs);
   }
 
@@ -26,9 +27,9 @@ export class Deadlines {
   }
 
   /** Replaces the whole-request timer (after a try's headers, the route's remaining time applies); 0 = none. */
-  restartRequestTimer(ms: number): void {
+  restartRequestTimer(ms: number, perTry = false): void {
     clearTimeout(this.requestTimer);
-    this.requestTimer = ms > 0 ? setTimeout(() => this.fail(errors.requestTimeout()), ms) : undefined;
+    this.requestTimer = ms > 0 ? setTimeout(() => this.fail(perTry ? errors.tryTimeout() : errors.requestTimeout()), ms) : undefined;
     this.requestEndsAt = ms > 0 ? performance.now() + ms : undefined;
   }
 

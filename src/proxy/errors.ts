@@ -122,6 +122,11 @@ export const errors = {
     code: "upstream_timeout", status: 504, source: "upstream", retryable: false,
     message: "the route's request timeout expired",
   }),
+  /** Same code as requestTimeout (retried by gateway-error and 5xx alike); the message says which limit fired. */
+  tryTimeout: () => new SwitchyardError({
+    code: "upstream_timeout", status: 504, source: "upstream", retryable: false,
+    message: "the try's per_try_timeout expired",
+  }),
   idleTimeout: () => new SwitchyardError({
     code: "idle_timeout", status: 504, source: "upstream", retryable: false,
     message: "no bytes moved in either direction within the idle timeout",

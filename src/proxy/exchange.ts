@@ -66,7 +66,7 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
     if (remaining < 0) return { ok: false, error: errors.requestTimeout(), stale: false };
     // The deadlines span the whole exchange: created before the fetch, cleared when the body ends.
     const perTry = retries ? policy!.per_try_timeout : 0;
-    const newDeadlines = () => new Deadlines(shortest(perTry, remaining), route.config.timeouts.idle);
+    const newDeadlines = () => new Deadlines(shortest(perTry, remaining), route.config.timeouts.idle, perTry > 0 && (remaining <= 0 || perTry < remaining));
     current = newDeadlines();
     const hedged = retries && policy!.hedge_after > 0;
     const outcome = hedged

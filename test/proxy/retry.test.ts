@@ -54,6 +54,7 @@ beforeAll(async () => {
       { name: "slow-client", match: { path: { prefix: "/slow-client" } }, to: "flaky", retry: { ...retry, non_idempotent: true }, timeouts: { idle: "300ms" } },
       { name: "no-retry", match: { path: { prefix: "/no-retry" } }, to: "flaky" },
       { name: "dead", match: { path: { prefix: "/dead" } }, to: "dead", retry },
+      { name: "hang-only", match: { path: { prefix: "/hang-only" } }, to: "hang-only", retry: { ...retry, per_try_timeout: "200ms" }, timeouts: { request: "5s" } },
       { name: "hang", match: { path: { prefix: "/hang" } }, to: "hang", retry: { ...retry, per_try_timeout: "200ms" }, timeouts: { request: "5s" } },
       { name: "throttle", match: { path: { prefix: "/throttle" } }, to: "throttle", retry: { ...retry, attempts: 2, retry_after_max: "1500ms" } },
       { name: "storm", match: { path: { prefix: "/storm" } }, to: "storm", retry: { ...retry, attempts: 5 } },
@@ -63,6 +64,7 @@ beforeAll(async () => {
       flaky: { endpoints: [good.origin, bad.origin] },
       dead: { endpoints: [`127.0.0.1:${deadPort}`, good.origin] },
       hang: { endpoints: [hang.origin, good.origin] },
+      "hang-only": { endpoints: [hang.origin] },
       throttle: { endpoints: [throttle.origin, good.origin] },
 
       unbudgeted: { endpoints: [slowBad.origin], retry_budget: { percent: 100, min_concurrency: 1000 }, limits: { max_retries: 1000 } },
@@ -149,6 +151,16 @@ describe("retries", () => {
       expect(performance.now() - started).toBeLessThan(1500);
     }
     expect(hits.hang).toBeGreaterThan(0);
+  });
+
+  test("every try hanging: 504 upstream_timeout that names the per-try timeout, not the route's (which is far from spent)", async () => {
+    const started = performance.now();
+    const res = await fetch(`${proxy.origin}/hang-only`);
+    expect(res.status).toBe(504);
+    const body = (await res.json()) as { error: string; message: string };
+    expect(body.error).toBe("upstream_timeout");
+    expect(body.message).toContain("per_try_timeout");
+    expect(performance.now() - started).toBeLessThan(1500);
   });
 
   test("429 with a short Retry-After is waited for; a long one is passed to the client", async () => {
