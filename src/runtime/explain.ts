@@ -2,6 +2,7 @@
  * Which route and cluster a request would hit, and what the upstream would see — the route-test
  * tool behind `GET /route` on the admin API and `switchyard validate FILE --explain METHOD URL`.
  */
+import { canonicalAuthority } from "../security/host.ts";
 import { matchRoute } from "../proxy/router.ts";
 import { needsNormalization, normalizePath, PathProblem } from "../security/path.ts";
 import type { Runtime } from "./build.ts";
@@ -28,7 +29,8 @@ export function explainRequest(runtime: Runtime, method: string, url: URL, heade
   const path = needsNormalization(raw) ? normalizePath(raw, runtime.config.listeners[0]!.path_normalization) : raw;
   const none = { route: null, index: null, cluster: null, clusters: [], upstream_path: null, upstream_host: null, endpoints: [], websocket: false, cache: null };
   if (path instanceof PathProblem) return { ...none, refused: path.reason };
-  const facts = { method: method.toUpperCase(), host: url.host.toLowerCase(), path, query: url.search.slice(1), headers };
+  // …and the host as the proxy route does (trailing dots dropped, see security/host.ts).
+  const facts = { method: method.toUpperCase(), host: canonicalAuthority(url.host.toLowerCase()), path, query: url.search.slice(1), headers };
   const route = matchRoute(runtime.routes, facts);
   if (route === undefined) return { ...none, refused: null };
   const c = route.config;

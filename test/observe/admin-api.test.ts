@@ -65,6 +65,8 @@ test("GET /route tells which route and cluster a request would hit, and what the
   // The path as the request guard normalizes it, or why it would be refused.
   expect(await ask(`url=${encodeURIComponent("http://api.example.com//v2/%6Frders/7")}`)).toMatchObject({ route: "orders", upstream_path: "/orders/7", refused: null });
   expect(await ask(`url=${encodeURIComponent("http://api.example.com/v2%2Forders/7")}`)).toMatchObject({ route: null, refused: "the path has an escaped slash or backslash (%2F, %5C)" });
+  // The host as the proxy routes it: a fully qualified name's trailing dot dropped.
+  expect(await ask(`url=${encodeURIComponent("http://API.example.com./v2/orders/7")}`)).toMatchObject({ route: "orders", upstream_host: "api.example.com" });
   expect((await fetch(`${admin}/route?url=relative`, { headers: auth })).status).toBe(400);
 });
 
