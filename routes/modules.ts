@@ -1,7 +1,7 @@
 /**
  * Custom route modules: a route with `module:` is answered by the module's Hono app, after the
  * route's request filters (auth, rate limits…) and before its response phase (header rules,
- * transform, compression) and log — the same phases as any route. The module sees the path
+ * transform, compression) and log — the same phases every route has. The module sees the path
  * without the route's prefix, `c.env` (ModuleBindings) with the request id, the caller's
  * identity and the cluster client. What it throws is logged and answered 500 (a failed cluster
  * call it does not catch: that call's error, e.g. 502); the route's request timeout bounds it.
