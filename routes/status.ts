@@ -6,10 +6,23 @@
  */
 import { Hono } from "hono";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
-import { metrics } from "../src/observe/metrics.ts";
+import { metricsText } from "../src/observe/worker-metrics.ts";
 
-export function statusSnapshot(runtime: RuntimeRef) {
+/**
+ * Requests per route from the /metrics exposition — summed over every worker when supervised
+ * (worker 0 serves this page; its own registry holds only its share).
+ */
+function requestsByRoute(exposition: string): Map<string, number> {
+  const totals = new Map<string, number>();
+  for (const m of exposition.matchAll(/^switchyard_requests_total\{(?:[^}]*,)?route="([^"]*)"[^}]*\} (\d+(?:\.\d+)?(?:e\+?\d+)?)$/gm)) {
+    totals.set(m[1]!, (totals.get(m[1]!) ?? 0) + Number(m[2]));
+  }
+  return totals;
+}
+
+export async function statusSnapshot(runtime: RuntimeRef) {
   const rt = runtime.current;
+  const requests = requestsByRoute(await metricsText());
   const now = performance.now();
   return {
     version: rt.version,
@@ -18,7 +31,7 @@ export function statusSnapshot(runtime: RuntimeRef) {
       name: r.name,
       cluster: r.config.to ?? r.config.weighted_clusters?.map((w) => `${w.cluster}:${w.weight}`).join(" ")
         ?? (r.config.compose ? `compose: ${Object.values(r.config.compose.calls).map((c) => c.cluster).join(" ")}` : r.config.module ? `module: ${r.config.module}` : ""),
-      requests: metrics.requests.sum((labels) => labels[0] === r.name),
+      requests: requests.get(r.name) ?? 0,
     })),
     clusters: [...rt.clusters.values()].map((c) => {
       const available = new Set(c.available());
@@ -79,7 +92,7 @@ setInterval(refresh, 2000);
 
 export function statusRoutes(runtime: RuntimeRef): Hono {
   const app = new Hono();
-  app.get("/status.json", (c) => c.json(statusSnapshot(runtime)));
+  app.get("/status.json", async (c) => c.json(await statusSnapshot(runtime)));
   app.get("/status", (c) => c.html(PAGE));
   return app;
 }

@@ -61,6 +61,9 @@ test("/metrics on the admin port reports the sum over the workers", async () => 
   expect(text).toMatch(/^switchyard_config_version 1$/m); // a state, not summed
   const check = Bun.spawn(["promtool", "check", "metrics"], { stdin: new TextEncoder().encode(text), stdout: "pipe", stderr: "pipe" });
   expect(await check.exited).toBe(0);
+  // The status page counts every worker's requests too, not worker 0's share.
+  const status = (await (await fetch(`http://127.0.0.1:${adminPort}/status.json`)).json()) as { routes: { requests: number }[] };
+  expect(status.routes.reduce((sum, r) => sum + r.requests, 0)).toBe(1000);
 });
 
 test("SIGHUP reaches every worker", async () => {
