@@ -40,6 +40,12 @@ export const ClientAuthSchema = z.strictObject({
    * replaced by the verified certificate's (Envoy's format: `Hash=…;Subject="…";URI=…;DNS=…`).
    */
   forward_client_cert: z.enum(["sanitize", "set"]).default("sanitize"),
+  /**
+   * Connections still in their TLS handshake at once (each lasts at most the listener's
+   * idle_timeout); more are closed at once, so a flood of silent sockets cannot exhaust file
+   * descriptors and keep real clients out for the whole timeout. Default 1024.
+   */
+  max_pending_handshakes: z.number().int().min(1).max(1_000_000).default(1024),
 });
 
 export const ListenerTlsSchema = z.strictObject({

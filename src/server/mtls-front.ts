@@ -149,7 +149,18 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
   });
   // Bun's node:tls leaves the socket open after a handshake timeout or a failed handshake: close it.
   server.on("tlsClientError", (_error, socket) => socket.destroy());
+  // Handshakes in progress, bounded (in Bun the TLS socket is the accepted socket itself).
+  const handshaking = new Set<object>();
+  server.on("connection", (socket: import("node:net").Socket) => {
+    if (handshaking.size >= options.clientAuth.max_pending_handshakes) {
+      socket.destroy();
+      return;
+    }
+    handshaking.add(socket);
+    socket.once("close", () => handshaking.delete(socket));
+  });
   server.on("secureConnection", (client) => {
+    handshaking.delete(client);
     if (options.clientAuth.mode === "request" && !client.authorized && client.getPeerX509Certificate() !== undefined) {
       client.destroy(); // a certificate was offered and did not verify: refused, not treated as anonymous
       return;

@@ -68,7 +68,7 @@ describe("listener TLS files", () => {
       try {
         loadListenerTls({
           certificates: [{ cert: a.cert, key: b.key }, { cert: pki.file("missing.pem"), key: a.key }, { cert: a.key, key: a.key }],
-          client_auth: { mode: "require", ca: a.key, forward_client_cert: "sanitize" },
+          client_auth: { mode: "require", ca: a.key, forward_client_cert: "sanitize", max_pending_handshakes: 1024 },
           watch: false,
         }, ["listeners", 2, "tls"]);
       } catch (e) {

@@ -66,7 +66,7 @@ beforeAll(async () => {
       },
       {
         name: "optional", address: "127.0.0.1", port: 0,
-        tls: { certificates: [{ cert: server.cert, key: server.key }], client_auth: { mode: "request", ca: pki.ca.cert } },
+        tls: { certificates: [{ cert: server.cert, key: server.key }], client_auth: { mode: "request", ca: pki.ca.cert, max_pending_handshakes: 3 } },
       },
       { name: "plain", address: "127.0.0.1", port: 0 },
     ],
@@ -254,6 +254,28 @@ test("a plain listener never passes a client's x-forwarded-client-cert", async (
 });
 
 describe("hostile peers at the front", () => {
+  test("handshakes in progress are bounded: beyond max_pending_handshakes a new connection is closed at once", async () => {
+    const { connect } = await import("node:net");
+    const open = (): Promise<{ socket: import("node:net").Socket; closedWithin: (ms: number) => Promise<boolean> }> =>
+      new Promise((resolve) => {
+        const socket = connect({ host: "127.0.0.1", port: port(1) });
+        let closed = false;
+        socket.on("close", () => (closed = true));
+        socket.on("error", () => {});
+        socket.on("connect", () => resolve({ socket, closedWithin: async (ms) => (await Bun.sleep(ms), closed) }));
+      });
+    const silent = [await open(), await open(), await open()];
+    await Bun.sleep(100);
+    const extra = await open();
+    expect(await extra.closedWithin(300)).toBe(true);
+    for (const s of silent) expect(await s.closedWithin(0)).toBe(false); // still waiting out their timeout
+    for (const s of silent) s.socket.destroy();
+    await Bun.sleep(100);
+    const conn = await connectAs(undefined, 1);
+    expect((await conn.request(get("/"))).status).toBe(200);
+    conn.close();
+  });
+
   test("a silent connection is dropped after the handshake timeout (the listener's idle_timeout)", async () => {
     const { connect } = await import("node:net");
     const started = performance.now();
