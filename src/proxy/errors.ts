@@ -169,9 +169,9 @@ export function errorBody(err: SwitchyardError, requestId: string): string {
   return JSON.stringify({ error: err.code, message: err.message, request_id: requestId });
 }
 
-/** A proxy-made error response: errorBody as JSON, the request id, never cached. */
-export function errorResponse(err: SwitchyardError, requestId: string): Response {
-  return new Response(errorBody(err, requestId), {
+/** A proxy-made error response: errorBody as JSON (given when the caller already made it), the request id, never cached. */
+export function errorResponse(err: SwitchyardError, requestId: string, body = errorBody(err, requestId)): Response {
+  return new Response(body, {
     status: err.status,
     headers: { "content-type": "application/json", "x-request-id": requestId, "cache-control": "no-store", ...err.headers },
   });

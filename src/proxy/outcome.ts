@@ -7,10 +7,10 @@ export function clientAborted(): SwitchyardError {
   return new SwitchyardError({ code: "client_aborted", status: 499, source: "client", message: "the client went away" });
 }
 
-/** 7 error: every failure becomes a JSON response with the request id, then is logged. */
 /** Failures on the upstream side, which a route's fallback may answer for. */
 const FALLBACK_FOR = new Set(["circuit_open", "overloaded", "no_healthy_endpoint"]);
 
+/** 7 error: every failure becomes a JSON response with the request id (or the route's fallback), then is logged. */
 export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
   ctx.error = error;
   const fallback = ctx.route?.config.fallback;
@@ -28,10 +28,11 @@ export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
     return new Response(ctx.method === "HEAD" ? null : fallback.body, { status: fallback.status, headers });
   }
   ctx.status = error.status;
+  const body = errorBody(error, ctx.requestId);
   // (A client that went away is sent nothing.)
-  if (error.code !== "client_aborted") ctx.bytesOut = ctx.method === "HEAD" ? 0 : Buffer.byteLength(errorBody(error, ctx.requestId));
+  if (error.code !== "client_aborted") ctx.bytesOut = ctx.method === "HEAD" ? 0 : Buffer.byteLength(body);
   log(ctx);
-  const response = errorResponse(error, ctx.requestId);
+  const response = errorResponse(error, ctx.requestId, body);
   if (ctx.route?.config.retry) response.headers.set("x-switchyard-attempts", String(ctx.attempt));
   responseFilters(ctx, response.headers, error.status);
   return response;
