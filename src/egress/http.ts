@@ -4,6 +4,7 @@
  * target's authority as Host, hop-by-hop fields removed both ways, bodies streamed with
  * backpressure, under the connect, idle and request timeouts.
  */
+import { canonicalHostName } from "../security/host.ts";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Deadlines } from "../proxy/deadlines.ts";
 import { errors, SwitchyardError } from "../proxy/errors.ts";
@@ -80,7 +81,7 @@ export async function forwardHttp(req: IncomingMessage, res: ServerResponse, rec
   if (url.username !== "" || url.password !== "") return sendError(res, record, badTarget("credentials in the target URL are refused"));
   // As parseAuthority has it for CONNECT (URL has lower-cased it): no brackets, no trailing dot,
   // so `api.example.com.` is the name a rule allows.
-  const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname.replace(/\.$/, "");
+  const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : canonicalHostName(url.hostname);
   const target = { host, port: url.port === "" ? 80 : Number(url.port) };
   const { timeouts } = options.config;
   const address = await chooseAddress(options.policy, target, timeouts.connect, options.resolve);

@@ -5,6 +5,7 @@
  * metadata service, among them), unspecified and multicast addresses are refused unless a `cidr`
  * rule names them: a name rule never unlocks them (SSRF). Pure.
  */
+import { canonicalHostName } from "../security/host.ts";
 import { CidrSet } from "../util/cidr.ts";
 import type { EgressRule } from "./schema.ts";
 
@@ -32,7 +33,7 @@ export function parseAuthority(text: string, defaultPort?: number): Target | und
   if (m === null) return undefined;
   const port = m[3] === undefined ? defaultPort : Number(m[3]);
   if (port === undefined || port < 1 || port > 65535) return undefined;
-  const host = (m[1] ?? m[2]!).toLowerCase().replace(/\.$/, "");
+  const host = canonicalHostName((m[1] ?? m[2]!).toLowerCase());
   if (host === "") return undefined;
   return { host, port };
 }

@@ -13,3 +13,8 @@ export function canonicalAuthority(authority: string): string {
   if (!authority.endsWith(".") && !authority.includes(".:")) return authority;
   return authority.replace(/\.+(?=(?::\d*)?$)/, "");
 }
+
+/** A bare host name (no port) without its trailing dots: `api.example.com.` → `api.example.com`. */
+export function canonicalHostName(name: string): string {
+  return name.endsWith(".") ? name.replace(/\.+$/, "") : name;
+}

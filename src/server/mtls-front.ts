@@ -15,6 +15,7 @@
  * has SNICallback, and with it certificates rotate in place without a second listener.
  * Cost: see README (mTLS) and bench/mtls.ts.
  */
+import { canonicalHostName } from "../security/host.ts";
 import { createSecureContext, createServer, type SecureContext, type TLSSocket } from "node:tls";
 import type { Socket } from "bun";
 import type { ClientIdentity } from "../proxy/context.ts";
@@ -95,7 +96,7 @@ function buildContexts(material: ListenerTlsMaterial): Contexts {
 
 /** By SNI name, in any case and with or without a trailing dot (as Bun.serve matches on TLS listeners). */
 function contextFor(contexts: Contexts, serverName: string): SecureContext {
-  const name = serverName.toLowerCase().replace(/\.$/, "");
+  const name = canonicalHostName(serverName.toLowerCase());
   const dot = name.indexOf(".");
   return contexts.exact.get(name) ?? (dot === -1 ? undefined : contexts.wildcard.get(name.slice(dot + 1))) ?? contexts.fallback;
 }
