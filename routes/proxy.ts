@@ -3,7 +3,6 @@
  * pipeline. Kept free of middleware on purpose: code after `next()` costs ~35% on this path.
  */
 import type { Server } from "bun";
-import { Hono } from "hono";
 import type { ListenerInfo, ProxyContext } from "../src/proxy/context.ts";
 import { errorResponse, errors } from "../src/proxy/errors.ts";
 import { requestIdFrom, traceparentFrom } from "../src/proxy/headers.ts";
@@ -100,9 +99,28 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
   });
 }
 
-export function proxyRoutes(options: ProxyRouteOptions, health?: HealthOptions): Hono<{ Bindings: Server<unknown> }> {
-  const app = new Hono<{ Bindings: Server<unknown> }>();
-  if (health) app.route("/", healthRoutes(health));
-  app.all("*", (c) => handleProxyRequest(c.req.raw, c.env, options));
-  return app;
+/** The proxy listener's fetch handler. */
+export type ProxyHandler = (request: Request, server: Server<unknown>) => Promise<Response> | Response;
+
+/**
+ * Every request goes straight to handleProxyRequest, except the health paths when the listener
+ * serves them (a Hono app). A router in front of every proxied request cost ~1.5 µs per request
+ * (Context, path parsing, matching) for two fixed paths.
+ */
+export function proxyRoutes(options: ProxyRouteOptions, health?: HealthOptions): ProxyHandler {
+  if (health === undefined) return (request, server) => handleProxyRequest(request, server, options);
+  const app = healthRoutes(health);
+  return (request, server) => (isHealthCheck(request) ? app.fetch(request) : handleProxyRequest(request, server, options));
+}
+
+/** GET or HEAD of /healthz or /readyz (any query); other methods on those paths are proxied. */
+function isHealthCheck(request: Request): boolean {
+  if (request.method !== "GET" && request.method !== "HEAD") return false;
+  const url = request.url;
+  const scheme = url.indexOf("://");
+  const start = url.indexOf("/", scheme === -1 ? 0 : scheme + 3);
+  if (start === -1) return false;
+  const q = url.indexOf("?", start);
+  const path = q === -1 ? url.slice(start) : url.slice(start, q);
+  return path === "/healthz" || path === "/readyz";
 }

@@ -63,7 +63,7 @@ export async function startProxyListener(listener: Listener, index: number, stat
     idleTimeout: Math.ceil(listener.idle_timeout / 1000),
     maxRequestBodySize: listener.max_request_body,
     development: false,
-    fetch: (request, server) => app.fetch(request, server),
+    fetch: app,
     websocket: websocketHandlers,
     error: onServerError,
   });
