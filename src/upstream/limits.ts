@@ -22,6 +22,13 @@ export class ClusterLimits {
     this.requests--;
   }
 
+  /** Takes a free connection slot if there is one (never waits). */
+  tryAcquireConnection(): boolean {
+    if (this.connections >= this.config.max_connections) return false;
+    this.connections++;
+    return true;
+  }
+
   /**
    * Takes a connection slot, waiting in line (up to max_pending) while all are busy. Resolves false
    * when the line is full, or when `signal` aborts while waiting.

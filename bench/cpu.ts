@@ -1,0 +1,89 @@
+/**
+ * Proxy CPU time per request: a steadier figure than req/s on a small, shared machine (the load
+ * tool, the upstream and the proxy compete for the same cores, so req/s moves with everything
+ * else; the proxy's own CPU seconds per request do not). Runs wrk against the minimal proxy and
+ * Switchyard alternately and reads each serving process's utime+stime from /proc.
+ *
+ *   bun bench/cpu.ts [--scenario get-1k,sse] [--rounds 5] [--duration 3] [--connections 50]
+ *
+ * Prints, per scenario and target, the median µs of proxy CPU per request and the ratio
+ * minimal/switchyard (1.0 = as cheap as the floor).
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { killAll } from "./lib/procs.ts";
+import { startMinimal, startSwitchyard, startUpstream, type Target } from "./lib/targets.ts";
+import { type Scenario, wrkTool } from "./lib/tools.ts";
+
+const { values: flags } = parseArgs({
+  options: {
+    scenario: { type: "string", default: "get-1k,get-64k,sse" },
+    rounds: { type: "string", default: "5" },
+    duration: { type: "string", default: "3" },
+    connections: { type: "string" },
+  },
+});
+const rounds = Number(flags.rounds);
+const duration = Number(flags.duration);
+if (!(rounds > 0 && duration > 0)) throw new Error("--rounds and --duration must be positive numbers");
+
+/** Clock ticks per second for /proc/PID/stat (getconf CLK_TCK; 100 on Linux everywhere we run). */
+const CLK_TCK = 100;
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) — utime and stime are the 14th and 15th.
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+const tmp = mkdtempSync(join(tmpdir(), "switchyard-cpu-"));
+const stop = async () => {
+  await killAll();
+  rmSync(tmp, { recursive: true, force: true });
+};
+process.on("SIGINT", () => void stop().then(() => process.exit(130)));
+
+try {
+  const scenarios: Scenario[] = [];
+  for (const name of flags.scenario!.split(",")) {
+    const s = (await Bun.file(join(import.meta.dir, "scenarios", `${name.trim()}.json`)).json()) as Scenario;
+    if (s.kind !== "http") throw new Error(`${name}: only HTTP scenarios are measured here`);
+    if (flags.connections !== undefined) s.connections = Number(flags.connections);
+    scenarios.push(s);
+  }
+  const up = await startUpstream(tmp);
+  const targets: Target[] = [await startMinimal(tmp, up), await startSwitchyard(tmp, up, false)];
+  const tool = await wrkTool(1);
+  console.log(`proxy CPU per request — wrk, ${rounds} rounds × ${duration} s, bun ${Bun.version}`);
+  for (const scenario of scenarios) {
+    await tool.prepare(scenario, tmp);
+    const perReq = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+    const rps = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+    for (const t of targets) await tool.run(scenario, t.origin + scenario.path, 1, tmp); // warm-up
+    for (let r = 0; r < rounds; r++) {
+      for (const t of targets) {
+        const pids = t.serverPids();
+        const before = pids.reduce((s, p) => s + cpuSeconds(p), 0);
+        const result = await tool.run(scenario, t.origin + scenario.path, duration, tmp);
+        const used = pids.reduce((s, p) => s + cpuSeconds(p), 0) - before;
+        perReq.get(t.name)!.push((used / result.requests) * 1e6);
+        rps.get(t.name)!.push(result.requestsPerSec);
+      }
+    }
+    const line = targets.map((t) => `${t.name} ${median(perReq.get(t.name)!).toFixed(1)} µs/req (${Math.round(median(rps.get(t.name)!))} req/s)`);
+    const ratio = median(perReq.get("minimal")!) / median(perReq.get("switchyard")!);
+    const rpsRatio = median(rps.get("switchyard")!) / median(rps.get("minimal")!);
+    console.log(`${scenario.name.padEnd(10)} ${line.join("   ")}   cpu minimal/switchyard ${ratio.toFixed(2)}   req/s switchyard/minimal ${rpsRatio.toFixed(2)}`);
+  }
+} finally {
+  await stop();
+}
