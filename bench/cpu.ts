@@ -2,19 +2,20 @@
  * Proxy CPU time per request: a steadier figure than req/s on a small, shared machine (the load
  * tool, the upstream and the proxy compete for the same cores, so req/s moves with everything
  * else; the proxy's own CPU seconds per request do not). Runs wrk against the minimal proxy and
- * Switchyard alternately and reads each serving process's utime+stime from /proc.
+ * Switchyard alternately (and the floor proxy: bench/floor-proxy.ts) and reads each serving
+ * process's utime+stime from /proc.
  *
  *   bun bench/cpu.ts [--scenario get-1k,sse] [--rounds 5] [--duration 3] [--connections 50]
  *
- * Prints, per scenario and target, the median µs of proxy CPU per request and the ratio
- * minimal/switchyard (1.0 = as cheap as the floor).
+ * Prints, per scenario and target, the median µs of proxy CPU per request and req/s, and the
+ * ratios to the minimal proxy (1.0 = as cheap as it).
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { killAll } from "./lib/procs.ts";
-import { startMinimal, startSwitchyard, startUpstream, type Target } from "./lib/targets.ts";
+import { startFloor, startMinimal, startSwitchyard, startUpstream, type Target } from "./lib/targets.ts";
 import { type Scenario, wrkTool } from "./lib/tools.ts";
 
 const { values: flags } = parseArgs({
@@ -61,7 +62,7 @@ try {
     scenarios.push(s);
   }
   const up = await startUpstream(tmp);
-  const targets: Target[] = [await startMinimal(tmp, up), await startSwitchyard(tmp, up, false)];
+  const targets: Target[] = [await startMinimal(tmp, up), await startFloor(tmp, up), await startSwitchyard(tmp, up, false)];
   const tool = await wrkTool(1);
   console.log(`proxy CPU per request — wrk, ${rounds} rounds × ${duration} s, bun ${Bun.version}`);
   for (const scenario of scenarios) {
@@ -79,10 +80,13 @@ try {
         rps.get(t.name)!.push(result.requestsPerSec);
       }
     }
-    const line = targets.map((t) => `${t.name} ${median(perReq.get(t.name)!).toFixed(1)} µs/req (${Math.round(median(rps.get(t.name)!))} req/s)`);
-    const ratio = median(perReq.get("minimal")!) / median(perReq.get("switchyard")!);
-    const rpsRatio = median(rps.get("switchyard")!) / median(rps.get("minimal")!);
-    console.log(`${scenario.name.padEnd(10)} ${line.join("   ")}   cpu minimal/switchyard ${ratio.toFixed(2)}   req/s switchyard/minimal ${rpsRatio.toFixed(2)}`);
+    console.log(scenario.name);
+    const cpuOf = (name: string) => median(perReq.get(name)!);
+    const rpsOf = (name: string) => median(rps.get(name)!);
+    for (const t of targets) {
+      console.log(`  ${t.name.padEnd(11)} ${cpuOf(t.name).toFixed(1).padStart(6)} µs/req  ${String(Math.round(rpsOf(t.name))).padStart(6)} req/s` +
+        (t.name === "minimal" ? "" : `   cpu minimal/${t.name} ${(cpuOf("minimal") / cpuOf(t.name)).toFixed(2)}   req/s ${t.name}/minimal ${(rpsOf(t.name) / rpsOf("minimal")).toFixed(2)}`));
+    }
   }
 } finally {
   await stop();

@@ -2,7 +2,7 @@
  * Switchyard's benchmark: every scenario against every target, in one run, with one load tool.
  *
  *   bun run bench [--duration S] [--rounds N] [--warmup S] [--scenario a,b|all]
- *                 [--targets direct,minimal,switchyard,switchyard-log,nginx] [--connections N]
+ *                 [--targets direct,minimal,floor,switchyard,switchyard-log,nginx] [--connections N]
  *                 [--threads N] [--nginx-workers N] [--tool wrk|oha] [--out FILE]
  *
  * (each flag also reads BENCH_<NAME> from the environment, e.g. BENCH_DURATION=2).
@@ -15,13 +15,13 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { killAll, rssSampler, runBounded, statusKiB } from "./lib/procs.ts";
 import {
-  ALL_TARGETS, directTarget, StartError, startMinimal, startNginx, startSwitchyard, startUpstream, type Target, type TargetName, type Upstream,
+  ALL_TARGETS, directTarget, StartError, startFloor, startMinimal, startNginx, startSwitchyard, startUpstream, type Target, type TargetName, type Upstream,
 } from "./lib/targets.ts";
 import { type HttpTool, LoadError, type LoadResult, ohaTool, runWsLoad, type Scenario, wrkTool } from "./lib/tools.ts";
 
 const BENCH_DIR = import.meta.dir;
 const REPO = join(BENCH_DIR, "..");
-const DEFAULT_TARGETS: TargetName[] = ["direct", "minimal", "switchyard", "nginx"];
+const DEFAULT_TARGETS: TargetName[] = ["direct", "minimal", "floor", "switchyard", "nginx"];
 /** Switchyard's goal: at least this fraction of the minimal proxy's req/s. */
 const TARGET_RATIO = 0.9;
 
@@ -229,9 +229,9 @@ function ratios(targets: ScenarioResult["targets"], rounds: number): Record<stri
     const m = targets[name]?.rounds.find((r) => r.round === round);
     return m === undefined || "error" in m ? Number.NaN : m.requestsPerSec;
   };
-  for (const subject of ["switchyard", "switchyard-log"] as const) {
+  for (const subject of ["switchyard", "switchyard-log", "floor"] as const) {
     if (!targets[subject]) continue;
-    for (const ref of ["minimal", "nginx", "direct"] as const) {
+    for (const ref of subject === "floor" ? (["minimal"] as const) : (["minimal", "floor", "nginx", "direct"] as const)) {
       if (!targets[ref]) continue;
       const per = Array.from({ length: rounds }, (_, r) => rpsIn(subject, r) / rpsIn(ref, r));
       out[`${subject}/${ref}`] = median(per);
@@ -326,6 +326,7 @@ async function main(): Promise<number> {
   for (const name of wantedTargets) {
     if (name === "direct") targets.push(directTarget(up));
     else if (name === "minimal") targets.push(await startMinimal(tmp, up));
+    else if (name === "floor") targets.push(await startFloor(tmp, up));
     else if (name === "switchyard") targets.push(await startSwitchyard(tmp, up, false));
     else if (name === "switchyard-log") targets.push(await startSwitchyard(tmp, up, true));
     else targets.push(await startNginx(tmp, up, options.nginxWorkers));
@@ -341,10 +342,12 @@ async function main(): Promise<number> {
   const results: ScenarioResult[] = [];
   for (const scenario of scenarios) {
     if (scenario.kind === "http") await tool.prepare(scenario, tmp);
+    // The floor proxy serves HTTP only.
+    const serving = targets.filter((t) => !(t.httpOnly && scenario.kind === "ws"));
     const perTarget: Partial<Record<TargetName, TargetResult["rounds"]>> = {};
-    for (const t of targets) perTarget[t.name] = [];
+    for (const t of serving) perTarget[t.name] = [];
     if (options.warmup > 0) {
-      for (const t of targets) {
+      for (const t of serving) {
         try {
           await measure(tool, scenario, t, up, options.warmup, tmp, -1);
         } catch (e) {
@@ -355,7 +358,7 @@ async function main(): Promise<number> {
     }
     for (let round = 0; round < options.rounds; round++) {
       // Rotate the order every round so that no target always runs first (or right after another).
-      const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
+      const order = serving.map((_, i) => serving[(i + round) % serving.length]!);
       for (const t of order) {
         let m: Measurement | { round: number; error: string };
         try {
@@ -376,7 +379,7 @@ async function main(): Promise<number> {
       }
     }
     const aggregated: ScenarioResult["targets"] = {};
-    for (const t of targets) aggregated[t.name] = aggregate(perTarget[t.name]!);
+    for (const t of serving) aggregated[t.name] = aggregate(perTarget[t.name]!);
     const sr: ScenarioResult = { scenario, tool: scenario.kind === "ws" ? "ws-load" : tool.name, targets: aggregated, ratios: ratios(aggregated, options.rounds) };
     results.push(sr);
     console.log(`${scenarioBlock(sr, targets, options.rounds)}\n`);

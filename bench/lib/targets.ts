@@ -7,8 +7,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { alive, childPids, freePort, type Proc, spawnLogged, tail, trackPid } from "./procs.ts";
 
-export type TargetName = "direct" | "minimal" | "switchyard" | "switchyard-log" | "nginx";
-export const ALL_TARGETS: readonly TargetName[] = ["direct", "minimal", "switchyard", "switchyard-log", "nginx"];
+export type TargetName = "direct" | "minimal" | "floor" | "switchyard" | "switchyard-log" | "nginx";
+export const ALL_TARGETS: readonly TargetName[] = ["direct", "minimal", "floor", "switchyard", "switchyard-log", "nginx"];
 
 export interface Target {
   name: TargetName;
@@ -19,6 +19,8 @@ export interface Target {
   serverPids(): number[];
   /** Still running? (checked after every measurement) */
   healthy(): boolean;
+  /** Serves HTTP scenarios only (skipped for WebSocket ones). */
+  httpOnly?: boolean;
 }
 
 export class StartError extends Error {}
@@ -82,21 +84,24 @@ export function directTarget(up: Upstream): Target {
   };
 }
 
-export async function startMinimal(tmp: string, up: Upstream): Promise<Target> {
+/** A one-file Bun proxy of bench/ (minimal-proxy.ts, floor-proxy.ts), with the fetch cap raised as Switchyard raises it. */
+async function startBenchProxy(tmp: string, up: Upstream, name: "minimal" | "floor", file: string, describe: string): Promise<Target> {
   const port = freePort();
-  const proc = spawnLogged("minimal", [process.execPath, join(BENCH_DIR, "minimal-proxy.ts"), String(port), up.origin], {
+  const proc = spawnLogged(name, [process.execPath, join(BENCH_DIR, file), String(port), up.origin], {
     env: cleanEnv({ BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" }),
-    logPath: join(tmp, "minimal.log"),
+    logPath: join(tmp, `${name}.log`),
   });
   const origin = `http://127.0.0.1:${port}`;
-  await waitReady("minimal proxy", origin, proc);
-  return {
-    name: "minimal",
-    origin,
-    describe: "bench/minimal-proxy.ts: Bun.serve → fetch → return (the floor)",
-    serverPids: () => [proc.pid],
-    healthy: () => procAlive(proc),
-  };
+  await waitReady(`${name} proxy`, origin, proc);
+  return { name, origin, describe, serverPids: () => [proc.pid], healthy: () => procAlive(proc), httpOnly: name === "floor" };
+}
+
+export function startMinimal(tmp: string, up: Upstream): Promise<Target> {
+  return startBenchProxy(tmp, up, "minimal", "minimal-proxy.ts", "bench/minimal-proxy.ts: Bun.serve → fetch → return (the floor)");
+}
+
+export function startFloor(tmp: string, up: Upstream): Promise<Target> {
+  return startBenchProxy(tmp, up, "floor", "floor-proxy.ts", "bench/floor-proxy.ts: the minimal proxy plus the per-request work issue 2 requires, in one function (HTTP only)");
 }
 
 function switchyardConfig(port: number, adminPort: number, upstream: string, accessLog: string | undefined): string {

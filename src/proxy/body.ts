@@ -11,32 +11,35 @@ export interface BodyWatcher {
 
 export const BODY_CANCELLED = Symbol("body cancelled");
 
+/** Something that may fail the exchange (its Deadlines): tells one listener, which it can forget again. */
+export interface AbortSource {
+  onAbort(listener: ((reason: unknown) => void) | undefined): void;
+}
+
 /**
  * `abort`: when it fires (a deadline), the stream ends with its reason at once, even if nobody is
  * pulling — a reader that stopped reading (its socket full) would otherwise hold the exchange,
- * and everything it counts against, until it left.
+ * and everything it counts against, until it left. (A direct hook, not an AbortSignal listener:
+ * adding and removing one cost ~2 µs per streamed response.)
  */
-export function watchBody(source: ReadableStream<Uint8Array>, watcher: BodyWatcher, abort?: AbortSignal): ReadableStream<Uint8Array> {
+export function watchBody(source: ReadableStream<Uint8Array>, watcher: BodyWatcher, abort?: AbortSource): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   let ended = false;
   const end = (error?: unknown) => {
     if (ended) return;
     ended = true;
-    abort?.removeEventListener("abort", onAbort);
+    abort?.onAbort(undefined);
     watcher.onEnd(error);
   };
-  let onAbort = () => {};
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        if (abort === undefined) return;
-        onAbort = () => {
+        abort?.onAbort((reason) => {
           if (ended) return;
-          end(abort.reason);
-          controller.error(abort.reason);
-          reader.cancel(abort.reason).catch(() => {});
-        };
-        abort.addEventListener("abort", onAbort, { once: true });
+          end(reason);
+          controller.error(reason);
+          reader.cancel(reason).catch(() => {});
+        });
       },
       async pull(controller) {
         try {

@@ -1,3 +1,4 @@
+import type { AbortSource } from "./body.ts";
 import { errors, type SwitchyardError } from "./errors.ts";
 
 /**
@@ -6,8 +7,10 @@ import { errors, type SwitchyardError } from "./errors.ts";
  * checks both and re-arms itself for what is left. Chunks only stamp `lastActivity` (no timer
  * work per chunk). Either expiry aborts `controller`.
  */
-export class Deadlines {
+export class Deadlines implements AbortSource {
   readonly controller = new AbortController();
+  /** Told when the exchange fails (the response body's watcher). */
+  private abortListener: ((reason: unknown) => void) | undefined;
   private lastActivity = performance.now();
   private idleHeld = false;
   /** While a watched request body is still arriving, an idle expiry is the client's fault (408), not the upstream's. */
@@ -63,7 +66,15 @@ export class Deadlines {
 
   fail(error: SwitchyardError): void {
     this.clear();
-    if (!this.controller.signal.aborted) this.controller.abort(error);
+    if (this.controller.signal.aborted) return;
+    this.controller.abort(error);
+    const listener = this.abortListener;
+    this.abortListener = undefined;
+    listener?.(error);
+  }
+
+  onAbort(listener: ((reason: unknown) => void) | undefined): void {
+    this.abortListener = listener;
   }
 
   clear(): void {

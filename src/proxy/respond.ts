@@ -84,7 +84,7 @@ function deliver(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, in
       else if (error !== undefined) ctx.error = SwitchyardError.from(reason ?? error);
       log(ctx);
     },
-  }, deadlines.signal);
+  }, deadlines);
   return new Response(body, init);
 }
 

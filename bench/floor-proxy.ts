@@ -1,0 +1,152 @@
+/**
+ * The floor with the issue's requirements: the per-request work every Switchyard request must do
+ * by spec (issue 2), written as tightly as one function allows — and nothing else: no routing,
+ * config, ctx object, filters, access log or metrics. The gap minimal → floor is what the required
+ * behaviour itself costs in this Bun; the gap floor → switchyard is what our pipeline adds.
+ *
+ *   BUN_CONFIG_MAX_HTTP_REQUESTS=65535 bun bench/floor-proxy.ts PORT UPSTREAM_ORIGIN
+ *
+ * Per request, as Switchyard does it: the peer address (X-Forwarded-For), a request id (kept
+ * only from trusted peers: here, made), a traceparent kept or started, hop-by-hop fields removed
+ * both ways (and the forwarding fields a client could forge), X-Request-Id echoed, a request
+ * timeout and an idle timeout (one timer, aborting fetch), the client leaving aborts the upstream
+ * request, Bun's idle timer off during the exchange and back on after, a small fixed-length
+ * answer read whole (its length kept and a cut one turned into a 502), larger or unsized ones
+ * streamed with their end watched. HTTP only (the WebSocket scenario uses the minimal proxy's
+ * shape: there is no per-message requirement beyond forwarding).
+ */
+import type { Server } from "bun";
+
+const port = Number(process.argv[2] ?? 0);
+const upstream = (process.argv[3] ?? "").replace(/\/$/, "");
+if (!/^http:\/\/[^/]+$/.test(upstream)) {
+  console.error("usage: bun bench/floor-proxy.ts PORT http://HOST:PORT");
+  process.exit(2);
+}
+
+const REQUEST_MS = 60_000;
+const IDLE_MS = 60_000;
+const LISTENER_IDLE_S = 30;
+const SMALL = 64 * 1024;
+const DROP = [
+  "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization",
+  "proxy-authenticate", "http2-settings", "forwarded", "x-forwarded-port", "x-forwarded-server", "x-real-ip",
+  "x-forwarded-client-cert", "x-original-url", "x-rewrite-url", "x-forwarded-prefix", "x-http-method-override",
+  "x-http-method", "x-method-override",
+];
+const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const pool = Buffer.alloc(4096);
+let poolAt = pool.length;
+
+function newTraceparent(): string {
+  if (poolAt + 24 > pool.length) {
+    crypto.getRandomValues(pool);
+    poolAt = 0;
+  }
+  poolAt += 24;
+  const hex = pool.toString("hex", poolAt - 24, poolAt);
+  return `00-${hex.slice(0, 32)}-${hex.slice(32)}-01`;
+}
+
+function badGateway(id: string): Response {
+  return Response.json({ error: "upstream_reset", request_id: id }, { status: 502, headers: { "x-request-id": id } });
+}
+
+async function handle(request: Request, server: Server<undefined>): Promise<Response> {
+  const url = request.url;
+  const slash = url.indexOf("/", url.indexOf("://") + 3);
+  const host = url.slice(url.indexOf("://") + 3, slash);
+  const id = crypto.randomUUID();
+  const peer = server.requestIP(request)?.address ?? "";
+  server.timeout(request, 0);
+  const headers = new Headers(request.headers);
+  const connection = headers.get("connection");
+  if (connection !== null) for (const name of connection.split(",")) headers.delete(name.trim());
+  for (const name of DROP) headers.delete(name);
+  const given = request.headers.get("traceparent");
+  headers.set("x-forwarded-for", peer);
+  headers.set("x-forwarded-proto", "http");
+  headers.set("x-forwarded-host", host);
+  headers.set("x-request-id", id);
+  headers.set("traceparent", given !== null && TRACEPARENT.test(given) ? given : newTraceparent());
+
+  const controller = new AbortController();
+  const started = performance.now();
+  let last = started;
+  let timer: Timer | undefined;
+  const expire = () => {
+    const now = performance.now();
+    if (now - started >= REQUEST_MS - 1 || now - last >= IDLE_MS - 1) controller.abort();
+    else timer = setTimeout(expire, Math.min(REQUEST_MS - (now - started), IDLE_MS - (now - last)));
+  };
+  timer = setTimeout(expire, Math.min(REQUEST_MS, IDLE_MS));
+  request.signal.addEventListener("abort", () => controller.abort(), { once: true });
+  const done = () => {
+    clearTimeout(timer);
+    server.timeout(request, LISTENER_IDLE_S);
+  };
+
+  let res: Response;
+  try {
+    res = await fetch(upstream + url.slice(slash), {
+      method: request.method, headers, body: request.body, signal: controller.signal,
+      duplex: "half", redirect: "manual", decompress: false, proxy: false, timeout: false,
+    } as RequestInit);
+  } catch {
+    done();
+    return badGateway(id);
+  }
+  last = performance.now();
+  const out = res.headers;
+  const upstreamConnection = out.get("connection");
+  if (upstreamConnection !== null) for (const name of upstreamConnection.split(",")) out.delete(name.trim());
+  for (const name of DROP) out.delete(name);
+  out.set("x-request-id", id);
+  const init = { status: res.status, statusText: res.statusText, headers: out };
+  const length = Number(out.get("content-length") ?? Number.NaN);
+  if (res.body === null) {
+    done();
+    return new Response(null, init);
+  }
+  if (length <= SMALL) {
+    try {
+      const bytes = await res.arrayBuffer();
+      done();
+      return new Response(bytes, init);
+    } catch {
+      done();
+      return badGateway(id);
+    }
+  }
+  const reader = res.body.getReader();
+  return new Response(new ReadableStream<Uint8Array>({
+    async pull(c) {
+      try {
+        const { done: end, value } = await reader.read();
+        if (end) {
+          c.close();
+          done();
+          return;
+        }
+        last = performance.now();
+        c.enqueue(value);
+      } catch (e) {
+        done();
+        c.error(e);
+      }
+    },
+    cancel(reason) {
+      done();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 }), init);
+}
+
+const server = Bun.serve({ hostname: "127.0.0.1", port, development: false, idleTimeout: LISTENER_IDLE_S, fetch: handle });
+console.log(`listening ${server.port}`);
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.on(signal, () => {
+    void server.stop(true);
+    process.exit(0);
+  });
+}
