@@ -59,6 +59,7 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
   const target = splitTarget(request.url);
   // Before anything reads the request: refusals, dropped header names, the normalized path.
   const verdict = guard.inspect(request, target);
+  const plainHeaders = guard.plainHeaders();
   const runtime = options.runtime.current;
   // Tracing off costs one undefined check; on, the trace is continued or started and sampled here.
   const trace = runtime.tracer === undefined ? undefined : runtime.tracer.begin(request.headers);
@@ -79,6 +80,7 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
     path: typeof verdict === "string" ? verdict : target.path,
     query: target.query,
     headers: request.headers,
+    plainHeaders,
     startedAt: performance.now(),
     attempt: 0,
     triedEndpoints: new Set(),

@@ -97,7 +97,7 @@ async function startBenchProxy(tmp: string, up: Upstream, name: "minimal" | "flo
 }
 
 export function startMinimal(tmp: string, up: Upstream): Promise<Target> {
-  return startBenchProxy(tmp, up, "minimal", "minimal-proxy.ts", "bench/minimal-proxy.ts: Bun.serve → fetch → return (the floor)");
+  return startBenchProxy(tmp, up, "minimal", "minimal-proxy.ts", "bench/minimal-proxy.ts: Bun.serve → fetch → return (the least a Bun proxy does)");
 }
 
 export function startFloor(tmp: string, up: Upstream): Promise<Target> {

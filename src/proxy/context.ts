@@ -79,6 +79,11 @@ export interface ProxyContext {
   /** Raw query string without `?` ("" when none). */
   readonly query: string;
   readonly headers: Headers;
+  /**
+   * The guard saw none of the fields the upstream request must lose (hop-by-hop, forgeable,
+   * rewrite claims: headers.ts REMOVABLE_REQUEST_FIELDS), so there is nothing to delete. Unset: unknown.
+   */
+  readonly plainHeaders?: boolean;
   /** performance.now() at arrival. */
   readonly startedAt: number;
 

@@ -29,12 +29,13 @@ const WARM_MS = 2_000;
 export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!, traceparent = ctx.traceparent): Headers {
   const route = ctx.route!;
   const headers = new Headers(ctx.request.headers);
-  stripHopByHop(headers);
+  const plain = ctx.plainHeaders === true;
+  if (!plain) stripHopByHop(headers);
   if (!cluster.config.trusted) stripCredentials(headers);
   // After the hop-by-hop removal: what this proxy states cannot be nominated away by the client.
   setForwarded(headers, {
     received: ctx.request.headers, peerIp: ctx.peerIp, trusted: ctx.trustedPeer,
-    proto: ctx.listener.proto, host: ctx.host, requestId: ctx.requestId, traceparent,
+    proto: ctx.listener.proto, host: ctx.host, requestId: ctx.requestId, traceparent, plain,
   });
   if (ctx.clientCert !== undefined && ctx.listener.forwardClientCert === "set") headers.set(XFCC, xfccValue(ctx.clientCert));
   // The authority the request was routed by (for an absolute-form target it is not the Host header).

@@ -22,6 +22,7 @@
  */
 import type { SwitchyardError } from "../proxy/errors.ts";
 import { errors } from "../proxy/errors.ts";
+import { REMOVABLE_REQUEST_FIELDS } from "../proxy/headers.ts";
 import { needsNormalization, normalizePath, PathProblem } from "./path.ts";
 import type { GuardConfig } from "./schema.ts";
 import { type Peer, TrustedProxies } from "./trust.ts";
@@ -42,6 +43,11 @@ export interface RequestGuard {
    * `_` in place, and normalizes the path: the path to route by, or the error to answer with.
    */
   inspect(request: Request, target: Target): string | SwitchyardError;
+  /**
+   * Whether the request inspected last (read synchronously after `inspect`) has none of the
+   * fields the upstream request must lose; false when its names were not all visited.
+   */
+  plainHeaders(): boolean;
 }
 
 /** Methods refused wherever they arrive: TRACE echoes credentials back (XST); CONNECT would open tunnels (an egress mode must opt in here). */
@@ -63,10 +69,13 @@ class HeaderTally {
   host: string | null = null;
   contentLength: string | null = null;
   transferEncoding: string | null = null;
+  /** A field of REMOVABLE_REQUEST_FIELDS was seen (or the names were not visited). */
+  removable = true;
 
   reset(): this {
     this.bytes = 0;
     this.underscored = undefined;
+    this.removable = false;
     this.host = this.contentLength = this.transferEncoding = null;
     return this;
   }
@@ -74,6 +83,7 @@ class HeaderTally {
   /** forEach callback (`this` is the tally): no closure is made per request. */
   add(this: HeaderTally, value: string, name: string): void {
     this.bytes += name.length + value.length + 4;
+    if (REMOVABLE_REQUEST_FIELDS.has(name)) this.removable = true;
     if (name === "host") this.host = value;
     else if (name === "content-length") this.contentLength = value;
     else if (name === "transfer-encoding") this.transferEncoding = value;
@@ -83,6 +93,7 @@ class HeaderTally {
   /** Without a pass: the three fields looked up one by one. */
   lookup(headers: Headers): this {
     this.reset();
+    this.removable = true;
     this.host = headers.get("host");
     this.contentLength = headers.get("content-length");
     this.transferEncoding = headers.get("transfer-encoding");
@@ -105,7 +116,10 @@ export function compileGuard(config: GuardConfig): RequestGuard {
       return trusted.peer(address, headers);
     },
 
+    plainHeaders: () => !tally.removable,
+
     inspect(request, target) {
+      tally.removable = true; // until the pass below has visited every name
       const method = request.method;
       if (REFUSED_METHODS.has(method)) return errors.methodNotAllowed(method);
       const headers = request.headers;

@@ -149,3 +149,41 @@ describe("hop-by-hop abuse", () => {
     expect(h["x-request-id"]).toBe("lb-nominated");
   });
 });
+
+describe("the fields an upstream request loses, each sent alone (the guard's pass decides whether there is anything to delete)", () => {
+  // Framing fields (Transfer-Encoding, Content-Length) are the request guard's and Bun's business: not sent here.
+  const alone: [string, string][] = [
+    ["keep-alive", "timeout=5"], ["proxy-connection", "keep-alive"], ["te", "trailers"], ["trailer", "x-t"],
+    ["upgrade", "h2c"], ["proxy-authorization", "Basic YTpi"], ["proxy-authenticate", "Basic"], ["http2-settings", "AAMAAABkAAQAoAAAAAIAAAAA"],
+    ["forwarded", "for=6.6.6.6"], ["x-forwarded-port", "443"], ["x-forwarded-server", "evil"], ["x-real-ip", "6.6.6.6"],
+    ["x-forwarded-client-cert", XFCC], ["x-original-url", "/admin"], ["x-rewrite-url", "/admin"], ["x-forwarded-prefix", "/evil"],
+    ["x-http-method-override", "DELETE"], ["x-http-method", "DELETE"], ["x-method-override", "DELETE"],
+  ];
+
+  const check = async (proxy: TestProxy) => {
+    for (const [name, value] of alone) {
+      const res = await rawRequest(proxy.port, `GET /alone HTTP/1.1\r\nHost: shop.example\r\n${name}: ${value}\r\nConnection: close\r\n\r\n`);
+      expect(res.status).toBe(200);
+      expect([name, app.seen.at(-1)!.headers[name]]).toEqual([name, undefined]);
+    }
+    // Nominated by Connection alone.
+    await rawRequest(proxy.port, "GET /alone HTTP/1.1\r\nHost: shop.example\r\nConnection: x-secret, close\r\nx-secret: 1\r\n\r\n");
+    expect(app.seen.at(-1)!.headers["x-secret"]).toBeUndefined();
+    // And a plain request still gets what the proxy states.
+    await rawRequest(proxy.port, "GET /alone HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n");
+    expect(app.seen.at(-1)!.headers).toMatchObject({ "x-forwarded-for": "127.0.0.1", "x-forwarded-host": "shop.example", "x-gateway": "switchyard" });
+  };
+
+  test("with the default guard (one pass over the names)", async () => {
+    await check(open);
+  });
+
+  test("with a guard that does not visit the names (underscores allowed, 16 KiB head limit)", async () => {
+    const lookup = await startProxy(config({ headers_with_underscores: "allow", max_header_bytes: "16KiB" }));
+    try {
+      await check(lookup);
+    } finally {
+      await lookup.stop();
+    }
+  });
+});
