@@ -119,10 +119,8 @@ export function proxyRoutes(options: ProxyRouteOptions, health?: HealthOptions):
 function isHealthCheck(request: Request): boolean {
   if (request.method !== "GET" && request.method !== "HEAD") return false;
   const url = request.url;
-  const scheme = url.indexOf("://");
-  const start = url.indexOf("/", scheme === -1 ? 0 : scheme + 3);
-  if (start === -1) return false;
-  const q = url.indexOf("?", start);
-  const path = q === -1 ? url.slice(start) : url.slice(start, q);
+  // Only a URL that names one is split (once more, by handleProxyRequest's own splitter).
+  if (!url.includes("/healthz") && !url.includes("/readyz")) return false;
+  const path = splitTarget(url).path;
   return path === "/healthz" || path === "/readyz";
 }

@@ -23,9 +23,7 @@ export class Deadlines implements AbortSource {
 
   /** `perTry`: the request timer is a retry policy's per_try_timeout (shorter than what is left of the route's). */
   constructor(requestMs: number, private readonly idleMs: number, perTry = false) {
-    this.requestEndsAt = requestMs > 0 ? this.lastActivity + requestMs : undefined;
-    this.perTry = perTry;
-    this.arm(this.lastActivity);
+    this.restartRequestTimer(requestMs, perTry);
   }
 
   get signal(): AbortSignal {

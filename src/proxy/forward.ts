@@ -170,8 +170,9 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
       method: rpc === undefined ? ctx.method : "POST",
       headers: rpc !== undefined ? rpc.headers(headers, deadlines.remaining()) : decoded === undefined ? headers : withoutCoding(headers),
       body,
-      // PASS_THROUGH, written out: a spread here cost ~0.4 µs per request.
-      duplex: "half", redirect: "manual", decompress: false, proxy: false, timeout: false,
+      // PASS_THROUGH field by field: a spread here cost ~0.4 µs per request.
+      duplex: PASS_THROUGH.duplex, redirect: PASS_THROUGH.redirect, decompress: PASS_THROUGH.decompress,
+      proxy: PASS_THROUGH.proxy, timeout: PASS_THROUGH.timeout,
       signal: deadlines.signal,
       tls: endpoint.tls,
     } as RequestInit);

@@ -25,8 +25,25 @@ const NOT_NOMINABLE = new Set([
   "traceparent", "tracestate",
 ]);
 
-/** Removes hop-by-hop fields and every field that `Connection` names (except those above). */
+const HOP_BY_HOP_SET: ReadonlySet<string> = new Set(HOP_BY_HOP);
+
+/** Looks for a hop-by-hop field without a closure per call (forEach with `this`). */
+const hopFinder = {
+  found: false,
+  visit(this: { found: boolean }, _value: string, name: string): void {
+    if (HOP_BY_HOP_SET.has(name)) this.found = true;
+  },
+};
+
+/**
+ * Removes hop-by-hop fields and every field that `Connection` names (except those above). One pass
+ * over the few fields a message has finds whether there is anything to remove (usually not)
+ * before a dozen deletes.
+ */
 export function stripHopByHop(headers: Headers): void {
+  hopFinder.found = false;
+  headers.forEach(hopFinder.visit, hopFinder);
+  if (!hopFinder.found) return;
   const connection = headers.get("connection");
   if (connection !== null) {
     for (const token of connection.split(",")) {
@@ -105,26 +122,7 @@ const REWRITE_CLAIMS = ["x-original-url", "x-rewrite-url", "x-forwarded-prefix",
  * claims, a client certificate claim): a request with none of them (the guard's pass over the
  * names tells, ProxyContext.plainHeaders) needs none of the ~20 deletes.
  */
-export const REMOVABLE_REQUEST_FIELDS: ReadonlySet<string> = new Set([...HOP_BY_HOP, "connection", ...FORGEABLE, ...REWRITE_CLAIMS, "x-forwarded-client-cert"]);
-
-/** Looks for a hop-by-hop field without a closure per call (forEach with `this`). */
-const hopFinder = {
-  found: false,
-  visit(this: { found: boolean }, _value: string, name: string): void {
-    if (HOP_BY_HOP_SET.has(name)) this.found = true;
-  },
-};
-const HOP_BY_HOP_SET: ReadonlySet<string> = new Set([...HOP_BY_HOP, "connection"]);
-
-/**
- * stripHopByHop for a response's headers: one pass over the few fields an upstream sends finds
- * whether there is anything to remove (usually not), instead of a dozen deletes.
- */
-export function stripHopByHopIfAny(headers: Headers): void {
-  hopFinder.found = false;
-  headers.forEach(hopFinder.visit, hopFinder);
-  if (hopFinder.found) stripHopByHop(headers);
-}
+export const REMOVABLE_REQUEST_FIELDS: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...FORGEABLE, ...REWRITE_CLAIMS, "x-forwarded-client-cert"]);
 
 /** X-Forwarded-For as sent on: a trusted proxy's chain with its address appended; from anyone else, the peer alone. */
 export function forwardedFor(received: Headers, peerIp: string, trusted: boolean): string {

@@ -5,7 +5,7 @@ import type { ProxyContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { SwitchyardError } from "./errors.ts";
 import { type Algorithm, compressible, compressStream, compressWhole, markEncoded, negotiate } from "./compress.ts";
-import { stripHopByHopIfAny } from "./headers.ts";
+import { stripHopByHop } from "./headers.ts";
 import { clientAborted, fail, log, responseFilters } from "./outcome.ts";
 
 /**
@@ -18,7 +18,7 @@ const BUFFERED_BODY_MAX = 64 * 1024;
 /** The upstream's headers, made the client's: changed in place (fetch's headers are mutable; a copy costs per request). */
 function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
   const headers = upstream.headers;
-  stripHopByHopIfAny(headers);
+  stripHopByHop(headers);
   ctx.route!.responseHeaders?.apply(headers);
   headers.set("x-request-id", ctx.requestId);
   if (ctx.route!.config.retry) headers.set("x-switchyard-attempts", String(ctx.attempt));

@@ -34,10 +34,7 @@ export class ClusterLimits {
    * when the line is full, or when `signal` aborts while waiting.
    */
   acquireConnection(giveUpSignal?: () => AbortSignal): boolean | Promise<boolean> {
-    if (this.connections < this.config.max_connections) {
-      this.connections++;
-      return true;
-    }
+    if (this.tryAcquireConnection()) return true;
     if (this.waiting.length >= this.config.max_pending) return false;
     const signal = giveUpSignal?.(); // made only when waiting: the fast path allocates nothing
     if (signal?.aborted) return false;
