@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, killAll, spawnLogged } from "./lib/procs.ts";
 import { type LoadResult, type Scenario, wrkTool } from "./lib/tools.ts";
+import { median } from "./lib/stats.ts";
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(`--${name}`) + 1]) || fallback;
 const duration = arg("duration", 5);
@@ -71,7 +72,6 @@ async function startNginx(): Promise<string | undefined> {
   return origin;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const tool = await wrkTool(1);
 const results = new Map<string, LoadResult[]>();
 try {

@@ -10,11 +10,12 @@
  * Prints, per scenario and target, the median µs of proxy CPU per request and req/s, and the
  * ratios to the minimal proxy (1.0 = as cheap as it).
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { killAll } from "./lib/procs.ts";
+import { cpuSeconds, killAll } from "./lib/procs.ts";
+import { median } from "./lib/stats.ts";
 import { startFloor, startMinimal, startSwitchyard, startUpstream, type Target } from "./lib/targets.ts";
 import { type Scenario, wrkTool } from "./lib/tools.ts";
 
@@ -30,21 +31,7 @@ const rounds = Number(flags.rounds);
 const duration = Number(flags.duration);
 if (!(rounds > 0 && duration > 0)) throw new Error("--rounds and --duration must be positive numbers");
 
-/** Clock ticks per second for /proc/PID/stat (getconf CLK_TCK; 100 on Linux everywhere we run). */
-const CLK_TCK = 100;
 
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) — utime and stime are the 14th and 15th.
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const tmp = mkdtempSync(join(tmpdir(), "switchyard-cpu-"));
 const stop = async () => {

@@ -13,9 +13,11 @@
  * request, Bun's idle timer off during the exchange and back on after, a small fixed-length
  * answer read whole (its length kept and a cut one turned into a 502), larger or unsized ones
  * streamed with their end watched. HTTP only (the WebSocket scenario uses the minimal proxy's
- * shape: there is no per-message requirement beyond forwarding).
+ * shape: there is no per-message requirement beyond forwarding). The header work uses Switchyard's
+ * own helpers (which fields, how a traceparent is kept or started), so the two cannot drift apart.
  */
 import type { Server } from "bun";
+import { REMOVABLE_REQUEST_FIELDS, stripHopByHop, traceparentFrom } from "../src/proxy/headers.ts";
 
 const port = Number(process.argv[2] ?? 0);
 const upstream = (process.argv[3] ?? "").replace(/\/$/, "");
@@ -28,26 +30,6 @@ const REQUEST_MS = 60_000;
 const IDLE_MS = 60_000;
 const LISTENER_IDLE_S = 30;
 const SMALL = 64 * 1024;
-const DROP = [
-  "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization",
-  "proxy-authenticate", "http2-settings", "forwarded", "x-forwarded-port", "x-forwarded-server", "x-real-ip",
-  "x-forwarded-client-cert", "x-original-url", "x-rewrite-url", "x-forwarded-prefix", "x-http-method-override",
-  "x-http-method", "x-method-override",
-];
-const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
-const pool = Buffer.alloc(4096);
-let poolAt = pool.length;
-
-function newTraceparent(): string {
-  if (poolAt + 24 > pool.length) {
-    crypto.getRandomValues(pool);
-    poolAt = 0;
-  }
-  poolAt += 24;
-  const hex = pool.toString("hex", poolAt - 24, poolAt);
-  return `00-${hex.slice(0, 32)}-${hex.slice(32)}-01`;
-}
-
 function badGateway(id: string): Response {
   return Response.json({ error: "upstream_reset", request_id: id }, { status: 502, headers: { "x-request-id": id } });
 }
@@ -60,15 +42,20 @@ async function handle(request: Request, server: Server<undefined>): Promise<Resp
   const peer = server.requestIP(request)?.address ?? "";
   server.timeout(request, 0);
   const headers = new Headers(request.headers);
-  const connection = headers.get("connection");
-  if (connection !== null) for (const name of connection.split(",")) headers.delete(name.trim());
-  for (const name of DROP) headers.delete(name);
-  const given = request.headers.get("traceparent");
+  // As Switchyard's guard does: one look at the names, the deletes only when one is there.
+  let removable = false;
+  request.headers.forEach((_, name) => {
+    if (REMOVABLE_REQUEST_FIELDS.has(name)) removable = true;
+  });
+  if (removable) {
+    stripHopByHop(headers);
+    for (const name of REMOVABLE_REQUEST_FIELDS) headers.delete(name);
+  }
   headers.set("x-forwarded-for", peer);
   headers.set("x-forwarded-proto", "http");
   headers.set("x-forwarded-host", host);
   headers.set("x-request-id", id);
-  headers.set("traceparent", given !== null && TRACEPARENT.test(given) ? given : newTraceparent());
+  headers.set("traceparent", traceparentFrom(request.headers));
 
   const controller = new AbortController();
   const started = performance.now();
@@ -98,9 +85,7 @@ async function handle(request: Request, server: Server<undefined>): Promise<Resp
   }
   last = performance.now();
   const out = res.headers;
-  const upstreamConnection = out.get("connection");
-  if (upstreamConnection !== null) for (const name of upstreamConnection.split(",")) out.delete(name.trim());
-  for (const name of DROP) out.delete(name);
+  stripHopByHop(out);
   out.set("x-request-id", id);
   const init = { status: res.status, statusText: res.statusText, headers: out };
   const length = Number(out.get("content-length") ?? Number.NaN);

@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, killAll, runBounded, spawnLogged } from "./lib/procs.ts";
 import { type LoadResult, type Scenario, wrkTool } from "./lib/tools.ts";
+import { median } from "./lib/stats.ts";
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(`--${name}`) + 1]) || fallback;
 const duration = arg("duration", 2);
@@ -92,7 +93,6 @@ try {
   await killAll();
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`\nmTLS front cost: wrk ${tool.version}, GET /1k; keep-alive 32 connections × ${rounds} rounds, Connection: close 8 connections × 1; ${duration} s each\n`);
 // wrk counts every server close of a TLS connection as a read error (also against a bare Bun.serve
 // with TLS), so with Connection: close only non-2xx answers are failures.

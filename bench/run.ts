@@ -14,6 +14,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { killAll, rssSampler, runBounded, statusKiB } from "./lib/procs.ts";
+import { median } from "./lib/stats.ts";
 import {
   ALL_TARGETS, directTarget, StartError, startFloor, startMinimal, startNginx, startSwitchyard, startUpstream, type Target, type TargetName, type Upstream,
 } from "./lib/targets.ts";
@@ -130,13 +131,6 @@ async function loadScenarios(): Promise<Scenario[]> {
 }
 
 // ---------------------------------------------------------------- stats & formatting
-
-function median(xs: number[]): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return Number.NaN;
-  const mid = v.length >> 1;
-  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
-}
 
 const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-");
 const fmtMs = (s: number) => (Number.isFinite(s) ? (s * 1000).toFixed(2) : "-");

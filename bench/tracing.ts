@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { median } from "./lib/stats.ts";
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "2" }, connections: { type: "string", default: "32" } } });
 const rounds = Number(values.rounds);
@@ -68,7 +69,6 @@ function wrk(url: string, duration = seconds): { rps: number; p99: number } {
   return { rps, p99 };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 try {
   const upstream = await startUpstream();

@@ -107,6 +107,21 @@ export function statusKiB(pid: number, field: "VmRSS" | "VmHWM"): number {
   }
 }
 
+/** Clock ticks per second for /proc/PID/stat (getconf CLK_TCK; 100 on Linux everywhere we run). */
+const CLK_TCK = 100;
+
+/** CPU seconds (user + system) a process has used so far; 0 when it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces): utime and stime are the 14th and 15th.
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
 /** Samples the summed VmRSS of `pids` every `everyMs` until stopped; returns the peak in KiB. */
 export function rssSampler(pids: number[], everyMs = 100): { stop(): number } {
   let peak = 0;
