@@ -1,7 +1,7 @@
 /**
  * Which cluster a request goes to: the route's `to`, or a weighted pick (canary), unless an
- * override header/cookie names one; then priority failover when that cluster has nothing
- * available. Compiled once per route at build time.
+ * override header/cookie names one; then priority failover when that cluster has no healthy
+ * endpoint. Compiled once per route at build time.
  */
 import type { Cluster } from "../upstream/cluster.ts";
 import { cookieValue } from "./headers.ts";
@@ -38,7 +38,10 @@ export function compileClusterChoice(route: Route, clusters: ReadonlyMap<string,
       if (v !== undefined && (override.value === undefined || v === override.value)) chosen = override.target;
     }
     chosen ??= primary(random);
-    if (failover.length === 0 || chosen.available().length > 0) return chosen;
-    return failover.find((c) => c.available().length > 0) ?? chosen;
+    // Failover before panic (Envoy's priorities): a cluster with no healthy endpoint hands over
+    // to the next in the chain that has one; only when none has, the chosen cluster serves in
+    // panic mode (all its endpoints) — or answers 503 with panic_threshold 0.
+    if (failover.length === 0 || chosen.healthyCount() > 0) return chosen;
+    return failover.find((c) => c.healthyCount() > 0) ?? chosen;
   };
 }

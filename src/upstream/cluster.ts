@@ -47,6 +47,8 @@ export interface Cluster {
   pick(facts: HashFacts, exclude?: ReadonlySet<Endpoint>): Endpoint | undefined;
   /** Endpoints a request may go to now (for the admin API and tests). */
   available(): readonly Endpoint[];
+  /** Endpoints that pass their checks and are not ejected (what `available` is when not in panic). */
+  healthyCount(): number;
   /** Resolves the cluster's discovery now (true when its endpoints changed); false without discovery. */
   refreshDiscovery(): Promise<boolean>;
   /** Feeds one try's outcome to outlier detection. */
@@ -88,6 +90,7 @@ export function buildCluster(name: string, config: ClusterConfig, previousCluste
 
   // The available list is recomputed only when health changes or an ejection expires.
   let pool: readonly Endpoint[] = endpoints;
+  let healthy = 0;
   let dirty = true;
   let nextExpiry = Number.POSITIVE_INFINITY;
   const markDirty = () => {
@@ -95,6 +98,7 @@ export function buildCluster(name: string, config: ClusterConfig, previousCluste
   };
   const refresh = (now: number) => {
     const up = endpoints.filter((e) => isAvailable(e.health, now));
+    healthy = up.length;
     // Panic: with too few healthy endpoints, spreading over all beats crushing the few.
     pool = endpoints.length > 0 && (up.length / endpoints.length) * 100 < config.panic_threshold ? endpoints : up;
     nextExpiry = Math.min(...endpoints.map((e) => (e.health.ejectedUntil > now ? e.health.ejectedUntil : Number.POSITIVE_INFINITY)));
@@ -154,6 +158,10 @@ export function buildCluster(name: string, config: ClusterConfig, previousCluste
       return left.length > 0 ? balancer.pick(left, hash) : undefined;
     },
     available,
+    healthyCount() {
+      available();
+      return healthy;
+    },
     report(endpoint, outcome) {
       outlier?.report(endpoint, outcome);
     },

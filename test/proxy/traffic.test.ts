@@ -69,7 +69,7 @@ describe("through the proxy", () => {
         stable: { endpoints: [stable.origin] },
         canary: { endpoints: [canary.origin] },
         backup: { endpoints: [backup.origin] },
-        primary: { endpoints: [primary.origin], health_check: { path: "/health", interval: "50ms", jitter: "0", unhealthy_threshold: 1, healthy_threshold: 1 }, panic_threshold: 0 },
+        primary: { endpoints: [primary.origin], health_check: { path: "/health", interval: "50ms", jitter: "0", unhealthy_threshold: 1, healthy_threshold: 1 } },
       },
     });
   });
