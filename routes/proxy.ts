@@ -83,6 +83,7 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
     plainHeaders,
     startedAt: performance.now(),
     attempt: 0,
+    deferredReport: 0,
     triedEndpoints: new Set(),
     bytesIn: 0,
     bytesOut: 0,

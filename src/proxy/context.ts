@@ -103,6 +103,8 @@ export interface ProxyContext {
   calls?: CallRecord[];
   /** One entry per upstream try, in order (logged when there was more than one). */
   tries?: { endpoint: string; status: number | null; error: string | null; ms: number }[];
+  /** Status of the answer whose outlier report waits for its body to end (0 or unset: none). */
+  deferredReport?: number;
   /** The request counts in its cluster's in-flight total (for the retry budget) until logged. */
   countedInCluster?: boolean;
   /** Counted in its cluster's max_requests limit (released by the log phase). */

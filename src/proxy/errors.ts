@@ -32,6 +32,21 @@ export class SwitchyardError extends Error {
     this.headers = init.headers;
   }
 
+  /**
+   * A response body that failed after its headers: `reason` is the exchange's own (a deadline, the
+   * client gone) when it has one; otherwise the socket broke, and the message says where — the
+   * body was cut, not the connection refused before answering.
+   */
+  static fromBody(reason: unknown, e: unknown, detail = ""): SwitchyardError {
+    if (reason !== undefined) return SwitchyardError.from(reason);
+    const error = SwitchyardError.from(e);
+    if (error.code !== "upstream_reset" && error.code !== "upstream_error") return error;
+    return new SwitchyardError({
+      code: "upstream_reset", status: 502, source: "upstream", retryable: true, cause: e,
+      message: `the upstream closed the connection in the middle of the response body${detail}`,
+    });
+  }
+
   /** Maps anything thrown while talking to an upstream onto a SwitchyardError. */
   static from(e: unknown): SwitchyardError {
     if (e instanceof SwitchyardError) return e;

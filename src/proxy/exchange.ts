@@ -11,8 +11,9 @@ import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
-import { clientAborted, releaseConnection, releaseRetry } from "./outcome.ts";
+import { clientAborted, releaseConnection, releaseRetry, reportDeferred } from "./outcome.ts";
 import { shortest } from "./request-body.ts";
+import { bodyReadError, bufferedLength } from "./respond.ts";
 import { backoffDelay, type RetryPolicy, retriesError, retriesStatus, retryAfterMs } from "./retry.ts";
 
 export type Exchanged =
@@ -65,7 +66,8 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
     const remaining = timeLeft(ctx);
     if (remaining < 0) return { ok: false, error: errors.requestTimeout(), stale: false };
     // The deadlines span the whole exchange: created before the fetch, cleared when the body ends.
-    const perTry = retries ? policy!.per_try_timeout : 0;
+    // per_try_timeout bounds one try whether or not another may follow (a POST's only try too).
+    const perTry = policy !== undefined ? policy.per_try_timeout : 0;
     const newDeadlines = () => new Deadlines(shortest(perTry, remaining), route.config.timeouts.idle, perTry > 0 && (remaining <= 0 || perTry < remaining));
     current = newDeadlines();
     const outcome = retries && policy!.hedge_after > 0
@@ -77,17 +79,28 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
       : await tryOnce(ctx, endpoint, current, body);
     const deadlines = (current = outcome.deadlines);
     releaseRetry(ctx);
-    noteTry(ctx, outcome);
+    noteTry(ctx, outcome, true);
     if (!outcome.ok) {
       deadlines.clear();
       const error = outcome.error;
       if (retries && retriesError(policy!, error) && (await mayRetry(ctx, policy!, undefined))) continue;
       return { ok: false, error, stale: error.source === "upstream" };
     }
-    const upstream = outcome.response;
+    let upstream = outcome.response;
     if (retries && retriesStatus(policy!, upstream.status)) {
       const wait = upstream.status === 429 || upstream.status === 503 ? retryAfterMs(upstream.headers.get("retry-after")) : undefined;
       if ((wait === undefined || wait <= policy!.retry_after_max) && (await mayRetry(ctx, policy!, wait, upstream, deadlines))) continue;
+    }
+    // An answer read whole before the client sees it (respond.ts) is read here when it could be
+    // retried: a body the upstream cuts short is then a failed try like a reset before the head.
+    if (retries && bufferedLength(ctx.method, upstream) !== undefined) {
+      const whole = await readWhole(ctx, outcome, deadlines);
+      if (whole instanceof SwitchyardError) {
+        deadlines.clear();
+        if (retriesError(policy!, whole) && (await mayRetry(ctx, policy!, undefined))) continue;
+        return { ok: false, error: whole, stale: true };
+      }
+      upstream = whole;
     }
     // The per-try limit no longer applies; the route's own deadline covers the body.
     if (perTry > 0) deadlines.restartRequestTimer(route.config.timeouts.request > 0 ? Math.max(1, timeLeft(ctx)) : 0);
@@ -119,11 +132,16 @@ export function select(ctx: ProxyContext): Endpoint | undefined {
 async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | undefined, upstream?: Response, deadlines?: Deadlines): Promise<boolean> {
   const cluster = ctx.cluster!;
   if (ctx.attempt >= policy.attempts || !cluster.budget.allows() || cluster.budget.retrying >= cluster.limits.config.max_retries) return false;
-  const delay = wait ?? backoffDelay(policy, ctx.attempt);
+  // A retry that can go to an endpoint not tried yet goes at once, as nginx's proxy_next_upstream
+  // and HAProxy's redispatch do: backing off protects an endpoint from its own retries, and
+  // waiting here only kept retries in flight (against the budget) while the failed endpoint was
+  // spared anyway. A Retry-After is still honoured.
+  const delay = wait ?? (hasUntried(cluster, ctx.triedEndpoints) ? 0 : backoffDelay(policy, ctx.attempt));
   if (ctx.route!.config.timeouts.request > 0 && timeLeft(ctx) <= delay) return false;
   upstream?.body?.cancel().catch(() => {});
   deadlines?.clear();
   ctx.span?.endClients();
+  reportDeferred(ctx);
   ctx.endpoint!.active--;
   ctx.endpoint = undefined;
   releaseConnection(ctx);
@@ -136,11 +154,39 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
   return true;
 }
 
-/** Records a settled try in the request's log entry and reports it to outlier detection. */
-function noteTry(ctx: ProxyContext, o: TryOutcome): void {
+/**
+ * Reads a try's answer whole (it is within BUFFERED_BODY_MAX): the same answer with its body in
+ * memory, or the failure — reported to outlier detection and noted on the try — when the body
+ * did not arrive whole.
+ */
+async function readWhole(ctx: ProxyContext, o: TryOutcome & { ok: true }, deadlines: Deadlines): Promise<Response | SwitchyardError> {
+  const upstream = o.response;
+  try {
+    const bytes = await upstream.arrayBuffer();
+    return new Response(bytes, { status: upstream.status, statusText: upstream.statusText, headers: upstream.headers });
+  } catch (e) {
+    const error = bodyReadError(deadlines, e, upstream.headers.get("content-length"));
+    ctx.deferredReport = 0;
+    if (error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true });
+    const entry = ctx.tries?.[ctx.tries.length - 1];
+    if (entry !== undefined) entry.error = error.code;
+    o.span?.settle(upstream.status, error.code);
+    o.span?.end();
+    return error;
+  }
+}
+
+/**
+ * Records a settled try in the request's log entry and reports it to outlier detection. An
+ * answer that is not a failure by its status is reported when its body has ended (`deferrable`:
+ * the try whose answer may reach the client; the log phase reports it): a body the upstream cuts
+ * short is a gateway failure, and its 200 head must not reset the endpoint's failure count first.
+ */
+function noteTry(ctx: ProxyContext, o: TryOutcome, deferrable = false): void {
   if (o.ok) {
     recordTry(ctx, o.endpoint, o.startedAt, o.response.status, undefined, o.span);
-    ctx.cluster!.report(o.endpoint, { status: o.response.status });
+    if (deferrable && o.response.status < 500) ctx.deferredReport = o.response.status;
+    else ctx.cluster!.report(o.endpoint, { status: o.response.status });
   } else {
     recordTry(ctx, o.endpoint, o.startedAt, undefined, o.error.code, o.span);
     if (o.error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true });
@@ -164,4 +210,10 @@ export function timeLeft(ctx: ProxyContext): number {
   if (timeout <= 0) return 0;
   const left = timeout - (performance.now() - ctx.startedAt);
   return left > 0 ? left : -1;
+}
+
+/** Is some endpoint the request may go to now not yet tried by it? (No allocation: runs per retry.) */
+function hasUntried(cluster: NonNullable<ProxyContext["cluster"]>, tried: ReadonlySet<Endpoint>): boolean {
+  for (const e of cluster.available()) if (!tried.has(e)) return true;
+  return false;
 }

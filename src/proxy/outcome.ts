@@ -73,6 +73,7 @@ export function log(ctx: ProxyContext): void {
  * and retry slots, collapse/idempotency/coalescing claims; records its breaker outcome.
  */
 export function release(ctx: ProxyContext): void {
+  reportDeferred(ctx);
   if (ctx.endpoint !== undefined) ctx.endpoint.active--;
   if (ctx.countedInCluster) ctx.cluster!.budget.active--;
   if (ctx.limitAdmitted) ctx.cluster!.limits.releaseRequest();
@@ -91,6 +92,20 @@ export function release(ctx: ProxyContext): void {
       ctx.cluster!.breaker!.record(failed, probe);
     } else if (probe) ctx.cluster!.breaker!.record(true, true);
   }
+}
+
+/**
+ * Reports the answer whose outcome waited for its body (exchange.ts noteTry) to outlier
+ * detection: a gateway failure when the upstream broke the body off, else its status. (A
+ * deadline that fires mid-body is not held against the endpoint: a client that stopped reading
+ * fires it too.)
+ */
+export function reportDeferred(ctx: ProxyContext): void {
+  const status = ctx.deferredReport;
+  if (status === undefined || status === 0 || ctx.endpoint === undefined) return;
+  ctx.deferredReport = 0;
+  const code = ctx.error?.code;
+  ctx.cluster!.report(ctx.endpoint, code === "upstream_reset" || code === "upstream_error" ? { gatewayFailure: true } : { status });
 }
 
 /** Gives back the request's connection slot, if it holds one (after a failed try, or at the end). */

@@ -13,7 +13,19 @@ import { clientAborted, fail, log, responseFilters } from "./outcome.ts";
  * (oven-sh/bun#10507). A fixed-length body up to this size is therefore read whole (as nginx's
  * proxy_buffering does) and sent with its exact length; larger or unsized bodies stream.
  */
-const BUFFERED_BODY_MAX = 64 * 1024;
+export const BUFFERED_BODY_MAX = 64 * 1024;
+
+/** The answer's body is read whole before the client sees anything (see BUFFERED_BODY_MAX): its declared length, else undefined. */
+export function bufferedLength(method: string, upstream: Response): number | undefined {
+  if (upstream.body === null || method === "HEAD" || upstream.status === 204 || upstream.status === 304) return undefined;
+  const length = Number(upstream.headers.get("content-length") ?? Number.NaN);
+  return length <= BUFFERED_BODY_MAX ? length : undefined;
+}
+
+/** Why a body read whole failed: the exchange's own reason (a deadline), else the upstream cut it. */
+export function bodyReadError(deadlines: Deadlines, e: unknown, length: number | string | null): SwitchyardError {
+  return SwitchyardError.fromBody(deadlines.signal.reason, e, length === null ? "" : ` (Content-Length: ${length})`);
+}
 
 /** The upstream's headers, made the client's: changed in place (fetch's headers are mutable; a copy costs per request). */
 function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
@@ -43,9 +55,9 @@ async function filterResponse(ctx: ProxyContext, upstream: Response, deadlines: 
     for (const f of filters) response = (await f.onResponse!(ctx, response)) ?? response;
   } catch (e) {
     // Reading the body failed (the upstream broke off, or a deadline fired): still a clean error.
-    const reason = deadlines.signal.reason;
+    const error = bodyReadError(deadlines, e, upstream.headers.get("content-length"));
     deadlines.clear();
-    return fail(ctx, SwitchyardError.from(reason ?? e));
+    return fail(ctx, error);
   }
   return deliver(ctx, response, deadlines, inMemory || response !== upstream);
 }
@@ -81,7 +93,7 @@ function deliver(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, in
       const reason = deadlines.signal.reason;
       deadlines.clear();
       if (error === BODY_CANCELLED) ctx.error = clientAborted();
-      else if (error !== undefined) ctx.error = SwitchyardError.from(reason ?? error);
+      else if (error !== undefined) ctx.error = SwitchyardError.fromBody(reason, error);
       log(ctx);
     },
   }, deadlines);
@@ -94,10 +106,10 @@ async function respondBuffered(ctx: ProxyContext, upstream: Response, deadlines:
   try {
     bytes = await upstream.arrayBuffer();
   } catch (e) {
-    const reason = deadlines.signal.reason;
+    const error = bodyReadError(deadlines, e, upstream.headers.get("content-length"));
     deadlines.clear();
     ctx.status = undefined;
-    return fail(ctx, SwitchyardError.from(reason ?? e));
+    return fail(ctx, error);
   }
   deadlines.clear();
   if (algo !== undefined) bytes = compressWhole(algo, new Uint8Array(bytes));

@@ -104,6 +104,7 @@ export function subrequest(parent: ProxyContext, init: SubrequestInit): ProxyCon
     cluster,
     countedInCluster: true,
     attempt: 0,
+    deferredReport: 0,
     triedEndpoints: new Set(),
     bytesIn: 0,
     bytesOut: 0,

@@ -51,7 +51,7 @@ export const ClusterSchema = z.strictObject({
   limits: LimitsSchema.prefault({}),
   /** Error-rate circuit breaker; none when absent. */
   breaker: BreakerSchema.optional(),
-  /** Caps retries to this cluster: at most `percent` of its requests in flight (but `min_concurrency` always). Default 20% / 3. */
+  /** Caps retries to this cluster: at most `percent` of its requests in flight (but `min_concurrency` always). Default 20% / 10. */
   retry_budget: RetryBudgetSchema.prefault({}),
   /** When false, Authorization and Cookie are stripped before this cluster sees a request. Default true. */
   trusted: z.boolean().default(true),

@@ -9,8 +9,11 @@ export const LimitsSchema = z.strictObject({
   max_pending: z.number().int().min(0).default(1024),
   /** Requests in flight to the cluster, waiting or not. Default 1024. */
   max_requests: z.number().int().min(1).default(1024),
-  /** Retries in flight (on top of the retry budget). Default 3. */
-  max_retries: z.number().int().min(0).default(3),
+  /**
+   * Retries in flight, an absolute cap on top of the cluster's retry_budget (which is what limits
+   * retries by default, as in Envoy when a budget is set). Default 1024, like the other limits.
+   */
+  max_retries: z.number().int().min(0).default(1024),
 });
 
 /** Error-rate circuit breaker: closed → open → half-open → closed (or open again). */

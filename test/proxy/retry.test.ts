@@ -201,9 +201,9 @@ describe("retry budget", () => {
   test("under a full outage the budget caps retries: far fewer tries than attempts × requests", async () => {
     const unbudgeted = await storm("/unbudgeted");
     const budgeted = await storm("/storm");
-    console.log(`40 requests × 5 attempts to a dead cluster: ${unbudgeted} tries without a budget, ${budgeted} with 20%/min 3`);
+    console.log(`40 requests × 5 attempts to a dead cluster: ${unbudgeted} tries without a budget, ${budgeted} with the default budget (20%, min 10)`);
     expect(unbudgeted).toBe(200);
-    expect(budgeted).toBeLessThan(70);
+    expect(budgeted).toBeLessThan(100); // 40 first tries + about 10 retries in flight at a time
   }, 20_000);
 });
 
