@@ -1,5 +1,6 @@
 /** The admin API (admin listener only): config in force (secrets redacted), clusters and their health, the route-test tool, drain. */
 import { type Context, Hono } from "hono";
+import { isAvailable } from "../src/upstream/health/state.ts";
 import { diffConfig } from "../src/config/diff.ts";
 import { ConfigError, parseText, validateConfig } from "../src/config/load.ts";
 import type { Config } from "../src/config/schema.ts";
@@ -52,7 +53,10 @@ export function adminApiRoutes(options: AdminApiOptions): Hono {
           address: e.address,
           weight: e.weight,
           available: available.has(e),
-          healthy: e.health.activeHealthy,
+          // Healthy: passes its active checks (if any) and is not ejected by outlier detection.
+          healthy: isAvailable(e.health, now),
+          passes_checks: e.health.activeHealthy,
+          ejections: e.health.ejections,
           ejected_for_ms: e.health.ejectedUntil > now ? Math.round(e.health.ejectedUntil - now) : 0,
           active: e.active,
         })),

@@ -37,6 +37,7 @@ describe("an answer cut after its headers", () => {
     small = cuttingUpstream(32768, 2000);
     large = cuttingUpstream(1 << 20, 100_000);
     proxy = await startProxy({
+      admin: { address: "127.0.0.1", port: 0 },
       routes: [
         // The README's retry example.
         { name: "retried", match: { path: { prefix: "/retried" } }, to: "three", retry: { attempts: 3, retry_on: ["connect-failure", "reset", "gateway-error"], per_try_timeout: "2s" } },
@@ -70,6 +71,12 @@ describe("an answer cut after its headers", () => {
     expect(small.requests() - before).toBe(5);
     const three = clusters().get("three")!;
     expect(three.available().map((e) => e.port)).not.toContain(small.port);
+    // The admin API says so: not healthy (it passes no checks because there are none, but it is ejected).
+    const listed = (await (await fetch(`${proxy.running.admin!.url.origin}/clusters`)).json()) as { clusters: { name: string; endpoints: { address: string; healthy: boolean; ejections: number; ejected_for_ms: number }[] }[] };
+    const endpoint = listed.clusters.find((c) => c.name === "three")!.endpoints.find((e) => e.address === `127.0.0.1:${small.port}`)!;
+    expect(endpoint.healthy).toBe(false);
+    expect(endpoint.ejections).toBe(1);
+    expect(endpoint.ejected_for_ms).toBeGreaterThan(20_000);
   });
 
   test("without a retry: a clean 502 that says the body was cut, and the endpoint counted as failing", async () => {
