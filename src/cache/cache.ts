@@ -9,6 +9,7 @@ import { metrics } from "../observe/metrics.ts";
 import { sharedStore, type Store } from "../store/client.ts";
 import { varyMatches } from "./policy.ts";
 import { Collapser } from "./collapse.ts";
+import { Generations } from "./generations.ts";
 import { MemoryLru } from "./memory.ts";
 import type { CacheConfig } from "./schema.ts";
 
@@ -25,16 +26,26 @@ export interface Entry {
   lastUsed: number;
 }
 
-/** What the memory tier keeps of one key: its variants, and the bodies of the small ones. */
+/**
+ * What the memory tier keeps of one key: its variants, the bodies of the small ones, and the
+ * shared change counters they were read under (generations.ts).
+ */
 interface Cached {
   entries: Entry[];
   bodies: Map<number, Uint8Array>;
-  checkedAt: number;
+  keyCount: number;
+  wideCount: number;
   size: number;
 }
 
-/** How long the memory tier is trusted without looking at the file (another worker's writes). */
-const MEMORY_TRUST_MS = 1000;
+/** Fills take at most this long (collapse leases, request timeouts are far shorter): older invalidation records are pruned. */
+const INVALIDATION_MEMORY_S = 3600;
+
+/** The URL part of a cache key (keys may end in configured request headers, after a newline). */
+export function baseKey(key: string): string {
+  const nl = key.indexOf("\n");
+  return nl === -1 ? key : key.slice(0, nl);
+}
 
 const CHUNK = 64 * 1024;
 
@@ -53,12 +64,12 @@ export interface StoreMeta {
 export class HttpCache {
   private readonly memory: MemoryLru<Cached>;
   readonly collapser: Collapser;
-  /** When this process last purged anything (seconds): fills requested before it are not stored. */
-  private lastPurgeAt = 0;
+  private readonly generations: Generations;
 
   constructor(readonly name: string, readonly config: CacheConfig) {
     this.memory = new MemoryLru(config.memory.max_total);
     this.collapser = new Collapser(() => this.store);
+    this.generations = new Generations(`${config.path}-generations`);
   }
 
   private get store(): Promise<Store> {
@@ -67,14 +78,18 @@ export class HttpCache {
 
   /**
    * The stored variant of `key` whose selecting headers match `request`, with its body; complete
-   * entries only. The memory tier answers without touching the file for up to MEMORY_TRUST_MS
-   * (writes and purges in this process drop it at once; another process's change shows within
-   * that time).
+   * entries only. The memory tier answers without touching the file while the key's shared
+   * change counters are as they were when it read it: a fill, refresh, invalidation or purge in
+   * any process that shares the file is seen on the next lookup.
    */
   async lookup(key: string, request: Headers): Promise<{ entry: Entry; body: Uint8Array } | undefined> {
-    const now = performance.now();
+    const gens = this.generations;
+    const slot = gens.slot(baseKey(key));
     let memo = this.memory.get(key);
-    if (memo === undefined || now - memo.checkedAt > MEMORY_TRUST_MS) {
+    if (memo === undefined || memo.keyCount !== gens.keyCount(slot) || memo.wideCount !== gens.wideCount()) {
+      // Counted before the file is read: a change made while it is read shows next time.
+      const keyCount = gens.keyCount(slot);
+      const wideCount = gens.wideCount();
       const rows = await this.readEntries(key);
       if (rows.length === 0) {
         this.memory.delete(key);
@@ -85,7 +100,7 @@ export class HttpCache {
         const kept = memo?.bodies.get(e.id);
         if (kept !== undefined) bodies.set(e.id, kept);
       }
-      memo = { entries: rows, bodies, checkedAt: now, size: 0 };
+      memo = { entries: rows, bodies, keyCount, wideCount, size: 0 };
     }
     const entry = memo.entries.find((e) => varyMatches(e.headers.get("vary"), e.requestHeaders, request));
     if (entry === undefined) return undefined;
@@ -150,10 +165,13 @@ export class HttpCache {
     return toClient;
   }
 
-  /** Writes a whole entry in one transaction, replacing the same variant; then evicts down to max_total. */
-  async write(meta: StoreMeta, body: Uint8Array): Promise<void> {
-    // A purge since this answer was requested wins: the fill would put back what was purged.
-    if (meta.requestTime <= this.lastPurgeAt) return;
+  /**
+   * Writes a whole entry in one transaction, replacing the same variant — unless an invalidation
+   * or purge that matches it (its URL, a prefix of its key, one of its tags) was recorded, by any
+   * process, at or after the time its request was sent: that answer may predate the change that
+   * removed what it would put back. Then evicts down to max_total. True when stored.
+   */
+  async write(meta: StoreMeta, body: Uint8Array): Promise<boolean> {
     const store = await this.store;
     const now = wallSeconds();
     const pending = `${meta.varyKey}\u0000pending\u0000${crypto.randomUUID()}`;
@@ -169,12 +187,21 @@ export class HttpCache {
       if (body.byteLength === 0) break;
     }
     for (const tag of meta.tags) statements.push({ sql: "INSERT INTO cache_tags (entry_id, tag) VALUES (?, ?)", args: [id, tag] });
-    statements.push({ sql: "DELETE FROM cache_entries WHERE cache_key = ? AND vary_key = ?", args: [meta.key, meta.varyKey] });
-    statements.push({ sql: "UPDATE cache_entries SET vary_key = ?, complete = 1 WHERE id = ?", args: [meta.varyKey, id] });
-    await store.batch(statements);
-    metrics.cacheStoredBytes.inc([this.name], body.byteLength);
+    const tagged = meta.tags.length === 0 ? "" : ` OR (kind = 'tag' AND value IN (${meta.tags.map(() => "?").join(",")}))`;
+    const current = `NOT EXISTS (SELECT 1 FROM cache_invalidations WHERE at >= ? AND ((kind = 'key' AND value = ?) OR (kind = 'prefix' AND substr(?, 1, length(value)) = value)${tagged}))`;
+    const guard = [meta.requestTime, baseKey(meta.key), meta.key, ...meta.tags];
+    statements.push({ sql: `DELETE FROM cache_entries WHERE cache_key = ? AND vary_key = ? AND ${current}`, args: [meta.key, meta.varyKey, ...guard] });
+    const completeAt = statements.length;
+    statements.push({ sql: `UPDATE cache_entries SET vary_key = ?, complete = 1 WHERE id = ? AND ${current}`, args: [meta.varyKey, id, ...guard] });
+    // An invalidated fill leaves nothing behind (its chunks and tags go with it).
+    statements.push({ sql: "DELETE FROM cache_entries WHERE id = ? AND complete = 0", args: [id] });
+    const results = await store.batch(statements);
     this.memory.delete(meta.key);
+    if (results[completeAt]!.rowsAffected === 0) return false;
+    this.generations.bump(this.generations.slot(baseKey(meta.key)));
+    metrics.cacheStoredBytes.inc([this.name], body.byteLength);
     await this.evict(store);
+    return true;
   }
 
   private async evict(store: Store): Promise<void> {
@@ -200,24 +227,43 @@ export class HttpCache {
     this.memory.delete(entry.key);
     const store = await this.store;
     await store.execute("UPDATE cache_entries SET headers = ?, request_time = ?, response_time = ? WHERE id = ?", [JSON.stringify([...headers]), requestTime, responseTime, entry.id]);
+    this.generations.bump(this.generations.slot(baseKey(entry.key)));
   }
 
-  /** Removes entries: by exact key (every variant and header suffix), by key prefix, or by tag. Returns how many. */
+  /**
+   * Removes entries: by exact key (every variant and header suffix), by key prefix, or by tag, and
+   * records the invalidation (fills requested before it are not stored, in any process). Once it
+   * resolves, no process that shares the file serves what it removed. Returns how many.
+   */
   async purge(by: { key?: string; prefix?: string; tag?: string }): Promise<number> {
-    this.lastPurgeAt = wallSeconds();
-    const store = await this.store;
-    let result;
+    const now = wallSeconds();
+    let remove: { sql: string; args: string[] | (string | number)[] };
+    let record: [string, string];
     if (by.key !== undefined) {
-      result = await store.execute("DELETE FROM cache_entries WHERE cache_key = ? OR substr(cache_key, 1, ?) = ?", [by.key, by.key.length + 1, `${by.key}\n`]);
-      this.memory.deleteWhere((k) => k === by.key || k.startsWith(`${by.key}\n`));
+      remove = { sql: "DELETE FROM cache_entries WHERE cache_key = ? OR substr(cache_key, 1, ?) = ?", args: [by.key, by.key.length + 1, `${by.key}\n`] };
+      record = ["key", by.key];
     } else if (by.prefix !== undefined) {
-      result = await store.execute("DELETE FROM cache_entries WHERE substr(cache_key, 1, ?) = ?", [by.prefix.length, by.prefix]);
-      this.memory.deleteWhere((k) => k.startsWith(by.prefix!));
+      remove = { sql: "DELETE FROM cache_entries WHERE substr(cache_key, 1, ?) = ?", args: [by.prefix.length, by.prefix] };
+      record = ["prefix", by.prefix];
     } else if (by.tag !== undefined) {
-      result = await store.execute("DELETE FROM cache_entries WHERE id IN (SELECT entry_id FROM cache_tags WHERE tag = ?)", [by.tag]);
-      this.memory.deleteWhere(() => true); // tags are not kept in memory: drop the tier
+      remove = { sql: "DELETE FROM cache_entries WHERE id IN (SELECT entry_id FROM cache_tags WHERE tag = ?)", args: [by.tag] };
+      record = ["tag", by.tag];
     } else return 0;
-    return result.rowsAffected;
+    const store = await this.store;
+    const [removed] = await store.batch([
+      remove,
+      { sql: "INSERT INTO cache_invalidations (kind, value, at) VALUES (?, ?, ?) ON CONFLICT (kind, value) DO UPDATE SET at = max(at, excluded.at)", args: [...record, now] },
+      { sql: "DELETE FROM cache_invalidations WHERE at < ?", args: [now - INVALIDATION_MEMORY_S] },
+    ]);
+    // Every process's memory tier: the key's slot, or (prefix, tag) every key.
+    if (by.key !== undefined) {
+      this.generations.bump(this.generations.slot(by.key));
+      this.memory.deleteWhere((k) => k === by.key || k.startsWith(`${by.key}\n`));
+    } else {
+      this.generations.bumpAll();
+      this.memory.deleteWhere(by.prefix !== undefined ? (k) => k.startsWith(by.prefix!) : () => true);
+    }
+    return removed!.rowsAffected;
   }
 }
 

@@ -139,7 +139,10 @@ export interface AgeFacts {
 /** current_age (§4.2.3). */
 export function currentAge(f: AgeFacts, now: number): number {
   const date = httpDate(f.headers.get("date")) ?? f.responseTime;
-  const ageValue = deltaSeconds(f.headers.get("age")?.trim()) ?? 0;
+  // §5.1: of several Age values (a list, or repeated lines Headers joins with ", ") the first counts.
+  const age = f.headers.get("age");
+  const comma = age === null ? -1 : age.indexOf(",");
+  const ageValue = deltaSeconds((comma === -1 ? age : age!.slice(0, comma))?.trim()) ?? 0;
   const apparentAge = Math.max(0, f.responseTime - date);
   const responseDelay = f.responseTime - f.requestTime;
   const correctedAgeValue = ageValue + responseDelay;

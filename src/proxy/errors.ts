@@ -133,6 +133,11 @@ export const errors = {
     code: "upstream_connect_timeout", status: 504, source: "upstream", retryable: true,
     message: "the upstream connection was not established in time",
   }),
+  /** RFC 9110 §15: a status is three digits, 1xx–5xx; fetch passes anything (e.g. 999) through. */
+  badStatus: (status: number) => new SwitchyardError({
+    code: "upstream_bad_status", status: 502, source: "upstream", retryable: true,
+    message: `the upstream answered with status ${status}, which is not a valid final HTTP status (200–599)`,
+  }),
   requestTimeout: () => new SwitchyardError({
     code: "upstream_timeout", status: 504, source: "upstream", retryable: false,
     message: "the route's request timeout expired",

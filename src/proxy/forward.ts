@@ -178,6 +178,10 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
     } as RequestInit);
     endpoint.lastResponseAt = ctx.upstreamHeadersAt = performance.now();
     deadlines.releaseIdle();
+    if (response.status > 599 || response.status < 200) {
+      response.body?.cancel().catch(() => {});
+      throw errors.badStatus(response.status);
+    }
     return rpc === undefined ? response : await rpc.reply(ctx, response);
   } catch (e) {
     // An abort carries our own reason (timeout kind or client gone); anything else is the socket's.
