@@ -13,7 +13,7 @@ import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol
 import { Hono } from "hono";
 import { type ConfigIssue, ConfigError, configDocument, validateLiteral } from "../src/config/load.ts";
 import type { Config } from "../src/config/schema.ts";
-import { MAX_VERSION_INFO, unknownFields, withEndpoints, withSnapshot } from "../src/config/snapshot.ts";
+import { MAX_VERSION_INFO, snapshotDocument, unknownFields, withEndpoints, withSnapshot } from "../src/config/snapshot.ts";
 import {
   ConfigService,
   EndpointSchema,
@@ -132,8 +132,10 @@ export function configServiceRoutes(options: ConfigServiceOptions): Hono {
     jsonOptions: { ignoreUnknownFields: false, alwaysEmitImplicit: true },
   });
   router.service(ConfigService, {
-    pushSnapshot: (snapshot) =>
-      push("PushSnapshot", snapshot.versionInfo, unknownFields(SnapshotSchema, snapshot), withSnapshot(configDocument(runtime.current.config), snapshot)),
+    pushSnapshot: (snapshot) => {
+      const pushed = snapshotDocument(snapshot);
+      return push("PushSnapshot", snapshot.versionInfo, unknownFields(SnapshotSchema, snapshot), withSnapshot(configDocument(runtime.current.config), pushed));
+    },
     updateEndpoints: (request) => {
       const problems = request.endpoints.flatMap((e, i) => unknownFields(EndpointSchema, e, ["clusters", request.cluster, "endpoints", i]));
       const updated = withEndpoints(configDocument(runtime.current.config), request.cluster, request.endpoints);
