@@ -4,7 +4,8 @@
  * gRPC-web off). @connectrpc/connect's own router does the protocol: content types, size limit,
  * Connect errors with mapped statuses. Each push becomes a config document, is validated with the
  * config file's rules and put in force atomically (every worker), or answered with NACK and every
- * problem while the running config stays.
+ * problem while the running config stays — a push that would change a part of the running config
+ * no v1 message can express is one of them (src/config/push-coverage.ts).
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter } from "@connectrpc/connect";
@@ -13,6 +14,7 @@ import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol
 import { Hono } from "hono";
 import { type ConfigIssue, ConfigError, configDocument, validateLiteral } from "../src/config/load.ts";
 import type { Config } from "../src/config/schema.ts";
+import { droppedParts } from "../src/config/push-coverage.ts";
 import { MAX_VERSION_INFO, snapshotDocument, unknownFields, withEndpoints, withSnapshot } from "../src/config/snapshot.ts";
 import {
   ConfigService,
@@ -133,8 +135,11 @@ export function configServiceRoutes(options: ConfigServiceOptions): Hono {
   });
   router.service(ConfigService, {
     pushSnapshot: (snapshot) => {
+      const running = runtime.current.config;
       const pushed = snapshotDocument(snapshot);
-      return push("PushSnapshot", snapshot.versionInfo, unknownFields(SnapshotSchema, snapshot), withSnapshot(configDocument(runtime.current.config), pushed));
+      // Besides its own problems: parts of the running config it would change without saying so.
+      const problems = [...unknownFields(SnapshotSchema, snapshot), ...droppedParts(running, pushed)];
+      return push("PushSnapshot", snapshot.versionInfo, problems, withSnapshot(configDocument(running), pushed));
     },
     updateEndpoints: (request) => {
       const problems = request.endpoints.flatMap((e, i) => unknownFields(EndpointSchema, e, ["clusters", request.cluster, "endpoints", i]));

@@ -8,6 +8,7 @@
  */
 import { type DescMessage, type Message, toJson } from "@bufbuild/protobuf";
 import {
+  BalancerSchema,
   BalancerTypeSchema,
   type Cluster,
   ClusterSchema,
@@ -72,6 +73,30 @@ export function snapshotDocument(snapshot: Snapshot): SnapshotDocument {
 export function withSnapshot(base: Doc, pushed: SnapshotDocument): Doc {
   return { ...base, ...pushed };
 }
+
+/**
+ * The other way, for the config's few keys that v1 spells differently: a config object of the
+ * message `typeName` with them in v1's terms (an endpoint's `url` as `address`, a string endpoint
+ * as `{address}`, the balancer type as its enum name). What push-coverage.ts turns back into
+ * messages to find what a push cannot express.
+ */
+export function v1Spelling(typeName: string, doc: Doc): Doc {
+  if (typeName === ClusterSchema.typeName && Array.isArray(doc.endpoints)) {
+    return { ...doc, endpoints: doc.endpoints.map((e: unknown) => (typeof e === "string" ? { address: e } : isDoc(e) ? v1Spelling(EndpointSchema.typeName, e) : e)) };
+  }
+  if (typeName === EndpointSchema.typeName && "url" in doc) {
+    const { url, ...rest } = doc;
+    return { address: url, ...rest };
+  }
+  if (typeName === BalancerSchema.typeName && typeof doc.type === "string") {
+    const value = BalancerTypeSchema.values.find((v) => v.number !== 0 && v.localName.toLowerCase() === doc.type);
+    return { ...doc, type: value?.name ?? doc.type };
+  }
+  return doc;
+}
+
+/** A config key's v1 field name in the message `typeName` (the same name but for an endpoint's url). */
+export const v1FieldName = (typeName: string, key: string): string => (typeName === EndpointSchema.typeName && key === "url" ? "address" : key);
 
 /** A config document with one cluster's endpoints replaced, or the problem when there is no such cluster. */
 export function withEndpoints(base: Doc, cluster: string, endpoints: readonly Endpoint[]): { document: Doc } | { problem: ConfigIssue } {

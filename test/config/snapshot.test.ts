@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { create, fromBinary, fromJson, toBinary } from "@bufbuild/protobuf";
 import { ListValueSchema } from "@bufbuild/protobuf/wkt";
 import { configDocument, validateConfig, validateLiteral } from "../../src/config/load.ts";
+import { droppedParts, inexpressible, keysWithoutField } from "../../src/config/push-coverage.ts";
 import { snapshotDocument, unknownFields, withEndpoints, withSnapshot } from "../../src/config/snapshot.ts";
 import { BalancerType, ClusterSchema, EndpointSchema, SnapshotSchema } from "../../src/gen/switchyard/config/v1/config_pb.ts";
 
@@ -244,6 +245,56 @@ describe("snapshot → config", () => {
     const snapshot = create(SnapshotSchema, { clusters: { a: cluster } });
     expect(unknownFields(SnapshotSchema, snapshot)).toEqual([{ path: "clusters.a", message: "unknown field number 1007 (not in switchyard.config.v1.Cluster as this proxy knows it)" }]);
     expect(unknownFields(SnapshotSchema, fromBinary(SnapshotSchema, toBinary(SnapshotSchema, SNAPSHOT)))).toEqual([]);
+  });
+});
+
+describe("what a push cannot express", () => {
+  test("every key of the file's route and cluster schema has a v1 field (a key added to the file without one fails here)", () => {
+    expect(keysWithoutField()).toEqual([]);
+  });
+
+  test("nothing of a config that uses every route and cluster setting is out of a push's reach", () => {
+    const gaps = inexpressible(validateConfig("same.yaml", Bun.YAML.parse(EQUIVALENT), {}));
+    expect([...gaps.routes.values(), ...gaps.clusters.values()].flat()).toEqual([]);
+  });
+
+  const RUNNING = `
+listeners: [{ port: 8080 }]
+routes: [{ name: api, to: api, headers: { request: { remove: [] } } }, { to: api }]
+clusters:
+  api:
+    endpoints: ["127.0.0.1:1"]
+    health_check: { path: /healthz, expected_statuses: [], healthy_threshold: 4294967296 }
+  other: { endpoints: ["127.0.0.1:2"] }
+`;
+
+  test("what is left: a list proto3 cannot tell from an unset one, a number beyond its field's range", () => {
+    const gaps = inexpressible(validateConfig("running.yaml", Bun.YAML.parse(RUNNING), {}));
+    expect([...gaps.routes]).toEqual([["api", [{ path: ["headers", "request", "remove"], running: [], closest: undefined }]]]);
+    expect(gaps.clusters.get("api")).toEqual([
+      { path: ["health_check", "expected_statuses"], running: [], closest: undefined },
+      { path: ["health_check", "healthy_threshold"], running: 4294967296, closest: 2 },
+    ]);
+    expect(gaps.clusters.has("other")).toBe(false);
+  });
+
+  test("a snapshot that would silently turn such a part into its closest v1 form is refused at that path; one that sets it otherwise, or leaves the cluster out, is not", () => {
+    const running = validateConfig("running.yaml", Bun.YAML.parse(RUNNING), {});
+    const mirror = snapshotDocument(create(SnapshotSchema, {
+      routes: [{ name: "api", to: "api" }],
+      clusters: { api: { endpoints: [{ address: "127.0.0.1:1" }], healthCheck: { path: "/healthz" } }, other: { endpoints: [{ address: "127.0.0.1:2" }] } },
+    }));
+    expect(droppedParts(running, mirror)).toEqual([
+      { path: "routes[0].headers.request.remove", message: "the running config has [] here, which a v1 push cannot express; this push would change it to unset. Change it with the config file or PUT /config first" },
+      { path: "clusters.api.health_check.expected_statuses", message: "the running config has [] here, which a v1 push cannot express; this push would change it to unset. Change it with the config file or PUT /config first" },
+      { path: "clusters.api.health_check.healthy_threshold", message: "the running config has 4294967296 here, which a v1 push cannot express; this push would change it to 2. Change it with the config file or PUT /config first" },
+    ]);
+    const changed = snapshotDocument(create(SnapshotSchema, {
+      routes: [{ name: "api", to: "api", headers: { request: { remove: ["x-internal"] } } }],
+      clusters: { api: { endpoints: [{ address: "127.0.0.1:1" }], healthCheck: { path: "/healthz", expectedStatuses: [200], healthyThreshold: 3 } } },
+    }));
+    expect(droppedParts(running, changed)).toEqual([]);
+    expect(droppedParts(running, snapshotDocument(create(SnapshotSchema, { routes: [{ to: "x" }], clusters: { x: { endpoints: [{ address: "127.0.0.1:3" }] } } })))).toEqual([]);
   });
 });
 

@@ -436,3 +436,56 @@ describe("filters and the rest of a route", () => {
   });
 });
 
+describe("a part of the running config a push cannot express", () => {
+  // health_check.expected_statuses: [] (no status passes) is a list proto3 cannot tell from an
+  // unset one (any 2xx): no v1 message can say it, so a push of that cluster would silently turn
+  // it into "any 2xx".
+  let own: TestProxy;
+  let ownAdmin: string;
+  beforeAll(async () => {
+    own = await startProxy({
+      admin: { address: "127.0.0.1", port: 0, token: TOKEN },
+      routes: [{ name: "main", to: "a" }],
+      clusters: {
+        a: { endpoints: [a.origin] },
+        probe: { endpoints: [c.origin], health_check: { path: "/", interval: "1m", expected_statuses: [] } },
+      },
+    });
+    ownAdmin = own.running.admin!.url.origin;
+  });
+  afterAll(() => own.stop());
+  const ownClient = (useBinaryFormat: boolean) => createClient(ConfigService, createConnectTransport({ baseUrl: ownAdmin, useBinaryFormat, interceptors: [bearer(TOKEN)] }));
+  const routes = [{ name: "main", to: "a" }];
+
+  test("a push that would drop it is NACKed with its path (both codecs); the running config stays", async () => {
+    const before = own.running.state.runtime.current.version;
+    for (const useBinaryFormat of [true, false]) {
+      const res = await ownClient(useBinaryFormat).pushSnapshot({
+        versionInfo: "drops-it",
+        routes,
+        clusters: { a: { endpoints: [{ address: a.origin }] }, probe: { endpoints: [{ address: c.origin }], healthCheck: { path: "/", interval: "1m" } } },
+      });
+      expect(res.accepted).toBe(false);
+      expect(res.problems).toEqual([
+        expect.objectContaining({
+          path: "clusters.probe.health_check.expected_statuses",
+          message: "the running config has [] here, which a v1 push cannot express; this push would change it to unset. Change it with the config file or PUT /config first",
+        }),
+      ]);
+    }
+    expect(own.running.state.runtime.current.version).toBe(before);
+    expect(own.running.state.runtime.current.config.clusters.probe!.health_check!.expected_statuses).toEqual([]);
+  });
+
+  test("a push that sets it to something else, or leaves the cluster out, is the control plane's choice: ACK", async () => {
+    const set = await ownClient(true).pushSnapshot({
+      versionInfo: "sets-it",
+      routes,
+      clusters: { a: { endpoints: [{ address: a.origin }] }, probe: { endpoints: [{ address: c.origin }], healthCheck: { path: "/", interval: "1m", expectedStatuses: [204] } } },
+    });
+    expect(set.accepted).toBe(true);
+    expect(await own.running.reload()).toBe(true); // the file's [] again
+    const without = await ownClient(false).pushSnapshot({ versionInfo: "removes-it", routes, clusters: { a: { endpoints: [{ address: a.origin }] } } });
+    expect(without.accepted).toBe(true);
+  });
+});
