@@ -1,7 +1,7 @@
 /** Pushed protobuf → config: a snapshot with every field of switchyard.config.v1 means what the same YAML means. */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { create, fromBinary, fromJson, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, type JsonObject, toBinary } from "@bufbuild/protobuf";
 import { ListValueSchema } from "@bufbuild/protobuf/wkt";
 import { configDocument, validateConfig, validateLiteral } from "../../src/config/load.ts";
 import { droppedParts, inexpressible, keysWithoutField } from "../../src/config/push-coverage.ts";
@@ -298,3 +298,20 @@ clusters:
   });
 });
 
+test("the README's push examples are snapshots this proxy takes (decoded as the JSON codec does, then validated)", async () => {
+  const readme = await Bun.file(join(import.meta.dir, "../../README.md")).text();
+  const section = readme.slice(readme.indexOf("## Config push"), readme.indexOf("## Config reference"));
+  const bodies = [...section.matchAll(/PushSnapshot \\\n(?:.*\\\n)*?\s+-d '(\{[\s\S]*?\})'\n/g)].map((m) => JSON.parse(m[1]!) as JsonObject);
+  expect(bodies).toHaveLength(2);
+  const base = validateConfig("file.yaml", {
+    listeners: [{ port: 8080 }],
+    rate_limits: { "per-ip": { key: "client_ip", rate: "10/s" } },
+    auth: { "partner-keys": { type: "api_key", keys: [{ name: "p", sha256: "cd".repeat(32) }] } },
+    caches: { main: { path: "/tmp/switchyard-readme-test.db" } },
+  }, {});
+  for (const body of bodies) {
+    const snapshot = fromJson(SnapshotSchema, body, { ignoreUnknownFields: false });
+    const pushed = validateLiteral("(push)", withSnapshot(configDocument(base), snapshotDocument(snapshot)));
+    expect(pushed.routes.map((r) => r.name)).toEqual(snapshot.routes.map((r) => r.name));
+  }
+});
