@@ -4,7 +4,8 @@
  * gRPC-web off). @connectrpc/connect's own router does the protocol: content types, size limit,
  * Connect errors with mapped statuses. Each push becomes a config document, is validated with the
  * config file's rules and put in force atomically (every worker), or answered with NACK and every
- * problem while the running config stays.
+ * problem while the running config stays — a push that would change a part of the running config
+ * no v1 message can express is one of them (src/config/push-coverage.ts).
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter } from "@connectrpc/connect";
@@ -13,7 +14,8 @@ import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol
 import { Hono } from "hono";
 import { type ConfigIssue, ConfigError, configDocument, validateLiteral } from "../src/config/load.ts";
 import type { Config } from "../src/config/schema.ts";
-import { MAX_VERSION_INFO, unknownFields, withEndpoints, withSnapshot } from "../src/config/snapshot.ts";
+import { droppedParts } from "../src/config/push-coverage.ts";
+import { MAX_VERSION_INFO, snapshotDocument, unknownFields, withEndpoints, withSnapshot } from "../src/config/snapshot.ts";
 import {
   ConfigService,
   EndpointSchema,
@@ -132,8 +134,13 @@ export function configServiceRoutes(options: ConfigServiceOptions): Hono {
     jsonOptions: { ignoreUnknownFields: false, alwaysEmitImplicit: true },
   });
   router.service(ConfigService, {
-    pushSnapshot: (snapshot) =>
-      push("PushSnapshot", snapshot.versionInfo, unknownFields(SnapshotSchema, snapshot), withSnapshot(configDocument(runtime.current.config), snapshot)),
+    pushSnapshot: (snapshot) => {
+      const running = runtime.current.config;
+      const pushed = snapshotDocument(snapshot);
+      // Besides its own problems: parts of the running config it would change without saying so.
+      const problems = [...unknownFields(SnapshotSchema, snapshot), ...droppedParts(running, pushed)];
+      return push("PushSnapshot", snapshot.versionInfo, problems, withSnapshot(configDocument(running), pushed));
+    },
     updateEndpoints: (request) => {
       const problems = request.endpoints.flatMap((e, i) => unknownFields(EndpointSchema, e, ["clusters", request.cluster, "endpoints", i]));
       const updated = withEndpoints(configDocument(runtime.current.config), request.cluster, request.endpoints);

@@ -1,20 +1,32 @@
 /**
  * Pushed protobuf (switchyard.config.v1) → the config file's shape. The messages mirror the
  * config's keys, so their proto-named JSON form is the config document; only the balancer type
- * (an enum) and endpoints (`address` → `url`) need translating. The result is validated by the
- * caller with the same zod rules as a file, which reports problems with the config's paths.
+ * (an enum) and endpoints (`address` → `url`) need translating. The parts carried as
+ * google.protobuf.Struct (filters, cache, discovery, tls …) are already the file's objects. The
+ * result is validated by the caller with the same zod rules as a file, which reports problems
+ * with the config's paths.
  */
 import { type DescMessage, type Message, toJson } from "@bufbuild/protobuf";
 import {
+  BalancerSchema,
   BalancerTypeSchema,
+  type Cluster,
+  ClusterSchema,
   type Endpoint,
   EndpointSchema,
+  type Route,
+  RouteSchema,
   type Snapshot,
-  SnapshotSchema,
 } from "../gen/switchyard/config/v1/config_pb.ts";
 import { type ConfigIssue, formatPath } from "./load.ts";
 
 type Doc = Record<string, unknown>;
+
+/** A snapshot's `routes` and `clusters` in the config's shape. */
+export interface SnapshotDocument {
+  routes: unknown[];
+  clusters: Doc;
+}
 
 /** version_info becomes a metric label: kept short so one series stays one small series. */
 export const MAX_VERSION_INFO = 128;
@@ -37,25 +49,54 @@ function endpointsDocument(endpoints: unknown): unknown {
   });
 }
 
-function clusterDocument(cluster: Doc): Doc {
-  const out: Doc = { ...cluster };
+/** One pushed route in the config's shape. */
+export function routeDocument(route: Route): Doc {
+  return toJson(RouteSchema, route, { useProtoFieldName: true }) as Doc;
+}
+
+/** One pushed cluster in the config's shape. */
+export function clusterDocument(cluster: Cluster): Doc {
+  const out = toJson(ClusterSchema, cluster, { useProtoFieldName: true }) as Doc;
   if (out.endpoints !== undefined) out.endpoints = endpointsDocument(out.endpoints);
   if (isDoc(out.balancer)) out.balancer = { ...out.balancer, type: balancerType(out.balancer.type) };
   return out;
 }
 
 /** The `routes` and `clusters` of a snapshot, in the config's shape. */
-export function snapshotDocument(snapshot: Snapshot): { routes: unknown[]; clusters: Doc } {
-  const json = toJson(SnapshotSchema, snapshot, { useProtoFieldName: true }) as Doc;
+export function snapshotDocument(snapshot: Snapshot): SnapshotDocument {
   const clusters: Doc = Object.create(null) as Doc;
-  for (const [name, c] of Object.entries(isDoc(json.clusters) ? json.clusters : {})) clusters[name] = clusterDocument(isDoc(c) ? c : {});
-  return { routes: Array.isArray(json.routes) ? json.routes : [], clusters };
+  for (const [name, c] of Object.entries(snapshot.clusters)) clusters[name] = clusterDocument(c);
+  return { routes: snapshot.routes.map(routeDocument), clusters };
 }
 
 /** A config document with its routes and clusters replaced by the snapshot's; everything else kept. */
-export function withSnapshot(base: Doc, snapshot: Snapshot): Doc {
-  return { ...base, ...snapshotDocument(snapshot) };
+export function withSnapshot(base: Doc, pushed: SnapshotDocument): Doc {
+  return { ...base, ...pushed };
 }
+
+/**
+ * The other way, for the config's few keys that v1 spells differently: a config object of the
+ * message `typeName` with them in v1's terms (an endpoint's `url` as `address`, a string endpoint
+ * as `{address}`, the balancer type as its enum name). What push-coverage.ts turns back into
+ * messages to find what a push cannot express.
+ */
+export function v1Spelling(typeName: string, doc: Doc): Doc {
+  if (typeName === ClusterSchema.typeName && Array.isArray(doc.endpoints)) {
+    return { ...doc, endpoints: doc.endpoints.map((e: unknown) => (typeof e === "string" ? { address: e } : isDoc(e) ? v1Spelling(EndpointSchema.typeName, e) : e)) };
+  }
+  if (typeName === EndpointSchema.typeName && "url" in doc) {
+    const { url, ...rest } = doc;
+    return { address: url, ...rest };
+  }
+  if (typeName === BalancerSchema.typeName && typeof doc.type === "string") {
+    const value = BalancerTypeSchema.values.find((v) => v.number !== 0 && v.localName.toLowerCase() === doc.type);
+    return { ...doc, type: value?.name ?? doc.type };
+  }
+  return doc;
+}
+
+/** A config key's v1 field name in the message `typeName` (the same name but for an endpoint's url). */
+export const v1FieldName = (typeName: string, key: string): string => (typeName === EndpointSchema.typeName && key === "url" ? "address" : key);
 
 /** A config document with one cluster's endpoints replaced, or the problem when there is no such cluster. */
 export function withEndpoints(base: Doc, cluster: string, endpoints: readonly Endpoint[]): { document: Doc } | { problem: ConfigIssue } {
@@ -81,6 +122,8 @@ export function unknownFields(desc: DescMessage, message: Message, path: Propert
   const fields = message as unknown as Record<string, unknown>;
   for (const field of desc.fields) {
     if (field.oneof !== undefined) continue; // our oneofs hold scalars only
+    // Struct, ListValue: JSON in the config's shape (Struct is a plain object here), checked by zod.
+    if ((field.fieldKind === "message" || field.fieldKind === "list" || field.fieldKind === "map") && field.message?.typeName.startsWith("google.protobuf.")) continue;
     const value = fields[field.localName];
     if (field.fieldKind === "message" && value !== undefined) unknownFields(field.message, value as Message, [...path, field.name], out);
     else if (field.fieldKind === "list" && field.listKind === "message") {

@@ -1,4 +1,7 @@
-/** workers: 2 — a push to the admin listener (worker 0) reaches every worker, and a restarted one too, until the file is reloaded. */
+/**
+ * workers: 2 — a push to the admin listener (worker 0) reaches every worker, and a restarted one
+ * too, until the file is reloaded; a pushed route's filters are enforced by both.
+ */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
@@ -9,6 +12,7 @@ import { waitFor } from "../helpers/tmp.ts";
 import { freePort, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 const TOKEN = "workers-push-token-0123456789";
+const API_KEY = "workers-push-api-key-0123456789";
 let a: Upstream;
 let b: Upstream;
 let proxy: ProxyProcess;
@@ -25,6 +29,8 @@ beforeAll(async () => {
     listeners: [{ address: "127.0.0.1", port: freePort() }],
     routes: [{ to: "a" }],
     clusters: { a: { endpoints: [a.origin] } },
+    rate_limits: { "per-client": { key: { header: "x-client" }, rate: "5/min" } },
+    auth: { keys: { type: "api_key", keys: [{ name: "workers-test", sha256: new Bun.CryptoHasher("sha256").update(API_KEY).digest("hex") }] } },
     access_log: { enabled: false },
   });
   proxy = started;
@@ -67,6 +73,29 @@ test("/metrics over the workers: one version_info series with value 1, each push
   expect(families.get("switchyard_config_push_info")!.metrics).toEqual([{ labels: { version_info: "w-1" }, value: "1" }]);
   expect(families.get("switchyard_config_pushes_total")!.metrics).toEqual([{ labels: { rpc: "PushSnapshot", result: "accepted" }, value: "1" }]);
   expect(families.get("switchyard_config_version")!.metrics[0]!.value).toBe("2");
+});
+
+test("a pushed route's auth and rate limit are enforced by both workers", async () => {
+  const after = proxy.events.length;
+  const res = await client().pushSnapshot({
+    versionInfo: "w-filters",
+    routes: [{ to: "b", filters: [{ type: "auth", providers: ["keys"] }, { type: "rate_limit", limits: ["per-client"] }] }],
+    clusters: { b: { endpoints: [{ address: b.origin }] } },
+  });
+  expect(res).toMatchObject({ accepted: true, workers: 2 });
+  expect(pushedBy(after, "w-filters")).toEqual(new Set([0, 1]));
+  // Fresh connections, spread over both workers by reusePort: none gets through without the key.
+  const anonymous = await Promise.all(Array.from({ length: 40 }, () => fetch(`${proxy.origin}/x`, { headers: { connection: "close" } }).then(async (r) => (await r.text(), r.status))));
+  expect(new Set(anonymous)).toEqual(new Set([401]));
+  // 20 keyed requests of one client over both workers: 5/min once for the machine, not per worker.
+  const statuses: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const r = await fetch(`${proxy.origin}/x`, { headers: { connection: "close", "x-api-key": API_KEY, "x-client": "w" } });
+    await r.text();
+    statuses.push(r.status);
+  }
+  expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
+  expect(statuses.slice(5).every((s) => s === 429)).toBe(true);
 });
 
 test("PUT /config reaches every worker too", async () => {

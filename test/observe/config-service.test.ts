@@ -5,7 +5,7 @@
  * prints) and change nothing; bad input gets Connect errors.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, type JsonObject, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
@@ -17,31 +17,46 @@ import {
   RouteSchema,
   SnapshotSchema,
 } from "../../src/gen/switchyard/config/v1/config_pb.ts";
+import type { ConfigInput } from "../../src/config/schema.ts";
 import { CLI, ROOT, writeTempConfig } from "../helpers/cli.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
+import { tempDir } from "../helpers/tmp.ts";
 import { recordingUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 const TOKEN = "control-plane-token-0123456789";
+const API_KEY = "pushed-route-api-key-0123456789";
 let a: Upstream;
 let b: ReturnType<typeof recordingUpstream>;
 let c: Upstream;
+let j: Upstream;
 let proxy: TestProxy;
 let admin: string;
+const cacheDir = tempDir();
+
+/** The file's named sections a pushed route may refer to (they are not pushed: a route names them). */
+const SECTIONS = {
+  rate_limits: { "per-client": { key: { header: "x-client" }, rate: "3/min" } },
+  auth: { keys: { type: "api_key", keys: [{ name: "control-plane-test", sha256: new Bun.CryptoHasher("sha256").update(API_KEY).digest("hex") }] } },
+  caches: { main: { path: cacheDir.file("cache.db") } },
+} satisfies Partial<ConfigInput>;
 
 beforeAll(async () => {
   a = startUpstream(() => new Response("a"));
   b = recordingUpstream("b");
   c = startUpstream(() => new Response("c"));
+  j = startUpstream((req) => Response.json({ path: new URL(req.url).pathname }, { headers: { "cache-control": "public, max-age=60" } }));
   proxy = await startProxy({
     admin: { address: "127.0.0.1", port: 0, token: TOKEN },
     routes: [{ name: "main", to: "a" }],
     clusters: { a: { endpoints: [a.origin] } },
+    ...SECTIONS,
   });
   admin = proxy.running.admin!.url.origin;
 });
 afterAll(async () => {
   await proxy.stop();
-  for (const u of [a, b, c]) u.stop(true);
+  for (const u of [a, b, c, j]) u.stop(true);
+  cacheDir.cleanup();
 });
 
 const bearer = (token: string): Interceptor => (next) => (req) => {
@@ -211,7 +226,7 @@ describe("NACK", () => {
     const res = await binary().pushSnapshot({ ...snapshotToB(), routes: [withUnknown] });
     expect(res.accepted).toBe(false);
     expect(res.problems).toMatchObject([{ path: "routes[0]", message: "unknown field number 99 (not in switchyard.config.v1.Route as this proxy knows it)" }]);
-    const raw = await fetch(rpcUrl("PushSnapshot"), { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ routes: [{ to: "b", filters: [] }] }) });
+    const raw = await fetch(rpcUrl("PushSnapshot"), { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ routes: [{ to: "b", rate_limit: "10/s" }] }) });
     expect(raw.status).toBe(400);
     expect(await raw.json()).toMatchObject({ code: "invalid_argument" });
   });
@@ -329,4 +344,148 @@ describe("metrics and reload", () => {
 test("served on the admin listener only", async () => {
   const res = await fetch(`${proxy.origin}/switchyard.config.v1.ConfigService/GetConfig`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: "{}" });
   expect(await res.text()).toBe("a"); // the public listener proxies it like any path
+});
+
+/** A route with every kind of filter, a cache of the file's and a retry policy: what the control-plane test pushed and lost. */
+const guardedRoute = (prefix: string): MessageInitShape<typeof RouteSchema> => ({
+  name: "guarded",
+  match: { path: { kind: { case: "prefix", value: prefix } } },
+  to: "j",
+  filters: [
+    { type: "cors", allow_origins: ["https://app.example.com"] },
+    { type: "auth", providers: ["keys"] },
+    { type: "rate_limit", limits: ["per-client"] },
+    { type: "transform", response: [{ op: "set", path: "pushed", value: true }] },
+  ],
+  cache: { name: "main" },
+  retry: { attempts: 3, retryOn: ["connect-failure"] },
+});
+
+describe("filters and the rest of a route", () => {
+  for (const [codec, client] of [["binary", binary], ["JSON", json]] as const) {
+    test(`${codec}: a pushed route's filters are in force — 401 without credentials, 429 after the limit, cors, transform and the file's cache`, async () => {
+      const prefix = `/guarded-${codec.toLowerCase()}`;
+      const before = version();
+      const res = await client().pushSnapshot({
+        versionInfo: `filters-${codec}`,
+        routes: [guardedRoute(prefix), { name: "rest", to: "a" }],
+        clusters: { j: { endpoints: [{ address: j.origin }] }, a: { endpoints: [{ address: a.origin }] } },
+      });
+      expect(res).toMatchObject({ accepted: true, version: BigInt(before + 1), problems: [] });
+      expect(await binary().getConfig({})).toMatchObject({ version: BigInt(before + 1), versionInfo: `filters-${codec}`, routes: ["guarded", "rest"], clusters: ["j", "a"] });
+
+      const client1 = `${codec}-client`;
+      const get = (headers: Record<string, string>) => fetch(`${proxy.origin}${prefix}/item`, { headers: { "x-client": client1, ...headers } });
+      const anonymous = await get({});
+      expect(anonymous.status).toBe(401);
+      expect(await anonymous.json()).toMatchObject({ error: "unauthenticated" });
+      const first = await get({ "x-api-key": API_KEY, origin: "https://app.example.com" });
+      expect(first.status).toBe(200);
+      expect(await first.json()).toEqual({ path: `${prefix}/item`, pushed: true }); // transform
+      expect(first.headers.get("access-control-allow-origin")).toBe("https://app.example.com"); // cors
+      expect(first.headers.get("x-cache")).toBe("MISS");
+      // The file's cache "main" (public: stored for authenticated callers too, RFC 9111 §3.5). It
+      // stores while the body streams: poll for the HIT, each poll as its own client of the limit.
+      let hit: string | null = null;
+      for (let i = 0; i < 40 && hit !== "HIT"; i++) {
+        const r = await get({ "x-api-key": API_KEY, "x-client": `${client1}-cache-${i}` });
+        await r.text();
+        hit = r.headers.get("x-cache");
+        if (hit !== "HIT") await Bun.sleep(25);
+      }
+      expect(hit).toBe("HIT");
+      for (let i = 0; i < 2; i++) {
+        const r = await get({ "x-api-key": API_KEY });
+        expect(r.status).toBe(200);
+        await r.text();
+      }
+      const limited = await get({ "x-api-key": API_KEY });
+      expect(limited.status).toBe(429); // 3/min per x-client
+      expect(limited.headers.get("retry-after")).not.toBeNull();
+      await limited.text();
+      expect((await get({ "x-api-key": API_KEY, "x-client": `${client1}-other` })).status).toBe(200); // a bucket per x-client
+      const config = proxy.running.state.runtime.current.config;
+      expect(config.routes[0]!.filters!.map((f) => f.type)).toEqual(["cors", "auth", "rate_limit", "transform"]);
+      expect(config.routes[0]!.retry?.attempts).toBe(3);
+      expect(config.routes[0]!.cache?.name).toBe("main");
+    });
+  }
+
+  test("a bad filter: NACK with the lines `switchyard validate` prints for the same route in a file", async () => {
+    const before = version();
+    const filters: JsonObject[] = [
+      { type: "rate_limit", limits: ["nope"] },
+      { type: "auth", providers: ["ghost"] },
+      { type: "cors" },
+      { type: "gzip" },
+    ];
+    const bad = { name: "bad", to: "a", filters, cache: { name: "missing" } };
+    const res = await json().pushSnapshot({ versionInfo: "bad-filter", routes: [bad], clusters: { a: { endpoints: [{ address: a.origin }] } } });
+    expect(res.accepted).toBe(false);
+    expect(res.version).toBe(BigInt(before));
+    const lines = res.problems.map((p) => `${p.path}: ${p.message}`).sort();
+    expect(lines).toContain('routes[0].filters[0].limits[0]: unknown rate limit "nope" (known: per-client)');
+    expect(lines).toContain('routes[0].filters[1].providers[0]: unknown auth provider "ghost" (known: keys)');
+    expect(lines).toContain('routes[0].cache.name: unknown cache "missing" (known: main)');
+    const file = writeTempConfig(JSON.stringify({ listeners: [{ port: 0 }], ...SECTIONS, routes: [bad], clusters: { a: { endpoints: [a.origin] } } }), "bad-filter.json");
+    const run = Bun.spawnSync([process.execPath, CLI, "validate", file.file], { cwd: ROOT });
+    file.cleanup();
+    expect(run.exitCode).toBe(1);
+    expect(lines).toEqual(run.stderr.toString().split("\n").slice(1).map((l) => l.trim()).filter(Boolean).sort());
+    expect(version()).toBe(before);
+  });
+});
+
+describe("a part of the running config a push cannot express", () => {
+  // health_check.expected_statuses: [] (no status passes) is a list proto3 cannot tell from an
+  // unset one (any 2xx): no v1 message can say it, so a push of that cluster would silently turn
+  // it into "any 2xx".
+  let own: TestProxy;
+  let ownAdmin: string;
+  beforeAll(async () => {
+    own = await startProxy({
+      admin: { address: "127.0.0.1", port: 0, token: TOKEN },
+      routes: [{ name: "main", to: "a" }],
+      clusters: {
+        a: { endpoints: [a.origin] },
+        probe: { endpoints: [c.origin], health_check: { path: "/", interval: "1m", expected_statuses: [] } },
+      },
+    });
+    ownAdmin = own.running.admin!.url.origin;
+  });
+  afterAll(() => own.stop());
+  const ownClient = (useBinaryFormat: boolean) => createClient(ConfigService, createConnectTransport({ baseUrl: ownAdmin, useBinaryFormat, interceptors: [bearer(TOKEN)] }));
+  const routes = [{ name: "main", to: "a" }];
+
+  test("a push that would drop it is NACKed with its path (both codecs); the running config stays", async () => {
+    const before = own.running.state.runtime.current.version;
+    for (const useBinaryFormat of [true, false]) {
+      const res = await ownClient(useBinaryFormat).pushSnapshot({
+        versionInfo: "drops-it",
+        routes,
+        clusters: { a: { endpoints: [{ address: a.origin }] }, probe: { endpoints: [{ address: c.origin }], healthCheck: { path: "/", interval: "1m" } } },
+      });
+      expect(res.accepted).toBe(false);
+      expect(res.problems).toEqual([
+        expect.objectContaining({
+          path: "clusters.probe.health_check.expected_statuses",
+          message: "the running config has [] here, which a v1 push cannot express; this push would change it to unset. Change it with the config file or PUT /config first",
+        }),
+      ]);
+    }
+    expect(own.running.state.runtime.current.version).toBe(before);
+    expect(own.running.state.runtime.current.config.clusters.probe!.health_check!.expected_statuses).toEqual([]);
+  });
+
+  test("a push that sets it to something else, or leaves the cluster out, is the control plane's choice: ACK", async () => {
+    const set = await ownClient(true).pushSnapshot({
+      versionInfo: "sets-it",
+      routes,
+      clusters: { a: { endpoints: [{ address: a.origin }] }, probe: { endpoints: [{ address: c.origin }], healthCheck: { path: "/", interval: "1m", expectedStatuses: [204] } } },
+    });
+    expect(set.accepted).toBe(true);
+    expect(await own.running.reload()).toBe(true); // the file's [] again
+    const without = await ownClient(false).pushSnapshot({ versionInfo: "removes-it", routes, clusters: { a: { endpoints: [{ address: a.origin }] } } });
+    expect(without.accepted).toBe(true);
+  });
 });
