@@ -644,7 +644,7 @@ export type Limits = Message<"switchyard.config.v1.Limits"> & {
   maxRequests?: number | undefined;
 
   /**
-   * default 3
+   * default 1024 (the retry budget limits retries)
    *
    * @generated from field: optional uint32 max_retries = 4;
    */
@@ -717,7 +717,7 @@ export type RetryBudget = Message<"switchyard.config.v1.RetryBudget"> & {
   percent?: number | undefined;
 
   /**
-   * default 3
+   * default 10
    *
    * @generated from field: optional uint32 min_concurrency = 2;
    */
