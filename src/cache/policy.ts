@@ -143,7 +143,9 @@ export function currentAge(f: AgeFacts, now: number): number {
   const age = f.headers.get("age");
   const comma = age === null ? -1 : age.indexOf(",");
   const ageValue = deltaSeconds((comma === -1 ? age : age!.slice(0, comma))?.trim()) ?? 0;
-  const apparentAge = Math.max(0, f.responseTime - date);
+  // Date has whole seconds: against the receipt time's fraction it would add a random 0–1 s of
+  // age (a max-age=1 answer would flip between fresh and stale with the sub-second phase).
+  const apparentAge = Math.max(0, Math.floor(f.responseTime) - date);
   const responseDelay = f.responseTime - f.requestTime;
   const correctedAgeValue = ageValue + responseDelay;
   const correctedInitialAge = Math.max(apparentAge, correctedAgeValue);

@@ -14,9 +14,30 @@ let up: Upstream;
 let proxy: TestProxy;
 const dir = tempDir();
 
+/**
+ * Unrelated traffic in flight the whole time (overlap): fills and invalidations of other URLs,
+ * through this proxy and through a second one on the same file (another worker). No test may
+ * depend on being alone.
+ */
+let other: TestProxy;
+let noiseRunning = true;
+let noiseDone: Promise<void> | undefined;
+async function noise(): Promise<void> {
+  let n = 0;
+  const client = async (i: number) => {
+    while (noiseRunning && n < 100_000) {
+      const target = (n++ % 2 === 0 ? proxy : other).origin;
+      const method = n % 5 === 0 ? "POST" : "GET";
+      await fetch(`${target}/noise-${i}-${n % 7}`, { method, body: method === "POST" ? "x" : undefined }).then((r) => r.arrayBuffer()).catch(() => {});
+    }
+  };
+  await Promise.all([0, 1, 2].map(client));
+}
+
 beforeAll(async () => {
   up = startUpstream((req) => {
     const path = new URL(req.url).pathname;
+    if (path.startsWith("/noise-")) return new Response(`noise ${req.method}`, { headers: { "cache-control": "max-age=3600" } });
     const seen = calls.get(path) ?? [];
     seen.push(req);
     calls.set(path, seen);
@@ -28,8 +49,17 @@ beforeAll(async () => {
     routes: [{ name: "cached", match: { path: { prefix: "/" } }, to: "up", cache: { name: "main", collapse: { enabled: false } } }],
     clusters: { up: { endpoints: [up.origin] } },
   });
+  other = await startProxy({
+    caches: { main: { path: dir.file("cache.db") } },
+    routes: [{ name: "cached", match: { path: { prefix: "/" } }, to: "up", cache: { name: "main" } }],
+    clusters: { up: { endpoints: [up.origin] } },
+  });
+  noiseDone = noise();
 });
 afterAll(async () => {
+  noiseRunning = false;
+  await noiseDone;
+  await other.stop();
   await proxy.stop();
   up.stop(true);
   dir.cleanup();
@@ -60,7 +90,6 @@ async function get(path: string, headers: Record<string, string> = {}, method = 
 /** Two requests, the second after the first's body is stored: did the second reach the origin? */
 async function reused(path: string, second: Record<string, string> = {}): Promise<boolean> {
   await get(path);
-  await Bun.sleep(60); // the store completes while the body streams; give it a moment
   const before = upstreamCalls(path);
   await get(path, second);
   return upstreamCalls(path) === before;
@@ -123,7 +152,6 @@ describe("freshness (§4.2)", () => {
         const before = served;
         const first = await fetch(dateless.origin + path);
         expect(await first.text()).toBe("body");
-        await Bun.sleep(60);
         const second = await fetch(dateless.origin + path);
         expect(await second.text()).toBe("body");
         expect(second.headers.get("x-cache")).toBe("HIT");
@@ -147,7 +175,6 @@ describe("freshness (§4.2)", () => {
   test("Age on a hit counts the origin's Age and the time stored", async () => {
     const path = origin(ok({ "cache-control": "max-age=3600", age: "30" }));
     await get(path);
-    await Bun.sleep(60);
     const hit = await get(path);
     expect(hit.headers.get("x-cache")).toBe("HIT");
     expect(Number(hit.headers.get("age"))).toBeGreaterThanOrEqual(30);
@@ -186,7 +213,6 @@ describe("storing (§3)", () => {
     for (const [cc, expected] of [["max-age=3600", false], ["public, max-age=3600", true], ["s-maxage=3600", true], ["must-revalidate, max-age=3600", true]] as const) {
       const path = origin(ok({ "cache-control": cc }));
       await get(path, auth);
-      await Bun.sleep(60);
       await get(path, auth);
       expect(upstreamCalls(path) === 1).toBe(expected);
     }
@@ -199,7 +225,6 @@ describe("storing (§3)", () => {
   test("Vary on two headers: each must match; whitespace in values is normalised", async () => {
     const path = origin(ok({ "cache-control": "max-age=3600", vary: "Accept-Language, Accept-Encoding" }));
     await get(path, { "accept-language": "en", "accept-encoding": "gzip, br" });
-    await Bun.sleep(60);
     await get(path, { "accept-language": "en", "accept-encoding": "gzip,br" });
     expect(upstreamCalls(path)).toBe(1);
     await get(path, { "accept-language": "de", "accept-encoding": "gzip, br" });
@@ -209,13 +234,11 @@ describe("storing (§3)", () => {
   test("HEAD after GET is served from the cache; a HEAD does not store an empty GET body", async () => {
     const path = origin(ok({ "cache-control": "max-age=3600" }, "the body"));
     await get(path);
-    await Bun.sleep(60);
     const head = await get(path, {}, "HEAD");
     expect(head.headers.get("x-cache")).toBe("HIT");
     expect(upstreamCalls(path)).toBe(1);
     const other = origin(ok({ "cache-control": "max-age=3600" }, "the body"));
     await get(other, {}, "HEAD");
-    await Bun.sleep(60);
     const body = await get(other);
     expect(body.text).toBe("the body");
   });
@@ -223,7 +246,6 @@ describe("storing (§3)", () => {
   test("hop-by-hop headers are not stored", async () => {
     const path = origin(ok({ "cache-control": "max-age=3600", connection: "x-hop", "x-hop": "1", "keep-alive": "timeout=5" }));
     await get(path);
-    await Bun.sleep(60);
     const hit = await get(path);
     expect(hit.headers.get("x-cache")).toBe("HIT");
     expect(hit.headers.get("x-hop")).toBeNull();
@@ -236,7 +258,6 @@ describe("storing (§3)", () => {
       : new Response("body", { headers: { date: httpDate(), "cache-control": "max-age=3600" } }));
     const part = await get(path, { range: "bytes=0-1" });
     expect(part.status).toBe(206);
-    await Bun.sleep(60);
     const whole = await get(path);
     expect(whole.status).toBe(200);
     expect(whole.text).toBe("body");
@@ -249,7 +270,6 @@ describe("validation (§4.3)", () => {
       ? new Response(null, { status: 304, headers: { date: httpDate(), etag: '"a"', "cache-control": "max-age=3600", "x-new": "1" } })
       : new Response("body", { headers: { date: httpDate(), etag: '"a"', "cache-control": "max-age=0", "x-new": "0" } }));
     await get(path);
-    await Bun.sleep(60);
     const second = await get(path);
     expect(second.status).toBe(200);
     expect(second.text).toBe("body");
@@ -266,7 +286,6 @@ describe("validation (§4.3)", () => {
       ? new Response(null, { status: 304, headers: { date: httpDate() } })
       : new Response("body", { headers: { date: httpDate(), "last-modified": lm, "cache-control": "no-cache" } }));
     await get(path);
-    await Bun.sleep(60);
     const second = await get(path);
     expect(second.text).toBe("body");
     expect(calls.get(path)![1]!.headers.get("if-modified-since")).toBe(lm);
@@ -275,7 +294,6 @@ describe("validation (§4.3)", () => {
   test("a client's conditional request is answered 304 from a fresh entry (weak comparison)", async () => {
     const path = origin(ok({ "cache-control": "max-age=3600", etag: 'W/"a"' }));
     await get(path);
-    await Bun.sleep(60);
     const res = await get(path, { "if-none-match": '"a"' });
     expect(res.status).toBe(304);
     expect(upstreamCalls(path)).toBe(1);
@@ -284,7 +302,6 @@ describe("validation (§4.3)", () => {
   test("If-Modified-Since against an entry without Last-Modified uses its Date (§4.3.2)", async () => {
     const path = origin(ok({ "cache-control": "max-age=3600" }));
     await get(path);
-    await Bun.sleep(60);
     expect((await get(path, { "if-modified-since": httpDate(60) })).status).toBe(304);
     expect((await get(path, { "if-modified-since": httpDate(-3600) })).status).toBe(200);
     expect(upstreamCalls(path)).toBe(1);
@@ -298,7 +315,6 @@ describe("validation (§4.3)", () => {
         ? new Response(null, { status: 304, headers: { date: httpDate(), etag: '"v2"', "cache-control": "max-age=3600" } })
         : new Response("v2", { headers: { date: httpDate(), etag: '"v2"', "cache-control": "max-age=3600" } }));
     await get(path);
-    await Bun.sleep(60);
     const conditional = await get(path, { "if-none-match": '"v2"' });
     expect(conditional.status).toBe(304);
     const plain = await get(path);
@@ -311,7 +327,6 @@ describe("validation (§4.3)", () => {
       ? new Response(null, { status: 304, headers: { date: httpDate(), etag: '"a"', connection: n === 2 ? "x-hop" : "x-other", "x-hop": "1" } })
       : new Response("body", { headers: { date: httpDate(), etag: '"a"', "cache-control": "no-cache" } }));
     await get(path);
-    await Bun.sleep(60);
     await get(path);
     scripts.set(path, (_, n) => new Response(null, { status: 304, headers: { date: httpDate(), etag: '"a"', connection: `x-other-${n}` } }));
     const third = await get(path);
@@ -324,7 +339,6 @@ describe("validation (§4.3)", () => {
       ? new Response("body", { headers: { date: httpDate(), "cache-control": `max-age=0, ${cc}, stale-if-error=3600`, etag: '"a"' } })
       : new Response("down", { status: 503 }));
     await get(path);
-    await Bun.sleep(60);
     const res = await get(path);
     expect(res.status).toBe(503);
   });
@@ -332,11 +346,9 @@ describe("validation (§4.3)", () => {
   test("stale-if-error serves the stale copy on a 5xx; stale-while-revalidate serves and refreshes", async () => {
     const sie = origin((_, n) => n === 1 ? new Response("old", { headers: { date: httpDate(), "cache-control": "max-age=0, stale-if-error=3600" } }) : new Response("down", { status: 500 }));
     await get(sie);
-    await Bun.sleep(60);
     expect((await get(sie)).text).toBe("old");
     const swr = origin((_, n) => new Response(`v${n}`, { headers: { date: httpDate(), "cache-control": "max-age=0, stale-while-revalidate=3600" } }));
     await get(swr);
-    await Bun.sleep(60);
     expect((await get(swr)).text).toBe("v1");
     await waitFor("background refresh", async () => upstreamCalls(swr) === 2 || undefined);
   });
@@ -347,7 +359,6 @@ describe("invalidation (§4.4)", () => {
     for (let i = 0; i < 5; i++) {
       const target = origin((req, n) => req.method === "POST" ? new Response("done") : new Response(`v${n}`, { headers: { date: httpDate(), "cache-control": "max-age=3600" } }));
       await get(target);
-      await Bun.sleep(60);
       await get(target, {}, "POST");
       const after = await get(target);
       expect(after.headers.get("x-cache")).toBe("MISS");
@@ -359,18 +370,14 @@ describe("invalidation (§4.4)", () => {
     const located = origin(ok({ "cache-control": "max-age=3600" }));
     await get(target);
     await get(located);
-    await Bun.sleep(60);
     await get(target, {}, "POST");
-    await Bun.sleep(60);
     await get(target);
     await get(located);
     expect(upstreamCalls(target)).toBe(3);
     expect(upstreamCalls(located)).toBe(2);
     const failing = origin((req) => req.method === "DELETE" ? new Response("no", { status: 500 }) : new Response("t", { headers: { date: httpDate(), "cache-control": "max-age=3600" } }));
     await get(failing);
-    await Bun.sleep(60);
     await get(failing, {}, "DELETE");
-    await Bun.sleep(60);
     await get(failing);
     expect(upstreamCalls(failing)).toBe(2);
   });

@@ -105,6 +105,18 @@ describe("age (§4.2.3)", () => {
     const fresh = { requestTime: T - 2, responseTime: T, headers: H({ date: date(T), age: "30" }) };
     expect(currentAge(fresh, T)).toBe(32);
   });
+
+  test("the receipt time's fraction of a second adds no apparent age (Date has whole seconds)", () => {
+    const facts = { requestTime: T + 0.9, responseTime: T + 0.9, headers: H({ date: date(T) }) };
+    expect(currentAge(facts, T + 0.9)).toBe(0);
+  });
+
+  test("several Age values: the first counts (§5.1)", () => {
+    const facts = (age: string) => ({ requestTime: T, responseTime: T, headers: H({ date: date(T), age }) });
+    expect(currentAge(facts("7200, 0"), T)).toBe(7200);
+    expect(currentAge(facts("7200,0, 5"), T)).toBe(7200);
+    expect(currentAge(facts("x, 7200"), T)).toBe(0); // an invalid first value: ignored
+  });
 });
 
 describe("serving a stored response (§4, §5.2.1, RFC 5861)", () => {
