@@ -6,7 +6,7 @@
 import type { ProxyContext } from "../proxy/context.ts";
 import { SwitchyardError } from "../proxy/errors.ts";
 import { endSubrequest, hasDotSegment, sendSubrequest, subrequest } from "../proxy/subrequest.ts";
-import { INVALID_JSON, parseJson, toJsonBytes } from "../util/json.ts";
+import { INVALID_JSON, MAX_DEPTH, parseJson, TOO_DEEP, toJsonBytes } from "../util/json.ts";
 import { readBounded } from "../util/read-bounded.ts";
 import type { ComposeCall, ComposePlan } from "./plan.ts";
 import type { Filled, Scope } from "./template.ts";
@@ -96,6 +96,7 @@ async function runCall(ctx: ProxyContext, plan: ComposePlan, call: ComposeCall, 
   child.bytesOut = bytes.byteLength;
   const value = bytes.byteLength === 0 ? null : parseJson(bytes);
   if (value === INVALID_JSON) return failWith(callError("compose_call_invalid", `the answer of call ${call.name} is not JSON`));
+  if (value === TOO_DEEP) return failWith(callError("compose_call_invalid", `the answer of call ${call.name} nests deeper than ${MAX_DEPTH} levels`));
   settle();
   return { ok: true, value };
 }

@@ -29,6 +29,12 @@ export interface Filter {
   onResponseHeaders?(ctx: ProxyContext, headers: Headers, status: number): void;
   /** Phase 8, once per request; must not throw. */
   onLog?(ctx: ProxyContext): void;
+  /**
+   * Not on the request path: for the route-test tool (runtime/explain.ts), the query parameters
+   * this filter takes off the upstream URL (ctx.upstreamQueryRemove) of a request like `request`,
+   * were it let through.
+   */
+  explainQueryRemove?(request: Pick<ProxyContext, "headers" | "query">): readonly string[];
 }
 
 /** What a factory may use besides its own config. */
@@ -56,6 +62,8 @@ export interface CompiledFilters {
   /** In reverse config order (the last filter sees the response first, as in Envoy). */
   readonly responseHeaders: readonly Filter[];
   readonly log: readonly Filter[];
+  /** The filters that may take query parameters off the upstream URL (for explain). */
+  readonly queryRemovers: readonly Filter[];
 }
 
 export function compileFilters(filters: readonly Filter[]): CompiledFilters | undefined {
@@ -66,5 +74,6 @@ export function compileFilters(filters: readonly Filter[]): CompiledFilters | un
     response: filters.filter((f) => f.onResponse !== undefined).reverse(),
     responseHeaders: filters.filter((f) => f.onResponseHeaders !== undefined).reverse(),
     log: filters.filter((f) => f.onLog !== undefined),
+    queryRemovers: filters.filter((f) => f.explainQueryRemove !== undefined),
   };
 }

@@ -12,7 +12,7 @@ import type { ProxyContext } from "../proxy/context.ts";
 export type LoggedRequest = Pick<
   ProxyContext,
   "requestId" | "clientIp" | "method" | "host" | "path" | "query" | "headers" | "status" | "bytesIn" | "bytesOut" | "attempt" | "startedAt" |
-  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth" | "waf"
+  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth" | "waf" | "transformSkipped"
 > & {
   readonly listener: { readonly name: string };
   readonly route?: { readonly name: string };
@@ -123,6 +123,7 @@ export function accessLogLine(ctx: LoggedRequest, redacted: ReadonlySet<string>,
     // Who the caller is (never the credential): provider, subject, tier.
     auth: ctx.auth === undefined ? undefined : { provider: ctx.auth.provider, subject: ctx.auth.subject ?? null, tier: ctx.auth.tier },
     waf: ctx.waf,
+    transform_skipped: ctx.transformSkipped,
     headers: loggedHeaders(ctx.headers, headerNames, secretHeaders),
     tries: ctx.tries !== undefined && ctx.tries.length > 1 ? ctx.tries : undefined,
     calls: ctx.calls,

@@ -29,6 +29,7 @@ export const metrics = {
   websocketSessions: registry.add(new Counter("switchyard_websocket_sessions_total", "WebSocket sessions proxied.", ["route"])),
   authDecisions: registry.add(new Counter("switchyard_auth_decisions_total", "Auth filter outcomes by route, provider and result (accepted, rejected, denied, missing, unavailable); provider is empty when no credential was found.", ["route", "provider", "result"])),
   authBackendRequests: registry.add(new Counter("switchyard_auth_backend_requests_total", "Requests from auth providers to their services (JWKS, OIDC discovery, introspection, ext_authz), by outcome (ok, error).", ["provider", "outcome"])),
+  transformSkipped: registry.add(new Counter("switchyard_transform_skipped_total", "Bodies a transform filter passed unmapped (no strict option set), by route, direction (request, response) and reason (not_json, encoded, partial, too_large, invalid_json).", ["route", "direction", "reason"])),
   wafMatches: registry.add(new Counter("switchyard_waf_matches_total", "WAF rule matches by route, rule id and mode (block: answered 403; detect: forwarded).", ["route", "rule", "mode"])),
   authorizeDecisions: registry.add(new Counter("switchyard_authorize_decisions_total", "Authorization decisions by route and result (allowed, denied).", ["route", "result"])),
   subrequests: registry.add(new Counter("switchyard_subrequests_total", "Upstream calls made for a client request (composition calls, custom modules' cluster client), by result: status class, or error code.", ["route", "call", "cluster", "result"])),

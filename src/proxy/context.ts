@@ -54,6 +54,9 @@ export interface CallRecord {
   tries?: { endpoint: string; status: number | null; error: string | null; ms: number }[];
 }
 
+/** Why a transform filter passed a body unmapped (filters/transform). */
+export type TransformSkip = "not_json" | "encoded" | "partial" | "too_large" | "invalid_json";
+
 /** Per-request state carried through the phases (design.md: one typed context, no bags). */
 export interface ProxyContext {
   readonly requestId: string;
@@ -144,6 +147,11 @@ export interface ProxyContext {
    * from the route's rate_limit filters; `addedBy` is the filter that adds them (the last to merge).
    */
   rateLimit?: { policy: string; state: string; addedBy: object };
+  /**
+   * Bodies a transform filter passed unmapped (no strict option said to refuse them), and why:
+   * not_json, encoded, partial, too_large, invalid_json. Logged as `transform_skipped`.
+   */
+  transformSkipped?: { request?: TransformSkip; response?: TransformSkip };
   /** WAF matches (rule id and where), in the route's waf filter mode. */
   waf?: { mode: "block" | "detect"; matches: { rule: string; where: string }[] };
   /**

@@ -175,6 +175,8 @@ export const errors = {
   invalidHeader: (message: string) => refused("invalid_header", 400, message),
   /** RFC 9110 §15.5.6: a 405 names the methods that are allowed. */
   methodNotAllowed: (method: string) => refused("method_not_allowed", 405, `${method} is not served by this proxy`, { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" }),
+  /** RFC 9110 §9.1 / §15.6.2: a method this proxy does not forward (not one Bun passes on today; see guard.ts). */
+  methodNotImplemented: (method: string) => refused("method_not_implemented", 501, `${method} is not a method this proxy forwards`),
   uriTooLong: (max: number) => refused("uri_too_long", 414, `the request target is longer than ${max} bytes`),
   headersTooLarge: (message: string) => refused("headers_too_large", 431, message),
   bodyTooLarge: (max: number) => refused("body_too_large", 413, `the request body is larger than ${max} bytes`),

@@ -10,6 +10,7 @@ import type { ProxyContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
 import { setForwarded, stripCredentials, stripHopByHop } from "./headers.ts";
+import { upstreamTarget } from "./router.ts";
 import { XFCC, xfccValue } from "../security/client-identity.ts";
 
 /**
@@ -47,18 +48,10 @@ export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!, trace
   return headers;
 }
 
+/** The upstream URL of a try; the path and query are router.ts's upstreamTarget (what explain shows too). */
 export function upstreamUrl(ctx: ProxyContext, endpoint: Endpoint, scheme?: "ws"): string {
-  const path = ctx.route!.rewritePath ? ctx.route!.rewritePath(ctx.path) : ctx.path;
   const origin = scheme === "ws" ? endpoint.origin.replace(/^http/, "ws") : endpoint.origin;
-  let query = ctx.route!.rewriteQuery ? ctx.route!.rewriteQuery(ctx.query) : ctx.query;
-  if (ctx.upstreamQueryRemove !== undefined && query !== "") {
-    const params = new URLSearchParams(query);
-    for (const name of ctx.upstreamQueryRemove) params.delete(name);
-    query = params.toString();
-  }
-  if (query === "") return origin + path;
-  // A regex rewrite may have added query parameters of its own; the client's follow them.
-  return `${origin}${path}${path.includes("?") ? "&" : "?"}${query}`;
+  return upstreamTarget(origin, ctx.route!, ctx.path, ctx.query, ctx.upstreamQueryRemove);
 }
 
 /**

@@ -125,6 +125,33 @@ export function compileQueryRewrite(route: Route): ((query: string) => string) |
   };
 }
 
+/** A route's compiled rewrites (CompiledRoute has them); undefined = none. */
+export interface UpstreamRewrites {
+  readonly rewritePath: ((path: string) => string) | undefined;
+  readonly rewriteQuery: ((query: string) => string) | undefined;
+}
+
+/**
+ * `origin` + the path and query the upstream is sent for a request routed with `path` and `query`
+ * (as the guard normalized them): the route's path rewrite, its query rewrite (on the client's
+ * query), then the parameters a filter took off (`ctx.upstreamQueryRemove`, e.g. an API key). The
+ * ONE computation of it: forward.ts's upstreamUrl (requests, WebSockets, mirrors) and the
+ * route-test tool (runtime/explain.ts, with origin "") both call it, so explain shows what the
+ * upstream receives. A route without rewrites or removals makes no string but the result.
+ */
+export function upstreamTarget(origin: string, route: UpstreamRewrites, path: string, query: string, remove: readonly string[] | undefined): string {
+  if (route.rewritePath !== undefined) path = route.rewritePath(path);
+  if (route.rewriteQuery !== undefined) query = route.rewriteQuery(query);
+  if (remove !== undefined && query !== "") {
+    const params = new URLSearchParams(query);
+    for (const name of remove) params.delete(name);
+    query = params.toString();
+  }
+  if (query === "") return origin + path;
+  // A regex rewrite may have added query parameters of its own; the client's follow them.
+  return `${origin}${path}${path.includes("?") ? "&" : "?"}${query}`;
+}
+
 export interface Matchable {
   readonly test: Predicate;
 }

@@ -52,7 +52,7 @@ export function subrequestRoute(parent: ParentRoute, cluster: Cluster, own: { ti
     hostRewrite: own.host,
     requestHeaders: parent.requestHeaders,
     responseHeaders: undefined,
-    filters: filters && { request: [], upstreamRequest: filters.upstreamRequest, response: [], responseHeaders: [], log: [] },
+    filters: filters && { request: [], upstreamRequest: filters.upstreamRequest, response: [], responseHeaders: [], log: [], queryRemovers: [] },
     transcode: undefined,
   };
 }

@@ -3,7 +3,7 @@
  * tool behind `GET /route` on the admin API and `switchyard validate FILE --explain METHOD URL`.
  */
 import { canonicalAuthority } from "../security/host.ts";
-import { matchRoute } from "../proxy/router.ts";
+import { matchRoute, upstreamTarget } from "../proxy/router.ts";
 import { needsNormalization, normalizePath, PathProblem } from "../security/path.ts";
 import type { Runtime } from "./build.ts";
 
@@ -14,7 +14,13 @@ export interface Explained {
   cluster: string | null;
   /** Every cluster the route may send to (weights, override, failover), in order. */
   clusters: string[];
+  /**
+   * The path and query the upstream receives: the route's rewrites and the query parameters its
+   * filters take off (an auth filter's credential: the first provider with one on the request is
+   * taken to accept it), by the proxy's own code (router.ts's upstreamTarget).
+   */
   upstream_path: string | null;
+  /** The Host sent upstream (the route's host rewrite, then its request header rules); null when a rule removes it (then it is the endpoint's address). */
   upstream_host: string | null;
   endpoints: { address: string; available: boolean }[];
   websocket: boolean;
@@ -46,13 +52,22 @@ export function explainRequest(runtime: Runtime, method: string, url: URL, heade
     ...(c.failover ?? []),
   ];
   const available = new Set(cluster.available());
+  // What the filters take off the query: as ctx.upstreamQueryRemove collects it in onRequest.
+  let remove: string[] | undefined;
+  for (const f of route.filters?.queryRemovers ?? []) {
+    const names = f.explainQueryRemove!(facts);
+    if (names.length > 0) (remove ??= []).push(...names);
+  }
+  // The Host as forward.ts's upstreamHeaders sets it: the rewrite (or the client's), then the route's header rules.
+  const host = new Headers({ host: route.hostRewrite ?? facts.host });
+  route.requestHeaders?.apply(host);
   return {
     route: route.name,
     index: runtime.routes.indexOf(route),
     cluster: cluster.name,
     clusters: [...new Set(clusters)],
-    upstream_path: (route.rewritePath ? route.rewritePath(facts.path) : facts.path) + (url.search || ""),
-    upstream_host: route.hostRewrite ?? facts.host,
+    upstream_path: upstreamTarget("", route, facts.path, facts.query, remove),
+    upstream_host: host.get("host"),
     endpoints: cluster.endpoints.map((e) => ({ address: e.address, available: available.has(e) })),
     websocket: c.websocket,
     cache: route.cache?.cache.name ?? null,

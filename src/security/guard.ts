@@ -15,10 +15,16 @@
  *   userinfo or empty (then `req.url` is a bare path); CONNECT (`req.url` is `host:port`); TRACE;
  *   `Upgrade: h2c`; header names with `_`; DEL in a value; a fragment in the target. An
  *   absolute-form target is routed by the Host header, its own authority dropped (never dialled).
- * - Limits: request line plus headers over 16 KiB → its plain 431 (a longer URL too, not 414);
- *   about 200 header fields → 431. The first request head must arrive within ~12 s of connecting
- *   and later ones within the listener's idle_timeout; trickling bytes does not extend either.
+ * - Limits: request line plus headers over 16,384 bytes → its plain 431 (a longer URL too, not
+ *   414); 199 header fields (Host included) → 431. The first request head must arrive within
+ *   ~12 s of connecting and later ones within the listener's idle_timeout; trickling bytes does
+ *   not extend either.
  * - A GET/HEAD body is read and discarded (never forwarded: fetch re-frames every request).
+ * - Methods: only its own list reaches a handler (METHODS below). Any other token — lower or
+ *   mixed case (`delete`, `Get`), unknown (`FOO`, `UPDATE`, `FOO-BAR`, 100 letters) — gets the
+ *   connection closed without a byte; digits, `_` or other punctuation (`FOO1`, `G!T`, `G@T`) its
+ *   plain 400; an 8-bit or NUL byte its plain 505. No hook sees these (not the `error` handler,
+ *   not with --insecure-http-parser).
  */
 import type { SwitchyardError } from "../proxy/errors.ts";
 import { errors } from "../proxy/errors.ts";
@@ -42,7 +48,7 @@ export interface RequestGuard {
    * Checks method, Host, target, framing and header limits, drops (or refuses) header names with
    * `_` in place, and normalizes the path: the path to route by, or the error to answer with.
    */
-  inspect(request: Request, target: Target): string | SwitchyardError;
+  inspect(request: Pick<Request, "method" | "headers">, target: Target): string | SwitchyardError;
   /**
    * Whether the request inspected last (read synchronously after `inspect`) has none of the
    * fields the upstream request must lose; false when its names were not all visited.
@@ -50,8 +56,25 @@ export interface RequestGuard {
   plainHeaders(): boolean;
 }
 
-/** Methods refused wherever they arrive: TRACE echoes credentials back (XST); CONNECT would open tunnels (an egress mode must opt in here). */
-const REFUSED_METHODS = new Set(["TRACE", "CONNECT"]);
+/**
+ * The methods a request may have: true = forwarded; false = refused with 405 wherever it arrives
+ * (TRACE echoes credentials back (XST); CONNECT would open tunnels: an egress mode must opt in).
+ * Exactly the methods Bun 1.4.5's parser passes to a handler (measured, test/security/bun-parser.test.ts;
+ * it closes the connection without a byte on any other token, lower case included). Any other
+ * method — should a newer Bun pass it — is answered 501 (RFC 9110 §9.1), not forwarded: Bun's
+ * fetch sends a method outside that list as GET (`BREW`, `update`; measured) and upper-cases
+ * `delete` and `patch`, so the upstream would see another method than the one routed and
+ * authorized.
+ */
+const METHODS: ReadonlyMap<string, boolean> = new Map([
+  ...["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "QUERY", "PURGE",
+    // WebDAV (RFC 4918, 3253, 3648, 5842), CalDAV (RFC 4791), UPnP (M-SEARCH, NOTIFY, SUBSCRIBE…)
+    "ACL", "BIND", "CHECKOUT", "COPY", "LINK", "LOCK", "M-SEARCH", "MERGE", "MKACTIVITY", "MKCALENDAR", "MKCOL", "MOVE", "NOTIFY",
+    "PROPFIND", "PROPPATCH", "REBIND", "REPORT", "SEARCH", "SOURCE", "SUBSCRIBE", "UNBIND", "UNLINK", "UNLOCK", "UNSUBSCRIBE",
+  ].map((m): [string, boolean] => [m, true]),
+  ["TRACE", false],
+  ["CONNECT", false],
+]);
 
 /** A host[:port] as RFC 3986 allows it (reg-name, IPv4, [IPv6]); anything else, e.g. two Host headers joined by a comma, is refused. */
 const VALID_HOST = /^(?:[a-z0-9._~!$&'()*+;=-]+|\[[0-9a-f]*:[0-9a-f:.]*\])(?::\d{1,5})?$/;
@@ -121,7 +144,8 @@ export function compileGuard(config: GuardConfig): RequestGuard {
     inspect(request, target) {
       tally.removable = true; // until the pass below has visited every name
       const method = request.method;
-      if (REFUSED_METHODS.has(method)) return errors.methodNotAllowed(method);
+      const known = METHODS.get(method);
+      if (known !== true) return known === false ? errors.methodNotAllowed(method) : errors.methodNotImplemented(method);
       const headers = request.headers;
 
       // Target: the length limit is nginx's 414; a fragment is never part of one (RFC 9112 §3.2).

@@ -199,6 +199,12 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
   };
 }
 
+/**
+ * How long a client may go on sending once the inner server has closed its side (nginx's lingering
+ * close, lingering_time): its bytes are read and dropped meanwhile, then the connection is closed.
+ */
+const LINGER_MS = 5_000;
+
 /** Relays one verified client connection to the inner server, with backpressure both ways. */
 function relay(client: TLSSocket, state: Relay, options: MtlsFrontOptions): void {
   const x509 = client.authorized ? client.getPeerX509Certificate() : undefined;
@@ -213,9 +219,31 @@ function relay(client: TLSSocket, state: Relay, options: MtlsFrontOptions): void
   let backlog: Buffer[] = [];
   /** The client's write buffer is full: inner reads are paused until it drains. */
   let waitingForClient = false;
+  /** The inner server stopped reading this connection: what the client still sends is dropped. */
+  let lingering = false;
+  /**
+   * Lingering close, as nginx's: when the inner server stops reading (Bun's 431 to a 1 MiB head it
+   * read 16 KiB of), the client may still be sending. Destroying its socket with unread bytes
+   * would reset the connection and lose the answer, so its bytes are read and dropped, the answer
+   * is relayed and followed by a FIN (endClient), and the client gets at most LINGER_MS to close.
+   */
+  const linger = () => {
+    if (lingering) return;
+    lingering = true;
+    backlog = [];
+    client.resume();
+    const timer = setTimeout(() => client.destroy(), LINGER_MS);
+    timer.unref();
+    client.once("close", () => clearTimeout(timer));
+  };
+  /** The inner side is finished: the client gets a FIN after what was relayed. */
+  const endClient = () => {
+    linger();
+    client.end();
+  };
   const toInner = (chunk: Buffer) => {
     const written = inner!.write(chunk);
-    if (written < 0) return client.destroy();
+    if (written < 0) return linger(); // the inner server closed its side; its answer may still be on the way
     if (written < chunk.length) {
       backlog.push(chunk.subarray(written));
       client.pause();
@@ -225,6 +253,7 @@ function relay(client: TLSSocket, state: Relay, options: MtlsFrontOptions): void
   client.pause(); // until the inner connection is open and filed
   client.on("data", (chunk: Buffer) => {
     state.used = true;
+    if (lingering) return;
     if (backlog.length > 0) backlog.push(chunk);
     else toInner(chunk);
   });
@@ -258,6 +287,7 @@ function relay(client: TLSSocket, state: Relay, options: MtlsFrontOptions): void
         }
       },
       drain() {
+        if (lingering) return;
         const pending = backlog;
         backlog = [];
         for (const chunk of pending) {
@@ -267,12 +297,12 @@ function relay(client: TLSSocket, state: Relay, options: MtlsFrontOptions): void
         if (backlog.length === 0) client.resume();
       },
       end() {
-        client.end();
+        endClient();
       },
       close() {
         state.innerClosed = true;
         options.connections.remove(innerPort, connection);
-        client.end();
+        endClient();
       },
       error() {},
       connectError() {

@@ -28,10 +28,16 @@ function keepSource(this: unknown, _key: string, value: unknown, context?: { sou
 }
 
 export const INVALID_JSON = Symbol("invalid JSON");
+/** Arrays and objects nest deeper than the limit given: not parsed (it may or may not be valid JSON). */
+export const TOO_DEEP = Symbol("JSON nested too deep");
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Deeper bodies are not parsed: serialising 100,000 levels fails only after ~1 s of CPU (measured). */
+/**
+ * The default nesting limit (arrays and objects; `{"a":[1]}` is 2). Deeper bodies are not parsed:
+ * JSC's JSON.parse overflows its stack at ~100,000 levels and serialising that many fails only
+ * after ~1 s of CPU (measured); 10,000 levels parse and serialise in ~3 ms.
+ */
 export const MAX_DEPTH = 256;
 
 /** Whether arrays and objects nest deeper than `max` (a linear scan that skips strings). */
@@ -51,10 +57,13 @@ function nestsDeeper(bytes: Uint8Array, max: number): boolean {
   return false;
 }
 
-/** Parses a UTF-8 JSON text; INVALID_JSON when it is not one (not valid UTF-8, or nested deeper than MAX_DEPTH). */
-export function parseJson(input: Uint8Array | ArrayBuffer): unknown {
+/**
+ * Parses a UTF-8 JSON text: INVALID_JSON when it is not one (or not valid UTF-8), TOO_DEEP when
+ * arrays and objects nest deeper than `maxDepth` (checked first, by a scan: then it is not parsed).
+ */
+export function parseJson(input: Uint8Array | ArrayBuffer, maxDepth = MAX_DEPTH): unknown {
   const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
-  if (nestsDeeper(bytes, MAX_DEPTH)) return INVALID_JSON;
+  if (nestsDeeper(bytes, maxDepth)) return TOO_DEEP;
   let text: string;
   try {
     text = decoder.decode(bytes);

@@ -6,6 +6,7 @@ import { GREETER, GREETER_DESCRIPTORS, startGreeter } from "../helpers/greeter.t
 import { parsePath } from "../../src/filters/transform/json-path.ts";
 import { transformFilter } from "../../src/filters/transform/transform.ts";
 import { TransformFilterSchema } from "../../src/filters/transform/schema.ts";
+import type { RuntimeDeps } from "../../src/filters/filter.ts";
 import type { ProxyContext } from "../../src/proxy/context.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { rawRequest } from "../helpers/raw.ts";
@@ -292,10 +293,11 @@ describe("response bodies", () => {
 });
 
 describe("hostile bodies and peers", () => {
-  test("hostile nesting passes untouched, without burning CPU; the proxy keeps serving", async () => {
+  test("hostile nesting is refused (never passed as if mapped), without burning CPU; the proxy keeps serving", async () => {
     const started = performance.now();
     const res = await fetch(`${proxy.origin}/res/deep`);
-    expect((await res.text()).length).toBe(400_000);
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toBe("upstream_response_too_deep");
     expect(performance.now() - started).toBeLessThan(300); // serialising it again would take ~1 s
     expect((await fetch(`${proxy.origin}/res/user`)).status).toBe(200);
   });
@@ -331,7 +333,7 @@ describe("claims and config", () => {
   test("set from a claim takes the verified value (objects copied); an absent claim removes the field", async () => {
     const filter = transformFilter(TransformFilterSchema.parse({
       type: "transform", request: [{ op: "set", path: "user.id", claim: "sub" }, { op: "set", path: "org", claim: "org" }],
-    }), undefined as never);
+    }), { routeName: "claims" } as RuntimeDeps);
     const claims = Object.freeze({ sub: "u-42", org: Object.freeze({ id: 7 }) });
     const req = () => new Request("http://t/x", { method: "POST", body: '{"user":{"id":"forged"},"org":"forged"}', headers: { "content-type": "application/json" } });
     const withClaims = contextWith(req(), claims);

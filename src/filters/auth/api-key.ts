@@ -35,6 +35,7 @@ export function apiKeyProvider(name: string, config: ApiKeyProviderConfig): Auth
     expects: query === undefined ? header.describe : `${header.describe} or ${query.describe}`,
     ownedHeaders: [],
     strip: config.strip_key ? { headers: header.strip.headers, query: query?.strip.query } : undefined,
+    presented: (request) => (header.read(request) ?? query?.read(request)) !== undefined,
     authenticate(ctx) {
       const key = header.read(ctx) ?? query?.read(ctx);
       if (key === undefined) return ABSENT;

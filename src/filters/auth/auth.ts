@@ -111,6 +111,12 @@ export const authFilter: FilterFactory<AuthFilterConfig> = (config, deps) => {
       metrics.authDecisions.inc([route, "", "missing"]);
       return config.optional ? undefined : missing;
     },
+    // As onRequest does once a provider accepts: the first provider with a credential on the
+    // request is taken to accept it (explain cannot verify credentials).
+    explainQueryRemove(request) {
+      const query = providers.find((p) => p.presented(request))?.strip?.query;
+      return query === undefined ? [] : [query];
+    },
     onUpstreamRequest: function authUpstreamHeaders(ctx: ProxyContext, headers: Headers) {
       // Headers the providers vouch for are never the client's to send.
       for (const name of owned) headers.delete(name);

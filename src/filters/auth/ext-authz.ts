@@ -72,6 +72,8 @@ export function extAuthzProvider(name: string, config: ExtAuthzProviderConfig, n
     expects: undefined,
     ownedHeaders: toUpstream,
     strip: undefined,
+    // The service decides every request, with or without a credential.
+    presented: () => true,
     async authenticate(ctx): Promise<Outcome> {
       const selected = pick(ctx.headers, sent);
       const decision = cache === undefined ? await ask(ctx, selected) : await cache.load(keyOf(ctx, selected), () => ask(ctx, selected), ttlOf);

@@ -25,9 +25,17 @@ export interface AuthProvider {
   /** Upstream request headers only this provider sets: a client-sent copy is always removed. */
   readonly ownedHeaders: readonly string[];
   authenticate(ctx: ProxyContext): Outcome | Promise<Outcome>;
+  /**
+   * Whether `request` carries a credential for this provider (unchecked): authenticate would not
+   * answer "absent". For the route-test tool, which cannot verify credentials.
+   */
+  presented(request: CredentialCarrier): boolean;
   /** When configured to take the credential off the request before the upstream: how. */
   readonly strip: CredentialStrip | undefined;
 }
+
+/** What a credential is read from: the request's headers and raw query (a ProxyContext, or the route-test tool's request). */
+export type CredentialCarrier = Pick<ProxyContext, "headers" | "query">;
 
 /** Where a credential is removed: from the upstream request's headers, or a query parameter of its URL. */
 export interface CredentialStrip {

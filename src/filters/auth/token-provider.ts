@@ -29,6 +29,7 @@ export function tokenProvider(
     expects: source.describe,
     ownedHeaders: forward.map(([, header]) => header.toLowerCase()),
     strip: config.strip_token ? source.strip : undefined,
+    presented: (request) => source.read(request) !== undefined,
     async authenticate(ctx) {
       const token = source.read(ctx);
       if (token === undefined) return ABSENT;

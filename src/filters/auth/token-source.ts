@@ -5,9 +5,8 @@
  */
 import { z } from "zod";
 import { TokenSchema } from "../../config/primitives.ts";
-import type { ProxyContext } from "../../proxy/context.ts";
 import { cookieValue } from "../../proxy/headers.ts";
-import type { CredentialStrip } from "./provider.ts";
+import type { CredentialCarrier, CredentialStrip } from "./provider.ts";
 
 export const TokenSourceSchema = z
   .strictObject({
@@ -38,7 +37,7 @@ export const REPEATED: unique symbol = Symbol("credential given more than once")
 /** A compiled source: read the credential, strip it from the upstream request. */
 export interface CompiledSource {
   /** The credential, "" when the carrier is there but empty (e.g. `Bearer ` alone), undefined when absent, REPEATED when given twice. */
-  read(ctx: ProxyContext): string | undefined | typeof REPEATED;
+  read(request: CredentialCarrier): string | undefined | typeof REPEATED;
   /** How to remove the credential from the upstream request. */
   readonly strip: CredentialStrip;
   /** For messages: where the credential is expected. */

@@ -58,10 +58,12 @@ export const TransformOpSchema = z.discriminatedUnion("op", [RenameSchema, Remov
 
 /**
  * JSON body mapping. Applied, in order, to `application/json` (and `+json`) bodies within
- * `max_body`; any other body — another type, encoded, invalid JSON, larger — passes untouched.
- * Response operations apply to 2xx answers only. A `set` whose header or claim is absent removes
- * the path instead, so a client cannot supply that field itself in a mapped body (with
- * `strict_request`, in any body).
+ * `max_body`; any other body — another type, encoded, invalid JSON, larger — passes untouched
+ * (the access log line says why: `transform_skipped`), or is refused with the strict options.
+ * A JSON body nested deeper than `max_depth` is refused in every mode: it would be valid JSON to
+ * the upstream or client, passed as if the operations had applied. Response operations apply to
+ * 2xx answers only. A `set` whose header or claim is absent removes the path instead, so a client
+ * cannot supply that field itself in a mapped body (with `strict_request`, in any body).
  */
 export const TransformFilterSchema = z
   .strictObject({
@@ -79,6 +81,21 @@ export const TransformFilterSchema = z
      * a client could send the field in a body the mapping skips. Default false.
      */
     strict_request: z.boolean().default(false),
+    /**
+     * Refuse (502) a 2xx answer with a body the response operations cannot map instead of passing
+     * it untouched: another content type or a content coding, a partial (Content-Range) or
+     * invalid JSON body (upstream_bad_response), one larger than max_body
+     * (upstream_response_too_large). Use it when a `remove` must hold (a secret field). Empty
+     * bodies pass. Default false.
+     */
+    strict_response: z.boolean().default(false),
+    /**
+     * Deepest nesting of arrays and objects mapped (`{"a":[1]}` is 2). A JSON body nested deeper
+     * is refused whatever the strict options say: a request with 400 json_too_deep, an answer with
+     * 502 upstream_response_too_deep. Default 128 (serde_json's limit; .NET's System.Text.Json
+     * stops at 64, Ruby's json at 100, Jackson at 1000); at most 1000.
+     */
+    max_depth: z.number().int().min(1).max(1000).default(128),
   })
   .refine((t) => t.request.length + t.response.length > 0, { message: "give request or response operations", path: ["request"] });
 

@@ -1,15 +1,18 @@
 /**
  * JSON body mapping (issue 7's transformation): rename, remove, set (a constant, a request
  * header, a verified claim) and wrap, on request and response bodies. Only JSON bodies within
- * `max_body` are rewritten; the rest passes untouched, and a body of unknown length is read no
- * further than the limit before it streams on as it came. A rewritten body gets its exact
- * Content-Length (and a weak ETag: the bytes changed).
+ * `max_body` are rewritten; the rest passes untouched (logged and counted as skipped) or, with the
+ * strict options, is refused; a body of unknown length is read no further than the limit before it
+ * streams on as it came. A JSON body nested deeper than `max_depth` is always refused: passed on,
+ * it would look mapped and not be. A rewritten body gets its exact Content-Length (and a weak
+ * ETag: the bytes changed).
  */
-import type { ProxyContext } from "../../proxy/context.ts";
+import type { ProxyContext, TransformSkip } from "../../proxy/context.ts";
 import { shortest } from "../../proxy/request-body.ts";
 import { errors, SwitchyardError } from "../../proxy/errors.ts";
 import { clientAborted } from "../../proxy/outcome.ts";
-import { INVALID_JSON, isJsonType, parseJson, toJsonBytes } from "../../util/json.ts";
+import { metrics } from "../../observe/metrics.ts";
+import { INVALID_JSON, isJsonType, parseJson, TOO_DEEP, toJsonBytes } from "../../util/json.ts";
 import { readPrefix } from "../../util/read-bounded.ts";
 import type { Filter, FilterFactory } from "../filter.ts";
 import { compilePath, containers, getAt, parsePath, removeAt, setAt, type Segment } from "./json-path.ts";
@@ -97,14 +100,16 @@ function encoded(headers: Headers): boolean {
   return coding !== null && coding.trim().toLowerCase() !== "identity";
 }
 
-/** The mapped body; undefined (the bytes pass untouched) when they are not JSON. */
-function mapBody(bytes: Uint8Array, apply: Apply, ctx: ProxyContext): Uint8Array | undefined {
-  const doc = parseJson(bytes);
-  if (doc === INVALID_JSON) return undefined;
+/** The mapped body, or why there is none: not JSON (not UTF-8), or nested deeper than `maxDepth` (not parsed). */
+function mapBody(bytes: Uint8Array, apply: Apply, ctx: ProxyContext, maxDepth: number): Uint8Array | typeof INVALID_JSON | typeof TOO_DEEP {
+  const doc = parseJson(bytes, maxDepth);
+  if (doc === INVALID_JSON || doc === TOO_DEEP) return doc;
   try {
     return toJsonBytes(apply(doc, ctx));
   } catch {
-    return undefined; // e.g. a RangeError from a structure the engine cannot serialise
+    // Within max_depth (≤ 1000) the engine serialises any document; should it ever fail, the
+    // body is refused, never passed on unmapped.
+    throw errors.internal();
   }
 }
 
@@ -117,36 +122,50 @@ function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
 /** Headers that describe the exact bytes of a representation the mapping changed. */
 const DIGESTS = ["content-digest", "repr-digest", "digest", "content-md5"];
 
-export const transformFilter: FilterFactory<TransformFilterConfig> = (config) => {
+export const transformFilter: FilterFactory<TransformFilterConfig> = (config, deps) => {
   const onRequestBody = compileOps(config.request);
   const onResponseBody = compileOps(config.response);
   const max = config.max_body;
+  const maxDepth = config.max_depth;
+  const route = deps.routeName;
 
-  // With strict_request, a body the mapping cannot reach is refused rather than passed on.
+  // A body passed unmapped is never silent: the access log line and a counter say why.
+  const skipped = (ctx: ProxyContext, direction: "request" | "response", reason: TransformSkip): undefined => {
+    (ctx.transformSkipped ??= {})[direction] = reason;
+    metrics.transformSkipped.inc([route, direction, reason]);
+    return undefined;
+  };
+  // A JSON body too deep to map is refused in every mode: valid JSON to whoever reads it next.
+  const tooDeep = () =>
+    new SwitchyardError({ code: "json_too_deep", status: 400, source: "client", message: `the JSON request body nests deeper than ${maxDepth} levels (this route's transform max_depth)` });
+  const answerTooDeep = () =>
+    new SwitchyardError({ code: "upstream_response_too_deep", status: 502, source: "upstream", message: `the upstream's JSON answer nests deeper than ${maxDepth} levels (this route's transform max_depth): it cannot be mapped` });
+
+  // With strict_request, a request body the mapping cannot reach is refused rather than passed on.
   const strict = config.strict_request;
-  const tooLarge = () => (strict ? errors.bodyTooLarge(max) : undefined);
-  const unsupported = () =>
-    strict ? new SwitchyardError({ code: "unsupported_media_type", status: 415, source: "client", message: "this route maps JSON request bodies: send application/json without a content coding" }) : undefined;
+  const tooLarge = (ctx: ProxyContext) => (strict ? errors.bodyTooLarge(max) : skipped(ctx, "request", "too_large"));
+  const unsupported = (ctx: ProxyContext, reason: "not_json" | "encoded") =>
+    strict
+      ? new SwitchyardError({ code: "unsupported_media_type", status: 415, source: "client", message: "this route maps JSON request bodies: send application/json without a content coding" })
+      : skipped(ctx, "request", reason);
 
   async function transformRequest(ctx: ProxyContext): Promise<SwitchyardError | undefined> {
     const earlier = ctx.requestBody; // an earlier transform's output
     if (earlier === undefined && ctx.request.body === null) return undefined;
-    if (earlier instanceof ReadableStream) return tooLarge();
-    if (!isJsonType(ctx.headers.get("content-type")) || encoded(ctx.headers)) return unsupported();
+    if (earlier instanceof ReadableStream) return tooLarge(ctx);
+    if (!isJsonType(ctx.headers.get("content-type"))) return unsupported(ctx, "not_json");
+    if (encoded(ctx.headers)) return unsupported(ctx, "encoded");
     let bytes: Uint8Array;
     if (earlier !== undefined) bytes = new Uint8Array(earlier);
     else {
-      if (Number(ctx.headers.get("content-length") ?? Number.NaN) > max) return tooLarge(); // never read
+      if (Number(ctx.headers.get("content-length") ?? Number.NaN) > max) return tooLarge(ctx); // never read
       const timeouts = ctx.route!.config.timeouts;
       try {
         const read = await readPrefix(ctx.request.body!, max, shortest(timeouts.idle, timeouts.request), errors.clientTimeout);
         if ("stream" in read) {
-          if (strict) {
-            read.stream.cancel().catch(() => {});
-            return tooLarge();
-          }
-          ctx.requestBody = read.stream;
-          return undefined;
+          if (strict) read.stream.cancel().catch(() => {});
+          else ctx.requestBody = read.stream; // what was read, then the rest, as it came
+          return tooLarge(ctx);
         }
         bytes = read.whole;
       } catch (e) {
@@ -157,30 +176,58 @@ export const transformFilter: FilterFactory<TransformFilterConfig> = (config) =>
       const limit = ctx.route!.config.max_request_body;
       if (limit !== undefined && bytes.byteLength > limit) return errors.bodyTooLarge(limit);
     }
-    const mapped = mapBody(bytes, onRequestBody!, ctx);
-    if (mapped === undefined && strict) return errors.badRequest("the request body is not valid JSON");
-    ctx.requestBody = toArrayBuffer(mapped ?? bytes);
+    const mapped = mapBody(bytes, onRequestBody!, ctx, maxDepth);
+    if (mapped === TOO_DEEP) return tooDeep();
+    if (mapped === INVALID_JSON) {
+      if (strict) return errors.badRequest("the request body is not valid JSON (or not UTF-8)");
+      skipped(ctx, "request", "invalid_json");
+    }
+    ctx.requestBody = toArrayBuffer(mapped === INVALID_JSON ? bytes : mapped);
     return undefined;
   }
+
+  // With strict_response, a 2xx answer the mapping cannot reach is refused (502) rather than passed on.
+  const strictResponse = config.strict_response;
+  const unmappable = (ctx: ProxyContext, body: ReadableStream, reason: Exclude<TransformSkip, "too_large">, why: string): undefined => {
+    if (!strictResponse) return skipped(ctx, "response", reason);
+    if (!body.locked) body.cancel().catch(() => {});
+    throw new SwitchyardError({ code: "upstream_bad_response", status: 502, source: "upstream", message: `the upstream's answer ${why}: this route maps JSON answers (strict_response)` });
+  };
+  const answerTooLarge = (ctx: ProxyContext, body: ReadableStream): undefined => {
+    if (!strictResponse) return skipped(ctx, "response", "too_large");
+    body.cancel().catch(() => {});
+    throw new SwitchyardError({ code: "upstream_response_too_large", status: 502, source: "upstream", message: `the upstream's answer is larger than ${max} bytes (this route's transform max_body)` });
+  };
 
   async function transformResponse(ctx: ProxyContext, response: Response): Promise<Response | undefined> {
     const headers = response.headers;
     if (response.status < 200 || response.status > 299 || response.body === null || ctx.method === "HEAD") return undefined;
-    if (!isJsonType(headers.get("content-type")) || encoded(headers) || headers.has("content-range")) return undefined;
-    if (Number(headers.get("content-length") ?? Number.NaN) > max) return undefined;
+    const length = Number(headers.get("content-length") ?? Number.NaN);
+    if (length === 0) return undefined; // nothing to map
+    const type = headers.get("content-type");
+    const body = response.body;
+    if (!isJsonType(type)) return unmappable(ctx, body, "not_json", `is not JSON (${type ?? "no content type"})`);
+    if (encoded(headers)) return unmappable(ctx, body, "encoded", `has a content coding (${headers.get("content-encoding")})`);
+    if (headers.has("content-range")) return unmappable(ctx, body, "partial", "is a partial body (Content-Range)");
+    if (length > max) return answerTooLarge(ctx, body);
     // No timer of its own: the exchange's deadlines abort the upstream body if it stalls.
-    const read = await readPrefix(response.body, max, 0, errors.internal);
+    const read = await readPrefix(body, max, 0, errors.internal);
     const init = { status: response.status, statusText: response.statusText, headers };
-    if ("stream" in read) return new Response(read.stream, init);
-    const mapped = mapBody(read.whole, onResponseBody!, ctx);
-    if (mapped !== undefined) {
+    if ("stream" in read) {
+      answerTooLarge(ctx, read.stream);
+      return new Response(read.stream, init);
+    }
+    const mapped = read.whole.byteLength === 0 ? read.whole : mapBody(read.whole, onResponseBody!, ctx, maxDepth);
+    if (mapped === TOO_DEEP) throw answerTooDeep();
+    if (mapped === INVALID_JSON) unmappable(ctx, body, "invalid_json", "is not valid JSON");
+    else if (mapped !== read.whole) {
       const etag = headers.get("etag");
       if (etag !== null && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
       for (const name of DIGESTS) headers.delete(name);
     }
-    const body = mapped ?? read.whole;
-    headers.set("content-length", String(body.byteLength));
-    return new Response(body, init);
+    const out = mapped === INVALID_JSON ? read.whole : mapped;
+    headers.set("content-length", String(out.byteLength));
+    return new Response(out, init);
   }
 
   return {
