@@ -2,6 +2,7 @@ import type { z } from "zod";
 import { tlsFileProblems } from "../security/tls-files.ts";
 import { formatPath } from "./path.ts";
 import { type Config, ConfigSchema } from "./schema.ts";
+import { yamlSyntaxProblems } from "./yaml-syntax.ts";
 
 export { formatPath };
 
@@ -75,24 +76,6 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/**
- * Bun.YAML's errors carry no position: the line is estimated as the one after the longest prefix
- * of the file that still parses (only ever run on a file that failed).
- */
-function yamlErrorLine(text: string): number {
-  const lines = text.split("\n");
-  let good = 0;
-  for (let n = 1; n <= lines.length; n++) {
-    try {
-      Bun.YAML.parse(lines.slice(0, n).join("\n"));
-      good = n;
-    } catch {
-      // keep looking: a later prefix may close a multi-line construct
-    }
-  }
-  return Math.min(good + 1, lines.length);
-}
-
 export function parseText(file: string, text: string): unknown {
   if (file.endsWith(".json")) {
     try {
@@ -104,7 +87,7 @@ export function parseText(file: string, text: string): unknown {
   try {
     return Bun.YAML.parse(text);
   } catch (e) {
-    throw new ConfigError(file, [`syntax error near line ${yamlErrorLine(text)}: ${(e as Error).message}`]);
+    throw new ConfigError(file, yamlSyntaxProblems(file, text, e as Error));
   }
 }
 
