@@ -139,12 +139,20 @@ export function validateLiteral(file: string, document: unknown): Config {
   return validate(file, document ?? {}, problems);
 }
 
-export async function loadConfigFile(file: string, env: Record<string, string | undefined> = process.env): Promise<Config> {
-  let text: string;
+/** The text of a config file, or a ConfigError saying why it cannot be read. */
+export async function readConfigFile(file: string): Promise<string> {
   try {
-    text = await Bun.file(file).text();
+    return await Bun.file(file).text();
   } catch (e) {
     throw new ConfigError(file, [`cannot read the file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
   }
+}
+
+/** A config file's text (YAML, or JSON for `.json`) → typed, frozen config. */
+export function configFromText(file: string, text: string, env: Record<string, string | undefined> = process.env): Config {
   return validateConfig(file, parseText(file, text), env);
+}
+
+export async function loadConfigFile(file: string, env: Record<string, string | undefined> = process.env): Promise<Config> {
+  return configFromText(file, await readConfigFile(file), env);
 }
