@@ -3,7 +3,7 @@
  * drain on SIGTERM/SIGINT.
  */
 import type { Server } from "bun";
-import { ConfigError, configDocument, configFromText, readConfigFile, validateLiteral } from "./config/load.ts";
+import { ConfigError, configBaseDir, configDocument, configFromText, readConfigFile, validateLiteral } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { startEcho } from "./echo/echo.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
@@ -88,7 +88,12 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     if (failed.length > 0) logEvent({ level: "error", msg: "a pushed config is not in force in every worker", version, failed });
     return { version, workers };
   };
-  if (worker !== undefined) listenForPushes((push) => putInForce(validateLiteral("(pushed config)", push.document), push.source, push.versionInfo));
+  if (worker !== undefined) {
+    listenForPushes((push) => {
+      const next = validateLiteral("(pushed config)", push.document, { baseDir: configBaseDir(state.runtime.current.config) });
+      return putInForce(next, push.source, push.versionInfo);
+    });
+  }
 
   /** `force`: SIGHUP and `reload()`; a file event reloads only when the content changed. */
   const reload = async (force: boolean): Promise<boolean> => {

@@ -1,5 +1,7 @@
+import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { tlsFileProblems } from "../security/tls-files.ts";
+import { withConfigDir } from "./file-path.ts";
 import { formatPath } from "./path.ts";
 import { type Config, ConfigSchema } from "./schema.ts";
 import { yamlSyntaxProblems } from "./yaml-syntax.ts";
@@ -96,31 +98,47 @@ export function parseText(file: string, text: string): unknown {
  * service, workers) builds on and re-validates with validateLiteral, so the part it keeps is the
  * same config and the part it replaces never has variables substituted into it.
  */
-const documents = new WeakMap<Config, Record<string, unknown>>();
+const documents = new WeakMap<Config, { document: Record<string, unknown>; baseDir: string }>();
 
 export function configDocument(config: Config): Record<string, unknown> {
-  return documents.get(config) ?? {};
+  return documents.get(config)?.document ?? {};
 }
 
 /**
- * The files a config names (TLS certificates, keys, CAs) are read and checked too, unless
- * `checkFiles` is false (a config checked for its shape only, e.g. the README's example).
+ * The folder a config's relative paths were resolved against (config/file-path.ts): its file's.
+ * A config pushed without a file (PUT /config, the config service, relays to workers) is
+ * validated with the baseDir of the config in force, so it is always the main config file's.
  */
-function validate(file: string, document: unknown, problems: ConfigIssue[], checkFiles = true): Config {
-  const result = ConfigSchema.safeParse(document);
+export function configBaseDir(config: Config): string {
+  return documents.get(config)?.baseDir ?? process.cwd();
+}
+
+export interface ValidateOptions {
+  /**
+   * Read and check the files the config names (TLS certificates, keys, CAs). Default true; false
+   * for a config checked for its shape only (e.g. the README's example).
+   */
+  readonly checkFiles?: boolean;
+  /** The folder relative paths are resolved against. Default: the folder of `file`. */
+  readonly baseDir?: string;
+}
+
+function validate(file: string, document: unknown, problems: ConfigIssue[], options: ValidateOptions): Config {
+  const baseDir = options.baseDir ?? dirname(resolve(file));
+  const result = withConfigDir(baseDir, () => ConfigSchema.safeParse(document));
   if (!result.success) problems.push(...result.error.issues.map(describeIssue));
-  else if (checkFiles) problems.push(...tlsFileProblems(result.data));
+  else if (options.checkFiles !== false) problems.push(...tlsFileProblems(result.data));
   if (problems.length > 0 || !result.success) throw new ConfigError(file, problems);
   const config = deepFreeze(result.data);
-  documents.set(config, deepFreeze(document as Record<string, unknown>));
+  documents.set(config, { document: deepFreeze(document as Record<string, unknown>), baseDir });
   return config;
 }
 
-/** Validates an already-parsed document into a typed, frozen config (`checkFiles`: see validate). */
-export function validateConfig(file: string, raw: unknown, env: Record<string, string | undefined> = process.env, checkFiles = true): Config {
+/** Validates an already-parsed document into a typed, frozen config. */
+export function validateConfig(file: string, raw: unknown, env: Record<string, string | undefined> = process.env, options: ValidateOptions = {}): Config {
   const problems: ConfigIssue[] = [];
   protoKeys(raw, problems);
-  return validate(file, substituteEnv(raw ?? {}, env, problems), problems, checkFiles);
+  return validate(file, substituteEnv(raw ?? {}, env, problems), problems, options);
 }
 
 /** `__proto__` as a key (JSON.parse and YAML keep it) would vanish on the way into the config: refused at its path. */
@@ -133,10 +151,10 @@ function protoKeys(value: unknown, problems: ConfigIssue[], path: PropertyKey[] 
 }
 
 /** Validates a document whose strings are taken literally (no `${VAR}` substitution): pushed configs. */
-export function validateLiteral(file: string, document: unknown): Config {
+export function validateLiteral(file: string, document: unknown, options: ValidateOptions = {}): Config {
   const problems: ConfigIssue[] = [];
   protoKeys(document, problems);
-  return validate(file, document ?? {}, problems);
+  return validate(file, document ?? {}, problems, options);
 }
 
 /** The text of a config file, or a ConfigError saying why it cannot be read. */
