@@ -68,10 +68,6 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   }
   const admin = config.admin && first ? startAdminListener(config.admin, state) : undefined;
   const bound = listenerKey(config);
-  logEvent({
-    msg: "switchyard started", config: configFile, version: state.runtime.current.version, worker: worker ?? null, pid: process.pid,
-    listeners: proxies.map((s) => s.url.href), egress: egress.map((e) => e.url), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
-  });
 
   // A config pushed through the admin API or the config service takes effect like a reload, in
   // every worker; the file stays as it is (a later file change or SIGHUP puts the file's config back).
@@ -132,6 +128,11 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   });
   const onHup = () => void requestReload(true);
   process.on("SIGHUP", onHup);
+  // Last: once this is said, a file change or SIGHUP is heard (a save made right after it was missed).
+  logEvent({
+    msg: "switchyard started", config: configFile, version: state.runtime.current.version, worker: worker ?? null, pid: process.pid,
+    listeners: proxies.map((s) => s.url.href), egress: egress.map((e) => e.url), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
+  });
 
   const shutdown = async (): Promise<void> => {
     if (state.draining) return;
