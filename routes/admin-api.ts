@@ -2,7 +2,7 @@
 import { type Context, Hono } from "hono";
 import { isAvailable } from "../src/upstream/health/state.ts";
 import { diffConfig } from "../src/config/diff.ts";
-import { ConfigError, parseText, validateConfig } from "../src/config/load.ts";
+import { ConfigError, configBaseDir, parseText, validateConfig } from "../src/config/load.ts";
 import type { Config } from "../src/config/schema.ts";
 import { explainRequest } from "../src/runtime/explain.ts";
 import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
@@ -84,22 +84,24 @@ export function adminApiRoutes(options: AdminApiOptions): Hono {
   // swapped in atomically, or refused with every problem. ?dry_run=1 validates and shows the diff.
   const push = async (c: Context) => {
     const text = await c.req.text();
+    // No file of its own: relative paths are resolved against the main config file's folder (said in every answer).
+    const baseDir = configBaseDir(options.runtime.current.config);
     let next: Config;
     try {
-      next = validateConfig("(pushed config)", parseText(c.req.header("content-type")?.includes("json") ? "pushed.json" : "pushed.yaml", text));
+      next = validateConfig("(pushed config)", parseText(c.req.header("content-type")?.includes("json") ? "pushed.json" : "pushed.yaml", text), process.env, { baseDir });
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems : [String(e)];
-      return c.json({ error: "invalid_config", message: "the config was refused; the one in force stays", problems }, 422);
+      return c.json({ error: "invalid_config", message: "the config was refused; the one in force stays", problems, relative_paths_from: baseDir }, 422);
     }
     const changes = diffConfig(redact(options.runtime.current.config), redact(next));
-    if (c.req.query("dry_run") === "1" || c.req.query("dry_run") === "true") return c.json({ valid: true, dry_run: true, changes });
+    if (c.req.query("dry_run") === "1" || c.req.query("dry_run") === "true") return c.json({ valid: true, dry_run: true, changes, relative_paths_from: baseDir });
     if (!options.applyConfig) return c.json({ error: "unavailable", message: "config push is not enabled here" }, 503);
     try {
       const { version, workers } = await options.applyConfig(next, "admin-api");
-      return c.json({ valid: true, version, workers, changes });
+      return c.json({ valid: true, version, workers, changes, relative_paths_from: baseDir });
     } catch (e) {
       // Valid, yet its runtime could not be built (a file it names cannot be opened…).
-      return c.json({ error: "invalid_config", message: "the config could not be put in force; the one in force stays", problems: [(e as Error).message] }, 422);
+      return c.json({ error: "invalid_config", message: "the config could not be put in force; the one in force stays", problems: [(e as Error).message], relative_paths_from: baseDir }, 422);
     }
   };
   app.put("/config", push);

@@ -12,7 +12,7 @@ import { Code, ConnectError, createConnectRouter } from "@connectrpc/connect";
 import { createFetchHandler } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { Hono } from "hono";
-import { type ConfigIssue, ConfigError, configDocument, validateLiteral } from "../src/config/load.ts";
+import { type ConfigIssue, ConfigError, configBaseDir, configDocument, validateLiteral } from "../src/config/load.ts";
 import type { Config } from "../src/config/schema.ts";
 import { droppedParts } from "../src/config/push-coverage.ts";
 import { MAX_VERSION_INFO, snapshotDocument, unknownFields, withEndpoints, withSnapshot } from "../src/config/snapshot.ts";
@@ -97,7 +97,8 @@ export function configServiceRoutes(options: ConfigServiceOptions): Hono {
     let next: Config | undefined;
     if (document !== undefined) {
       try {
-        next = validateLiteral(`(${rpc})`, document);
+        // No file of its own: relative paths are the main config file's folder's, as the config in force.
+        next = validateLiteral(`(${rpc})`, document, { baseDir: configBaseDir(runtime.current.config) });
       } catch (e) {
         if (!(e instanceof ConfigError)) throw e;
         problems.push(...e.issues);

@@ -2,9 +2,8 @@
  * Process entry: load config → build runtime → listen → reload on SIGHUP and file change →
  * drain on SIGTERM/SIGINT.
  */
-import { type FSWatcher, watch } from "node:fs";
 import type { Server } from "bun";
-import { ConfigError, configDocument, loadConfigFile, validateLiteral } from "./config/load.ts";
+import { ConfigError, configBaseDir, configDocument, configFromText, readConfigFile, validateLiteral } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { startEcho } from "./echo/echo.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
@@ -15,6 +14,8 @@ import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { listenForPushes, pushToWorkers, reportFileReload } from "./server/config-sync.ts";
 import { type EgressListener, startEgressListener } from "./server/egress-listener.ts";
 import { type ProxyListener, reloadListenerTls, type ServerState, startAdminListener, startProxyListener } from "./server/listener.ts";
+import { oneAtATime } from "./util/one-at-a-time.ts";
+import { watchPaths } from "./util/watch-path.ts";
 
 export function logEvent(fields: Record<string, unknown>): void {
   console.error(JSON.stringify({ time: new Date().toISOString(), ...fields }));
@@ -50,7 +51,9 @@ async function startProxyListeners(config: Config, state: ServerState, reusePort
 
 /** `worker`: this process's index when it is one of several workers (see server/workers.ts). */
 export async function start(configFile: string, worker?: number): Promise<Running> {
-  const config = await loadConfigFile(configFile);
+  /** The file's text whose config is in force (undefined after a push: then any file change puts the file's back). */
+  let fileText: string | undefined = await readConfigFile(configFile);
+  const config = configFromText(configFile, fileText);
   const state: ServerState = { runtime: new RuntimeRef(config), draining: false };
   setRuntimeSource(() => state.runtime.current, () => state.runtime.versionInfo);
   if (worker !== undefined) listenAsWorker();
@@ -65,15 +68,12 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   }
   const admin = config.admin && first ? startAdminListener(config.admin, state) : undefined;
   const bound = listenerKey(config);
-  logEvent({
-    msg: "switchyard started", config: configFile, version: state.runtime.current.version, worker: worker ?? null, pid: process.pid,
-    listeners: proxies.map((s) => s.url.href), egress: egress.map((e) => e.url), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
-  });
 
   // A config pushed through the admin API or the config service takes effect like a reload, in
   // every worker; the file stays as it is (a later file change or SIGHUP puts the file's config back).
   const putInForce = (next: Config, source: string, versionInfo: string | undefined): number => {
     const runtime = state.runtime.swap(next, versionInfo);
+    fileText = undefined;
     metrics.reloads.inc(["ok"]);
     logEvent({ msg: "config pushed", source, version: runtime.version, version_info: versionInfo ?? null, worker: worker ?? null });
     return runtime.version;
@@ -84,16 +84,28 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     if (failed.length > 0) logEvent({ level: "error", msg: "a pushed config is not in force in every worker", version, failed });
     return { version, workers };
   };
-  if (worker !== undefined) listenForPushes((push) => putInForce(validateLiteral("(pushed config)", push.document), push.source, push.versionInfo));
+  if (worker !== undefined) {
+    listenForPushes((push) => {
+      const next = validateLiteral("(pushed config)", push.document, { baseDir: configBaseDir(state.runtime.current.config) });
+      return putInForce(next, push.source, push.versionInfo);
+    });
+  }
 
-  let reloading: Promise<boolean> | undefined;
-  const reload = async (): Promise<boolean> => {
+  /** `force`: SIGHUP and `reload()`; a file event reloads only when the content changed. */
+  const reload = async (force: boolean): Promise<boolean> => {
+    const read = await readConfigFile(configFile).then((text) => ({ text }), (error: unknown) => ({ error }));
+    if (!force && "text" in read && read.text === fileText) {
+      logEvent({ msg: "config file unchanged; not reloaded (SIGHUP reloads anyway)" });
+      return true;
+    }
     reopenAll(); // whatever the new config says, logrotate's moved files are let go
     for (const p of proxies) reloadListenerTls(p); // certificates rotate on SIGHUP too (and on their own file changes)
     try {
-      const next = await loadConfigFile(configFile);
+      if ("error" in read) throw read.error;
+      const next = configFromText(configFile, read.text);
       if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });
       const runtime = state.runtime.swap(next);
+      fileText = read.text;
       metrics.reloads.inc(["ok"]);
       reportFileReload();
       logEvent({ msg: "config reloaded", version: runtime.version });
@@ -105,26 +117,27 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
       return false;
     }
   };
-  // One reload at a time; a burst of file events collapses into one.
-  const reloadOnce = () => (reloading ??= reload().finally(() => (reloading = undefined)));
+  // One reload at a time; a burst of requests during one gets one more after it (forced if any was).
+  const requestReload = oneAtATime(reload, (a, b) => a || b);
 
-  let debounce: Timer | undefined;
-  let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(configFile, () => {
-      clearTimeout(debounce);
-      debounce = setTimeout(reloadOnce, 100);
-    });
-  } catch (e) {
-    logEvent({ level: "warn", msg: "cannot watch the config file; reload with SIGHUP", error: String(e) });
-  }
-  const onHup = () => void reloadOnce();
+  // The directory is watched, not the file: files replaced by rename (editors, Ansible) or through
+  // a symlink swap (Kubernetes ConfigMaps) would leave a watch on the file with a deleted inode.
+  const watcher = watchPaths([configFile], () => void requestReload(false), {
+    debounceMs: 100, // one save is several events (write + rename, the new link + the old directory's removal)
+    onError: (dir, e) => logEvent({ level: "warn", msg: "cannot watch the config file's directory; reload with SIGHUP", dir, error: String(e) }),
+  });
+  const onHup = () => void requestReload(true);
   process.on("SIGHUP", onHup);
+  // Last: once this is said, a file change or SIGHUP is heard (a save made right after it was missed).
+  logEvent({
+    msg: "switchyard started", config: configFile, version: state.runtime.current.version, worker: worker ?? null, pid: process.pid,
+    listeners: proxies.map((s) => s.url.href), egress: egress.map((e) => e.url), admin: admin?.url.href ?? null, echo: echo?.url.href ?? null,
+  });
 
   const shutdown = async (): Promise<void> => {
     if (state.draining) return;
     state.draining = true;
-    watcher?.close();
+    watcher.close();
     process.off("SIGHUP", onHup);
     const deadline = Date.now() + config.shutdown.drain_timeout;
     logEvent({ msg: "draining", deadline_ms: config.shutdown.drain_timeout });
@@ -144,5 +157,5 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     logEvent({ msg: "stopped" });
   };
 
-  return { state, proxies, egress, admin, echo, reload: reloadOnce, shutdown };
+  return { state, proxies, egress, admin, echo, reload: () => requestReload(true), shutdown };
 }

@@ -8,6 +8,7 @@
 import { wallSeconds } from "../util/clock.ts";
 import { readBounded } from "../util/read-bounded.ts";
 import { z } from "zod";
+import { FilePathSchema } from "../config/file-path.ts";
 import { DurationSchema, SizeSchema, TokenSchema } from "../config/primitives.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 import { errorResponse, SwitchyardError } from "../proxy/errors.ts";
@@ -22,8 +23,8 @@ export const IdempotencySchema = z.strictObject({
   ttl: DurationSchema.prefault("24h"),
   /** Request and response bodies up to this size; a larger request body gets 413. Default 1MiB. */
   max_body: SizeSchema.prefault("1MiB"),
-  /** The libSQL file of the records. Default ./switchyard-state.db. */
-  path: z.string().min(1).default("switchyard-state.db"),
+  /** The libSQL file of the records, relative to the config file's folder. Default switchyard-state.db (beside the config file). */
+  path: FilePathSchema.prefault("switchyard-state.db"),
 });
 
 export type IdempotencyConfig = z.infer<typeof IdempotencySchema>;

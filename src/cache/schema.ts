@@ -1,10 +1,11 @@
 import { z } from "zod";
+import { FilePathSchema } from "../config/file-path.ts";
 import { DurationSchema, SizeSchema, TokenSchema } from "../config/primitives.ts";
 
 /** A named cache (top-level `caches`): one libSQL file, shared by every route and worker that names it. */
 export const CacheSchema = z.strictObject({
-  /** The libSQL file. Default ./switchyard-cache.db. */
-  path: z.string().min(1).default("switchyard-cache.db"),
+  /** The libSQL file, relative to the config file's folder. Default switchyard-cache.db (beside the config file). */
+  path: FilePathSchema.prefault("switchyard-cache.db"),
   /** Larger bodies stream through uncached. Default 1MiB. */
   max_object: SizeSchema.prefault("1MiB"),
   /** Total stored body bytes; least recently used entries go first. Default 256MiB. */

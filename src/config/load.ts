@@ -1,7 +1,10 @@
+import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { tlsFileProblems } from "../security/tls-files.ts";
+import { withConfigDir } from "./file-path.ts";
 import { formatPath } from "./path.ts";
 import { type Config, ConfigSchema } from "./schema.ts";
+import { yamlSyntaxProblems } from "./yaml-syntax.ts";
 
 export { formatPath };
 
@@ -75,24 +78,6 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/**
- * Bun.YAML's errors carry no position: the line is estimated as the one after the longest prefix
- * of the file that still parses (only ever run on a file that failed).
- */
-function yamlErrorLine(text: string): number {
-  const lines = text.split("\n");
-  let good = 0;
-  for (let n = 1; n <= lines.length; n++) {
-    try {
-      Bun.YAML.parse(lines.slice(0, n).join("\n"));
-      good = n;
-    } catch {
-      // keep looking: a later prefix may close a multi-line construct
-    }
-  }
-  return Math.min(good + 1, lines.length);
-}
-
 export function parseText(file: string, text: string): unknown {
   if (file.endsWith(".json")) {
     try {
@@ -104,7 +89,7 @@ export function parseText(file: string, text: string): unknown {
   try {
     return Bun.YAML.parse(text);
   } catch (e) {
-    throw new ConfigError(file, [`syntax error near line ${yamlErrorLine(text)}: ${(e as Error).message}`]);
+    throw new ConfigError(file, yamlSyntaxProblems(file, text, e as Error));
   }
 }
 
@@ -113,31 +98,47 @@ export function parseText(file: string, text: string): unknown {
  * service, workers) builds on and re-validates with validateLiteral, so the part it keeps is the
  * same config and the part it replaces never has variables substituted into it.
  */
-const documents = new WeakMap<Config, Record<string, unknown>>();
+const documents = new WeakMap<Config, { document: Record<string, unknown>; baseDir: string }>();
 
 export function configDocument(config: Config): Record<string, unknown> {
-  return documents.get(config) ?? {};
+  return documents.get(config)?.document ?? {};
 }
 
 /**
- * The files a config names (TLS certificates, keys, CAs) are read and checked too, unless
- * `checkFiles` is false (a config checked for its shape only, e.g. the README's example).
+ * The folder a config's relative paths were resolved against (config/file-path.ts): its file's.
+ * A config pushed without a file (PUT /config, the config service, relays to workers) is
+ * validated with the baseDir of the config in force, so it is always the main config file's.
  */
-function validate(file: string, document: unknown, problems: ConfigIssue[], checkFiles = true): Config {
-  const result = ConfigSchema.safeParse(document);
+export function configBaseDir(config: Config): string {
+  return documents.get(config)?.baseDir ?? process.cwd();
+}
+
+export interface ValidateOptions {
+  /**
+   * Read and check the files the config names (TLS certificates, keys, CAs). Default true; false
+   * for a config checked for its shape only (e.g. the README's example).
+   */
+  readonly checkFiles?: boolean;
+  /** The folder relative paths are resolved against. Default: the folder of `file`. */
+  readonly baseDir?: string;
+}
+
+function validate(file: string, document: unknown, problems: ConfigIssue[], options: ValidateOptions): Config {
+  const baseDir = options.baseDir ?? dirname(resolve(file));
+  const result = withConfigDir(baseDir, () => ConfigSchema.safeParse(document));
   if (!result.success) problems.push(...result.error.issues.map(describeIssue));
-  else if (checkFiles) problems.push(...tlsFileProblems(result.data));
+  else if (options.checkFiles !== false) problems.push(...tlsFileProblems(result.data));
   if (problems.length > 0 || !result.success) throw new ConfigError(file, problems);
   const config = deepFreeze(result.data);
-  documents.set(config, deepFreeze(document as Record<string, unknown>));
+  documents.set(config, { document: deepFreeze(document as Record<string, unknown>), baseDir });
   return config;
 }
 
-/** Validates an already-parsed document into a typed, frozen config (`checkFiles`: see validate). */
-export function validateConfig(file: string, raw: unknown, env: Record<string, string | undefined> = process.env, checkFiles = true): Config {
+/** Validates an already-parsed document into a typed, frozen config. */
+export function validateConfig(file: string, raw: unknown, env: Record<string, string | undefined> = process.env, options: ValidateOptions = {}): Config {
   const problems: ConfigIssue[] = [];
   protoKeys(raw, problems);
-  return validate(file, substituteEnv(raw ?? {}, env, problems), problems, checkFiles);
+  return validate(file, substituteEnv(raw ?? {}, env, problems), problems, options);
 }
 
 /** `__proto__` as a key (JSON.parse and YAML keep it) would vanish on the way into the config: refused at its path. */
@@ -150,18 +151,26 @@ function protoKeys(value: unknown, problems: ConfigIssue[], path: PropertyKey[] 
 }
 
 /** Validates a document whose strings are taken literally (no `${VAR}` substitution): pushed configs. */
-export function validateLiteral(file: string, document: unknown): Config {
+export function validateLiteral(file: string, document: unknown, options: ValidateOptions = {}): Config {
   const problems: ConfigIssue[] = [];
   protoKeys(document, problems);
-  return validate(file, document ?? {}, problems);
+  return validate(file, document ?? {}, problems, options);
 }
 
-export async function loadConfigFile(file: string, env: Record<string, string | undefined> = process.env): Promise<Config> {
-  let text: string;
+/** The text of a config file, or a ConfigError saying why it cannot be read. */
+export async function readConfigFile(file: string): Promise<string> {
   try {
-    text = await Bun.file(file).text();
+    return await Bun.file(file).text();
   } catch (e) {
     throw new ConfigError(file, [`cannot read the file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
   }
+}
+
+/** A config file's text (YAML, or JSON for `.json`) → typed, frozen config. */
+export function configFromText(file: string, text: string, env: Record<string, string | undefined> = process.env): Config {
   return validateConfig(file, parseText(file, text), env);
+}
+
+export async function loadConfigFile(file: string, env: Record<string, string | undefined> = process.env): Promise<Config> {
+  return configFromText(file, await readConfigFile(file), env);
 }

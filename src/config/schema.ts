@@ -9,6 +9,7 @@ import { RouteSchema } from "../proxy/route-schema.ts";
 import { GuardShape } from "../security/schema.ts";
 import { ListenerTlsSchema } from "../security/tls-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
+import { LogTargetSchema } from "./file-path.ts";
 import { DurationSchema, nameSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
 
 const AddressSchema = z.string().min(1).describe("An IP address or host name to bind");
@@ -63,8 +64,8 @@ export const EchoSchema = z.strictObject({
 export const AccessLogSchema = z.strictObject({
   /** Write one JSON line per request. Default true. */
   enabled: z.boolean().default(true),
-  /** `stdout`, `stderr` or a file path. Default stdout. */
-  path: z.string().min(1).default("stdout"),
+  /** `stdout`, `stderr` or a file path (relative to the config file's folder). Default stdout. */
+  path: LogTargetSchema.default("stdout"),
   /** Query parameters whose values are replaced by `[redacted]` in the logged path. */
   redact_query: z.array(TokenSchema).default(["token", "access_token", "api_key", "apikey", "key", "password", "secret", "signature"]),
   /** Request headers to log (under `headers`). Authorization, Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key are always logged as `[redacted]`. Default user-agent and referer. */

@@ -4,9 +4,10 @@
  * read and checked by security/tls-files.ts (at start, on reload and by `switchyard validate`).
  */
 import { z } from "zod";
+import { FilePathSchema } from "../config/file-path.ts";
 
-/** A path to a PEM file, relative to the working directory. */
-const PemPathSchema = z.string().min(1, "a file path");
+/** A path to a PEM file, relative to the config file's folder. */
+const PemPathSchema = FilePathSchema;
 
 /** `example.com` or `*.example.com` (one label), as a TLS client sends it in SNI. */
 const ServerNameSchema = z

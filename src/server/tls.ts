@@ -6,10 +6,9 @@
  * protocol_version alert (measured with `openssl s_client -tls1_1` at SECLEVEL=0, test/security/
  * tls-listener.test.ts); only 1.2 and 1.3 are spoken.
  */
-import { type FSWatcher, watch } from "node:fs";
-import { dirname, resolve } from "node:path";
 import type { TLSOptions } from "bun";
 import type { ListenerTlsMaterial } from "../security/tls-files.ts";
+import { watchPaths } from "../util/watch-path.ts";
 
 export function logTls(fields: Record<string, unknown>): void {
   console.error(JSON.stringify({ time: new Date().toISOString(), ...fields }));
@@ -25,26 +24,15 @@ export function bunServeTls(material: ListenerTlsMaterial): TLSOptions[] {
 }
 
 /**
- * Calls `onChange` (debounced) when any of `files` may have changed. The directories are watched,
- * not the files: certificate tools replace files by rename (certbot, Kubernetes secrets swap a
- * symlink), which a watch on the old inode would miss. The caller re-reads and compares.
+ * Calls `onChange` (debounced) when any of `files` may have changed. Their directories are
+ * watched, for the files' own entries and the symlinks on the way (util/watch-path.ts), not the
+ * files: certificate tools replace files by rename (certbot, Kubernetes secrets swap a symlink),
+ * which a watch on the old inode would miss. The caller re-reads and compares.
  */
 export function watchFiles(files: readonly string[], onChange: () => void, debounceMs = 200): () => void {
-  let timer: Timer | undefined;
-  const fire = () => {
-    clearTimeout(timer);
-    timer = setTimeout(onChange, debounceMs);
-  };
-  const watchers: FSWatcher[] = [];
-  for (const dir of new Set(files.map((f) => dirname(resolve(f))))) {
-    try {
-      watchers.push(watch(dir, fire));
-    } catch (e) {
-      logTls({ level: "warn", msg: "cannot watch a TLS file directory; reload with SIGHUP", dir, error: String(e) });
-    }
-  }
-  return () => {
-    clearTimeout(timer);
-    for (const w of watchers) w.close();
-  };
+  const watcher = watchPaths(files, onChange, {
+    debounceMs,
+    onError: (dir, e) => logTls({ level: "warn", msg: "cannot watch a TLS file directory; reload with SIGHUP", dir, error: String(e) }),
+  });
+  return () => watcher.close();
 }

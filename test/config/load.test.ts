@@ -122,6 +122,55 @@ describe("files", () => {
     }
   });
 
+  test("${VAR} unquoted inside { … } or [ … ]: the problem says to quote it, with the file and line", async () => {
+    const bad = writeTempConfig(
+      [
+        "listeners: [{ port: 8080 }]",
+        "modules: { dir: ${MODULES_DIR} }",
+        "routes: [{ to: c }]   # a comment with ${NOT_A_VALUE} in { braces }",
+        "clusters:",
+        "  c:",
+        "    endpoints: [\"http://${UP}:80\", 'http://${UP}:81',",
+        "                http://${UP}:82]",
+        "",
+      ].join("\n"),
+      "flow.yaml",
+    );
+    try {
+      const error = (await loadConfigFile(bad.file, { MODULES_DIR: "m", UP: "10.0.0.1" }).catch((e: unknown) => e)) as ConfigError;
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(error.problems).toEqual([
+        `${bad.file}:2: \${MODULES_DIR} inside { … } must be quoted: "\${MODULES_DIR}"`,
+        `${bad.file}:7: http://\${UP}:82 inside [ … ] must be quoted: "http://\${UP}:82"`,
+      ]);
+      expect(error.message).toStartWith(`${bad.file}: 2 problems`);
+      // Quoted as the message says, the same file loads and the variables are substituted.
+      const fixed = writeTempConfig((await Bun.file(bad.file).text()).replace("${MODULES_DIR} }", '"${MODULES_DIR}" }').replace("http://${UP}:82]", '"http://${UP}:82"]'), "fixed.yaml");
+      try {
+        const config = await loadConfigFile(fixed.file, { MODULES_DIR: "m", UP: "10.0.0.1" });
+        expect(config.clusters.c!.endpoints!.map((e) => (typeof e === "string" ? e : e.url))).toEqual(["http://10.0.0.1:80", "http://10.0.0.1:81", "http://10.0.0.1:82"]);
+      } finally {
+        fixed.cleanup();
+      }
+    } finally {
+      bad.cleanup();
+    }
+  });
+
+  test("a file with an unquoted ${VAR} in { … } and another syntax error reports both", () => {
+    const error = (() => {
+      try {
+        parseText("two.yaml", "a: [${X}]\nb: { c: d\n");
+      } catch (e) {
+        return e as ConfigError;
+      }
+      throw new Error("parsed");
+    })();
+    expect(error.problems[0]).toBe('two.yaml:1: ${X} inside [ … ] must be quoted: "${X}"');
+    expect(error.problems[1]).toStartWith("syntax error near line 2: ");
+    expect(error.problems).toHaveLength(2);
+  });
+
   test("an empty file is refused (no listeners), not accepted as an empty config", async () => {
     const empty = writeTempConfig("", "empty.yaml");
     try {
@@ -137,7 +186,7 @@ describe("documentation", () => {
   test("the README's config reference is a valid config", async () => {
     const readme = await Bun.file(`${import.meta.dir}/../../README.md`).text();
     const block = /## Config reference, by example[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
-    const config = validateConfig("README.md", Bun.YAML.parse(block), {}, false); // its TLS files are examples
+    const config = validateConfig("README.md", Bun.YAML.parse(block), {}, { checkFiles: false }); // its TLS files are examples
     expect(config.routes.map((r) => r.name)).toEqual(["orders-v2", "checkout-canary", "profile", "bff", "live"]);
   });
 });

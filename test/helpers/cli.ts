@@ -45,10 +45,13 @@ export function writeTempConfig(config: ConfigInput | string, name = "switchyard
   return { file, cleanup: dir.cleanup };
 }
 
-/** Starts the CLI on `configFile`; the fetch cap is set in the environment so no re-exec happens and `proc.pid` is the proxy. */
-export async function spawnProxy(configFile: string, env: Record<string, string> = {}): Promise<ProxyProcess> {
+/**
+ * Starts the CLI on `configFile`; the fetch cap is set in the environment so no re-exec happens and
+ * `proc.pid` is the proxy. `cwd`: the working directory it starts in (default the repository).
+ */
+export async function spawnProxy(configFile: string, env: Record<string, string> = {}, cwd = ROOT): Promise<ProxyProcess> {
   const proc = Bun.spawn([process.execPath, CLI, "start", configFile], {
-    cwd: ROOT,
+    cwd,
     env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535", ...env },
     stdin: "ignore",
     stdout: "pipe",

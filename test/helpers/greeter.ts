@@ -6,12 +6,14 @@
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { createFileRegistry, type DescService, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 
-export const GREETER_DESCRIPTORS = `${import.meta.dir}/../fixtures/greeter.binpb`;
+/** Normalized, as the config makes every path (config/file-path.ts). */
+export const GREETER_DESCRIPTORS = join(import.meta.dir, "../fixtures/greeter.binpb");
 export const GREETER = "switchyard.test.v1.Greeter";
 
 /** Request headers the Greet reply reports back (as `seenHeaders`) when the server saw them. */

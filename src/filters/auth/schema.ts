@@ -4,6 +4,7 @@
  */
 import { createPublicKey } from "node:crypto";
 import { z } from "zod";
+import { FilePathSchema } from "../../config/file-path.ts";
 import { DurationSchema, nameSchema, PositiveDurationSchema, SizeSchema, TokenSchema } from "../../config/primitives.ts";
 import { ClaimsMatchSchema } from "./claims.ts";
 import { BEARER_HEADER, TokenSourceSchema } from "./token-source.ts";
@@ -33,8 +34,8 @@ export const StaticKeySchema = z
     jwk: z.record(z.string(), z.unknown()).optional(),
     /** A public key in PEM (SPKI, `-----BEGIN PUBLIC KEY-----`) or an X.509 certificate. */
     pem: z.string().optional(),
-    /** A file holding a JWK Set (JSON `{"keys": [...]}`) or one PEM key; read at each (re)load. */
-    file: z.string().min(1).optional(),
+    /** A file holding a JWK Set (JSON `{"keys": [...]}`) or one PEM key, relative to the config file's folder; read at each (re)load. */
+    file: FilePathSchema.optional(),
     /** An HMAC shared secret (HS256/384/512), at least 32 bytes (RFC 7518 §3.2); use `${ENV}`. */
     secret: z.string().min(32, "an HMAC secret needs at least 32 bytes (RFC 7518 §3.2)").optional(),
   })
@@ -227,8 +228,8 @@ export const ApiKeyProviderSchema = z
     query: TokenSchema.optional(),
     /** Keys inline (hashed). */
     keys: ApiKeyListSchema.default([]),
-    /** A YAML or JSON file with a list of {name, tier, sha256}; read at each (re)load. */
-    keys_file: z.string().min(1).optional(),
+    /** A YAML or JSON file with a list of {name, tier, sha256}, relative to the config file's folder; read at each (re)load. */
+    keys_file: FilePathSchema.optional(),
     /** Remove the key from the request before the upstream sees it. Default true. */
     strip_key: z.boolean().default(true),
   })

@@ -1,5 +1,6 @@
 /** Config of a route's `grpc_transcode`: HTTP/JSON in, a unary RPC upstream (Connect or gRPC-Web). */
 import { z } from "zod";
+import { FilePathSchema } from "../../config/file-path.ts";
 import { SizeSchema } from "../../config/primitives.ts";
 import { compileBindings } from "./bindings.ts";
 
@@ -20,8 +21,8 @@ export const RpcMappingSchema = z.strictObject({
 
 export const GrpcTranscodeSchema = z
   .strictObject({
-    /** A FileDescriptorSet with the service and everything it imports: `buf build -o api.binpb`. Read at load and on every reload. */
-    descriptors: z.string().min(1),
+    /** A FileDescriptorSet with the service and everything it imports: `buf build -o api.binpb`; relative to the config file's folder. Read at load and on every reload. */
+    descriptors: FilePathSchema,
     /** The fully qualified service name, e.g. `acme.greeter.v1.Greeter`. */
     service: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/, "must be a fully qualified service name, e.g. acme.greeter.v1.Greeter"),
     /** The upstream's protocol: `connect` (unary POST, application/proto) or `grpc-web` (framed, trailers in the body; HTTP/1.1). Default connect. */

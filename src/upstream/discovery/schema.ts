@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { FilePathSchema } from "../../config/file-path.ts";
 import { DurationSchema, PositiveDurationSchema } from "../../config/primitives.ts";
 
 /** Where a cluster's endpoints come from when they are not listed in the config. */
@@ -25,7 +26,8 @@ export const DiscoverySchema = z.discriminatedUnion("type", [
   /** A JSON or YAML file holding `endpoints: [...]` (as in the config), watched for changes. */
   z.strictObject({
     type: z.literal("file"),
-    path: z.string().min(1),
+    /** Relative to the config file's folder. */
+    path: FilePathSchema,
     /** Also re-read on this interval, in case a change notification is missed. Default 10s. */
     refresh: PositiveDurationSchema.prefault("10s"),
   }),
