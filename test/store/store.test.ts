@@ -1,5 +1,6 @@
 /** The embedded libSQL store: migrations, and no silent write loss under multi-process contention. */
 import { afterAll, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { openStore } from "../../src/store/client.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -11,10 +12,12 @@ test("a new file gets every table; opening it again applies nothing twice", asyn
   const path = dir.file("fresh.db");
   const a = await openStore(path);
   const tables = (await a.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).rows.map((r) => r.name);
-  expect(tables).toEqual(expect.arrayContaining(["cache_entries", "cache_chunks", "cache_tags", "leases", "idempotency", "schema_migrations"]));
+  expect(tables).toEqual(expect.arrayContaining(["cache_entries", "cache_chunks", "cache_tags", "cache_invalidations", "leases", "idempotency", "schema_migrations"]));
   a.close();
   const b = await openStore(path);
-  expect((await b.execute("SELECT count(*) AS n FROM schema_migrations")).rows[0]!.n).toBe(1);
+  const migrations = readdirSync(join(import.meta.dir, "../../src/store/migrations")).filter((f) => f.endsWith(".sql")).length;
+  expect(migrations).toBeGreaterThan(1);
+  expect((await b.execute("SELECT count(*) AS n FROM schema_migrations")).rows[0]!.n).toBe(migrations);
   b.close();
 });
 
