@@ -4,20 +4,10 @@
  * its answer as it arrives, or go upstream themselves when the answer has no declared length or a
  * larger one than max_body, carries a Set-Cookie, or fails first. In-process only.
  */
-import { z } from "zod";
-import { DurationSchema, SizeSchema } from "../config/primitives.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 import { Broadcast, broadcastBody } from "./broadcast.ts";
-
-export const CoalesceSchema = z.strictObject({
-  /** Answers up to this size are shared; larger ones are not (followers go upstream). Default 1MiB. */
-  max_body: SizeSchema.prefault("1MiB"),
-  /** How long followers wait for the leader's answer. Default 5s. */
-  wait: DurationSchema.prefault("5s"),
-});
-
-export type CoalesceConfig = z.infer<typeof CoalesceSchema>;
+import type { CoalesceConfig } from "./hold-schema.ts";
 
 /** What followers wait for: the leader's answer as a broadcast, or undefined (go upstream yourselves). */
 const inflight = new Map<string, Promise<Broadcast | undefined>>();

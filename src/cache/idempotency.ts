@@ -7,27 +7,10 @@
  */
 import { wallSeconds } from "../util/clock.ts";
 import { readBounded } from "../util/read-bounded.ts";
-import { z } from "zod";
-import { FilePathSchema } from "../config/file-path.ts";
-import { DurationSchema, SizeSchema, TokenSchema } from "../config/primitives.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 import { errorResponse, SwitchyardError } from "../proxy/errors.ts";
 import { sharedStore, type Store } from "../store/client.ts";
-
-export const IdempotencySchema = z.strictObject({
-  /** The request header holding the key. Default idempotency-key. */
-  header: TokenSchema.default("idempotency-key"),
-  /** Methods it applies to. Default POST, PUT, PATCH. */
-  methods: z.array(z.string().regex(/^[A-Z]+$/)).default(["POST", "PUT", "PATCH"]),
-  /** How long a record is kept. Default 24h. */
-  ttl: DurationSchema.prefault("24h"),
-  /** Request and response bodies up to this size; a larger request body gets 413. Default 1MiB. */
-  max_body: SizeSchema.prefault("1MiB"),
-  /** The libSQL file of the records, relative to the config file's folder. Default switchyard-state.db (beside the config file). */
-  path: FilePathSchema.prefault("switchyard-state.db"),
-});
-
-export type IdempotencyConfig = z.infer<typeof IdempotencySchema>;
+import type { IdempotencyConfig } from "./hold-schema.ts";
 
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { DurationSchema, SizeSchema, TokenSchema } from "../config/primitives.ts";
-import { RetryPolicySchema } from "../proxy/retry.ts";
+import { RetryPolicySchema } from "../proxy/retry-schema.ts";
 import { type Expression, expressionsIn, expressionsInJson } from "./template.ts";
 
 const CALL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -14,7 +14,8 @@ import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, releaseConnection, releaseRetry, reportDeferred } from "./outcome.ts";
 import { shortest } from "./request-body.ts";
 import { bodyReadError, bufferedLength } from "./respond.ts";
-import { backoffDelay, type RetryPolicy, retriesError, retriesStatus, retryAfterMs } from "./retry.ts";
+import { backoffDelay, retriesError, retriesStatus, retryAfterMs } from "./retry.ts";
+import type { RetryPolicy } from "./retry-schema.ts";
 
 export type Exchanged =
   | { ok: true; response: Response; deadlines: Deadlines }

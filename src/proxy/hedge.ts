@@ -11,7 +11,8 @@ import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { SwitchyardError } from "./errors.ts";
 import { forward } from "./forward.ts";
-import { type RetryPolicy, retriesStatus } from "./retry.ts";
+import { retriesStatus } from "./retry.ts";
+import type { RetryPolicy } from "./retry-schema.ts";
 
 /** A try's client span (when the request is traced) rides along with its outcome. */
 export type TryOutcome =

@@ -4,24 +4,10 @@
  * shadow at its limits is simply skipped. The shadow sees the Host with a `-shadow` suffix (as
  * Envoy does), so it can tell mirrored traffic apart.
  */
-import { z } from "zod";
-import { DurationSchema, SizeSchema } from "../config/primitives.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { upstreamHeaders, upstreamUrl } from "./forward.ts";
-
-export const MirrorSchema = z.strictObject({
-  /** The shadow cluster. */
-  cluster: z.string().min(1),
-  /** Share of requests copied, in %. Default 100. */
-  percent: z.number().min(0).max(100).default(100),
-  /** Requests with a larger body are not mirrored (the body must be kept to be sent twice). Default 64KiB. */
-  max_body: SizeSchema.prefault("64KiB"),
-  /** The shadow request is abandoned after this. Default 5s. */
-  timeout: DurationSchema.prefault("5s"),
-});
-
-export type MirrorConfig = z.infer<typeof MirrorSchema>;
+import type { MirrorConfig } from "./mirror-schema.ts";
 
 /** `api.example.com:8080` → `api.example.com-shadow:8080`. */
 export function shadowHost(host: string): string {

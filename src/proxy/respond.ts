@@ -4,7 +4,8 @@ import type { Filter } from "../filters/filter.ts";
 import type { ProxyContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { SwitchyardError } from "./errors.ts";
-import { type Algorithm, compressible, compressStream, compressWhole, markEncoded, negotiate } from "./compress.ts";
+import { compressible, compressStream, compressWhole, markEncoded, negotiate } from "./compress.ts";
+import type { Algorithm } from "./compress-schema.ts";
 import { stripHopByHop } from "./headers.ts";
 import { clientAborted, fail, log, responseFilters } from "./outcome.ts";
 

@@ -1,14 +1,14 @@
 import { z } from "zod";
 import { DurationSchema, RegexSchema, SizeSchema, TokenSchema } from "../config/primitives.ts";
-import { CoalesceSchema } from "../cache/coalesce.ts";
-import { IdempotencySchema } from "../cache/idempotency.ts";
+import { CoalesceSchema } from "../cache/hold-schema.ts";
+import { IdempotencySchema } from "../cache/hold-schema.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
 import { ComposeSchema } from "../compose/schema.ts";
 import { FilterSchema } from "../filters/schema.ts";
 import { MODULE_NAME } from "../modules/schema.ts";
-import { CompressionSchema } from "./compress.ts";
-import { MirrorSchema } from "./mirror.ts";
-import { RetryPolicySchema } from "./retry.ts";
+import { CompressionSchema } from "./compress-schema.ts";
+import { MirrorSchema } from "./mirror-schema.ts";
+import { RetryPolicySchema } from "./retry-schema.ts";
 import { GrpcTranscodeSchema } from "./transcode/schema.ts";
 
 /** Path match: exactly one of exact, prefix (a plain string prefix, as Envoy's) or regex (against the path only). */

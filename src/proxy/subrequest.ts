@@ -13,7 +13,8 @@ import { errors, type SwitchyardError } from "./errors.ts";
 import { admit, type Exchanged, exchange } from "./exchange.ts";
 import type { CompiledHeaderRules } from "./headers.ts";
 import { clientAborted, release } from "./outcome.ts";
-import { methodRetryable, type RetryPolicy } from "./retry.ts";
+import { methodRetryable } from "./retry.ts";
+import type { RetryPolicy } from "./retry-schema.ts";
 import type { Route } from "./route-schema.ts";
 
 /** What a sub-request takes from the route of the client request it is made for. */

@@ -19,7 +19,7 @@ import { compileMatch, compileQueryRewrite, compileRewrite, type RequestFacts } 
 import { HttpCache } from "../cache/cache.ts";
 import { buildRouteCache, type RouteCache } from "../cache/serve.ts";
 import type { ProxyContext } from "../proxy/context.ts";
-import type { MirrorConfig } from "../proxy/mirror.ts";
+import type { MirrorConfig } from "../proxy/mirror-schema.ts";
 import { subrequestRoute } from "../proxy/subrequest.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";

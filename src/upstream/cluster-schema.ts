@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { DurationSchema } from "../config/primitives.ts";
-import { RetryBudgetSchema } from "../proxy/retry.ts";
+import { RetryBudgetSchema } from "../proxy/retry-schema.ts";
 import { UpstreamTlsSchema } from "../security/tls-schema.ts";
 import { BalancerSchema } from "./balancers/schema.ts";
 import { DiscoverySchema } from "./discovery/schema.ts";

@@ -1,7 +1,7 @@
 /** Retries against real failing upstreams: they go elsewhere, resend the body, respect the method, time and budget limits. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { z } from "zod";
-import type { RetryPolicySchema } from "../../src/proxy/retry.ts";
+import type { RetryPolicySchema } from "../../src/proxy/retry-schema.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { rawRequest } from "../helpers/raw.ts";
 import { waitFor } from "../helpers/tmp.ts";

@@ -15,7 +15,8 @@ import { introspectionProvider } from "./introspection.ts";
 import { jwtProvider } from "./jwt.ts";
 import { type AuthProvider, challengeText, type Outcome, type UpstreamHeader } from "./provider.ts";
 import type { AuthFilterConfig, AuthProviderConfig } from "./schema.ts";
-import { secretNames, type TokenSource } from "./token-source.ts";
+import { secretNames } from "./token-source.ts";
+import type { TokenSource } from "./token-source-schema.ts";
 
 /** A built provider and the settings it was built from (to keep it, with its caches, across a reload). */
 interface Built {

@@ -3,17 +3,7 @@
  * Keycloak's `realm_access.roles`), compared with an expected value or any of a list.
  * Shared by the providers' `required_claims` and the authorize filter's `claims` conditions.
  */
-import { z } from "zod";
-
-const ScalarSchema = z.union([z.string(), z.number(), z.boolean()]);
-
-/** One required value, or a list of which any one will do. */
-export const ClaimExpectationSchema = z.union([ScalarSchema, z.array(ScalarSchema).min(1)]);
-export type ClaimExpectation = z.infer<typeof ClaimExpectationSchema>;
-
-/** Claim name (or dotted path) → expected value(s). Every entry must hold. */
-export const ClaimsMatchSchema = z.record(z.string().min(1), ClaimExpectationSchema);
-export type ClaimsMatch = z.infer<typeof ClaimsMatchSchema>;
+import type { ClaimsMatch } from "./claims-schema.ts";
 
 export type Claims = Readonly<Record<string, unknown>>;
 

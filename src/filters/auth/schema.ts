@@ -6,8 +6,8 @@ import { createPublicKey } from "node:crypto";
 import { z } from "zod";
 import { FilePathSchema } from "../../config/file-path.ts";
 import { DurationSchema, nameSchema, PositiveDurationSchema, SizeSchema, TokenSchema } from "../../config/primitives.ts";
-import { ClaimsMatchSchema } from "./claims.ts";
-import { BEARER_HEADER, TokenSourceSchema } from "./token-source.ts";
+import { ClaimsMatchSchema } from "./claims-schema.ts";
+import { BEARER_HEADER, TokenSourceSchema } from "./token-source-schema.ts";
 
 export const NameSchema = nameSchema("provider");
 

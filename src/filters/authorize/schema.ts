@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { CidrSchema } from "../../config/primitives.ts";
-import { ClaimsMatchSchema } from "../auth/claims.ts";
+import { ClaimsMatchSchema } from "../auth/claims-schema.ts";
 import { NameSchema } from "../auth/schema.ts";
 
 /** `*` matches any run of characters; everything else literally. Anchored. */

@@ -3,8 +3,7 @@
  * completeness (a full rule set such as OWASP CRS belongs in a dedicated WAF). Each runs on a value
  * that has been percent-decoded (twice, for double encoding), `+` read as space, and lower-cased.
  */
-export const RULE_GROUPS = ["sqli", "xss", "traversal"] as const;
-export type RuleGroup = (typeof RULE_GROUPS)[number];
+import type { RuleGroup } from "./schema.ts";
 
 export interface WafRule {
   readonly id: string;

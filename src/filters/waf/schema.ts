@@ -1,8 +1,12 @@
 import { z } from "zod";
 import { SizeSchema, TokenSchema } from "../../config/primitives.ts";
-import { RULE_GROUPS } from "./rules.ts";
 
 /** A small signature WAF: SQL injection, XSS and path traversal patterns in the path, query and chosen headers. */
+/** The signature groups (rules.ts has the signatures). */
+export const RULE_GROUPS = ["sqli", "xss", "traversal"] as const;
+
+export type RuleGroup = (typeof RULE_GROUPS)[number];
+
 export const WafFilterSchema = z.strictObject({
   type: z.literal("waf"),
   /** `block`: answer 403 waf_blocked on a match; `detect`: forward, and log and count the match. Default block. */

@@ -2,7 +2,6 @@
 import { z } from "zod";
 import { FilePathSchema } from "../../config/file-path.ts";
 import { SizeSchema } from "../../config/primitives.ts";
-import { compileBindings } from "./bindings.ts";
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -41,10 +40,16 @@ export const GrpcTranscodeSchema = z
     max_response: SizeSchema.prefault("4MiB"),
   })
   // The descriptor set is read here too, so `switchyard validate` names a missing service, method or
-  // field at its path in the config instead of failing later at start.
+  // field at its path in the config instead of failing later at start. The binding compiler (and
+  // protobuf with it) is loaded only for a config that has a transcoded route: the schema stays a
+  // leaf that loads nothing of the proxy.
   .superRefine((config, ctx) => {
+    const { compileBindings } = require("./bindings.ts") as { compileBindings: CompileBindings };
     const compiled = compileBindings(config);
     if ("problems" in compiled) for (const p of compiled.problems) ctx.addIssue({ code: "custom", path: p.path, message: p.message });
   });
 
 export type GrpcTranscode = z.infer<typeof GrpcTranscodeSchema>;
+
+/** bindings.ts's compiler as the schema sees it (its problems, at paths inside `grpc_transcode`). */
+type CompileBindings = (config: Pick<GrpcTranscode, "descriptors" | "service" | "methods">) => object | { problems: { path: (string | number)[]; message: string }[] };
