@@ -143,7 +143,7 @@ function noteTry(ctx: ProxyContext, o: TryOutcome): void {
     ctx.cluster!.report(o.endpoint, { status: o.response.status });
   } else {
     recordTry(ctx, o.endpoint, o.startedAt, undefined, o.error.code, o.span);
-    if (o.error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true });
+    if (o.error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true }, o.error);
   }
 }
 
