@@ -85,6 +85,7 @@ export function adminApiRoutes(options: AdminApiOptions): Hono {
       next = validateConfig("(pushed config)", parseText(c.req.header("content-type")?.includes("json") ? "pushed.json" : "pushed.yaml", text));
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems : [String(e)];
+      options.runtime.noteChange("admin-api", "refused", problems);
       return c.json({ error: "invalid_config", message: "the config was refused; the one in force stays", problems }, 422);
     }
     const changes = diffConfig(redact(options.runtime.current.config), redact(next));
@@ -95,6 +96,7 @@ export function adminApiRoutes(options: AdminApiOptions): Hono {
       return c.json({ valid: true, version, workers, changes });
     } catch (e) {
       // Valid, yet its runtime could not be built (a file it names cannot be opened…).
+      options.runtime.noteChange("admin-api", "refused", [(e as Error).message]);
       return c.json({ error: "invalid_config", message: "the config could not be put in force; the one in force stays", problems: [(e as Error).message] }, 422);
     }
   };

@@ -74,6 +74,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   // every worker; the file stays as it is (a later file change or SIGHUP puts the file's config back).
   const putInForce = (next: Config, source: string, versionInfo: string | undefined): number => {
     const runtime = state.runtime.swap(next, versionInfo);
+    state.runtime.noteChange(source, "ok");
     metrics.reloads.inc(["ok"]);
     logEvent({ msg: "config pushed", source, version: runtime.version, version_info: versionInfo ?? null, worker: worker ?? null });
     return runtime.version;
@@ -94,6 +95,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
       const next = await loadConfigFile(configFile);
       if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });
       const runtime = state.runtime.swap(next);
+      state.runtime.noteChange("file", "ok");
       metrics.reloads.inc(["ok"]);
       reportFileReload();
       logEvent({ msg: "config reloaded", version: runtime.version });
@@ -101,6 +103,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems : [String(e)];
       metrics.reloads.inc(["rejected"]);
+      state.runtime.noteChange("file", "refused", problems);
       logEvent({ level: "error", msg: "config rejected; the previous config stays in force", version: state.runtime.current.version, problems });
       return false;
     }
