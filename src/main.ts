@@ -10,7 +10,8 @@ import { startEcho } from "./echo/echo.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
 import { metrics, setRuntimeSource } from "./observe/metrics.ts";
 import { flushTraces } from "./observe/span-exporter.ts";
-import { listenAsWorker } from "./observe/worker-metrics.ts";
+import { endpointFailures } from "./observe/status-data.ts";
+import { listenAsWorker, setLocalFailures } from "./observe/worker-metrics.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { listenForPushes, pushToWorkers, reportFileReload } from "./server/config-sync.ts";
 import { type EgressListener, startEgressListener } from "./server/egress-listener.ts";
@@ -53,6 +54,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   const config = await loadConfigFile(configFile);
   const state: ServerState = { runtime: new RuntimeRef(config), draining: false };
   setRuntimeSource(() => state.runtime.current, () => state.runtime.versionInfo);
+  setLocalFailures(() => endpointFailures(state.runtime.current));
   if (worker !== undefined) listenAsWorker();
   // Proxy listeners are shared by the workers (reusePort); admin and echo belong to worker 0.
   const first = worker === undefined || worker === 0;
