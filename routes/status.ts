@@ -6,6 +6,7 @@
  * admin API). The data is gathered in src/observe/status-data.ts.
  */
 import { Hono } from "hono";
+import { workerCount } from "../src/filters/rate-limit/shared-buckets.ts";
 import { statusReadings, statusSnapshot } from "../src/observe/status-data.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { STATUS_PAGE } from "./status-page.ts";
@@ -14,7 +15,7 @@ export function statusRoutes(runtime: RuntimeRef): Hono {
   // The counters are read every 10 s from now on, so that the page has history when first opened.
   statusReadings();
   const app = new Hono();
-  app.get("/status.json", async (c) => c.json(await statusSnapshot(runtime), 200, { "cache-control": "no-store" }));
+  app.get("/status.json", async (c) => c.json(await statusSnapshot(runtime, workerCount()), 200, { "cache-control": "no-store" }));
   app.get("/status", (c) => c.html(STATUS_PAGE, 200, { "cache-control": "no-store" }));
   return app;
 }

@@ -4,18 +4,17 @@
  * retries) and 15 minutes of charts, from the machine's counters (status-history.ts); per endpoint
  * its health check, ejection, tries and last failure; each route's failover chain; the config's
  * version and last changes. Each route, cluster and endpoint is judged ok / degraded / failing /
- * idle (judge.ts), so that an outage is marked even where no health check or outlier detection
+ * idle (status-judge.ts), so that an outage is marked even where no health check or outlier detection
  * is configured. Endpoint health, ejections and breakers are the serving process's view (worker 0
  * with workers); traffic, tries and last failures are the machine's.
  */
-import { workerCount } from "../filters/rate-limit/shared-buckets.ts";
 import type { Runtime } from "../runtime/build.ts";
 import type { ConfigChange, RuntimeRef } from "../runtime/runtime-ref.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import { lastFailureMessage } from "../upstream/health/tries.ts";
 import { isAvailable } from "../upstream/health/state.ts";
 import { type EndpointJudged, errorCount, judgeCluster, judgeEndpoint, judgeRoute, type State, WINDOW_MS } from "./status-judge.ts";
-import { type Counts, countsBetween, emptyReading, pairKey, quantileMs, type Reading, READING_INTERVAL_MS, ReadingRing, readExposition, triesBetween } from "./status-history.ts";
+import { type Counts, countsBetween, emptyReading, pairKey, quantileMs, type Reading, READING_INTERVAL_MS, ReadingRing, readExposition, readingBefore, triesBetween } from "./status-history.ts";
 import { type EndpointFailure, machineMetrics } from "./worker-metrics.ts";
 
 export type { State } from "./status-judge.ts";
@@ -238,14 +237,9 @@ export function buildStatus(inputs: StatusInputs): StatusJson {
   const { runtime, live } = inputs;
   const now = live.at;
   const readings = inputs.readings;
-  // The window: from the newest reading at least WINDOW_MS old (else the oldest) until now.
-  let earlier = readings[0] ?? emptyReading(now);
-  for (let i = readings.length - 1; i >= 0; i--) {
-    if (readings[i]!.at <= now - WINDOW_MS) {
-      earlier = readings[i]!;
-      break;
-    }
-  }
+  // The window: from the newest reading at least WINDOW_MS old (else the oldest; before the first
+  // one, the start of the process, when every counter was 0) until now.
+  const earlier = readingBefore(readings, now, WINDOW_MS) ?? emptyReading(now - performance.now());
   const seconds = Math.max(0.001, (now - earlier.at) / 1000);
   // Charts: one point per interval between readings, and the interval under way — once it is long
   // enough to say something (or when it is all there is, just after the start).
@@ -342,13 +336,13 @@ export function statusReadings(): ReadingRing {
   return ring;
 }
 
-/** The status document now: the machine's counters and failures read once, judged against the ring. */
-export async function statusSnapshot(ref: RuntimeRef): Promise<StatusJson> {
+/** The status document now: the machine's counters and failures read once, judged against the ring (`workers`: how many there are). */
+export async function statusSnapshot(ref: RuntimeRef, workers: number): Promise<StatusJson> {
   const readings = statusReadings();
   const machine = await machineMetrics();
   const live = readExposition(machine.text, Date.now());
   return buildStatus({
     runtime: ref.current, versionInfo: ref.versionInfo, changes: ref.changes, live, readings: readings.all(), failures: machine.failures,
-    workers: workerCount(),
+    workers,
   });
 }

@@ -233,10 +233,10 @@ export class ReadingRing {
   all(): readonly Reading[] {
     return this.readings;
   }
+}
 
-  /** The newest reading taken at least `ms` before `now`, else the oldest one (undefined: none yet). */
-  before(now: number, ms: number): Reading | undefined {
-    for (let i = this.readings.length - 1; i >= 0; i--) if (this.readings[i]!.at <= now - ms) return this.readings[i];
-    return this.readings[0];
-  }
+/** The newest of `readings` (oldest first) taken at least `ms` before `now`, else the oldest (undefined: none). */
+export function readingBefore(readings: readonly Reading[], now: number, ms: number): Reading | undefined {
+  for (let i = readings.length - 1; i >= 0; i--) if (readings[i]!.at <= now - ms) return readings[i];
+  return readings[0];
 }

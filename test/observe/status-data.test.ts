@@ -7,7 +7,7 @@ import { validateLiteral } from "../../src/config/load.ts";
 import { LATENCY_BUCKETS } from "../../src/observe/metrics.ts";
 import { Counter, Histogram, Registry } from "../../src/observe/registry.ts";
 import { buildStatus } from "../../src/observe/status-data.ts";
-import { countsBetween, quantileMs, ReadingRing, readExposition } from "../../src/observe/status-history.ts";
+import { countsBetween, quantileMs, ReadingRing, readExposition, readingBefore } from "../../src/observe/status-history.ts";
 import { judgeEndpoint } from "../../src/observe/status-judge.ts";
 import { buildRuntime } from "../../src/runtime/build.ts";
 
@@ -65,8 +65,9 @@ describe("readings", () => {
     const ring = new ReadingRing(() => readExposition("", (t += 10_000)), 5);
     for (let i = 0; i < 8; i++) await ring.take();
     expect(ring.all().map((r) => r.at)).toEqual([40_000, 50_000, 60_000, 70_000, 80_000]);
-    expect(ring.before(85_000, 30_000)!.at).toBe(50_000);
-    expect(ring.before(85_000, 3_600_000)!.at).toBe(40_000); // older than all: the oldest
+    expect(readingBefore(ring.all(), 85_000, 30_000)!.at).toBe(50_000);
+    expect(readingBefore(ring.all(), 85_000, 3_600_000)!.at).toBe(40_000); // older than all: the oldest
+    expect(readingBefore([], 85_000, 30_000)).toBeUndefined();
   });
 });
 
