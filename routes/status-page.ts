@@ -39,7 +39,7 @@ tr.idle td{color:var(--grey)}
 .card table{table-layout:fixed}
 tr.degraded .why,.card.degraded .why{color:var(--amber)}
 .bad{color:var(--red);font-weight:700}.warn{color:var(--amber);font-weight:600}.dim{color:var(--grey)}
-.chain{display:flex;align-items:center;gap:.25rem}
+.chain{display:flex;align-items:center;gap:.25rem;flex-wrap:wrap;max-width:20rem;white-space:nowrap}
 tr.has-why td{border-bottom:0}tr.why-row td{padding-top:0}tr.why-row td:first-child{box-shadow:none}
 tr.failing.why-row td:first-child{box-shadow:inset 5px 0 var(--red)}tr.degraded.why-row td:first-child{box-shadow:inset 5px 0 #d4a72c}
 .why-row .why{max-width:none;margin:0;font-size:.85rem}
@@ -185,7 +185,7 @@ async function refresh() {
     const s = await res.json();
     $("version").textContent = "config v" + s.version + (s.version_info ? " (" + s.version_info + ")" : "");
     $("meta").innerHTML = esc(s.workers + " worker" + (s.workers === 1 ? "" : "s") + (s.workers > 1 ? " (totals over all)" : "") + " · updated " + new Date(s.time).toLocaleTimeString()) + "<span id='live' title='refreshing every 2 s'></span>";
-    $("window").textContent = (s.window_s < 55 ? "since start (" + s.window_s + " s)" : "last minute") + " · charts: " + s.interval_s + " s intervals over 15 min";
+    $("window").textContent = (s.window_s < 55 ? "since start (" + (s.window_s < 1 ? "<1" : s.window_s) + " s)" : "last minute") + " · charts: " + s.interval_s + " s intervals over 15 min";
     drawBanner(s);
     drawRoutes(s);
     drawClusters(s);
