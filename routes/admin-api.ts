@@ -91,6 +91,7 @@ export function adminApiRoutes(options: AdminApiOptions): Hono {
       next = validateConfig("(pushed config)", parseText(c.req.header("content-type")?.includes("json") ? "pushed.json" : "pushed.yaml", text), process.env, { baseDir });
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems : [String(e)];
+      options.runtime.noteChange("admin-api", "refused", problems);
       return c.json({ error: "invalid_config", message: "the config was refused; the one in force stays", problems, relative_paths_from: baseDir }, 422);
     }
     const changes = diffConfig(redact(options.runtime.current.config), redact(next));
@@ -101,6 +102,7 @@ export function adminApiRoutes(options: AdminApiOptions): Hono {
       return c.json({ valid: true, version, workers, changes, relative_paths_from: baseDir });
     } catch (e) {
       // Valid, yet its runtime could not be built (a file it names cannot be opened…).
+      options.runtime.noteChange("admin-api", "refused", [(e as Error).message]);
       return c.json({ error: "invalid_config", message: "the config could not be put in force; the one in force stays", problems: [(e as Error).message], relative_paths_from: baseDir }, 422);
     }
   };

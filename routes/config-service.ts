@@ -67,8 +67,9 @@ export interface ConfigServiceOptions {
 
 type Rpc = "PushSnapshot" | "UpdateEndpoints";
 
-const nack = (rpc: Rpc, versionInfo: string, version: number, problems: ConfigIssue[], message: string): PushResponse => {
+const nack = (runtime: RuntimeRef, rpc: Rpc, versionInfo: string, version: number, problems: ConfigIssue[], message: string): PushResponse => {
   metrics.pushes.inc([rpc, "rejected"]);
+  runtime.noteChange(`config-service ${rpc}`, "refused", problems.map((p) => (p.path === undefined ? p.message : `${p.path}: ${p.message}`)));
   return create(PushResponseSchema, {
     accepted: false,
     version: BigInt(version),
@@ -105,7 +106,7 @@ export function configServiceRoutes(options: ConfigServiceOptions): Hono {
       }
     }
     if (problems.length > 0 || next === undefined) {
-      return nack(rpc, versionInfo, before, problems, `refused: ${problems.length} problem${problems.length === 1 ? "" : "s"}; config version ${before} stays in force`);
+      return nack(runtime, rpc, versionInfo, before, problems, `refused: ${problems.length} problem${problems.length === 1 ? "" : "s"}; config version ${before} stays in force`);
     }
     if (!options.applyConfig) throw new ConnectError("config push is not enabled on this listener", Code.Unavailable);
     let applied: { version: number; workers: number };
@@ -113,7 +114,7 @@ export function configServiceRoutes(options: ConfigServiceOptions): Hono {
       applied = await options.applyConfig(next, `config-service ${rpc}`, versionInfo);
     } catch (e) {
       // Valid, yet its runtime could not be built (e.g. a file it names cannot be opened).
-      return nack(rpc, versionInfo, before, [{ message: (e as Error).message }], `refused: the config could not be put in force; config version ${before} stays in force`);
+      return nack(runtime, rpc, versionInfo, before, [{ message: (e as Error).message }], `refused: the config could not be put in force; config version ${before} stays in force`);
     }
     metrics.pushes.inc([rpc, "accepted"]);
     return create(PushResponseSchema, {

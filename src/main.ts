@@ -9,7 +9,8 @@ import { startEcho } from "./echo/echo.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
 import { metrics, setRuntimeSource } from "./observe/metrics.ts";
 import { flushTraces } from "./observe/span-exporter.ts";
-import { listenAsWorker } from "./observe/worker-metrics.ts";
+import { endpointFailures } from "./observe/status-data.ts";
+import { listenAsWorker, setLocalFailures } from "./observe/worker-metrics.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { listenForPushes, pushToWorkers, reportFileReload } from "./server/config-sync.ts";
 import { type EgressListener, startEgressListener } from "./server/egress-listener.ts";
@@ -56,6 +57,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   const config = configFromText(configFile, fileText);
   const state: ServerState = { runtime: new RuntimeRef(config), draining: false };
   setRuntimeSource(() => state.runtime.current, () => state.runtime.versionInfo);
+  setLocalFailures(() => endpointFailures(state.runtime.current));
   if (worker !== undefined) listenAsWorker();
   // Proxy listeners are shared by the workers (reusePort); admin and echo belong to worker 0.
   const first = worker === undefined || worker === 0;
@@ -74,6 +76,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   const putInForce = (next: Config, source: string, versionInfo: string | undefined): number => {
     const runtime = state.runtime.swap(next, versionInfo);
     fileText = undefined;
+    state.runtime.noteChange(source, "ok");
     metrics.reloads.inc(["ok"]);
     logEvent({ msg: "config pushed", source, version: runtime.version, version_info: versionInfo ?? null, worker: worker ?? null });
     return runtime.version;
@@ -106,6 +109,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
       if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });
       const runtime = state.runtime.swap(next);
       fileText = read.text;
+      state.runtime.noteChange("file", "ok");
       metrics.reloads.inc(["ok"]);
       reportFileReload();
       logEvent({ msg: "config reloaded", version: runtime.version });
@@ -113,6 +117,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     } catch (e) {
       const problems = e instanceof ConfigError ? e.problems : [String(e)];
       metrics.reloads.inc(["rejected"]);
+      state.runtime.noteChange("file", "refused", problems);
       logEvent({ level: "error", msg: "config rejected; the previous config stays in force", version: state.runtime.current.version, problems });
       return false;
     }

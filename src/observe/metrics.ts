@@ -10,7 +10,8 @@ import { Counter, Gauge, Histogram, Registry } from "./registry.ts";
 
 export const registry = new Registry();
 
-const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Upper bounds (seconds) of the latency histograms' buckets; the status page reads quantiles from them too. */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export const metrics = {
   requests: registry.add(new Counter("switchyard_requests_total", "Requests handled, by route, cluster, method class and status class.", ["route", "cluster", "method", "status_class"])),
@@ -20,6 +21,9 @@ export const metrics = {
   bytesOut: registry.add(new Counter("switchyard_response_bytes_total", "Response body bytes sent.", ["route"])),
   errors: registry.add(new Counter("switchyard_errors_total", "Requests that ended in an error, by error code (timeouts, resets, overload…).", ["route", "cluster", "code"])),
   retries: registry.add(new Counter("switchyard_retries_total", "Retries (and hedges) sent.", ["cluster"])),
+  routeRetries: registry.add(new Counter("switchyard_route_retries_total", "Retries (and hedges) sent for a route's requests.", ["route"])),
+  proxyFailures: registry.add(new Counter("switchyard_proxy_failures_total", "Requests that ended in an error on the upstream's side or the proxy's own (no answer, timeout, no endpoint, breaker open, overload — not the client's), by route and cluster; also counted by the status they were answered with in switchyard_requests_total.", ["route", "cluster"])),
+  upstreamTries: registry.add(new Counter("switchyard_upstream_tries_total", "Upstream tries (retries and hedges included) by cluster, endpoint and result: ok (answered below 500), 5xx, error (no answer: refused, reset, timeout, TLS).", ["cluster", "endpoint", "result"])),
   fallbacks: registry.add(new Counter("switchyard_fallbacks_total", "Requests answered by a fallback instead of an error (static, or a stale cached copy).", ["route", "kind"])),
   ejections: registry.add(new Counter("switchyard_outlier_ejections_total", "Endpoints ejected by outlier detection.", ["cluster"])),
   breakerTrips: registry.add(new Counter("switchyard_breaker_trips_total", "Times a cluster's circuit breaker opened.", ["cluster"])),
@@ -64,6 +68,8 @@ interface RequestSeries {
   upstream: { observe(value: number): void };
   bytesIn: { inc(by?: number): void };
   bytesOut: { inc(by?: number): void };
+  failures: { inc(by?: number): void };
+  retries: { inc(by?: number): void };
 }
 
 /** route → cluster → [method class × 10 + status class]. Bounded: names come from the config. */
@@ -82,6 +88,8 @@ function seriesFor(route: string, cluster: string, method: string, status: numbe
     upstream: metrics.upstreamDuration.bind([cluster]),
     bytesIn: metrics.bytesIn.bind([route]),
     bytesOut: metrics.bytesOut.bind([route]),
+    failures: metrics.proxyFailures.bind([route, cluster]),
+    retries: metrics.routeRetries.bind([route]),
   });
 }
 
@@ -95,7 +103,11 @@ export function recordRequest(ctx: ProxyContext, now: number): void {
   if (ctx.upstreamStartedAt !== undefined && ctx.upstreamHeadersAt !== undefined) series.upstream.observe((ctx.upstreamHeadersAt - ctx.upstreamStartedAt) / 1000);
   if (ctx.bytesIn) series.bytesIn.inc(ctx.bytesIn);
   if (ctx.bytesOut) series.bytesOut.inc(ctx.bytesOut);
-  if (ctx.error !== undefined) metrics.errors.inc([route, cluster, ctx.error.code]);
+  if (ctx.error !== undefined) {
+    metrics.errors.inc([route, cluster, ctx.error.code]);
+    if (ctx.error.source !== "client") series.failures.inc();
+  }
+  if (ctx.attempt > 1) series.retries.inc(ctx.attempt - 1);
   if (ctx.fallback !== undefined) metrics.fallbacks.inc([route, ctx.fallback]);
   if (ctx.cacheStatus !== undefined && ctx.route?.cache) metrics.cache.inc([ctx.route.cache.cache.name, ctx.cacheStatus]);
   if (ctx.status === 101) metrics.websocketSessions.inc([route]);

@@ -168,7 +168,7 @@ async function readWhole(ctx: ProxyContext, o: TryOutcome & { ok: true }, deadli
   } catch (e) {
     const error = bodyReadError(deadlines, e, upstream.headers.get("content-length"));
     ctx.deferredReport = 0;
-    if (error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true });
+    if (error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true }, error);
     const entry = ctx.tries?.[ctx.tries.length - 1];
     if (entry !== undefined) entry.error = error.code;
     o.span?.settle(upstream.status, error.code);
@@ -190,7 +190,7 @@ function noteTry(ctx: ProxyContext, o: TryOutcome, deferrable = false): void {
     else ctx.cluster!.report(o.endpoint, { status: o.response.status });
   } else {
     recordTry(ctx, o.endpoint, o.startedAt, undefined, o.error.code, o.span);
-    if (o.error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true });
+    if (o.error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true }, o.error);
   }
 }
 

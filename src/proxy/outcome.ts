@@ -105,7 +105,8 @@ export function reportDeferred(ctx: ProxyContext): void {
   if (status === undefined || status === 0 || ctx.endpoint === undefined) return;
   ctx.deferredReport = 0;
   const code = ctx.error?.code;
-  ctx.cluster!.report(ctx.endpoint, code === "upstream_reset" || code === "upstream_error" ? { gatewayFailure: true } : { status });
+  if (code === "upstream_reset" || code === "upstream_error") ctx.cluster!.report(ctx.endpoint, { gatewayFailure: true }, ctx.error);
+  else ctx.cluster!.report(ctx.endpoint, { status });
 }
 
 /** Gives back the request's connection slot, if it holds one (after a failed try, or at the end). */

@@ -12,12 +12,43 @@ import { buildRuntime, type Runtime } from "./build.ts";
  */
 export type ApplyConfig = (config: Config, source: string, versionInfo?: string) => Promise<{ version: number; workers: number }>;
 
+/** One attempt to change the config in force (start, a file reload, a push), for the status page. */
+export interface ConfigChange {
+  /** ms since the epoch. */
+  readonly at: number;
+  /** `start`, `file` (SIGHUP or a file change), `admin-api`, `config-service PushSnapshot` … */
+  readonly source: string;
+  readonly result: "ok" | "refused";
+  /** The version in force after it (unchanged when refused). */
+  readonly version: number;
+  /** Why it was refused: the first problem, and how many there were. */
+  readonly problem?: string;
+  readonly problems?: number;
+}
+
+/** How many changes are remembered. */
+const CHANGES_KEPT = 20;
+
 export class RuntimeRef {
   private runtime: Runtime;
   private pushed: string | undefined;
+  private readonly history: ConfigChange[] = [];
 
   constructor(config: Config) {
     this.runtime = buildRuntime(config, 1);
+    this.noteChange("start", "ok");
+  }
+
+  /** The last changes tried (newest first), bounded. */
+  get changes(): readonly ConfigChange[] {
+    return this.history;
+  }
+
+  /** Remembers a change of the config in force, or a refused one with its `problems`. */
+  noteChange(source: string, result: "ok" | "refused", problems: readonly string[] = []): void {
+    const change: ConfigChange = { at: Date.now(), source, result, version: this.runtime.version, ...(problems.length > 0 ? { problem: problems[0], problems: problems.length } : {}) };
+    this.history.unshift(change);
+    if (this.history.length > CHANGES_KEPT) this.history.pop();
   }
 
   get current(): Runtime {

@@ -13,6 +13,7 @@ import { compileHashKey, type HashFacts, type HashKey } from "./hash-key.ts";
 import { type ActiveChecker, startActiveChecks } from "./health/active.ts";
 import { OutlierDetector, type TryOutcome } from "./health/outlier.ts";
 import { freshHealth, type HealthState, isAvailable } from "./health/state.ts";
+import { bindTryCounters, noteTry, type TryCounters, type TryFailure } from "./health/tries.ts";
 
 export interface Endpoint {
   /** `http://host:port`, the base that request paths are appended to. */
@@ -26,6 +27,8 @@ export interface Endpoint {
   readonly weight: number;
   /** Active-check and outlier state; the same object is carried over when a reload keeps the endpoint. */
   readonly health: HealthState;
+  /** Its tries by result (switchyard_upstream_tries_total). */
+  readonly tries: TryCounters;
   /** Requests (and WebSocket sessions) in flight to this endpoint. */
   active: number;
   /** Time (ms, monotonic) a response last came back; a recent one means a pooled connection is likely warm. */
@@ -51,22 +54,27 @@ export interface Cluster {
   healthyCount(): number;
   /** Resolves the cluster's discovery now (true when its endpoints changed); false without discovery. */
   refreshDiscovery(): Promise<boolean>;
-  /** Feeds one try's outcome to outlier detection. */
-  report(endpoint: Endpoint, outcome: TryOutcome): void;
+  /**
+   * Feeds one try's outcome to outlier detection, and to the endpoint's try counts and last
+   * failure (`failure`: why a try got no answer — its error's code and message).
+   */
+  report(endpoint: Endpoint, outcome: TryOutcome, failure?: TryFailure): void;
   /** Stops this cluster's timers (health checks, outlier reviews); the health state lives on. */
   dispose(): void;
 }
 
-/** `tls`: the cluster's upstream TLS files, applied when the endpoint is https. */
-export function buildEndpoint(text: string, weight: number, health: HealthState = freshHealth(), tls?: UpstreamTlsMaterial): Endpoint {
+/** `tls`: the cluster's upstream TLS files, applied when the endpoint is https; `cluster`: its name, for the try counters. */
+export function buildEndpoint(text: string, weight: number, health: HealthState = freshHealth(), tls?: UpstreamTlsMaterial, cluster = ""): Endpoint {
   const url = parseEndpointUrl(text)!;
   const secure = url.protocol === "https:";
   const port = url.port ? Number(url.port) : secure ? 443 : 80;
   // URL keeps an IPv6 host in brackets; TLS names it without them.
   const bare = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const address = `${url.hostname}:${port}`;
   return {
-    origin: url.origin, address: `${url.hostname}:${port}`, hostname: url.hostname, port, weight, health,
+    origin: url.origin, address, hostname: url.hostname, port, weight, health,
     tls: secure ? upstreamTlsOptions(bare, tls) : undefined,
+    tries: bindTryCounters(cluster, address),
     active: 0, lastResponseAt: Number.NEGATIVE_INFINITY,
   };
 }
@@ -120,7 +128,7 @@ export function buildCluster(name: string, config: ClusterConfig, previousCluste
         console.error(JSON.stringify({ level: "warn", msg: "endpoint left out: the cluster has tls settings but the endpoint is http", cluster: name, endpoint: spec.url }));
         return [];
       }
-      return [buildEndpoint(spec.url, spec.weight, kept.get(probe.address), tlsMaterial)];
+      return [buildEndpoint(spec.url, spec.weight, kept.get(probe.address), tlsMaterial, name)];
     });
     if (!config.health_check) for (const e of endpoints) e.health.activeHealthy = true;
     balancer = buildBalancer(endpoints, config.balancer);
@@ -162,8 +170,9 @@ export function buildCluster(name: string, config: ClusterConfig, previousCluste
       available();
       return healthy;
     },
-    report(endpoint, outcome) {
+    report(endpoint, outcome, failure) {
       outlier?.report(endpoint, outcome);
+      noteTry(endpoint, outcome, failure);
     },
     refreshDiscovery: () => discovery?.refresh() ?? Promise.resolve(false),
     dispose() {

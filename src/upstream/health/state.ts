@@ -15,12 +15,22 @@ export interface HealthState {
   consecutiveGatewayFailures: number;
   windowRequests: number;
   windowFailures: number;
+  /**
+   * The last failed try (any try, with or without outlier detection): when (ms since the epoch,
+   * 0 = never), its error code (`upstream_5xx` for an answer ≥ 500), and its message or status.
+   * Plain fields, overwritten in place: recording a failure allocates nothing.
+   */
+  lastFailureAt: number;
+  lastFailureCode: string;
+  lastFailureMessage: string;
+  lastFailureStatus: number;
 }
 
 export function freshHealth(): HealthState {
   return {
     activeHealthy: true, checkPasses: 0, checkFailures: 0, ejectedUntil: 0, ejections: 0,
     consecutive5xx: 0, consecutiveGatewayFailures: 0, windowRequests: 0, windowFailures: 0,
+    lastFailureAt: 0, lastFailureCode: "", lastFailureMessage: "", lastFailureStatus: 0,
   };
 }
 
