@@ -17,7 +17,8 @@
  * own helpers (which fields, how a traceparent is kept or started), so the two cannot drift apart.
  */
 import type { Server } from "bun";
-import { REMOVABLE_REQUEST_FIELDS, stripHopByHop, traceparentFrom } from "../src/proxy/headers.ts";
+import { stripHopByHop, traceparentFrom } from "../src/proxy/headers.ts";
+import { REMOVABLE_REQUEST_FIELDS } from "../src/security/header-fields.ts";
 
 const port = Number(process.argv[2] ?? 0);
 const upstream = (process.argv[3] ?? "").replace(/\/$/, "");

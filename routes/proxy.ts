@@ -4,7 +4,7 @@
  */
 import type { Server } from "bun";
 import type { ListenerInfo, ProxyContext } from "../src/proxy/context.ts";
-import { errorResponse, errors } from "../src/proxy/errors.ts";
+import { errorResponse, errors } from "../src/util/errors.ts";
 import { requestIdFrom, traceparentFrom } from "../src/proxy/headers.ts";
 import { fail, runPipeline } from "../src/proxy/pipeline.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";

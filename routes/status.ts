@@ -7,7 +7,7 @@
  */
 import { Hono } from "hono";
 import { workerCount } from "../src/filters/rate-limit/shared-buckets.ts";
-import { statusReadings, statusSnapshot } from "../src/observe/status-data.ts";
+import { statusReadings, statusSnapshot } from "../src/runtime/status-data.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { STATUS_PAGE } from "./status-page.ts";
 

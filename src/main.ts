@@ -7,9 +7,10 @@ import { ConfigError, configBaseDir, configDocument, configFromText, readConfigF
 import type { Config } from "./config/schema.ts";
 import { startEcho } from "./echo/echo.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
-import { metrics, setRuntimeSource } from "./observe/metrics.ts";
+import { metrics } from "./observe/metrics.ts";
+import { setRuntimeSource } from "./runtime/live-gauges.ts";
 import { flushTraces } from "./observe/span-exporter.ts";
-import { endpointFailures } from "./observe/status-data.ts";
+import { endpointFailures } from "./runtime/status-data.ts";
 import { listenAsWorker, setLocalFailures } from "./observe/worker-metrics.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { listenForPushes, pushToWorkers, reportFileReload } from "./server/config-sync.ts";

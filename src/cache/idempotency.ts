@@ -8,7 +8,7 @@
 import { wallSeconds } from "../util/clock.ts";
 import { readBounded } from "../util/read-bounded.ts";
 import type { ProxyContext } from "../proxy/context.ts";
-import { errorResponse, SwitchyardError } from "../proxy/errors.ts";
+import { errorResponse, SwitchyardError } from "../util/errors.ts";
 import { sharedStore, type Store } from "../store/client.ts";
 import type { IdempotencyConfig } from "./hold-schema.ts";
 

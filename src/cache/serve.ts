@@ -7,7 +7,7 @@
 import { wallSeconds } from "../util/clock.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { ProxyContext } from "../proxy/context.ts";
-import { errorResponse, SwitchyardError } from "../proxy/errors.ts";
+import { errorResponse, SwitchyardError } from "../util/errors.ts";
 import { stripHopByHop } from "../proxy/headers.ts";
 import { Broadcast, broadcastBody } from "./broadcast.ts";
 import { type Entry, HttpCache } from "./cache.ts";

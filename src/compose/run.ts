@@ -4,7 +4,7 @@
  * fails cancels the others; an optional one leaves null.
  */
 import type { ProxyContext } from "../proxy/context.ts";
-import { SwitchyardError } from "../proxy/errors.ts";
+import { SwitchyardError } from "../util/errors.ts";
 import { endSubrequest, hasDotSegment, sendSubrequest, subrequest } from "../proxy/subrequest.ts";
 import { INVALID_JSON, MAX_DEPTH, parseJson, TOO_DEEP, toJsonBytes } from "../util/json.ts";
 import { readBounded } from "../util/read-bounded.ts";

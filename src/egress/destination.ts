@@ -4,7 +4,7 @@
  */
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { SwitchyardError } from "../proxy/errors.ts";
+import { SwitchyardError } from "../util/errors.ts";
 import type { EgressPolicy, Target } from "./policy.ts";
 
 export type Resolver = (host: string) => Promise<string[]>;

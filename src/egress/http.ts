@@ -7,7 +7,7 @@
 import { canonicalHostName } from "../security/host.ts";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Deadlines } from "../proxy/deadlines.ts";
-import { errors, SwitchyardError } from "../proxy/errors.ts";
+import { errors, SwitchyardError } from "../util/errors.ts";
 import { guardConnect, PASS_THROUGH } from "../proxy/forward.ts";
 import { stripHopByHop } from "../proxy/headers.ts";
 import { clientAborted } from "../proxy/outcome.ts";

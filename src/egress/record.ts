@@ -1,7 +1,7 @@
 /** The access log line and metrics of one egress exchange or tunnel (written once, when it has closed). */
 import type { AccessLog, LoggedRequest } from "../observe/access-log.ts";
 import { metrics } from "../observe/metrics.ts";
-import type { SwitchyardError } from "../proxy/errors.ts";
+import type { SwitchyardError } from "../util/errors.ts";
 
 export type EgressKind = "http" | "connect";
 

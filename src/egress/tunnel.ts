@@ -9,7 +9,7 @@ import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { metrics } from "../observe/metrics.ts";
 import { Deadlines } from "../proxy/deadlines.ts";
-import { errors, SwitchyardError } from "../proxy/errors.ts";
+import { errors, SwitchyardError } from "../util/errors.ts";
 import { chooseAddress } from "./destination.ts";
 import type { EgressOptions } from "./options.ts";
 import { parseAuthority } from "./policy.ts";

@@ -5,7 +5,7 @@
  */
 import type { Config } from "../config/schema.ts";
 import type { ProxyContext } from "../proxy/context.ts";
-import type { SwitchyardError } from "../proxy/errors.ts";
+import type { SwitchyardError } from "../util/errors.ts";
 
 /** What onRequest returns: nothing (go on), a Response (answered here), or an error (rendered as JSON). */
 export type FilterVerdict = Response | SwitchyardError | undefined;

@@ -6,7 +6,7 @@
  */
 import type { ProxyContext } from "../proxy/context.ts";
 import { BODY_CANCELLED, watchBody } from "../proxy/body.ts";
-import { SwitchyardError } from "../proxy/errors.ts";
+import { SwitchyardError } from "../util/errors.ts";
 import { endSubrequest, hasDotSegment, sendSubrequest, subrequest } from "../proxy/subrequest.ts";
 import type { CompiledRoute } from "../runtime/build.ts";
 import type { ClusterClients, ClusterRequestInit } from "./types.ts";

@@ -4,8 +4,6 @@
  * reduced to classes; nothing per path, IP or user.
  */
 import type { ProxyContext } from "../proxy/context.ts";
-import type { Runtime } from "../runtime/build.ts";
-import { liveStores } from "../filters/rate-limit/local-buckets.ts";
 import { Counter, Gauge, Histogram, Registry } from "./registry.ts";
 
 export const registry = new Registry();
@@ -111,51 +109,4 @@ export function recordRequest(ctx: ProxyContext, now: number): void {
   if (ctx.fallback !== undefined) metrics.fallbacks.inc([route, ctx.fallback]);
   if (ctx.cacheStatus !== undefined && ctx.route?.cache) metrics.cache.inc([ctx.route.cache.cache.name, ctx.cacheStatus]);
   if (ctx.status === 101) metrics.websocketSessions.inc([route]);
-}
-
-const BREAKER_STATE = { closed: 0, open: 1, half_open: 2 } as const;
-
-/** Where the live-state gauges read from: the process's current runtime (set at start). */
-let source: (() => Runtime) | undefined;
-/** The version_info of the push that put the config in force, if one did. */
-let pushedVersionInfo: () => string | undefined = () => undefined;
-
-export function setRuntimeSource(current: () => Runtime, versionInfo?: () => string | undefined): void {
-  source = current;
-  if (versionInfo) pushedVersionInfo = versionInfo;
-}
-
-/** Gauges read from the live runtime at scrape time (registered once per process). */
-{
-  const current = () => source!();
-  const live = (fill: (runtime: Runtime, set: (labels: readonly string[], value: number) => void) => void) =>
-    (set: (labels: readonly string[], value: number) => void) => {
-      if (source !== undefined) fill(current(), set);
-    };
-  registry.add(new Gauge("switchyard_config_version", "Version of the config in force (1 at start, +1 per successful reload or accepted push).", [], live((rt, set) => set([], rt.version))));
-  // Info-style: one series at most, replaced by each push (never one per version ever pushed).
-  registry.add(new Gauge("switchyard_config_push_info", "1, labelled with the version_info of the push that put the config in force; absent when the config came from the file.", ["version_info"], (set) => {
-    const info = pushedVersionInfo();
-    if (info !== undefined) set([info], 1);
-  }));
-  registry.add(new Gauge("switchyard_requests_active", "Requests in flight, by cluster.", ["cluster"], live((rt, set) => {
-    for (const c of rt.clusters.values()) set([c.name], c.budget.active);
-  })));
-  registry.add(new Gauge("switchyard_upstream_connections_active", "Upstream exchanges in flight (the max_connections count), by cluster.", ["cluster"], live((rt, set) => {
-    for (const c of rt.clusters.values()) set([c.name], c.limits.connections);
-  })));
-  registry.add(new Gauge("switchyard_endpoint_healthy", "1 when an endpoint may receive requests (healthy and not ejected), else 0.", ["cluster", "endpoint"], live((rt, set) => {
-    for (const c of rt.clusters.values()) {
-      const up = new Set(c.available());
-      for (const e of c.endpoints) set([c.name, e.address], up.has(e) && e.health.activeHealthy && e.health.ejectedUntil <= performance.now() ? 1 : 0);
-    }
-  })));
-  registry.add(new Gauge("switchyard_rate_limit_buckets", "Rate-limit buckets tracked in memory, by limit (with workers, the supervisor holds the local ones).", ["limit"], (set) => {
-    const byLimit = new Map<string, number>();
-    for (const store of liveStores()) byLimit.set(store.name, (byLimit.get(store.name) ?? 0) + store.size);
-    for (const [limit, n] of byLimit) set([limit], n);
-  }));
-  registry.add(new Gauge("switchyard_breaker_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open.", ["cluster"], live((rt, set) => {
-    for (const c of rt.clusters.values()) if (c.breaker) set([c.name], BREAKER_STATE[c.breaker.state]);
-  })));
 }

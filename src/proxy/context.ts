@@ -3,8 +3,9 @@ import type { Endpoint, Cluster } from "../upstream/cluster.ts";
 import type { Runtime, CompiledRoute } from "../runtime/build.ts";
 import type { CacheState } from "../cache/serve.ts";
 import type { ServerSpan } from "../observe/tracing.ts";
-import type { SwitchyardError } from "./errors.ts";
+import type { SwitchyardError } from "../util/errors.ts";
 import type { RpcCall } from "./transcode/transcoder.ts";
+import type { ClientIdentity } from "../security/client-identity.ts";
 
 /** Where a request came in. */
 export interface ListenerInfo {
@@ -14,18 +15,6 @@ export interface ListenerInfo {
   readonly idleSeconds: number;
   /** mTLS listeners: whether the verified client certificate goes upstream as x-forwarded-client-cert. */
   readonly forwardClientCert?: "sanitize" | "set";
-}
-
-/** The verified client certificate of an mTLS connection (security/client-identity.ts). */
-export interface ClientIdentity {
-  /** RFC 4514, last RDN first: `CN=web,O=Acme,C=US`. */
-  subject: string;
-  /** DNS subject alternative names. */
-  sans: string[];
-  /** URI subject alternative names (SPIFFE IDs: `spiffe://trust-domain/path`). */
-  uris: string[];
-  /** SHA-256 of the certificate (DER), lowercase hex without colons. */
-  fingerprint256: string;
 }
 
 /** Who the route's auth filter found the caller to be. */

@@ -1,5 +1,5 @@
 import type { AbortSource } from "./body.ts";
-import { errors, type SwitchyardError } from "./errors.ts";
+import { errors, type SwitchyardError } from "../util/errors.ts";
 
 /**
  * The timers of one exchange: the route's whole-request deadline and the idle timeout (no bytes

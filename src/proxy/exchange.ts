@@ -9,7 +9,7 @@ import type { ClientSpan } from "../observe/tracing.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
-import { errors, SwitchyardError } from "./errors.ts";
+import { errors, SwitchyardError } from "../util/errors.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, releaseConnection, releaseRetry, reportDeferred } from "./outcome.ts";
 import { shortest } from "./request-body.ts";

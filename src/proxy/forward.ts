@@ -8,7 +8,7 @@ import { watchBody } from "./body.ts";
 import { decompressRequest } from "./compress.ts";
 import type { ProxyContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
-import { errors, SwitchyardError } from "./errors.ts";
+import { errors, SwitchyardError } from "../util/errors.ts";
 import { setForwarded, stripCredentials, stripHopByHop } from "./headers.ts";
 import { upstreamTarget } from "./router.ts";
 import { XFCC, xfccValue } from "../security/client-identity.ts";

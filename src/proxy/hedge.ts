@@ -9,7 +9,7 @@ import type { ClientSpan } from "../observe/tracing.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
-import { SwitchyardError } from "./errors.ts";
+import { SwitchyardError } from "../util/errors.ts";
 import { forward } from "./forward.ts";
 import { retriesStatus } from "./retry.ts";
 import type { RetryPolicy } from "./retry-schema.ts";

@@ -1,7 +1,7 @@
 /** Phases 7 and 8: how every request ends — an error response, and exactly one log line. */
 import type { ProxyContext } from "./context.ts";
 import { recordRequest } from "../observe/metrics.ts";
-import { errorBody, errorResponse, SwitchyardError } from "./errors.ts";
+import { errorBody, errorResponse, SwitchyardError } from "../util/errors.ts";
 
 export function clientAborted(): SwitchyardError {
   return new SwitchyardError({ code: "client_aborted", status: 499, source: "client", message: "the client went away" });

@@ -3,7 +3,7 @@
  */
 import type { ProxyContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
-import { errors, SwitchyardError } from "./errors.ts";
+import { errors, SwitchyardError } from "../util/errors.ts";
 import { coalesceKey, join, type Leader } from "../cache/coalesce.ts";
 import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
 import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";

@@ -1,6 +1,6 @@
 /** Reading a request body whole (kept for retries, idempotency, transcoding): bounded by the route's time. */
 import type { ProxyContext } from "./context.ts";
-import { errors, SwitchyardError } from "./errors.ts";
+import { errors, SwitchyardError } from "../util/errors.ts";
 import { clientAborted } from "./outcome.ts";
 
 /** The smaller of two limits where 0 means none. */

@@ -3,7 +3,7 @@ import { BODY_CANCELLED, watchBody } from "./body.ts";
 import type { Filter } from "../filters/filter.ts";
 import type { ProxyContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
-import { SwitchyardError } from "./errors.ts";
+import { SwitchyardError } from "../util/errors.ts";
 import { compressible, compressStream, compressWhole, markEncoded, negotiate } from "./compress.ts";
 import type { Algorithm } from "./compress-schema.ts";
 import { stripHopByHop } from "./headers.ts";

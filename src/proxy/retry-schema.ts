@@ -34,14 +34,3 @@ export const RetryPolicySchema = z.strictObject({
 
 export type RetryPolicy = z.infer<typeof RetryPolicySchema>;
 
-export const RetryBudgetSchema = z.strictObject({
-  /** Retries in flight may be at most this percentage of the cluster's requests in flight. Default 20. */
-  percent: z.number().min(0).max(100).default(20),
-  /**
-   * …but this many are always allowed. Default 10 (Linkerd's minimum of 10 retries; Envoy's 3 let
-   * the burst of one endpoint of three resetting at 20 concurrent clients fail requests).
-   */
-  min_concurrency: z.number().int().min(0).default(10),
-});
-
-export type RetryBudgetConfig = z.infer<typeof RetryBudgetSchema>;

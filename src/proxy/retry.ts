@@ -3,8 +3,8 @@
  * budget that keeps a failing cluster from being hammered into a retry storm. Pure: the
  * pipeline asks, this answers.
  */
-import type { SwitchyardError } from "./errors.ts";
-import type { RetryBudgetConfig, RetryPolicy } from "./retry-schema.ts";
+import type { SwitchyardError } from "../util/errors.ts";
+import type { RetryPolicy } from "./retry-schema.ts";
 
 /** RFC 9110 §9.2.2. */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]);
@@ -55,17 +55,3 @@ export function retryAfterMs(value: string | null, now: number = Date.now()): nu
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-/**
- * Envoy's retry budget for one cluster: retries in flight ≤ max(min_concurrency, percent of
- * requests in flight). Counters are per process.
- */
-export class RetryBudget {
-  active = 0;
-  retrying = 0;
-
-  constructor(private readonly config: RetryBudgetConfig) {}
-
-  allows(): boolean {
-    return this.retrying < Math.max(this.config.min_concurrency, (this.active * this.config.percent) / 100);
-  }
-}

@@ -9,7 +9,7 @@ import type { CompiledRoute } from "../runtime/build.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
-import { errors, type SwitchyardError } from "./errors.ts";
+import { errors, type SwitchyardError } from "../util/errors.ts";
 import { admit, type Exchanged, exchange } from "./exchange.ts";
 import type { CompiledHeaderRules } from "./headers.ts";
 import { clientAborted, release } from "./outcome.ts";

@@ -4,8 +4,8 @@
  * endpoint. Compiled once per route at build time.
  */
 import type { Cluster } from "../upstream/cluster.ts";
-import { cookieValue } from "./headers.ts";
 import type { Route } from "./route-schema.ts";
+import { cookieValue } from "../util/cookies.ts";
 
 export type ClusterChoice = (headers: Headers, random?: () => number) => Cluster;
 

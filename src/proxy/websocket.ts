@@ -6,7 +6,7 @@
 import type { ServerWebSocket, WebSocketHandler } from "bun";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { ProxyContext } from "./context.ts";
-import { SwitchyardError } from "./errors.ts";
+import { SwitchyardError } from "../util/errors.ts";
 import { upstreamUrl } from "./forward.ts";
 import { forwardedFor } from "./headers.ts";
 import { XFCC, xfccValue } from "../security/client-identity.ts";

@@ -2,8 +2,8 @@
  * Config snapshot → frozen Runtime: everything computable ahead of time (route predicates,
  * rewrites, header rule sets, clusters with their balancers) is built here, once per reload.
  */
-import { composeRoute } from "../../routes/compose.ts";
-import { moduleRoute } from "../../routes/modules.ts";
+import { composeRoute } from "../compose/route.ts";
+import { moduleRoute } from "../modules/route.ts";
 import { buildComposePlan } from "../compose/plan.ts";
 import type { Config } from "../config/schema.ts";
 import { type CompiledFilters, compileFilters, type RuntimeDeps } from "../filters/filter.ts";

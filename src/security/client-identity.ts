@@ -4,7 +4,19 @@
  * them once per connection.
  */
 import type { X509Certificate } from "node:crypto";
-import type { ClientIdentity } from "../proxy/context.ts";
+
+/** The verified client certificate of an mTLS connection (security/client-identity.ts). */
+export interface ClientIdentity {
+  /** RFC 4514, last RDN first: `CN=web,O=Acme,C=US`. */
+  subject: string;
+  /** DNS subject alternative names. */
+  sans: string[];
+  /** URI subject alternative names (SPIFFE IDs: `spiffe://trust-domain/path`). */
+  uris: string[];
+  /** SHA-256 of the certificate (DER), lowercase hex without colons. */
+  fingerprint256: string;
+}
+
 
 export const XFCC = "x-forwarded-client-cert";
 

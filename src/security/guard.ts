@@ -26,12 +26,12 @@
  *   plain 400; an 8-bit or NUL byte its plain 505. No hook sees these (not the `error` handler,
  *   not with --insecure-http-parser).
  */
-import type { SwitchyardError } from "../proxy/errors.ts";
-import { errors } from "../proxy/errors.ts";
-import { REMOVABLE_REQUEST_FIELDS } from "../proxy/headers.ts";
+import type { SwitchyardError } from "../util/errors.ts";
+import { errors } from "../util/errors.ts";
 import { needsNormalization, normalizePath, PathProblem } from "./path.ts";
 import type { GuardConfig } from "./schema.ts";
 import { type Peer, TrustedProxies } from "./trust.ts";
+import { REMOVABLE_REQUEST_FIELDS } from "./header-fields.ts";
 
 /** The request target as routes/proxy.ts splits it. */
 export interface Target {

@@ -15,7 +15,7 @@ import type { EgressOptions } from "../egress/options.ts";
 import { compilePolicy } from "../egress/policy.ts";
 import { type EgressKind, finishRecord, newRecord } from "../egress/record.ts";
 import { openTunnel } from "../egress/tunnel.ts";
-import { errors } from "../proxy/errors.ts";
+import { errors } from "../util/errors.ts";
 import { requestIdFrom } from "../proxy/headers.ts";
 import { clientAborted } from "../proxy/outcome.ts";
 import type { ServerState } from "./listener.ts";

@@ -3,7 +3,7 @@ import type { Server, TLSOptions } from "bun";
 import { adminRoutes } from "../../routes/admin.ts";
 import { proxyRoutes } from "../../routes/proxy.ts";
 import type { Config, Listener } from "../config/schema.ts";
-import { errorResponse, errors } from "../proxy/errors.ts";
+import { errorResponse, errors } from "../util/errors.ts";
 import { type WebSocketSession, websocketHandlers } from "../proxy/websocket.ts";
 import type { ApplyConfig, RuntimeRef } from "../runtime/runtime-ref.ts";
 import { compileGuard } from "../security/guard.ts";

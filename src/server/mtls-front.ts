@@ -18,10 +18,10 @@
 import { canonicalHostName } from "../security/host.ts";
 import { createSecureContext, createServer, type SecureContext, type TLSSocket } from "node:tls";
 import type { Socket } from "bun";
-import type { ClientIdentity } from "../proxy/context.ts";
 import { identityOf } from "../security/client-identity.ts";
 import type { ListenerTlsMaterial } from "../security/tls-files.ts";
 import type { ClientAuthConfig } from "../security/tls-schema.ts";
+import type { ClientIdentity } from "../security/client-identity.ts";
 
 /** The client connection behind a request on an mTLS listener. */
 export interface FrontConnection {

@@ -1,5 +1,4 @@
 import { metrics } from "../observe/metrics.ts";
-import { RetryBudget } from "../proxy/retry.ts";
 import { buildBalancer } from "./balancers/index.ts";
 import type { Balancer } from "./balancers/types.ts";
 import { type ClusterConfig, parseEndpointUrl } from "./cluster-schema.ts";
@@ -14,6 +13,7 @@ import { type ActiveChecker, startActiveChecks } from "./health/active.ts";
 import { OutlierDetector, type TryOutcome } from "./health/outlier.ts";
 import { freshHealth, type HealthState, isAvailable } from "./health/state.ts";
 import { bindTryCounters, noteTry, type TryCounters, type TryFailure } from "./health/tries.ts";
+import { RetryBudget } from "./retry-budget.ts";
 
 export interface Endpoint {
   /** `http://host:port`, the base that request paths are appended to. */

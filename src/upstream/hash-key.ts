@@ -1,6 +1,6 @@
 /** The request attribute a consistent-hash balancer hashes (compiled once per cluster). */
-import { cookieValue } from "../proxy/headers.ts";
 import type { HashOn } from "./balancers/schema.ts";
+import { cookieValue } from "../util/cookies.ts";
 
 export interface HashFacts {
   readonly headers: Headers;

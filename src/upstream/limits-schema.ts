@@ -32,3 +32,15 @@ export const BreakerSchema = z.strictObject({
 
 export type LimitsConfig = z.infer<typeof LimitsSchema>;
 export type BreakerConfig = z.infer<typeof BreakerSchema>;
+
+export const RetryBudgetSchema = z.strictObject({
+  /** Retries in flight may be at most this percentage of the cluster's requests in flight. Default 20. */
+  percent: z.number().min(0).max(100).default(20),
+  /**
+   * …but this many are always allowed. Default 10 (Linkerd's minimum of 10 retries; Envoy's 3 let
+   * the burst of one endpoint of three resetting at 20 concurrent clients fail requests).
+   */
+  min_concurrency: z.number().int().min(0).default(10),
+});
+
+export type RetryBudgetConfig = z.infer<typeof RetryBudgetSchema>;

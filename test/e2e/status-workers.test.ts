@@ -3,7 +3,7 @@
  * and last failures summed (or the latest) over both workers, as /metrics does.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { StatusJson } from "../../src/observe/status-data.ts";
+import type { StatusJson } from "../../src/runtime/status-data.ts";
 import { openPage } from "../helpers/chromium.ts";
 import { type ProxyProcess, spawnWorkers } from "../helpers/cli.ts";
 import { freePort, startUpstream, type Upstream } from "../helpers/upstream.ts";

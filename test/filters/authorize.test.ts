@@ -7,12 +7,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parseText, validateConfig } from "../../src/config/load.ts";
 import { type AuthorizeFacts, compileRules, globRegex } from "../../src/filters/authorize/rules.ts";
 import { RuleSchema } from "../../src/filters/authorize/schema.ts";
-import type { AuthIdentity, ClientIdentity } from "../../src/proxy/context.ts";
+import type { AuthIdentity } from "../../src/proxy/context.ts";
 import { sha256Hex } from "../../src/filters/auth/api-key.ts";
 import { metrics } from "../../src/observe/metrics.ts";
 import { errorOf } from "../helpers/auth.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { recordingUpstream } from "../helpers/upstream.ts";
+import type { ClientIdentity } from "../../src/security/client-identity.ts";
 
 const rules = (...raw: unknown[]) => compileRules(raw.map((r) => RuleSchema.parse(r)));
 const facts = (f: Partial<AuthorizeFacts> = {}): AuthorizeFacts => ({ method: "GET", clientIp: "203.0.113.9", ...f });

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { validateLiteral } from "../../src/config/load.ts";
 import { LATENCY_BUCKETS } from "../../src/observe/metrics.ts";
 import { Counter, Histogram, Registry } from "../../src/observe/registry.ts";
-import { buildStatus } from "../../src/observe/status-data.ts";
+import { buildStatus } from "../../src/runtime/status-data.ts";
 import { countsBetween, quantileMs, ReadingRing, readExposition, readingBefore } from "../../src/observe/status-history.ts";
 import { judgeEndpoint } from "../../src/observe/status-judge.ts";
 import { buildRuntime } from "../../src/runtime/build.ts";

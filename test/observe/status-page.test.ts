@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { StatusJson } from "../../src/observe/status-data.ts";
+import type { StatusJson } from "../../src/runtime/status-data.ts";
 import { openPage } from "../helpers/chromium.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { waitFor } from "../helpers/tmp.ts";

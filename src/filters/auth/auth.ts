@@ -6,7 +6,7 @@
  * challenge per scheme (RFC 9110 §11.6.1, RFC 6750 §3).
  */
 import type { ProxyContext } from "../../proxy/context.ts";
-import { SwitchyardError } from "../../proxy/errors.ts";
+import { SwitchyardError } from "../../util/errors.ts";
 import { metrics } from "../../observe/metrics.ts";
 import type { Filter, FilterFactory, RuntimeDeps } from "../filter.ts";
 import { apiKeyProvider } from "./api-key.ts";

@@ -6,7 +6,7 @@
  * timeout, 5xx, oversize answer) follows failure_mode. Decisions may be cached briefly.
  */
 import type { ProxyContext } from "../../proxy/context.ts";
-import { SwitchyardError } from "../../proxy/errors.ts";
+import { SwitchyardError } from "../../util/errors.ts";
 import { callBackend } from "./backend.ts";
 import type { AuthProvider, Outcome, UpstreamHeader } from "./provider.ts";
 import type { ExtAuthzProviderConfig } from "./schema.ts";

@@ -4,7 +4,7 @@
  * its `exp` but at most max_ttl, an inactive one for negative_ttl; concurrent requests with the
  * same token share one call. A failed call is never cached.
  */
-import { SwitchyardError } from "../../proxy/errors.ts";
+import { SwitchyardError } from "../../util/errors.ts";
 import { callBackend, jsonObject } from "./backend.ts";
 import type { Claims } from "./claims.ts";
 import { type AuthProvider, invalidToken, type Outcome } from "./provider.ts";

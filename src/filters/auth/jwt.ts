@@ -4,7 +4,7 @@
  * `exp`/`nbf` with clock skew, then the configured required claims.
  */
 import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
-import { SwitchyardError } from "../../proxy/errors.ts";
+import { SwitchyardError } from "../../util/errors.ts";
 import { KeysUnavailable, RemoteKeys, staticKeys } from "./jwt-keys.ts";
 import { type AuthProvider, invalidToken, type Outcome } from "./provider.ts";
 import type { JwtProviderConfig } from "./schema.ts";

@@ -1,6 +1,6 @@
 /** What every auth provider (jwt, introspection, ext_authz, api_key) offers the `auth` filter. */
 import type { AuthIdentity, ProxyContext } from "../../proxy/context.ts";
-import type { SwitchyardError } from "../../proxy/errors.ts";
+import type { SwitchyardError } from "../../util/errors.ts";
 
 /** A header to set on the upstream request once the credential is accepted (forwarded claims, ext_authz headers). */
 export type UpstreamHeader = readonly [name: string, value: string];

@@ -3,9 +3,9 @@
  * a cookie or a query parameter when configured), how to read it, and how to take it off the
  * request before the upstream sees it.
  */
-import { cookieValue } from "../../proxy/headers.ts";
 import type { CredentialCarrier, CredentialStrip } from "./provider.ts";
 import type { TokenSource } from "./token-source-schema.ts";
+import { cookieValue } from "../../util/cookies.ts";
 
 /**
  * A credential sent more than once where only one fits (`?access_token=a&access_token=b`): the

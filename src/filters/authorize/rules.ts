@@ -2,10 +2,11 @@
  * The authorization rule compiler: pure, no I/O. Rules become one function over the request
  * facts; every condition is compiled up front (CIDR sets, pattern regexes, claim matchers).
  */
-import type { AuthIdentity, ClientIdentity } from "../../proxy/context.ts";
+import type { AuthIdentity } from "../../proxy/context.ts";
 import { CidrSet } from "../../util/cidr.ts";
 import { compileClaimsMatch } from "../auth/claims.ts";
 import type { Rule, RuleConditions } from "./schema.ts";
+import type { ClientIdentity } from "../../security/client-identity.ts";
 
 /** What a rule may look at (ProxyContext has all of it). */
 export interface AuthorizeFacts {

@@ -4,7 +4,7 @@
  * a request from an origin that is not allowed is still forwarded; the browser hides the answer.
  */
 import type { ProxyContext } from "../../proxy/context.ts";
-import { SwitchyardError } from "../../proxy/errors.ts";
+import { SwitchyardError } from "../../util/errors.ts";
 import type { Filter, FilterFactory } from "../filter.ts";
 import type { CorsFilterConfig } from "./schema.ts";
 

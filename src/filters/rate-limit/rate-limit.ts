@@ -4,7 +4,7 @@
  * the request, as in Envoy). Allowed responses carry the fields too unless `response_headers: false`.
  */
 import type { ProxyContext } from "../../proxy/context.ts";
-import { SwitchyardError } from "../../proxy/errors.ts";
+import { SwitchyardError } from "../../util/errors.ts";
 import type { Filter, FilterFactory, FilterVerdict, RuntimeDeps } from "../filter.ts";
 import { retryAfterSeconds, serviceLimitItem } from "./headers.ts";
 import { type LimitDecision, Limiter, localBuckets } from "./limiter.ts";

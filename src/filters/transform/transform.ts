@@ -9,7 +9,7 @@
  */
 import type { ProxyContext, TransformSkip } from "../../proxy/context.ts";
 import { shortest } from "../../proxy/request-body.ts";
-import { errors, SwitchyardError } from "../../proxy/errors.ts";
+import { errors, SwitchyardError } from "../../util/errors.ts";
 import { clientAborted } from "../../proxy/outcome.ts";
 import { metrics } from "../../observe/metrics.ts";
 import { INVALID_JSON, isJsonType, parseJson, TOO_DEEP, toJsonBytes } from "../../util/json.ts";

@@ -5,7 +5,7 @@
  */
 import { metrics } from "../../observe/metrics.ts";
 import type { ProxyContext } from "../../proxy/context.ts";
-import { SwitchyardError } from "../../proxy/errors.ts";
+import { SwitchyardError } from "../../util/errors.ts";
 import type { Filter, FilterFactory } from "../filter.ts";
 import { normalizeForInspection, RULES, type WafRule } from "./rules.ts";
 import type { WafFilterConfig } from "./schema.ts";

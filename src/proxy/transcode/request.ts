@@ -3,7 +3,7 @@
  * into the RPC's request message (protobuf JSON rules, unknown fields refused), then encoded.
  */
 import { type DescField, type FileRegistry, fromJson, type JsonValue, ScalarType, toBinary } from "@bufbuild/protobuf";
-import { SwitchyardError } from "../errors.ts";
+import { SwitchyardError } from "../../util/errors.ts";
 import type { Binding } from "./bindings.ts";
 import { resolveFieldPath } from "./descriptors.ts";
 import { exactIntegers, inField, parseKeepingBigIntegers } from "./exact-integers.ts";

@@ -5,7 +5,7 @@
  */
 import { fromBinary, type JsonWriteOptions, toJson } from "@bufbuild/protobuf";
 import type { ProxyContext } from "../context.ts";
-import { errors, SwitchyardError } from "../errors.ts";
+import { errors, SwitchyardError } from "../../util/errors.ts";
 import { readBounded } from "../../util/read-bounded.ts";
 import { readWithinRouteTime } from "../request-body.ts";
 import { type Binding, compileBindings } from "./bindings.ts";

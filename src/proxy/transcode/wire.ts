@@ -1,5 +1,5 @@
 /** What the two upstream protocols (Connect unary, gRPC-Web) share: their interface and the reading of a reply body. */
-import { SwitchyardError } from "../errors.ts";
+import { SwitchyardError } from "../../util/errors.ts";
 import { readBounded } from "../../util/read-bounded.ts";
 
 /** An RPC's outcome as the upstream told it: the reply message's bytes, or a gRPC status. */

@@ -5,16 +5,16 @@
  * x-switchyard-partial); a required one fails the whole response with 502 naming it. The route's
  * request timeout bounds the whole composition; each call has its own.
  */
-import { fanOut } from "../src/compose/run.ts";
-import type { ComposePlan } from "../src/compose/plan.ts";
-import type { Scope } from "../src/compose/template.ts";
-import type { ProxyContext } from "../src/proxy/context.ts";
-import { Deadlines } from "../src/proxy/deadlines.ts";
-import { SwitchyardError } from "../src/proxy/errors.ts";
-import { clientAborted, fail } from "../src/proxy/outcome.ts";
-import { respond } from "../src/proxy/respond.ts";
-import { handlerStop } from "../src/proxy/subrequest.ts";
-import type { RouteHandler } from "../src/runtime/build.ts";
+import { fanOut } from "./run.ts";
+import type { ComposePlan } from "./plan.ts";
+import type { Scope } from "./template.ts";
+import type { ProxyContext } from "../proxy/context.ts";
+import { Deadlines } from "../proxy/deadlines.ts";
+import { SwitchyardError } from "../util/errors.ts";
+import { clientAborted, fail } from "../proxy/outcome.ts";
+import { respond } from "../proxy/respond.ts";
+import { handlerStop } from "../proxy/subrequest.ts";
+import type { RouteHandler } from "../runtime/build.ts";
 
 export function composeRoute(plan: ComposePlan): RouteHandler {
   return async function compose(ctx: ProxyContext): Promise<Response> {

@@ -8,16 +8,16 @@
  * is configured. Endpoint health, ejections and breakers are the serving process's view (worker 0
  * with workers); traffic, tries and last failures are the machine's.
  */
-import type { Runtime } from "../runtime/build.ts";
-import type { ConfigChange, RuntimeRef } from "../runtime/runtime-ref.ts";
+import type { Runtime } from "./build.ts";
+import type { ConfigChange, RuntimeRef } from "./runtime-ref.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import { lastFailureMessage } from "../upstream/health/tries.ts";
 import { isAvailable } from "../upstream/health/state.ts";
-import { type EndpointJudged, errorCount, judgeCluster, judgeEndpoint, judgeRoute, type State, WINDOW_MS } from "./status-judge.ts";
-import { type Counts, countsBetween, emptyReading, pairKey, quantileMs, type Reading, READING_INTERVAL_MS, ReadingRing, readExposition, readingBefore, triesBetween } from "./status-history.ts";
-import { type EndpointFailure, machineMetrics } from "./worker-metrics.ts";
+import { type EndpointJudged, errorCount, judgeCluster, judgeEndpoint, judgeRoute, type State, WINDOW_MS } from "../observe/status-judge.ts";
+import { type Counts, countsBetween, emptyReading, pairKey, quantileMs, type Reading, READING_INTERVAL_MS, ReadingRing, readExposition, readingBefore, triesBetween } from "../observe/status-history.ts";
+import { type EndpointFailure, machineMetrics } from "../observe/worker-metrics.ts";
 
-export type { State } from "./status-judge.ts";
+export type { State } from "../observe/status-judge.ts";
 
 /** One window of a route's or cluster's traffic. */
 export interface Traffic {

@@ -7,15 +7,15 @@
  * call it does not catch: that call's error, e.g. 502); the route's request timeout bounds it.
  */
 import { Hono } from "hono";
-import { clusterClients } from "../src/modules/cluster-client.ts";
-import type { ModuleApp, ModuleBindings, ModuleEnv } from "../src/modules/types.ts";
-import type { ProxyContext } from "../src/proxy/context.ts";
-import { Deadlines } from "../src/proxy/deadlines.ts";
-import { errors, SwitchyardError } from "../src/proxy/errors.ts";
-import { fail } from "../src/proxy/outcome.ts";
-import { respond } from "../src/proxy/respond.ts";
-import { handlerStop } from "../src/proxy/subrequest.ts";
-import type { CompiledRoute, RouteHandler } from "../src/runtime/build.ts";
+import { clusterClients } from "./cluster-client.ts";
+import type { ModuleApp, ModuleBindings, ModuleEnv } from "./types.ts";
+import type { ProxyContext } from "../proxy/context.ts";
+import { Deadlines } from "../proxy/deadlines.ts";
+import { errors, SwitchyardError } from "../util/errors.ts";
+import { fail } from "../proxy/outcome.ts";
+import { respond } from "../proxy/respond.ts";
+import { handlerStop } from "../proxy/subrequest.ts";
+import type { CompiledRoute, RouteHandler } from "../runtime/build.ts";
 
 export interface ModuleRouteOptions {
   readonly module: string;
