@@ -1,20 +1,7 @@
 /** Admin API for the HTTP caches: purge by exact key, key prefix or tag. */
 import { Hono } from "hono";
-import { z } from "zod";
+import { PurgeRequestSchema } from "../src/cache/purge-schema.ts";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
-
-export const PurgeRequestSchema = z
-  .strictObject({
-    /** The cache's name under `caches`. */
-    cache: z.string().min(1),
-    /** An exact key, e.g. `http://shop.example/items/7?a=1` (every variant of it). */
-    key: z.string().min(1).optional(),
-    /** Every key starting with this, e.g. `http://shop.example/items/`. */
-    prefix: z.string().min(1).optional(),
-    /** Every entry stored with this tag (Surrogate-Key). */
-    tag: z.string().min(1).optional(),
-  })
-  .refine((p) => [p.key, p.prefix, p.tag].filter((v) => v !== undefined).length === 1, { message: "give exactly one of key, prefix or tag" });
 
 export function cacheRoutes(runtime: RuntimeRef): Hono {
   const app = new Hono();

@@ -10,7 +10,8 @@ import { varyMatches } from "./policy.ts";
 import { Collapser } from "./collapse.ts";
 import { Generations } from "./generations.ts";
 import { MemoryLru } from "./memory.ts";
-import type { CacheConfig } from "./schema.ts";
+import type { CacheConfig, RouteCacheConfig } from "./schema.ts";
+import type { KeyFacts } from "./key.ts";
 
 export interface Entry {
   readonly id: number;
@@ -59,6 +60,21 @@ export interface StoreMeta {
   responseTime: number;
   tags: string[];
 }
+
+export interface RouteCache {
+  readonly cache: HttpCache;
+  readonly config: RouteCacheConfig;
+  readonly key: (facts: KeyFacts) => string;
+}
+
+/** What the cache phase decided for a request that goes upstream. */
+export interface CacheState {
+  readonly key: string;
+  /** The stored variant, when there is one (revalidation, stale-if-error). */
+  readonly stored?: { entry: Entry; body: Uint8Array };
+  readonly requestTime: number;
+}
+
 
 export class HttpCache {
   private readonly memory: MemoryLru<Cached>;

@@ -16,25 +16,11 @@ import {
   CACHEABLE_METHODS, currentAge, decide, httpDate, parseCacheControl, varyMatches, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, notModifiedSelects, revalidationHeaders, staleIfErrorAllows,
 } from "./policy.ts";
 import type { RouteCacheConfig } from "./schema.ts";
-
-export interface RouteCache {
-  readonly cache: HttpCache;
-  readonly config: RouteCacheConfig;
-  readonly key: (facts: KeyFacts) => string;
-}
+import type { CacheState, RouteCache } from "./cache.ts";
 
 export function buildRouteCache(cache: HttpCache, config: RouteCacheConfig): RouteCache {
   return { cache, config, key: compileCacheKey(config) };
 }
-
-/** What the cache phase decided for a request that goes upstream. */
-export interface CacheState {
-  readonly key: string;
-  /** The stored variant, when there is one (revalidation, stale-if-error). */
-  readonly stored?: { entry: Entry; body: Uint8Array };
-  readonly requestTime: number;
-}
-
 
 function keyFacts(ctx: ProxyContext): KeyFacts {
   return { scheme: ctx.listener.proto, host: ctx.host, path: ctx.path, query: ctx.query, headers: ctx.headers };

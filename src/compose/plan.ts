@@ -4,10 +4,10 @@
  * the parent route's header rules and upstream-request filters), ready for sub-requests.
  */
 import { type ParentRoute, subrequestRoute } from "../proxy/subrequest.ts";
-import type { CompiledRoute } from "../runtime/build.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { ComposeConfig } from "./schema.ts";
 import { compileJson, compileText, type Expression, expressionsIn, expressionsInJson, type Filled, type Scope } from "./template.ts";
+import type { CompiledRoute } from "../proxy/context.ts";
 
 export interface ComposeCall {
   readonly name: string;

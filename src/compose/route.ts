@@ -8,13 +8,12 @@
 import { fanOut } from "./run.ts";
 import type { ComposePlan } from "./plan.ts";
 import type { Scope } from "./template.ts";
-import type { ProxyContext } from "../proxy/context.ts";
+import type { ProxyContext, RouteHandler } from "../proxy/context.ts";
 import { Deadlines } from "../proxy/deadlines.ts";
 import { SwitchyardError } from "../util/errors.ts";
 import { clientAborted, fail } from "../proxy/outcome.ts";
 import { respond } from "../proxy/respond.ts";
 import { handlerStop } from "../proxy/subrequest.ts";
-import type { RouteHandler } from "../runtime/build.ts";
 
 export function composeRoute(plan: ComposePlan): RouteHandler {
   return async function compose(ctx: ProxyContext): Promise<Response> {

@@ -1,5 +1,5 @@
 /** The filter registry: config `type` → factory, exhaustive at compile time. */
-import type { Filter, FilterFactory, RuntimeDeps } from "./filter.ts";
+import type { FilterFactory, RuntimeDeps } from "./filter.ts";
 import { authFilter } from "./auth/auth.ts";
 import { authorizeFilter } from "./authorize/authorize.ts";
 import { corsFilter } from "./cors/cors.ts";
@@ -7,6 +7,7 @@ import { rateLimitFilter } from "./rate-limit/rate-limit.ts";
 import { wafFilter } from "./waf/waf.ts";
 import type { FilterConfig } from "./schema.ts";
 import { transformFilter } from "./transform/transform.ts";
+import type { Filter } from "../proxy/context.ts";
 
 type Factories = { [T in FilterConfig["type"]]: FilterFactory<Extract<FilterConfig, { type: T }>> };
 

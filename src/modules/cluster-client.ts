@@ -4,11 +4,10 @@
  * is listed in the access log line. The answer's body streams; the call ends (its slots given
  * back) when the body has been read, cancelled, or its deadline passed.
  */
-import type { ProxyContext } from "../proxy/context.ts";
+import type { ProxyContext, CompiledRoute } from "../proxy/context.ts";
 import { BODY_CANCELLED, watchBody } from "../proxy/body.ts";
 import { SwitchyardError } from "../util/errors.ts";
 import { endSubrequest, hasDotSegment, sendSubrequest, subrequest } from "../proxy/subrequest.ts";
-import type { CompiledRoute } from "../runtime/build.ts";
 import type { ClusterClients, ClusterRequestInit } from "./types.ts";
 
 /** Statuses whose response can carry no body (the Response constructor refuses one). */

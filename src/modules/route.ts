@@ -9,13 +9,12 @@
 import { Hono } from "hono";
 import { clusterClients } from "./cluster-client.ts";
 import type { ModuleApp, ModuleBindings, ModuleEnv } from "./types.ts";
-import type { ProxyContext } from "../proxy/context.ts";
+import type { ProxyContext, CompiledRoute, RouteHandler } from "../proxy/context.ts";
 import { Deadlines } from "../proxy/deadlines.ts";
 import { errors, SwitchyardError } from "../util/errors.ts";
 import { fail } from "../proxy/outcome.ts";
 import { respond } from "../proxy/respond.ts";
 import { handlerStop } from "../proxy/subrequest.ts";
-import type { CompiledRoute, RouteHandler } from "../runtime/build.ts";
 
 export interface ModuleRouteOptions {
   readonly module: string;

@@ -6,18 +6,12 @@
 import type { FileSink } from "bun";
 import { openSync } from "node:fs";
 import type { AccessLogConfig } from "../config/schema.ts";
-import type { ProxyContext } from "../proxy/context.ts";
+import type { RequestRecord } from "./request-record.ts";
 
 /** What a log line is made of: a proxied request's context, or an egress exchange's record. */
-export type LoggedRequest = Pick<
-  ProxyContext,
-  "requestId" | "clientIp" | "method" | "host" | "path" | "query" | "headers" | "status" | "bytesIn" | "bytesOut" | "attempt" | "startedAt" |
-  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth" | "waf" | "transformSkipped"
-> & {
+export type LoggedRequest = Omit<RequestRecord, "listener" | "route" | "error"> & {
   readonly listener: { readonly name: string };
   readonly route?: { readonly name: string };
-  readonly cluster?: { readonly name: string };
-  readonly endpoint?: { readonly address: string };
   readonly error?: { readonly code: string };
 };
 

@@ -3,7 +3,7 @@
  * only: route, cluster, cache and endpoint names come from the config; status and method are
  * reduced to classes; nothing per path, IP or user.
  */
-import type { ProxyContext } from "../proxy/context.ts";
+import type { RequestRecord } from "./request-record.ts";
 import { Counter, Gauge, Histogram, Registry } from "./registry.ts";
 
 export const registry = new Registry();
@@ -92,7 +92,7 @@ function seriesFor(route: string, cluster: string, method: string, status: numbe
 }
 
 /** The log phase's contribution: one call per request. */
-export function recordRequest(ctx: ProxyContext, now: number): void {
+export function recordRequest(ctx: RequestRecord, now: number): void {
   const route = ctx.route?.name ?? "";
   const cluster = ctx.cluster?.name ?? "";
   const series = seriesFor(route, cluster, ctx.method, ctx.status ?? 0);

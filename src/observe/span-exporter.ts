@@ -7,10 +7,10 @@
  */
 import { hostname } from "node:os";
 import pkg from "../../package.json" with { type: "json" };
-import { retryAfterMs } from "../proxy/retry.ts";
 import { metrics, traceQueue } from "./metrics.ts";
 import { encodeSpans, type FinishedSpan, type SpanSource } from "./otlp.ts";
 import type { TracingConfig } from "./tracing-schema.ts";
+import { retryAfterMs } from "../util/retry-after.ts";
 
 /** OTLP/HTTP §Failures: these answers mean "try again later"; every other non-2xx is final. */
 const RETRYABLE = new Set([429, 502, 503, 504]);

@@ -6,7 +6,7 @@
  * Spans end in the log phase (when the response body has ended), and go to the exporter as plain
  * data. Without `telemetry.tracing` none of this runs: the runtime's tracer is undefined.
  */
-import type { ProxyContext } from "../proxy/context.ts";
+import type { RequestRecord } from "./request-record.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { Attributes, FinishedSpan } from "./otlp.ts";
 import type { SpanExporter } from "./span-exporter.ts";
@@ -99,7 +99,7 @@ export class ServerSpan {
   }
 
   /** The log phase: ends this span and its open client spans, and queues them for export. */
-  finish(ctx: ProxyContext, at: number): void {
+  finish(ctx: RequestRecord, at: number): void {
     const attributes: Attributes = {};
     const method = methodAttributes(ctx.method, attributes);
     attributes["url.path"] = ctx.path;

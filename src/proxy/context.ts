@@ -1,53 +1,29 @@
+/**
+ * The proxy's shared vocabulary, in one file because its types refer to each other: the
+ * per-request context, the compiled route and runtime it runs on, and the interfaces of what a
+ * route is compiled into — filters, holds, a handler, a transcoder. Everything that runs on a
+ * request imports these types from here; this file imports only types from below it (upstream,
+ * cache, observe, config, security, util), so no module circle runs through it.
+ */
 import type { Server } from "bun";
-import type { Endpoint, Cluster } from "../upstream/cluster.ts";
-import type { Runtime, CompiledRoute } from "../runtime/build.ts";
-import type { CacheState } from "../cache/serve.ts";
-import type { ServerSpan } from "../observe/tracing.ts";
-import type { SwitchyardError } from "../util/errors.ts";
-import type { RpcCall } from "./transcode/transcoder.ts";
+import type { AccessLog } from "../observe/access-log.ts";
+import type { AuthIdentity, CallRecord, ListenerInfo, RequestRecord, TransformSkip } from "../observe/request-record.ts";
+import type { ServerSpan, Tracer } from "../observe/tracing.ts";
+import type { CacheState, HttpCache, RouteCache } from "../cache/cache.ts";
+import type { Config } from "../config/schema.ts";
 import type { ClientIdentity } from "../security/client-identity.ts";
+import type { Cluster, Endpoint } from "../upstream/cluster.ts";
+import type { SwitchyardError } from "../util/errors.ts";
+import type { CompiledHeaderRules } from "./headers.ts";
+import type { MirrorConfig } from "./mirror-schema.ts";
+import type { Route } from "./route-schema.ts";
+import type { RequestFacts } from "./router.ts";
+import type { ClusterChoice } from "./traffic.ts";
 
-/** Where a request came in. */
-export interface ListenerInfo {
-  readonly name: string;
-  readonly proto: "http" | "https";
-  /** Bun's idle timer for the connection between requests (the listener's idle_timeout, whole seconds). */
-  readonly idleSeconds: number;
-  /** mTLS listeners: whether the verified client certificate goes upstream as x-forwarded-client-cert. */
-  readonly forwardClientCert?: "sanitize" | "set";
-}
-
-/** Who the route's auth filter found the caller to be. */
-export interface AuthIdentity {
-  /** The named provider (config `auth.<name>`) that accepted the credential. */
-  provider: string;
-  kind: "jwt" | "api_key" | "introspection" | "ext_authz";
-  /** `sub` of a token, or the API key's name. */
-  subject?: string;
-  /** Verified claims (JWT, introspection); absent for API keys. */
-  claims?: Readonly<Record<string, unknown>>;
-  /** The API key's tier, when the key has one. */
-  tier?: string;
-}
-
-/** One upstream call made for a request (a composition call, a module's cluster client), as logged. */
-export interface CallRecord {
-  call: string;
-  cluster: string;
-  endpoint: string | null;
-  status: number | null;
-  error: string | null;
-  attempts: number;
-  ms: number;
-  /** Every try, when there was more than one. */
-  tries?: { endpoint: string; status: number | null; error: string | null; ms: number }[];
-}
-
-/** Why a transform filter passed a body unmapped (filters/transform). */
-export type TransformSkip = "not_json" | "encoded" | "partial" | "too_large" | "invalid_json";
+export type { AuthIdentity, CallRecord, ListenerInfo, TransformSkip };
 
 /** Per-request state carried through the phases (design.md: one typed context, no bags). */
-export interface ProxyContext {
+export interface ProxyContext extends RequestRecord {
   readonly requestId: string;
   /** Sent upstream: the caller's, or (tracing on) one naming this request's span; an upstream try sends its own client span's. */
   readonly traceparent: string;
@@ -57,44 +33,20 @@ export interface ProxyContext {
   readonly runtime: Runtime;
   readonly request: Request;
   readonly server: Server<unknown>;
-  readonly listener: ListenerInfo;
   /** The TCP peer's address. */
   readonly peerIp: string;
   /** The peer is one of the listener's trusted_proxies: its X-Forwarded-*, X-Request-Id and X-Forwarded-Client-Cert are believed. */
   readonly trustedPeer: boolean;
-  /** The client: the peer, or for a trusted peer the first untrusted hop of X-Forwarded-For (security/trust.ts). */
-  readonly clientIp: string;
-  readonly method: string;
-  readonly host: string;
-  /** Normalized by the request guard (security/path.ts): what routes match and the upstream receives. */
-  readonly path: string;
-  /** Raw query string without `?` ("" when none). */
-  readonly query: string;
-  readonly headers: Headers;
   /**
    * The guard saw none of the fields the upstream request must lose (hop-by-hop, forgeable,
    * rewrite claims: headers.ts REMOVABLE_REQUEST_FIELDS), so there is nothing to delete. Unset: unknown.
    */
   readonly plainHeaders?: boolean;
-  /** performance.now() at arrival. */
-  readonly startedAt: number;
 
   route?: CompiledRoute;
   cluster?: Cluster;
   endpoint?: Endpoint;
-  attempt: number;
   readonly triedEndpoints: Set<Endpoint>;
-  /** performance.now() when the upstream request was sent and when its headers came back. */
-  upstreamStartedAt?: number;
-  upstreamHeadersAt?: number;
-  status?: number;
-  bytesIn: number;
-  bytesOut: number;
-  error?: SwitchyardError;
-  /** Upstream calls made for this request (composition, custom modules), in the order they ended. */
-  calls?: CallRecord[];
-  /** One entry per upstream try, in order (logged when there was more than one). */
-  tries?: { endpoint: string; status: number | null; error: string | null; ms: number }[];
   /** Status of the answer whose outlier report waits for its body to end (0 or unset: none). */
   deferredReport?: number;
   /** The request counts in its cluster's in-flight total (for the retry budget) until logged. */
@@ -105,8 +57,6 @@ export interface ProxyContext {
   connectionHeld?: boolean;
   /** Admitted by the cluster's breaker ("probe": one of the half-open probes); its outcome is recorded at the end. */
   breakerAdmission?: "yes" | "probe";
-  /** Answered by the route's fallback, or by a stale cached copy, instead of an error. */
-  fallback?: "static" | "stale";
   /** Lets followers of a coalesced GET go upstream themselves if this leader ends without sharing. */
   coalesceAbandon?: () => void;
   /** Forgets this request's Idempotency-Key claim unless its answer was recorded (log phase). */
@@ -115,8 +65,6 @@ export interface ProxyContext {
   collapseRelease?: () => void;
   /** The cache store took over releasing the collapse (it does so when the entry is written). */
   collapseDeferred?: boolean;
-  /** HIT, STALE, REVALIDATED or MISS, on routes with a cache. */
-  cacheStatus?: string;
   /** Headers added to the upstream request (a cache revalidation's validators). */
   upstreamExtraHeaders?: Record<string, string>;
   /** Served stale within stale-while-revalidate: refresh this entry in the background. */
@@ -125,8 +73,6 @@ export interface ProxyContext {
   retryHeld?: boolean;
   /** The verified client certificate, on an mTLS listener. */
   clientCert?: ClientIdentity;
-  /** Set by an auth filter once a credential is accepted (read by authorize and rate_limit). */
-  auth?: AuthIdentity;
   /** On a grpc_transcode route: the RPC the JSON request became (what every try sends). */
   rpc?: RpcCall;
   /** Query parameters left off the upstream URL (a credential an auth filter strips). */
@@ -137,17 +83,113 @@ export interface ProxyContext {
    */
   rateLimit?: { policy: string; state: string; addedBy: object };
   /**
-   * Bodies a transform filter passed unmapped (no strict option said to refuse them), and why:
-   * not_json, encoded, partial, too_large, invalid_json. Logged as `transform_skipped`.
-   */
-  transformSkipped?: { request?: TransformSkip; response?: TransformSkip };
-  /** WAF matches (rule id and where), in the route's waf filter mode. */
-  waf?: { mode: "block" | "detect"; matches: { rule: string; where: string }[] };
-  /**
    * The request body as a filter read it (and maybe rewrote it): sent upstream instead of the
    * client's stream — whole (kept for retries too), or a stream of what was read and the rest.
    */
   requestBody?: ArrayBuffer | ReadableStream<Uint8Array>;
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
+}
+
+/** Answers a request here instead of forwarding it to one cluster (composition, a module); ends with respond() or fail(). */
+export type RouteHandler = (ctx: ProxyContext) => Promise<Response>;
+
+export interface CompiledRoute {
+  readonly name: string;
+  readonly config: Route;
+  /** The cluster for one request (weights, override, failover); undefined on a route with a handler. */
+  readonly chooseCluster: ClusterChoice | undefined;
+  /** The route's own answer (compose, module), run after its request filters; undefined on a forwarding route. */
+  readonly handler: RouteHandler | undefined;
+  readonly cache: RouteCache | undefined;
+  readonly mirror: { readonly cluster: Cluster; readonly config: MirrorConfig } | undefined;
+  readonly test: (facts: RequestFacts, query: () => URLSearchParams) => boolean;
+  readonly rewritePath: ((path: string) => string) | undefined;
+  readonly rewriteQuery: ((query: string) => string) | undefined;
+  readonly hostRewrite: string | undefined;
+  readonly requestHeaders: CompiledHeaderRules | undefined;
+  readonly responseHeaders: CompiledHeaderRules | undefined;
+  /** The route's filters by hook; undefined when it has none. */
+  readonly filters: CompiledFilters | undefined;
+  /** HTTP/JSON → RPC translation (grpc_transcode); undefined on plain HTTP routes. */
+  readonly transcode: Transcoder | undefined;
+}
+
+export interface Runtime {
+  /** Increases by one with every successful (re)load. */
+  readonly version: number;
+  readonly config: Config;
+  readonly routes: readonly CompiledRoute[];
+  readonly clusters: ReadonlyMap<string, Cluster>;
+  readonly caches: ReadonlyMap<string, HttpCache>;
+  readonly accessLog: AccessLog;
+  /** Spans for sampled requests; undefined when tracing is off (the request path checks just that). */
+  readonly tracer: Tracer | undefined;
+  /** Instances shared by the routes' filters (named providers, limiters), by key (RuntimeDeps.once). */
+  readonly resources: ReadonlyMap<string, unknown>;
+  /**
+   * Stops the runtime's timers (health checks, outlier reviews) once a newer one replaces it, and
+   * disposes its shared resources (a Redis connection…) that `successor` did not take over.
+   */
+  dispose(successor?: Runtime): void;
+}
+
+/** What onRequest returns: nothing (go on), a Response (answered here), or an error (rendered as JSON). */
+export type FilterVerdict = Response | SwitchyardError | undefined;
+
+export interface Filter {
+  /** The filter's type, used in logs and metrics. */
+  readonly name: string;
+  /** Phase 2. Returning a Response or an error ends the chain; the request is answered with it. */
+  onRequest?(ctx: ProxyContext): FilterVerdict | Promise<FilterVerdict>;
+  /** Phase 5, on every try's upstream request headers (after the route's own header rules). */
+  onUpstreamRequest?(ctx: ProxyContext, headers: Headers): void;
+  /**
+   * Phase 6, before the response headers are finished, on every response that is not an error:
+   * upstream, cached or local (a cache stores the upstream's original, so a hit is mapped again).
+   * Returns a replacement, or nothing to keep it. A replacement with a Content-Length must have
+   * its body in memory: it is sent whole, with that length. A throw (e.g. the upstream body
+   * failing while read) ends the request as that failure.
+   */
+  onResponse?(ctx: ProxyContext, response: Response): Response | undefined | Promise<Response | undefined>;
+  /** Phase 6, on the headers of every response the client gets: upstream, cached, local or error. */
+  onResponseHeaders?(ctx: ProxyContext, headers: Headers, status: number): void;
+  /** Phase 8, once per request; must not throw. */
+  onLog?(ctx: ProxyContext): void;
+  /**
+   * Not on the request path: for the route-test tool (runtime/explain.ts), the query parameters
+   * this filter takes off the upstream URL (ctx.upstreamQueryRemove) of a request like `request`,
+   * were it let through.
+   */
+  explainQueryRemove?(request: Pick<ProxyContext, "headers" | "query">): readonly string[];
+}
+
+/** A route's filters, split by hook at build time so a request walks only the lists it needs. */
+export interface CompiledFilters {
+  readonly request: readonly Filter[];
+  readonly upstreamRequest: readonly Filter[];
+  /** In reverse config order, like responseHeaders. */
+  readonly response: readonly Filter[];
+  /** In reverse config order (the last filter sees the response first, as in Envoy). */
+  readonly responseHeaders: readonly Filter[];
+  readonly log: readonly Filter[];
+  /** The filters that may take query parameters off the upstream URL (for explain). */
+  readonly queryRemovers: readonly Filter[];
+}
+
+/** One prepared call: what forward.ts sends (on every try) and how the reply is read. */
+export interface RpcCall {
+  /** `/package.Service/Method`. */
+  readonly path: string;
+  /** The request body: the encoded message in the protocol's framing. */
+  readonly body: ArrayBuffer;
+  /** The upstream request's headers: the client's (as forwarded) with the protocol's set; `timeoutMs` is the call's time left. */
+  headers(forwarded: Headers, timeoutMs: number | undefined): Headers;
+  /** The client's JSON response from the upstream's reply; throws a 502 SwitchyardError when the reply is malformed. */
+  reply(ctx: ProxyContext, response: Response): Promise<Response>;
+}
+
+export interface Transcoder {
+  /** The call for this request, or the client's error (404, 405, 413, 415, 400). */
+  prepare(ctx: ProxyContext): Promise<RpcCall | SwitchyardError>;
 }

@@ -14,8 +14,9 @@ import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
 import { clientAborted, releaseConnection, releaseRetry, reportDeferred } from "./outcome.ts";
 import { shortest } from "./request-body.ts";
 import { bodyReadError, bufferedLength } from "./respond.ts";
-import { backoffDelay, retriesError, retriesStatus, retryAfterMs } from "./retry.ts";
+import { backoffDelay, retriesError, retriesStatus } from "./retry.ts";
 import type { RetryPolicy } from "./retry-schema.ts";
+import { retryAfterMs } from "../util/retry-after.ts";
 
 export type Exchanged =
   | { ok: true; response: Response; deadlines: Deadlines }

@@ -6,7 +6,7 @@ import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "../util/errors.ts";
 import { coalesceKey, join, type Leader } from "../cache/coalesce.ts";
 import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
-import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
+import { cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
 import { admit, exchange, select } from "./exchange.ts";
 import { forward } from "./forward.ts";
 import { fail } from "./outcome.ts";
@@ -16,6 +16,7 @@ import { respond } from "./respond.ts";
 import { methodRetryable } from "./retry.ts";
 import { matchRoute } from "./router.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
+import type { CacheState } from "../cache/cache.ts";
 
 export { fail, log } from "./outcome.ts";
 

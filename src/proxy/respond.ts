@@ -1,7 +1,6 @@
 /** Phase 6: the upstream's response, on its way to the client, with the body watched to its end. */
 import { BODY_CANCELLED, watchBody } from "./body.ts";
-import type { Filter } from "../filters/filter.ts";
-import type { ProxyContext } from "./context.ts";
+import type { ProxyContext, Filter } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { SwitchyardError } from "../util/errors.ts";
 import { compressible, compressStream, compressWhole, markEncoded, negotiate } from "./compress.ts";

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { DurationSchema, RegexSchema, SizeSchema, TokenSchema } from "../config/primitives.ts";
-import { CoalesceSchema } from "../cache/hold-schema.ts";
-import { IdempotencySchema } from "../cache/hold-schema.ts";
+import { CoalesceSchema, IdempotencySchema } from "../cache/hold-schema.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
 import { ComposeSchema } from "../compose/schema.ts";
 import { FilterSchema } from "../filters/schema.ts";

@@ -4,11 +4,9 @@
  * (exchange.ts) apply the cluster's policies to it unchanged, and ends by giving back what it
  * held and being listed in the client request's log line and in metrics.
  */
-import type { CompiledFilters } from "../filters/filter.ts";
-import type { CompiledRoute } from "../runtime/build.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { Cluster } from "../upstream/cluster.ts";
-import type { ProxyContext } from "./context.ts";
+import type { ProxyContext, CompiledRoute, CompiledFilters } from "./context.ts";
 import { errors, type SwitchyardError } from "../util/errors.ts";
 import { admit, type Exchanged, exchange } from "./exchange.ts";
 import type { CompiledHeaderRules } from "./headers.ts";

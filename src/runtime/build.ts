@@ -6,7 +6,7 @@ import { composeRoute } from "../compose/route.ts";
 import { moduleRoute } from "../modules/route.ts";
 import { buildComposePlan } from "../compose/plan.ts";
 import type { Config } from "../config/schema.ts";
-import { type CompiledFilters, compileFilters, type RuntimeDeps } from "../filters/filter.ts";
+import { compileFilters, type RuntimeDeps } from "../filters/filter.ts";
 import { credentialLocations } from "../filters/auth/auth.ts";
 import { buildFilter } from "../filters/index.ts";
 import { loadConfigModules } from "../modules/load.ts";
@@ -17,56 +17,15 @@ import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.t
 import type { Route } from "../proxy/route-schema.ts";
 import { compileMatch, compileQueryRewrite, compileRewrite, type RequestFacts } from "../proxy/router.ts";
 import { HttpCache } from "../cache/cache.ts";
-import { buildRouteCache, type RouteCache } from "../cache/serve.ts";
-import type { ProxyContext } from "../proxy/context.ts";
+import { buildRouteCache } from "../cache/serve.ts";
+import type { ProxyContext, CompiledFilters, Transcoder, CompiledRoute, RouteHandler, Runtime } from "../proxy/context.ts";
 import type { MirrorConfig } from "../proxy/mirror-schema.ts";
 import { subrequestRoute } from "../proxy/subrequest.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
-import { buildTranscoder, type Transcoder } from "../proxy/transcode/transcoder.ts";
+import { buildTranscoder } from "../proxy/transcode/transcoder.ts";
+import type { RouteCache } from "../cache/cache.ts";
 
-/** Answers a request here instead of forwarding it to one cluster (composition, a module); ends with respond() or fail(). */
-export type RouteHandler = (ctx: ProxyContext) => Promise<Response>;
-
-export interface CompiledRoute {
-  readonly name: string;
-  readonly config: Route;
-  /** The cluster for one request (weights, override, failover); undefined on a route with a handler. */
-  readonly chooseCluster: ClusterChoice | undefined;
-  /** The route's own answer (compose, module), run after its request filters; undefined on a forwarding route. */
-  readonly handler: RouteHandler | undefined;
-  readonly cache: RouteCache | undefined;
-  readonly mirror: { readonly cluster: Cluster; readonly config: MirrorConfig } | undefined;
-  readonly test: (facts: RequestFacts, query: () => URLSearchParams) => boolean;
-  readonly rewritePath: ((path: string) => string) | undefined;
-  readonly rewriteQuery: ((query: string) => string) | undefined;
-  readonly hostRewrite: string | undefined;
-  readonly requestHeaders: CompiledHeaderRules | undefined;
-  readonly responseHeaders: CompiledHeaderRules | undefined;
-  /** The route's filters by hook; undefined when it has none. */
-  readonly filters: CompiledFilters | undefined;
-  /** HTTP/JSON → RPC translation (grpc_transcode); undefined on plain HTTP routes. */
-  readonly transcode: Transcoder | undefined;
-}
-
-export interface Runtime {
-  /** Increases by one with every successful (re)load. */
-  readonly version: number;
-  readonly config: Config;
-  readonly routes: readonly CompiledRoute[];
-  readonly clusters: ReadonlyMap<string, Cluster>;
-  readonly caches: ReadonlyMap<string, HttpCache>;
-  readonly accessLog: AccessLog;
-  /** Spans for sampled requests; undefined when tracing is off (the request path checks just that). */
-  readonly tracer: Tracer | undefined;
-  /** Instances shared by the routes' filters (named providers, limiters), by key (RuntimeDeps.once). */
-  readonly resources: ReadonlyMap<string, unknown>;
-  /**
-   * Stops the runtime's timers (health checks, outlier reviews) once a newer one replaces it, and
-   * disposes its shared resources (a Redis connection…) that `successor` did not take over.
-   */
-  dispose(successor?: Runtime): void;
-}
 
 /** Builds a runtime; clusters that `previous` also had keep their endpoints' health state. */
 export function buildRuntime(config: Config, version: number, previous?: Runtime): Runtime {

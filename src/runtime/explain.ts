@@ -5,7 +5,7 @@
 import { canonicalAuthority } from "../security/host.ts";
 import { matchRoute, upstreamTarget } from "../proxy/router.ts";
 import { needsNormalization, normalizePath, PathProblem } from "../security/path.ts";
-import type { Runtime } from "./build.ts";
+import type { Runtime } from "../proxy/context.ts";
 
 export interface Explained {
   route: string | null;

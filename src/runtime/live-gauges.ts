@@ -1,12 +1,11 @@
 /**
  * Gauges read from the live runtime at scrape time: registered here, above both the metrics
- * registry and what they read (the runtime, the rate-limit stores), so that observe/ depends on
- * neither. Imported once by main.ts, which points them at the process's current runtime.
+ * registry and the runtime they read, so that observe/ does not depend on runtime/. Imported
+ * once by main.ts, which points them at the process's current runtime.
  */
-import { liveStores } from "../filters/rate-limit/local-buckets.ts";
 import { Gauge } from "../observe/registry.ts";
 import { registry } from "../observe/metrics.ts";
-import type { Runtime } from "./build.ts";
+import type { Runtime } from "../proxy/context.ts";
 
 const BREAKER_STATE = { closed: 0, open: 1, half_open: 2 } as const;
 
@@ -45,11 +44,6 @@ export function setRuntimeSource(current: () => Runtime, versionInfo?: () => str
       for (const e of c.endpoints) set([c.name, e.address], up.has(e) && e.health.activeHealthy && e.health.ejectedUntil <= performance.now() ? 1 : 0);
     }
   })));
-  registry.add(new Gauge("switchyard_rate_limit_buckets", "Rate-limit buckets tracked in memory, by limit (with workers, the supervisor holds the local ones).", ["limit"], (set) => {
-    const byLimit = new Map<string, number>();
-    for (const store of liveStores()) byLimit.set(store.name, (byLimit.get(store.name) ?? 0) + store.size);
-    for (const [limit, n] of byLimit) set([limit], n);
-  }));
   registry.add(new Gauge("switchyard_breaker_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open.", ["cluster"], live((rt, set) => {
     for (const c of rt.clusters.values()) if (c.breaker) set([c.name], BREAKER_STATE[c.breaker.state]);
   })));

@@ -3,7 +3,8 @@
  * that snapshot, so a reload never changes the rules under an in-flight request.
  */
 import type { Config } from "../config/schema.ts";
-import { buildRuntime, type Runtime } from "./build.ts";
+import { buildRuntime } from "./build.ts";
+import type { Runtime } from "../proxy/context.ts";
 
 /**
  * Puts a validated config in force in every worker (a push through the admin API or the config

@@ -8,7 +8,6 @@
  * is configured. Endpoint health, ejections and breakers are the serving process's view (worker 0
  * with workers); traffic, tries and last failures are the machine's.
  */
-import type { Runtime } from "./build.ts";
 import type { ConfigChange, RuntimeRef } from "./runtime-ref.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import { lastFailureMessage } from "../upstream/health/tries.ts";
@@ -16,6 +15,7 @@ import { isAvailable } from "../upstream/health/state.ts";
 import { type EndpointJudged, errorCount, judgeCluster, judgeEndpoint, judgeRoute, type State, WINDOW_MS } from "../observe/status-judge.ts";
 import { type Counts, countsBetween, emptyReading, pairKey, quantileMs, type Reading, READING_INTERVAL_MS, ReadingRing, readExposition, readingBefore, triesBetween } from "../observe/status-history.ts";
 import { type EndpointFailure, machineMetrics } from "../observe/worker-metrics.ts";
+import type { Runtime } from "../proxy/context.ts";
 
 export type { State } from "../observe/status-judge.ts";
 

@@ -4,8 +4,7 @@ import { UpstreamTlsSchema } from "../security/tls-schema.ts";
 import { BalancerSchema } from "./balancers/schema.ts";
 import { DiscoverySchema } from "./discovery/schema.ts";
 import { HealthCheckSchema, OutlierSchema } from "./health/schema.ts";
-import { BreakerSchema, LimitsSchema } from "./limits-schema.ts";
-import { RetryBudgetSchema } from "./limits-schema.ts";
+import { BreakerSchema, LimitsSchema, RetryBudgetSchema } from "./limits-schema.ts";
 
 /** An endpoint: `http://host:port` or `https://host:port` (a bare `host:port` means http). */
 export const EndpointSchema = z.union([

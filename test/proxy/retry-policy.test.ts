@@ -1,9 +1,10 @@
 /** The retry policy's pure decisions. */
 import { describe, expect, test } from "bun:test";
 import { errors, SwitchyardError } from "../../src/util/errors.ts";
-import { backoffDelay, methodRetryable, retriesError, retriesStatus, retryAfterMs } from "../../src/proxy/retry.ts";
+import { backoffDelay, methodRetryable, retriesError, retriesStatus } from "../../src/proxy/retry.ts";
 import { RetryPolicySchema } from "../../src/proxy/retry-schema.ts";
 import { RetryBudget } from "../../src/upstream/retry-budget.ts";
+import { retryAfterMs } from "../../src/util/retry-after.ts";
 
 const policy = (raw: Record<string, unknown> = {}) => RetryPolicySchema.parse(raw);
 const refused = SwitchyardError.from(Object.assign(new Error("x"), { code: "ECONNREFUSED" }));

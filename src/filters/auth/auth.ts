@@ -5,10 +5,10 @@
  * which wins over no credential at all (401, unless `optional`). 401s carry a WWW-Authenticate
  * challenge per scheme (RFC 9110 §11.6.1, RFC 6750 §3).
  */
-import type { ProxyContext } from "../../proxy/context.ts";
+import type { ProxyContext, Filter } from "../../proxy/context.ts";
 import { SwitchyardError } from "../../util/errors.ts";
 import { metrics } from "../../observe/metrics.ts";
-import type { Filter, FilterFactory, RuntimeDeps } from "../filter.ts";
+import type { FilterFactory, RuntimeDeps } from "../filter.ts";
 import { apiKeyProvider } from "./api-key.ts";
 import { extAuthzProvider } from "./ext-authz.ts";
 import { introspectionProvider } from "./introspection.ts";

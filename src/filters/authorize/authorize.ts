@@ -4,9 +4,9 @@
  * denial. A denial is 403 `forbidden` (RFC 9110 §15.5.4), naming the rule but nothing about why.
  */
 import { metrics } from "../../observe/metrics.ts";
-import type { ProxyContext } from "../../proxy/context.ts";
+import type { ProxyContext, Filter } from "../../proxy/context.ts";
 import { SwitchyardError } from "../../util/errors.ts";
-import type { Filter, FilterFactory } from "../filter.ts";
+import type { FilterFactory } from "../filter.ts";
 import { compileRules } from "./rules.ts";
 import type { AuthorizeFilterConfig } from "./schema.ts";
 

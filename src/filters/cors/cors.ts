@@ -3,9 +3,9 @@
  * Access-Control-* headers to every response for an allowed origin. CORS is not access control —
  * a request from an origin that is not allowed is still forwarded; the browser hides the answer.
  */
-import type { ProxyContext } from "../../proxy/context.ts";
+import type { ProxyContext, Filter } from "../../proxy/context.ts";
 import { SwitchyardError } from "../../util/errors.ts";
-import type { Filter, FilterFactory } from "../filter.ts";
+import type { FilterFactory } from "../filter.ts";
 import type { CorsFilterConfig } from "./schema.ts";
 
 export const corsFilter: FilterFactory<CorsFilterConfig> = (config) => {

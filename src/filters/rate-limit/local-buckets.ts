@@ -11,6 +11,8 @@
  */
 import { type Clock, monotonicMs } from "../../util/clock.ts";
 import { type BucketShape, gcra, type Verdict } from "./gcra.ts";
+import { registry } from "../../observe/metrics.ts";
+import { Gauge } from "../../observe/registry.ts";
 
 /** Every store of this process in use, for the bucket-count gauge (weak, in case one is dropped without dispose). */
 const stores = new Set<WeakRef<LocalBuckets>>();
@@ -30,6 +32,14 @@ export function liveStores(): LocalBuckets[] {
   }
   return out;
 }
+
+// Registered where the stores live, so every process that has them reports them (with workers,
+// the supervisor holds the local ones and is the one that answers /metrics for them).
+registry.add(new Gauge("switchyard_rate_limit_buckets", "Rate-limit buckets tracked in memory, by limit (with workers, the supervisor holds the local ones).", ["limit"], (set) => {
+  const byLimit = new Map<string, number>();
+  for (const store of liveStores()) byLimit.set(store.name, (byLimit.get(store.name) ?? 0) + store.size);
+  for (const [limit, n] of byLimit) set([limit], n);
+}));
 
 const NONE = -1;
 const INITIAL_SLOTS = 1024;

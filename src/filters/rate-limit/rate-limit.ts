@@ -3,9 +3,9 @@
  * refuses answers 429 with Retry-After and the RateLimit fields (limits before it have counted
  * the request, as in Envoy). Allowed responses carry the fields too unless `response_headers: false`.
  */
-import type { ProxyContext } from "../../proxy/context.ts";
+import type { ProxyContext, Filter, FilterVerdict } from "../../proxy/context.ts";
 import { SwitchyardError } from "../../util/errors.ts";
-import type { Filter, FilterFactory, FilterVerdict, RuntimeDeps } from "../filter.ts";
+import type { FilterFactory, RuntimeDeps } from "../filter.ts";
 import { retryAfterSeconds, serviceLimitItem } from "./headers.ts";
 import { type LimitDecision, Limiter, localBuckets } from "./limiter.ts";
 import { RedisConnection } from "./redis-buckets.ts";

@@ -7,14 +7,14 @@
  * it would look mapped and not be. A rewritten body gets its exact Content-Length (and a weak
  * ETag: the bytes changed).
  */
-import type { ProxyContext, TransformSkip } from "../../proxy/context.ts";
+import type { ProxyContext, TransformSkip, Filter } from "../../proxy/context.ts";
 import { shortest } from "../../proxy/request-body.ts";
 import { errors, SwitchyardError } from "../../util/errors.ts";
 import { clientAborted } from "../../proxy/outcome.ts";
 import { metrics } from "../../observe/metrics.ts";
 import { INVALID_JSON, isJsonType, parseJson, TOO_DEEP, toJsonBytes } from "../../util/json.ts";
 import { readPrefix } from "../../util/read-bounded.ts";
-import type { Filter, FilterFactory } from "../filter.ts";
+import type { FilterFactory } from "../filter.ts";
 import { compilePath, containers, getAt, parsePath, removeAt, setAt, type Segment } from "./json-path.ts";
 import type { TransformFilterConfig, TransformOp } from "./schema.ts";
 

@@ -4,9 +4,9 @@
  * where, never the value: it may hold a secret) go to the access log and to metrics.
  */
 import { metrics } from "../../observe/metrics.ts";
-import type { ProxyContext } from "../../proxy/context.ts";
+import type { ProxyContext, Filter } from "../../proxy/context.ts";
 import { SwitchyardError } from "../../util/errors.ts";
-import type { Filter, FilterFactory } from "../filter.ts";
+import type { FilterFactory } from "../filter.ts";
 import { normalizeForInspection, RULES, type WafRule } from "./rules.ts";
 import type { WafFilterConfig } from "./schema.ts";
 

@@ -4,7 +4,7 @@
  * reply to `call.reply`, which makes the client's JSON answer (success or mapped gRPC error).
  */
 import { fromBinary, type JsonWriteOptions, toJson } from "@bufbuild/protobuf";
-import type { ProxyContext } from "../context.ts";
+import type { ProxyContext, RpcCall, Transcoder } from "../context.ts";
 import { errors, SwitchyardError } from "../../util/errors.ts";
 import { readBounded } from "../../util/read-bounded.ts";
 import { readWithinRouteTime } from "../request-body.ts";
@@ -15,23 +15,6 @@ import { encodeRequest } from "./request.ts";
 import type { GrpcTranscode } from "./schema.ts";
 import { rpcErrorResponse } from "./status.ts";
 import { malformed, type WireProtocol } from "./wire.ts";
-
-/** One prepared call: what forward.ts sends (on every try) and how the reply is read. */
-export interface RpcCall {
-  /** `/package.Service/Method`. */
-  readonly path: string;
-  /** The request body: the encoded message in the protocol's framing. */
-  readonly body: ArrayBuffer;
-  /** The upstream request's headers: the client's (as forwarded) with the protocol's set; `timeoutMs` is the call's time left. */
-  headers(forwarded: Headers, timeoutMs: number | undefined): Headers;
-  /** The client's JSON response from the upstream's reply; throws a 502 SwitchyardError when the reply is malformed. */
-  reply(ctx: ProxyContext, response: Response): Promise<Response>;
-}
-
-export interface Transcoder {
-  /** The call for this request, or the client's error (404, 405, 413, 415, 400). */
-  prepare(ctx: ProxyContext): Promise<RpcCall | SwitchyardError>;
-}
 
 const PROTOCOLS = { connect: connectProtocol, "grpc-web": grpcWebProtocol } satisfies Record<GrpcTranscode["protocol"], WireProtocol>;
 
