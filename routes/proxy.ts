@@ -82,6 +82,7 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
     headers: request.headers,
     plainHeaders,
     startedAt: performance.now(),
+    deadline: 0,
     attempt: 0,
     deferredReport: 0,
     triedEndpoints: new Set(),

@@ -73,8 +73,11 @@ export interface CacheState {
   /** The stored variant, when there is one (revalidation, stale-if-error). */
   readonly stored?: { entry: Entry; body: Uint8Array };
   readonly requestTime: number;
+  /** Held while this request leads a collapsed miss; released once its answer is stored (or cannot be). */
+  collapseRelease?: () => void;
+  /** The store took over releasing the collapse (it does so when the entry is written). */
+  collapseDeferred?: boolean;
 }
-
 
 export class HttpCache {
   private readonly memory: MemoryLru<Cached>;

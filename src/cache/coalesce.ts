@@ -5,7 +5,7 @@
  * larger one than max_body, carries a Set-Cookie, or fails first. In-process only.
  */
 import { metrics } from "../observe/metrics.ts";
-import type { ProxyContext } from "../proxy/context.ts";
+import type { MatchedContext } from "../proxy/context.ts";
 import { Broadcast, broadcastBody } from "./broadcast.ts";
 import type { CoalesceConfig } from "./hold-schema.ts";
 
@@ -18,12 +18,12 @@ const NOT_SHARED = ["authorization", "cookie", "x-api-key", "proxy-authorization
 /** The request headers that are part of the key, so an answer may Vary on these only. */
 const KEYED = new Set(["accept", "accept-encoding", "accept-language"]);
 
-export function coalesceKey(ctx: ProxyContext): string | undefined {
+export function coalesceKey(ctx: MatchedContext): string | undefined {
   // An authenticated caller's answer may be its own, whatever header carried the credential.
   if (ctx.method !== "GET" || ctx.auth !== undefined) return undefined;
   const h = ctx.headers;
   for (const name of NOT_SHARED) if (h.has(name)) return undefined;
-  return [ctx.route!.name, ctx.host, ctx.path, ctx.query, h.get("accept") ?? "", h.get("accept-encoding") ?? "", h.get("accept-language") ?? ""].join("\n");
+  return [ctx.route.name, ctx.host, ctx.path, ctx.query, h.get("accept") ?? "", h.get("accept-encoding") ?? "", h.get("accept-language") ?? ""].join("\n");
 }
 
 export interface Leader {

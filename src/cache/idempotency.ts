@@ -7,7 +7,7 @@
  */
 import { wallSeconds } from "../util/clock.ts";
 import { readBounded } from "../util/read-bounded.ts";
-import type { ProxyContext } from "../proxy/context.ts";
+import type { MatchedContext } from "../proxy/context.ts";
 import { errorResponse, SwitchyardError } from "../util/errors.ts";
 import { sharedStore, type Store } from "../store/client.ts";
 import type { IdempotencyConfig } from "./hold-schema.ts";
@@ -20,11 +20,11 @@ export interface Claim {
   abandon(): void;
 }
 
-function problem(code: string, status: number, message: string, ctx: ProxyContext): Response {
+function problem(code: string, status: number, message: string, ctx: MatchedContext): Response {
   return errorResponse(new SwitchyardError({ code, status, source: "client", message }), ctx.requestId);
 }
 
-async function fingerprint(ctx: ProxyContext, body: ArrayBuffer | undefined): Promise<string> {
+async function fingerprint(ctx: MatchedContext, body: ArrayBuffer | undefined): Promise<string> {
   const hasher = new Bun.CryptoHasher("sha256");
   hasher.update(`${ctx.method}\n${ctx.host}\n${ctx.path}?${ctx.query}\n${ctx.headers.get("content-type") ?? ""}\n`);
   if (body) hasher.update(new Uint8Array(body));
@@ -35,12 +35,12 @@ async function fingerprint(ctx: ProxyContext, body: ArrayBuffer | undefined): Pr
  * For a request the route's idempotency applies to: a replayed, 409 or 422 response, or a claim.
  * `body` is the request body, already read (≤ max_body).
  */
-export async function claimIdempotencyKey(ctx: ProxyContext, config: IdempotencyConfig, key: string, body: ArrayBuffer | undefined): Promise<Response | Claim> {
+export async function claimIdempotencyKey(ctx: MatchedContext, config: IdempotencyConfig, key: string, body: ArrayBuffer | undefined): Promise<Response | Claim> {
   if (!KEY_RE.test(key)) return problem("bad_idempotency_key", 400, "the Idempotency-Key must be 1 to 255 visible ASCII characters", ctx);
   const store = await sharedStore(config.path);
   // Scoped to the caller: the same key from other credentials is another record.
   const caller = new Bun.CryptoHasher("sha256").update(`${ctx.headers.get("authorization") ?? ""}\n${ctx.headers.get("cookie") ?? ""}\n${ctx.headers.get("x-api-key") ?? ""}`).digest("hex").slice(0, 32);
-  const recordKey = `${ctx.route!.name}\n${caller}\n${key}`;
+  const recordKey = `${ctx.route.name}\n${caller}\n${key}`;
   const print = await fingerprint(ctx, body);
   const now = wallSeconds();
   const claimed = await store.execute(
@@ -89,12 +89,12 @@ async function save(store: Store, recordKey: string, status: number, headers: [s
 }
 
 /** How long an in-flight claim holds: the route's request timeout (or 5 minutes without one) plus a margin, within the ttl. */
-function inFlightSeconds(ctx: ProxyContext, config: IdempotencyConfig): number {
-  const request = ctx.route!.config.timeouts.request;
+function inFlightSeconds(ctx: MatchedContext, config: IdempotencyConfig): number {
+  const request = ctx.route.config.timeouts.request;
   return Math.min(config.ttl, (request > 0 ? request : 300_000) + 30_000) / 1000;
 }
 
-async function answerExisting(ctx: ProxyContext, store: Store, recordKey: string, print: string): Promise<Response> {
+async function answerExisting(ctx: MatchedContext, store: Store, recordKey: string, print: string): Promise<Response> {
   const row = (await store.execute("SELECT fingerprint, state, status, headers, body FROM idempotency WHERE record_key = ?", [recordKey])).rows[0];
   if (row === undefined) return problem("idempotency_request_in_progress", 409, "a request with this Idempotency-Key is being processed; retry later", ctx);
   if (String(row.fingerprint) !== print) {

@@ -52,37 +52,44 @@ function notCached(ctx: ProxyContext): Response {
   return errorResponse(error, ctx.requestId);
 }
 
-/** Either a response straight from the cache, or the state the forward phase carries on with. */
-export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Response | CacheState | undefined> {
+/** What the cache phase found: an answer (and, within stale-while-revalidate, the entry to refresh), or the state the forward phase carries on with. */
+export type Looked = { answer: Response; refresh?: CacheState } | CacheState;
+
+/** Either a response straight from the cache, or the state the forward phase carries on with; undefined for a method the cache does not answer. */
+export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Looked | undefined> {
   if (!CACHEABLE_METHODS.has(ctx.method)) return undefined;
   const key = rc.key(keyFacts(ctx));
   const requestTime = wallSeconds();
   const found = await rc.cache.lookup(key, ctx.headers);
   if (found === undefined) {
-    if (ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return notCached(ctx);
-    if (!rc.config.collapse.enabled || ctx.method !== "GET") return { key, requestTime };
-    return (await collapse(ctx, rc, key, requestTime, undefined)) ?? { key, requestTime };
+    if (ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return { answer: notCached(ctx) };
+    const state: CacheState = { key, requestTime };
+    if (!rc.config.collapse.enabled || ctx.method !== "GET") return state;
+    const led = await collapse(ctx, rc, state, undefined);
+    return led === undefined ? state : { answer: led };
   }
   const { entry, body } = found;
   const d = decide(ctx.headers, entry, requestTime, rc.cache.config.heuristic_max / 1000);
-  if (d.use === "revalidate" && ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return notCached(ctx);
+  if (d.use === "revalidate" && ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return { answer: notCached(ctx) };
   if (d.use === "revalidate") {
+    const state: CacheState = { key, stored: found, requestTime };
     // A popular stale key: one request revalidates, the others wait for its refreshed entry.
     if (rc.config.collapse.enabled && ctx.method === "GET") {
-      const refreshed = await collapse(ctx, rc, key, requestTime, entry.responseTime);
-      if (refreshed !== undefined) return refreshed;
+      const refreshed = await collapse(ctx, rc, state, entry.responseTime);
+      if (refreshed !== undefined) return { answer: refreshed };
     }
     ctx.upstreamExtraHeaders = revalidationHeaders(entry.headers);
-    return { key, stored: found, requestTime };
+    return state;
   }
+  let refresh: CacheState | undefined;
   if (d.use === "stale-while-revalidate") {
     ctx.upstreamExtraHeaders = revalidationHeaders(entry.headers);
-    ctx.backgroundRevalidate = { key, stored: found, requestTime };
+    refresh = { key, stored: found, requestTime };
   }
   const label = d.use === "fresh" ? "HIT" : "STALE";
   // A conditional request the stored response satisfies gets 304 (RFC 9110 §13.2.2).
   const status = notModifiedFor(ctx.headers, entry.headers, entry.status) ? 304 : entry.status;
-  return fromStore(ctx, entry, body, label, d.age, status);
+  return { answer: fromStore(ctx, entry, body, label, d.age, status), refresh };
 }
 
 /**
@@ -94,10 +101,11 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
  * proxy_cache_lock and Varnish do). Undefined when waiting gave nothing usable: the request then
  * goes upstream itself.
  */
-async function collapse(ctx: ProxyContext, rc: RouteCache, key: string, arrivedAt: number, staleSince: number | undefined): Promise<Response | undefined> {
+async function collapse(ctx: ProxyContext, rc: RouteCache, state: CacheState, staleSince: number | undefined): Promise<Response | undefined> {
+  const { key, requestTime: arrivedAt } = state;
   const leadership = await rc.cache.collapser.acquire(key, rc.config.collapse.lease / 1000);
   if (leadership.lead) {
-    ctx.collapseRelease = leadership.release;
+    state.collapseRelease = leadership.release;
     return undefined;
   }
   metrics.collapsedWaiters.inc(["collapse"]);
@@ -166,7 +174,7 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
     !headers.has("set-cookie") && // never share one client's cookie with others (as nginx does by default)
     isStorable({ method: ctx.method, requestHeaders: ctx.headers, authenticated: ctx.auth !== undefined, status: upstream.status, responseHeaders: headers });
   if (!storable) {
-    ctx.collapseRelease?.(); // followers go upstream themselves
+    state.collapseRelease?.(); // followers go upstream themselves
     return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });
   }
   const vary = varyNames(headers.get("vary"));
@@ -177,7 +185,7 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
   // Followers in this process are streamed the answer as it arrives (bounded: max_object).
   let source = upstream.body;
   const length = Number(headers.get("content-length") ?? Number.NaN);
-  if (ctx.collapseRelease !== undefined && source !== null && length <= rc.cache.config.max_object) {
+  if (state.collapseRelease !== undefined && source !== null && length <= rc.cache.config.max_object) {
     const shared = new Broadcast(upstream.status, upstream.statusText, headers, new Headers(selecting));
     source = broadcastBody(source, shared, rc.cache.config.max_object);
     rc.cache.collapser.publish(state.key, shared);
@@ -188,9 +196,9 @@ export async function cacheOnResponse(ctx: ProxyContext, rc: RouteCache, state: 
       requestHeaders: selecting, requestTime: state.requestTime, responseTime, tags,
     },
     source,
-    () => ctx.collapseRelease?.(),
+    () => state.collapseRelease?.(),
   );
-  ctx.collapseDeferred = ctx.collapseRelease !== undefined;
+  state.collapseDeferred = state.collapseRelease !== undefined;
   return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers });
 }
 

@@ -8,7 +8,7 @@
 import { fanOut } from "./run.ts";
 import type { ComposePlan } from "./plan.ts";
 import type { Scope } from "./template.ts";
-import type { ProxyContext, RouteHandler } from "../proxy/context.ts";
+import type { MatchedContext, RouteHandler } from "../proxy/context.ts";
 import { Deadlines } from "../proxy/deadlines.ts";
 import { SwitchyardError } from "../util/errors.ts";
 import { clientAborted, fail } from "../proxy/outcome.ts";
@@ -16,7 +16,7 @@ import { respond } from "../proxy/respond.ts";
 import { handlerStop } from "../proxy/subrequest.ts";
 
 export function composeRoute(plan: ComposePlan): RouteHandler {
-  return async function compose(ctx: ProxyContext): Promise<Response> {
+  return async function compose(ctx: MatchedContext): Promise<Response> {
     const answers = new Map<string, unknown>();
     let query: URLSearchParams | undefined;
     const scope: Scope = {

@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import { clusterClients } from "./cluster-client.ts";
 import type { ModuleApp, ModuleBindings, ModuleEnv } from "./types.ts";
-import type { ProxyContext, CompiledRoute, RouteHandler } from "../proxy/context.ts";
+import type { MatchedContext, CompiledRoute, RouteHandler } from "../proxy/context.ts";
 import { Deadlines } from "../proxy/deadlines.ts";
 import { errors, SwitchyardError } from "../util/errors.ts";
 import { fail } from "../proxy/outcome.ts";
@@ -40,7 +40,7 @@ export function moduleRoute(options: ModuleRouteOptions): RouteHandler {
   });
   app.route("/", options.app);
 
-  return async function moduleHandler(ctx: ProxyContext): Promise<Response> {
+  return async function moduleHandler(ctx: MatchedContext): Promise<Response> {
     const stop = handlerStop(ctx);
     const { signal } = stop.controller;
     const stopped = new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }));
@@ -48,7 +48,7 @@ export function moduleRoute(options: ModuleRouteOptions): RouteHandler {
 
     const headers = new Headers(ctx.request.headers);
     if (ctx.requestBody !== undefined) headers.delete("content-length"); // a filter rewrote the body
-    const query = ctx.route!.rewriteQuery ? ctx.route!.rewriteQuery(ctx.query) : ctx.query;
+    const query = ctx.route.rewriteQuery ? ctx.route.rewriteQuery(ctx.query) : ctx.query;
     const request = new Request(`http://${ctx.host || "localhost"}${options.path(ctx.path)}${query === "" ? "" : `?${query}`}`, {
       method: ctx.method, headers, body: ctx.requestBody ?? ctx.request.body, signal, duplex: "half",
     } as RequestInit);
@@ -62,7 +62,7 @@ export function moduleRoute(options: ModuleRouteOptions): RouteHandler {
     } catch (e) {
       if (e instanceof SwitchyardError) return fail(ctx, e); // a cluster call's failure, a timeout, no route, the client gone
       console.error(JSON.stringify({
-        time: new Date().toISOString(), level: "error", msg: "route module threw", module, route: ctx.route!.name, request_id: ctx.requestId,
+        time: new Date().toISOString(), level: "error", msg: "route module threw", module, route: ctx.route.name, request_id: ctx.requestId,
         error: e instanceof Error ? `${e.name}: ${e.message}` : String(e), stack: e instanceof Error ? e.stack : undefined,
       }));
       return fail(ctx, moduleError(module));

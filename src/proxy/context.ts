@@ -9,7 +9,7 @@ import type { Server } from "bun";
 import type { AccessLog } from "../observe/access-log.ts";
 import type { AuthIdentity, CallRecord, ListenerInfo, RequestRecord, TransformSkip } from "../observe/request-record.ts";
 import type { ServerSpan, Tracer } from "../observe/tracing.ts";
-import type { CacheState, HttpCache, RouteCache } from "../cache/cache.ts";
+import type { HttpCache, RouteCache } from "../cache/cache.ts";
 import type { Config } from "../config/schema.ts";
 import type { ClientIdentity } from "../security/client-identity.ts";
 import type { Cluster, Endpoint } from "../upstream/cluster.ts";
@@ -57,18 +57,12 @@ export interface ProxyContext extends RequestRecord {
   connectionHeld?: boolean;
   /** Admitted by the cluster's breaker ("probe": one of the half-open probes); its outcome is recorded at the end. */
   breakerAdmission?: "yes" | "probe";
-  /** Lets followers of a coalesced GET go upstream themselves if this leader ends without sharing. */
-  coalesceAbandon?: () => void;
-  /** Forgets this request's Idempotency-Key claim unless its answer was recorded (log phase). */
-  idempotencyAbandon?: () => void;
-  /** Held while this request leads a collapsed miss; released once its answer is stored (or cannot be). */
-  collapseRelease?: () => void;
-  /** The cache store took over releasing the collapse (it does so when the entry is written). */
-  collapseDeferred?: boolean;
   /** Headers added to the upstream request (a cache revalidation's validators). */
   upstreamExtraHeaders?: Record<string, string>;
-  /** Served stale within stale-while-revalidate: refresh this entry in the background. */
-  backgroundRevalidate?: CacheState;
+  /** What the request's holds keep until it ends (a claim, a lease, a place as leader): given back by the log phase. */
+  releases?: (() => void)[];
+  /** See RoutedContext.deadline; 0 until a route is matched. */
+  deadline: number;
   /** A retry of this request holds a place in the cluster's retry budget. */
   retryHeld?: boolean;
   /** The verified client certificate, on an mTLS listener. */
@@ -92,7 +86,50 @@ export interface ProxyContext extends RequestRecord {
 }
 
 /** Answers a request here instead of forwarding it to one cluster (composition, a module); ends with respond() or fail(). */
-export type RouteHandler = (ctx: ProxyContext) => Promise<Response>;
+export type RouteHandler = (ctx: MatchedContext) => Promise<Response>;
+
+/**
+ * A request once its route is matched (pipeline.ts, phase 1): the phases after match take this (or
+ * RoutedContext), so none of them asserts that a route is there.
+ */
+export interface MatchedContext extends ProxyContext {
+  readonly route: CompiledRoute;
+}
+
+/** A matched request of a forwarding route: its cluster is chosen too (every phase from 3 on). */
+export interface RoutedContext extends MatchedContext {
+  cluster: Cluster;
+  /** performance.now() at which the route's request timeout passes; Infinity when it has none. */
+  readonly deadline: number;
+}
+
+/**
+ * A hold (idempotency, cache, coalescing) is to the upstream exchange what a filter is to the
+ * request: compiled per route once, in that order. Per request, `enter` answers now (a replay, a
+ * fresh hit, a coalesced copy), or lets the request go on — with a run that wraps the upstream's
+ * answer and may stand in for a failure. What a hold keeps for the request (a claim, a collapse
+ * lease, a place as leader) it gives back through ctx.releases, which the log phase empties
+ * whatever happened.
+ */
+export interface Hold {
+  readonly name: string;
+  enter(ctx: RoutedContext): HoldEntry | Promise<HoldEntry>;
+}
+
+/**
+ * A Response: answered now. An error: the request fails with it (phase 7). A run: the request goes
+ * upstream under the hold. Undefined: nothing to do for this request.
+ */
+export type HoldEntry = Response | SwitchyardError | HoldRun | undefined;
+
+export interface HoldRun {
+  /** Phase 6: wraps the upstream's answer on its way to the client (store while streaming, record, share). */
+  after?(upstream: Response): Response | Promise<Response>;
+  /** Phase 7: an answer that may stand in for a failure on the upstream's side (stale-if-error), if any. */
+  standIn?(error: SwitchyardError): Response | undefined;
+  /** The exchange goes on when the client leaves (its answer is awaited, e.g. to record it for a retry). */
+  readonly outlivesClient?: boolean;
+}
 
 export interface CompiledRoute {
   readonly name: string;
@@ -109,6 +146,8 @@ export interface CompiledRoute {
   readonly hostRewrite: string | undefined;
   readonly requestHeaders: CompiledHeaderRules | undefined;
   readonly responseHeaders: CompiledHeaderRules | undefined;
+  /** The route's holds (idempotency, cache, coalesce), in that order; empty when it has none. */
+  readonly holds: readonly Hold[];
   /** The route's filters by hook; undefined when it has none. */
   readonly filters: CompiledFilters | undefined;
   /** HTTP/JSON → RPC translation (grpc_transcode); undefined on plain HTTP routes. */
@@ -141,7 +180,7 @@ export interface Filter {
   /** The filter's type, used in logs and metrics. */
   readonly name: string;
   /** Phase 2. Returning a Response or an error ends the chain; the request is answered with it. */
-  onRequest?(ctx: ProxyContext): FilterVerdict | Promise<FilterVerdict>;
+  onRequest?(ctx: MatchedContext): FilterVerdict | Promise<FilterVerdict>;
   /** Phase 5, on every try's upstream request headers (after the route's own header rules). */
   onUpstreamRequest?(ctx: ProxyContext, headers: Headers): void;
   /**
@@ -186,10 +225,10 @@ export interface RpcCall {
   /** The upstream request's headers: the client's (as forwarded) with the protocol's set; `timeoutMs` is the call's time left. */
   headers(forwarded: Headers, timeoutMs: number | undefined): Headers;
   /** The client's JSON response from the upstream's reply; throws a 502 SwitchyardError when the reply is malformed. */
-  reply(ctx: ProxyContext, response: Response): Promise<Response>;
+  reply(ctx: RoutedContext, response: Response): Promise<Response>;
 }
 
 export interface Transcoder {
   /** The call for this request, or the client's error (404, 405, 413, 415, 400). */
-  prepare(ctx: ProxyContext): Promise<RpcCall | SwitchyardError>;
+  prepare(ctx: RoutedContext): Promise<RpcCall | SwitchyardError>;
 }

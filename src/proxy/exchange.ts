@@ -7,7 +7,7 @@
 import { metrics } from "../observe/metrics.ts";
 import type { ClientSpan } from "../observe/tracing.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
-import type { ProxyContext } from "./context.ts";
+import type { RoutedContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "../util/errors.ts";
 import { type TryOutcome, tryHedged, tryOnce } from "./hedge.ts";
@@ -27,8 +27,8 @@ export type Exchanged =
  * Load shedding before any work: the breaker, then the cluster's request limit (what is admitted
  * is given back by the log phase). An error means: do not send.
  */
-export function admit(ctx: ProxyContext): SwitchyardError | undefined {
-  const cluster = ctx.cluster!;
+export function admit(ctx: RoutedContext): SwitchyardError | undefined {
+  const cluster = ctx.cluster;
   if (cluster.breaker !== undefined) {
     const admission = cluster.breaker.admit();
     if (admission === "no") return errors.circuitOpen(cluster.name);
@@ -44,9 +44,9 @@ export function admit(ctx: ProxyContext): SwitchyardError | undefined {
  * `body`: the kept request body (else the request's own streams once). `followClient`: a client
  * that leaves aborts the exchange (not under an Idempotency-Key claim, whose answer is awaited).
  */
-export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined, retries: boolean, followClient: boolean): Promise<Exchanged> {
-  const cluster = ctx.cluster!;
-  const route = ctx.route!;
+export async function exchange(ctx: RoutedContext, body: ArrayBuffer | undefined, retries: boolean, followClient: boolean): Promise<Exchanged> {
+  const cluster = ctx.cluster;
+  const route = ctx.route;
   const policy = route.config.retry;
   let current: Deadlines | undefined;
   const signal = ctx.request.signal;
@@ -80,7 +80,7 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
         })
       : await tryOnce(ctx, endpoint, current, body);
     const deadlines = (current = outcome.deadlines);
-    releaseRetry(ctx);
+    releaseRetry(ctx, cluster);
     noteTry(ctx, outcome, true);
     if (!outcome.ok) {
       deadlines.clear();
@@ -105,7 +105,7 @@ export async function exchange(ctx: ProxyContext, body: ArrayBuffer | undefined,
       upstream = whole;
     }
     // The per-try limit no longer applies; the route's own deadline covers the body.
-    if (perTry > 0) deadlines.restartRequestTimer(route.config.timeouts.request > 0 ? Math.max(1, timeLeft(ctx)) : 0);
+    if (perTry > 0) deadlines.restartRequestTimer(ctx.deadline !== Number.POSITIVE_INFINITY ? Math.max(1, timeLeft(ctx)) : 0);
     return { ok: true, response: upstream, deadlines };
   }
 }
@@ -116,8 +116,8 @@ function abortError(signal: AbortSignal): SwitchyardError {
 }
 
 /** 4 select: an endpoint not yet tried by this request (any, once all have been), counted as busy. */
-export function select(ctx: ProxyContext): Endpoint | undefined {
-  const cluster = ctx.cluster!;
+export function select(ctx: RoutedContext): Endpoint | undefined {
+  const cluster = ctx.cluster;
   const endpoint = cluster.pick(ctx, ctx.triedEndpoints) ?? cluster.pick(ctx);
   if (endpoint === undefined) return undefined;
   ctx.endpoint = endpoint;
@@ -131,22 +131,22 @@ export function select(ctx: ProxyContext): Endpoint | undefined {
  * After a failed try: is another allowed (attempts left, the cluster's retry budget, time left)?
  * If so, lets go of the failed try (its body, its endpoint) and waits the backoff; true = retry.
  */
-async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | undefined, upstream?: Response, deadlines?: Deadlines): Promise<boolean> {
-  const cluster = ctx.cluster!;
+async function mayRetry(ctx: RoutedContext, policy: RetryPolicy, wait: number | undefined, upstream?: Response, deadlines?: Deadlines): Promise<boolean> {
+  const cluster = ctx.cluster;
   if (ctx.attempt >= policy.attempts || !cluster.budget.allows() || cluster.budget.retrying >= cluster.limits.config.max_retries) return false;
   // A retry that can go to an endpoint not tried yet goes at once, as nginx's proxy_next_upstream
   // and HAProxy's redispatch do: backing off protects an endpoint from its own retries, and
   // waiting here only kept retries in flight (against the budget) while the failed endpoint was
   // spared anyway. A Retry-After is still honoured.
   const delay = wait ?? (hasUntried(cluster, ctx.triedEndpoints) ? 0 : backoffDelay(policy, ctx.attempt));
-  if (ctx.route!.config.timeouts.request > 0 && timeLeft(ctx) <= delay) return false;
+  if (ctx.deadline !== Number.POSITIVE_INFINITY && timeLeft(ctx) <= delay) return false;
   upstream?.body?.cancel().catch(() => {});
   deadlines?.clear();
   ctx.span?.endClients();
-  reportDeferred(ctx);
+  reportDeferred(ctx, cluster);
   ctx.endpoint!.active--;
   ctx.endpoint = undefined;
-  releaseConnection(ctx);
+  releaseConnection(ctx, cluster);
   // Taken now, not when the retry is sent, so that retries waiting out their backoff count too;
   // given back when the retry's answer (or failure) is in, or by the log phase.
   cluster.budget.retrying++;
@@ -161,7 +161,7 @@ async function mayRetry(ctx: ProxyContext, policy: RetryPolicy, wait: number | u
  * memory, or the failure — reported to outlier detection and noted on the try — when the body
  * did not arrive whole.
  */
-async function readWhole(ctx: ProxyContext, o: TryOutcome & { ok: true }, deadlines: Deadlines): Promise<Response | SwitchyardError> {
+async function readWhole(ctx: RoutedContext, o: TryOutcome & { ok: true }, deadlines: Deadlines): Promise<Response | SwitchyardError> {
   const upstream = o.response;
   try {
     const bytes = await upstream.arrayBuffer();
@@ -169,7 +169,7 @@ async function readWhole(ctx: ProxyContext, o: TryOutcome & { ok: true }, deadli
   } catch (e) {
     const error = bodyReadError(deadlines, e, upstream.headers.get("content-length"));
     ctx.deferredReport = 0;
-    if (error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true }, error);
+    if (error.source === "upstream") ctx.cluster.report(o.endpoint, { gatewayFailure: true }, error);
     const entry = ctx.tries?.[ctx.tries.length - 1];
     if (entry !== undefined) entry.error = error.code;
     o.span?.settle(upstream.status, error.code);
@@ -184,19 +184,19 @@ async function readWhole(ctx: ProxyContext, o: TryOutcome & { ok: true }, deadli
  * the try whose answer may reach the client; the log phase reports it): a body the upstream cuts
  * short is a gateway failure, and its 200 head must not reset the endpoint's failure count first.
  */
-function noteTry(ctx: ProxyContext, o: TryOutcome, deferrable = false): void {
+function noteTry(ctx: RoutedContext, o: TryOutcome, deferrable = false): void {
   if (o.ok) {
     recordTry(ctx, o.endpoint, o.startedAt, o.response.status, undefined, o.span);
     if (deferrable && o.response.status < 500) ctx.deferredReport = o.response.status;
-    else ctx.cluster!.report(o.endpoint, { status: o.response.status });
+    else ctx.cluster.report(o.endpoint, { status: o.response.status });
   } else {
     recordTry(ctx, o.endpoint, o.startedAt, undefined, o.error.code, o.span);
-    if (o.error.source === "upstream") ctx.cluster!.report(o.endpoint, { gatewayFailure: true }, o.error);
+    if (o.error.source === "upstream") ctx.cluster.report(o.endpoint, { gatewayFailure: true }, o.error);
   }
 }
 
 /** A try's client span ends here when it failed; one with an answer stays open until its body is done with. */
-function recordTry(ctx: ProxyContext, endpoint: Endpoint, startedAt: number, status: number | undefined, error: string | undefined, span: ClientSpan | undefined): void {
+function recordTry(ctx: RoutedContext, endpoint: Endpoint, startedAt: number, status: number | undefined, error: string | undefined, span: ClientSpan | undefined): void {
   (ctx.tries ??= []).push({ endpoint: endpoint.address, status: status ?? null, error: error ?? null, ms: Math.round((performance.now() - startedAt) * 100) / 100 });
   if (span === undefined) return;
   span.settle(status, error);
@@ -204,18 +204,17 @@ function recordTry(ctx: ProxyContext, endpoint: Endpoint, startedAt: number, sta
 }
 
 /**
- * Milliseconds left of the route's request timeout: negative once it has passed; 0 when the
- * route has none (which callers read as "no limit").
+ * Milliseconds left of the route's request timeout (ctx.deadline): negative once it has passed;
+ * 0 when the route has none (which callers read as "no limit").
  */
-export function timeLeft(ctx: ProxyContext): number {
-  const timeout = ctx.route!.config.timeouts.request;
-  if (timeout <= 0) return 0;
-  const left = timeout - (performance.now() - ctx.startedAt);
+export function timeLeft(ctx: RoutedContext): number {
+  if (ctx.deadline === Number.POSITIVE_INFINITY) return 0;
+  const left = ctx.deadline - performance.now();
   return left > 0 ? left : -1;
 }
 
 /** Is some endpoint the request may go to now not yet tried by it? (No allocation: runs per retry.) */
-function hasUntried(cluster: NonNullable<ProxyContext["cluster"]>, tried: ReadonlySet<Endpoint>): boolean {
+function hasUntried(cluster: RoutedContext["cluster"], tried: ReadonlySet<Endpoint>): boolean {
   for (const e of cluster.available()) if (!tried.has(e)) return true;
   return false;
 }

@@ -6,7 +6,7 @@
 import type { Endpoint } from "../upstream/cluster.ts";
 import { watchBody } from "./body.ts";
 import { decompressRequest } from "./compress.ts";
-import type { ProxyContext } from "./context.ts";
+import type { RoutedContext } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "../util/errors.ts";
 import { setForwarded, stripCredentials, stripHopByHop } from "./headers.ts";
@@ -27,8 +27,8 @@ const WARM_MS = 2_000;
  * The request headers for `cluster` (the request's own by default; a mirror passes its shadow's,
  * whose trust may differ), with `traceparent` (a traced try's own).
  */
-export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!, traceparent = ctx.traceparent): Headers {
-  const route = ctx.route!;
+export function upstreamHeaders(ctx: RoutedContext, cluster = ctx.cluster, traceparent = ctx.traceparent): Headers {
+  const route = ctx.route;
   const headers = new Headers(ctx.request.headers);
   const plain = ctx.plainHeaders === true;
   if (!plain) stripHopByHop(headers);
@@ -49,9 +49,9 @@ export function upstreamHeaders(ctx: ProxyContext, cluster = ctx.cluster!, trace
 }
 
 /** The upstream URL of a try; the path and query are router.ts's upstreamTarget (what explain shows too). */
-export function upstreamUrl(ctx: ProxyContext, endpoint: Endpoint, scheme?: "ws"): string {
+export function upstreamUrl(ctx: RoutedContext, endpoint: Endpoint, scheme?: "ws"): string {
   const origin = scheme === "ws" ? endpoint.origin.replace(/^http/, "ws") : endpoint.origin;
-  return upstreamTarget(origin, ctx.route!, ctx.path, ctx.query, ctx.upstreamQueryRemove);
+  return upstreamTarget(origin, ctx.route, ctx.path, ctx.query, ctx.upstreamQueryRemove);
 }
 
 /**
@@ -102,11 +102,11 @@ function bunIdleSeconds(ms: number): number {
 }
 
 /** Sends the request to `endpoint`; resolves with the upstream's response head, body still streaming. */
-export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, kept?: ArrayBuffer, traceparent = ctx.traceparent): Promise<Response> {
+export async function forward(ctx: RoutedContext, endpoint: Endpoint, deadlines: Deadlines, kept?: ArrayBuffer, traceparent = ctx.traceparent): Promise<Response> {
   const request = ctx.request;
   let body: ReadableStream<Uint8Array> | ArrayBuffer | null = kept ?? ctx.requestBody ?? request.body;
   const declared = request.headers.get("content-length");
-  const route = ctx.route!;
+  const route = ctx.route;
   const compression = route.config.compression;
   // A body of unknown length is counted against the route's limit as it streams (a declared one was checked before).
   const maxBody = declared === null ? route.config.max_request_body : undefined;
@@ -153,7 +153,7 @@ export async function forward(ctx: ProxyContext, endpoint: Endpoint, deadlines: 
   }
   // A transcoded route sends its RPC (body: the encoded message, kept) and answers with its JSON reply.
   const rpc = ctx.rpc;
-  const stopGuard = guardConnect(endpoint, ctx.cluster!.config.timeouts.connect, deadlines);
+  const stopGuard = guardConnect(endpoint, ctx.cluster.config.timeouts.connect, deadlines);
   ctx.upstreamStartedAt = performance.now();
   try {
     const headers = upstreamHeaders(ctx, ctx.cluster, traceparent);

@@ -7,7 +7,7 @@
 import { metrics } from "../observe/metrics.ts";
 import type { ClientSpan } from "../observe/tracing.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
-import type { ProxyContext } from "./context.ts";
+import type { RoutedContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import { SwitchyardError } from "../util/errors.ts";
 import { forward } from "./forward.ts";
@@ -20,12 +20,12 @@ export type TryOutcome =
   | { ok: false; error: SwitchyardError; endpoint: Endpoint; deadlines: Deadlines; startedAt: number; span: ClientSpan | undefined };
 
 /** The client span of a try about to start (its resend count: the tries before it). */
-function trySpan(ctx: ProxyContext, endpoint: Endpoint): ClientSpan | undefined {
+function trySpan(ctx: RoutedContext, endpoint: Endpoint): ClientSpan | undefined {
   return ctx.span === undefined ? undefined : ctx.span.startClient(endpoint, ctx.method, ctx.attempt - 1);
 }
 
 /** One try, its failure caught as data. */
-export async function tryOnce(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined, span = trySpan(ctx, endpoint)): Promise<TryOutcome> {
+export async function tryOnce(ctx: RoutedContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined, span = trySpan(ctx, endpoint)): Promise<TryOutcome> {
   const startedAt = performance.now();
   try {
     const response = await forward(ctx, endpoint, deadlines, body, span?.traceparent);
@@ -47,7 +47,7 @@ interface Running {
   outcome?: TryOutcome;
 }
 
-function start(ctx: ProxyContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined): Running {
+function start(ctx: RoutedContext, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined): Running {
   const run = { endpoint, deadlines, startedAt: performance.now(), span: trySpan(ctx, endpoint) } as Running & { done: Promise<Running> };
   (run as { done: Promise<Running> }).done = tryOnce(ctx, endpoint, deadlines, body, run.span).then((o) => {
     run.outcome = o;
@@ -64,7 +64,7 @@ export type LostTry = TryOutcome | { endpoint: Endpoint; startedAt: number; span
  * lost. The returned outcome's endpoint is the request's from then on (ctx.endpoint).
  */
 export async function tryHedged(
-  ctx: ProxyContext, policy: RetryPolicy, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined,
+  ctx: RoutedContext, policy: RetryPolicy, endpoint: Endpoint, deadlines: Deadlines, body: ArrayBuffer | undefined,
   newDeadlines: () => Deadlines, onLoser: (loser: LostTry) => void,
 ): Promise<TryOutcome> {
   const a = start(ctx, endpoint, deadlines, body);
@@ -73,7 +73,7 @@ export async function tryHedged(
   clearTimeout(timer);
   if (early !== undefined) return early.outcome!;
 
-  const cluster = ctx.cluster!;
+  const cluster = ctx.cluster;
   const { limits, budget } = cluster;
   const allowed = ctx.attempt < policy.attempts && budget.allows() && budget.retrying < limits.config.max_retries && limits.connections < limits.config.max_connections;
   const other = allowed ? cluster.pick(ctx, ctx.triedEndpoints) : undefined;

@@ -5,7 +5,7 @@
  * Envoy does), so it can tell mirrored traffic apart.
  */
 import type { Cluster } from "../upstream/cluster.ts";
-import type { ProxyContext } from "./context.ts";
+import type { RoutedContext } from "./context.ts";
 import { upstreamHeaders, upstreamUrl } from "./forward.ts";
 import type { MirrorConfig } from "./mirror-schema.ts";
 
@@ -24,7 +24,7 @@ export function wantsMirror(config: MirrorConfig, request: Request, random: () =
 }
 
 /** Sends the copy; returns at once. `body` is the kept request body, if the request has one. */
-export function mirror(ctx: ProxyContext, shadow: Cluster, config: MirrorConfig, body: ArrayBuffer | undefined): void {
+export function mirror(ctx: RoutedContext, shadow: Cluster, config: MirrorConfig, body: ArrayBuffer | undefined): void {
   const endpoint = shadow.pick(ctx);
   if (endpoint === undefined || !shadow.limits.admitRequest()) return;
   const headers = upstreamHeaders(ctx, shadow);

@@ -1,5 +1,6 @@
 /** Phases 7 and 8: how every request ends — an error response, and exactly one log line. */
 import type { ProxyContext } from "./context.ts";
+import type { Cluster } from "../upstream/cluster.ts";
 import { recordRequest } from "../observe/metrics.ts";
 import { errorBody, errorResponse, SwitchyardError } from "../util/errors.ts";
 
@@ -23,7 +24,7 @@ export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
     const headers = new Headers(fallback.headers);
     headers.set("x-switchyard-fallback", "static");
     headers.set("x-request-id", ctx.requestId);
-    if (ctx.route!.config.retry) headers.set("x-switchyard-attempts", String(ctx.attempt));
+    if (ctx.route?.config.retry) headers.set("x-switchyard-attempts", String(ctx.attempt));
     responseFilters(ctx, headers, fallback.status);
     return new Response(ctx.method === "HEAD" ? null : fallback.body, { status: fallback.status, headers });
   }
@@ -73,15 +74,16 @@ export function log(ctx: ProxyContext): void {
  * and retry slots, collapse/idempotency/coalescing claims; records its breaker outcome.
  */
 export function release(ctx: ProxyContext): void {
-  reportDeferred(ctx);
+  // What the holds kept (a claim, a collapse lease, a place as coalescing leader).
+  if (ctx.releases !== undefined) for (const r of ctx.releases) r();
+  const cluster = ctx.cluster;
+  if (cluster === undefined) return; // not routed to a cluster: nothing of one is held
+  reportDeferred(ctx, cluster);
   if (ctx.endpoint !== undefined) ctx.endpoint.active--;
-  if (ctx.countedInCluster) ctx.cluster!.budget.active--;
-  if (ctx.limitAdmitted) ctx.cluster!.limits.releaseRequest();
-  releaseRetry(ctx);
-  releaseConnection(ctx);
-  if (!ctx.collapseDeferred) ctx.collapseRelease?.();
-  ctx.idempotencyAbandon?.();
-  ctx.coalesceAbandon?.();
+  if (ctx.countedInCluster) cluster.budget.active--;
+  if (ctx.limitAdmitted) cluster.limits.releaseRequest();
+  releaseRetry(ctx, cluster);
+  releaseConnection(ctx, cluster);
   if (ctx.breakerAdmission !== undefined) {
     // One outcome per request: a 5xx answer or an upstream failure counts against the cluster.
     // A request that never reached the upstream says nothing about it — unless it was a probe,
@@ -89,8 +91,8 @@ export function release(ctx: ProxyContext): void {
     const probe = ctx.breakerAdmission === "probe";
     if (ctx.attempt > 0) {
       const failed = ctx.error !== undefined ? ctx.error.source === "upstream" : (ctx.status ?? 0) >= 500;
-      ctx.cluster!.breaker!.record(failed, probe);
-    } else if (probe) ctx.cluster!.breaker!.record(true, true);
+      cluster.breaker!.record(failed, probe);
+    } else if (probe) cluster.breaker!.record(true, true);
   }
 }
 
@@ -100,25 +102,25 @@ export function release(ctx: ProxyContext): void {
  * deadline that fires mid-body is not held against the endpoint: a client that stopped reading
  * fires it too.)
  */
-export function reportDeferred(ctx: ProxyContext): void {
+export function reportDeferred(ctx: ProxyContext, cluster: Cluster): void {
   const status = ctx.deferredReport;
   if (status === undefined || status === 0 || ctx.endpoint === undefined) return;
   ctx.deferredReport = 0;
   const code = ctx.error?.code;
-  if (code === "upstream_reset" || code === "upstream_error") ctx.cluster!.report(ctx.endpoint, { gatewayFailure: true }, ctx.error);
-  else ctx.cluster!.report(ctx.endpoint, { status });
+  if (code === "upstream_reset" || code === "upstream_error") cluster.report(ctx.endpoint, { gatewayFailure: true }, ctx.error);
+  else cluster.report(ctx.endpoint, { status });
 }
 
 /** Gives back the request's connection slot, if it holds one (after a failed try, or at the end). */
-export function releaseConnection(ctx: ProxyContext): void {
+export function releaseConnection(ctx: ProxyContext, cluster: Cluster): void {
   if (!ctx.connectionHeld) return;
   ctx.connectionHeld = false;
-  ctx.cluster!.limits.releaseConnection();
+  cluster.limits.releaseConnection();
 }
 
 /** Gives back the request's place in its cluster's retry budget, if it holds one. */
-export function releaseRetry(ctx: ProxyContext): void {
+export function releaseRetry(ctx: ProxyContext, cluster: Cluster): void {
   if (!ctx.retryHeld) return;
   ctx.retryHeld = false;
-  ctx.cluster!.budget.retrying--;
+  cluster.budget.retrying--;
 }

@@ -1,6 +1,6 @@
 /** Phase 6: the upstream's response, on its way to the client, with the body watched to its end. */
 import { BODY_CANCELLED, watchBody } from "./body.ts";
-import type { ProxyContext, Filter } from "./context.ts";
+import type { MatchedContext, Filter } from "./context.ts";
 import type { Deadlines } from "./deadlines.ts";
 import { SwitchyardError } from "../util/errors.ts";
 import { compressible, compressStream, compressWhole, markEncoded, negotiate } from "./compress.ts";
@@ -28,12 +28,12 @@ export function bodyReadError(deadlines: Deadlines, e: unknown, length: number |
 }
 
 /** The upstream's headers, made the client's: changed in place (fetch's headers are mutable; a copy costs per request). */
-function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
+function responseHeaders(ctx: MatchedContext, upstream: Response): Headers {
   const headers = upstream.headers;
   stripHopByHop(headers);
-  ctx.route!.responseHeaders?.apply(headers);
+  ctx.route.responseHeaders?.apply(headers);
   headers.set("x-request-id", ctx.requestId);
-  if (ctx.route!.config.retry) headers.set("x-switchyard-attempts", String(ctx.attempt));
+  if (ctx.route.config.retry) headers.set("x-switchyard-attempts", String(ctx.attempt));
   responseFilters(ctx, headers, upstream.status);
   return headers;
 }
@@ -43,13 +43,13 @@ function responseHeaders(ctx: ProxyContext, upstream: Response): Headers {
  * mapping) before its headers are finished and its body is sent. `inMemory`: the body is
  * already read (a composed answer): sent whole with its length, however large.
  */
-export function respond(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, inMemory = false): Response | Promise<Response> {
-  const filters = ctx.route?.filters?.response;
+export function respond(ctx: MatchedContext, upstream: Response, deadlines: Deadlines, inMemory = false): Response | Promise<Response> {
+  const filters = ctx.route.filters?.response;
   if (filters === undefined || filters.length === 0 || upstream.body === null) return deliver(ctx, upstream, deadlines, inMemory);
   return filterResponse(ctx, upstream, deadlines, filters, inMemory);
 }
 
-async function filterResponse(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, filters: readonly Filter[], inMemory: boolean): Promise<Response> {
+async function filterResponse(ctx: MatchedContext, upstream: Response, deadlines: Deadlines, filters: readonly Filter[], inMemory: boolean): Promise<Response> {
   let response = upstream;
   try {
     for (const f of filters) response = (await f.onResponse!(ctx, response)) ?? response;
@@ -63,12 +63,12 @@ async function filterResponse(ctx: ProxyContext, upstream: Response, deadlines: 
 }
 
 /** `inMemory`: a filter's replacement, whose body is already read (sent whole when it has a length). */
-function deliver(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, inMemory: boolean): Response | Promise<Response> {
+function deliver(ctx: MatchedContext, upstream: Response, deadlines: Deadlines, inMemory: boolean): Response | Promise<Response> {
   const headers = responseHeaders(ctx, upstream);
   const length = Number(headers.get("content-length") ?? Number.NaN);
   ctx.status = upstream.status;
   // Compression is decided on the response's own headers, before the body is touched.
-  const compression = ctx.route!.config.compression;
+  const compression = ctx.route.config.compression;
   let algo: Algorithm | undefined;
   if (compression !== undefined && compressible(compression, upstream.status, headers)) {
     algo = ctx.method === "HEAD" ? undefined : negotiate(ctx.headers.get("accept-encoding"), compression.algorithms);
@@ -101,7 +101,7 @@ function deliver(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, in
 }
 
 /** A small fixed-length body, read whole under the same deadlines; a failure here can still be a clean 502/504. */
-async function respondBuffered(ctx: ProxyContext, upstream: Response, deadlines: Deadlines, init: ResponseInit, algo?: Algorithm): Promise<Response> {
+async function respondBuffered(ctx: MatchedContext, upstream: Response, deadlines: Deadlines, init: ResponseInit, algo?: Algorithm): Promise<Response> {
   let bytes: ArrayBuffer | Uint8Array;
   try {
     bytes = await upstream.arrayBuffer();

@@ -6,7 +6,7 @@
  */
 import { metrics } from "../observe/metrics.ts";
 import type { Cluster } from "../upstream/cluster.ts";
-import type { ProxyContext, CompiledRoute, CompiledFilters } from "./context.ts";
+import type { CompiledFilters, CompiledRoute, MatchedContext, ProxyContext, RoutedContext } from "./context.ts";
 import { errors, type SwitchyardError } from "../util/errors.ts";
 import { admit, type Exchanged, exchange } from "./exchange.ts";
 import type { CompiledHeaderRules } from "./headers.ts";
@@ -44,6 +44,7 @@ export function subrequestRoute(parent: ParentRoute, cluster: Cluster, own: { ti
     chooseCluster: () => cluster,
     handler: undefined,
     cache: undefined,
+    holds: [],
     mirror: undefined,
     test: () => false,
     rewritePath: undefined,
@@ -77,12 +78,14 @@ export interface SubrequestInit {
 }
 
 /** A context for one call; counted in its cluster's in-flight total until `endSubrequest`. */
-export function subrequest(parent: ProxyContext, init: SubrequestInit): ProxyContext {
+export function subrequest(parent: ProxyContext, init: SubrequestInit): RoutedContext {
   const q = init.target.indexOf("?");
   // The Request carries headers and the abort signal; a body, if any, is passed to sendSubrequest.
   const request = new Request(`http://subrequest.invalid${init.target}`, { method: init.method, headers: init.headers, signal: init.signal });
   const cluster = init.route.chooseCluster!(init.headers);
   cluster.budget.active++;
+  const startedAt = performance.now();
+  const timeout = init.route.config.timeouts.request;
   return {
     requestId: parent.requestId,
     traceparent: parent.traceparent,
@@ -98,9 +101,10 @@ export function subrequest(parent: ProxyContext, init: SubrequestInit): ProxyCon
     path: q === -1 ? init.target : init.target.slice(0, q),
     query: q === -1 ? "" : init.target.slice(q + 1),
     headers: request.headers,
-    startedAt: performance.now(),
+    startedAt,
     route: init.route,
     cluster,
+    deadline: timeout > 0 ? startedAt + timeout : Number.POSITIVE_INFINITY,
     countedInCluster: true,
     attempt: 0,
     deferredReport: 0,
@@ -114,23 +118,23 @@ export function subrequest(parent: ProxyContext, init: SubrequestInit): ProxyCon
 }
 
 /** Load shedding, then select → forward with the call's retry policy (a kept body can always be sent again). */
-export function sendSubrequest(child: ProxyContext, body: ArrayBuffer | undefined): Promise<Exchanged> {
+export function sendSubrequest(child: RoutedContext, body: ArrayBuffer | undefined): Promise<Exchanged> {
   if (body !== undefined) child.bytesIn = body.byteLength;
   const shed = admit(child);
   if (shed !== undefined) return Promise.resolve({ ok: false, error: shed, stale: false });
-  const policy = child.route!.config.retry;
+  const policy = child.route.config.retry;
   const retries = policy !== undefined && policy.attempts > 1 && methodRetryable(policy, child.method) && (body === undefined || body.byteLength <= policy.buffer_body);
   return exchange(child, body, retries, true);
 }
 
 /** Ends a call once its answer is read (or it failed): releases it, counts it, lists it in the parent's log line. */
-export function endSubrequest(parent: ProxyContext, child: ProxyContext, call: string, outcome: { status?: number; error?: SwitchyardError }): void {
+export function endSubrequest(parent: ProxyContext, child: RoutedContext, call: string, outcome: { status?: number; error?: SwitchyardError }): void {
   if (child.logged) return;
   child.logged = true;
   child.status = outcome.status;
   child.error = outcome.error;
   release(child);
-  const cluster = child.cluster!.name;
+  const cluster = child.cluster.name;
   const result = outcome.error?.code ?? `${Math.floor((outcome.status ?? 0) / 100)}xx`;
   metrics.subrequests.inc([parent.route?.name ?? "", call, cluster, result]);
   if (child.upstreamStartedAt !== undefined && child.upstreamHeadersAt !== undefined) metrics.upstreamDuration.observe([cluster], (child.upstreamHeadersAt - child.upstreamStartedAt) / 1000);
@@ -146,13 +150,11 @@ export function endSubrequest(parent: ProxyContext, child: ProxyContext, call: s
  * leaves (client_aborted) or the route's request timeout passes (upstream_timeout), so that its
  * sub-requests stop too. `done()` detaches it once the handler has its answer.
  */
-export function handlerStop(ctx: ProxyContext): { controller: AbortController; done(): void } {
+export function handlerStop(ctx: MatchedContext): { controller: AbortController; done(): void } {
   const controller = new AbortController();
   const onClientGone = () => controller.abort(clientAborted());
   ctx.request.signal.addEventListener("abort", onClientGone, { once: true });
-  const timeout = ctx.route!.config.timeouts.request;
-  const left = Math.max(1, timeout - (performance.now() - ctx.startedAt));
-  const timer = timeout > 0 ? setTimeout(() => controller.abort(errors.requestTimeout()), left) : undefined;
+  const timer = ctx.deadline !== Number.POSITIVE_INFINITY ? setTimeout(() => controller.abort(errors.requestTimeout()), Math.max(1, ctx.deadline - performance.now())) : undefined;
   return {
     controller,
     done() {

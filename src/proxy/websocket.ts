@@ -5,7 +5,7 @@
  */
 import type { ServerWebSocket, WebSocketHandler } from "bun";
 import type { Endpoint } from "../upstream/cluster.ts";
-import type { ProxyContext } from "./context.ts";
+import type { RoutedContext } from "./context.ts";
 import { SwitchyardError } from "../util/errors.ts";
 import { upstreamUrl } from "./forward.ts";
 import { forwardedFor } from "./headers.ts";
@@ -17,7 +17,7 @@ const UPSTREAM_HIGH_WATER = 1024 * 1024;
 const UPSTREAM_LOW_WATER = 256 * 1024;
 
 export interface WebSocketSession {
-  ctx: ProxyContext;
+  ctx: RoutedContext;
   upstream: WebSocket;
   /** Upstream messages that arrived before the client side was open. */
   early: (string | Buffer)[];
@@ -29,14 +29,14 @@ export function isWebSocketUpgrade(request: Request): boolean {
   return request.headers.get("upgrade")?.toLowerCase() === "websocket";
 }
 
-function handshakeHeaders(ctx: ProxyContext, traceparent: string): Record<string, string> {
+function handshakeHeaders(ctx: RoutedContext, traceparent: string): Record<string, string> {
   const out: Record<string, string> = {};
   const h = ctx.request.headers;
-  for (const name of ctx.route!.config.websocket_headers) {
+  for (const name of ctx.route.config.websocket_headers) {
     const v = h.get(name);
     if (v !== null) out[name.toLowerCase()] = v;
   }
-  if (!ctx.cluster!.config.trusted) {
+  if (!ctx.cluster.config.trusted) {
     delete out.authorization;
     delete out.cookie;
   }
@@ -48,8 +48,8 @@ function handshakeHeaders(ctx: ProxyContext, traceparent: string): Record<string
   out.traceparent = traceparent;
   // An mTLS listener with `forward_client_cert: set` states its verified one instead (as forward.ts does).
   if (ctx.clientCert !== undefined && ctx.listener.forwardClientCert === "set") out[XFCC] = xfccValue(ctx.clientCert);
-  if (ctx.route!.hostRewrite !== undefined) out.host = ctx.route!.hostRewrite;
-  const filters = ctx.route!.filters;
+  if (ctx.route.hostRewrite !== undefined) out.host = ctx.route.hostRewrite;
+  const filters = ctx.route.filters;
   if (filters === undefined || filters.upstreamRequest.length === 0) return out;
   // The route's filters (forwarded claims, client-certificate headers …) apply to the handshake too.
   const headers = new Headers(out);
@@ -65,7 +65,7 @@ function sendableCode(code: number, abrupt: number): number | undefined {
   return 1011;
 }
 
-function openUpstream(ctx: ProxyContext, endpoint: Endpoint, traceparent: string): Promise<{ upstream: WebSocket; early: (string | Buffer)[] }> {
+function openUpstream(ctx: RoutedContext, endpoint: Endpoint, traceparent: string): Promise<{ upstream: WebSocket; early: (string | Buffer)[] }> {
   const offered = ctx.request.headers.get("sec-websocket-protocol");
   const protocols = offered ? offered.split(",").map((p) => p.trim()).filter(Boolean) : [];
   const upstream = new WebSocket(upstreamUrl(ctx, endpoint, "ws"), {
@@ -76,7 +76,7 @@ function openUpstream(ctx: ProxyContext, endpoint: Endpoint, traceparent: string
   const early: (string | Buffer)[] = [];
   // Held only until the client side opens: its `open` handler replaces this handler.
   upstream.onmessage = (e) => early.push(e.data as string | Buffer);
-  const timeoutMs = ctx.cluster!.config.timeouts.connect || 30_000;
+  const timeoutMs = ctx.cluster.config.timeouts.connect || 30_000;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       upstream.terminate?.();
@@ -103,7 +103,7 @@ function openUpstream(ctx: ProxyContext, endpoint: Endpoint, traceparent: string
   });
 }
 
-export async function proxyWebSocket(ctx: ProxyContext, endpoint: Endpoint): Promise<Response> {
+export async function proxyWebSocket(ctx: RoutedContext, endpoint: Endpoint): Promise<Response> {
   let opened: Awaited<ReturnType<typeof openUpstream>>;
   ctx.upstreamStartedAt = performance.now();
   // The handshake's client span lasts as long as the session (it ends in the log phase).

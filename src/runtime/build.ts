@@ -20,6 +20,7 @@ import { HttpCache } from "../cache/cache.ts";
 import { buildRouteCache } from "../cache/serve.ts";
 import type { ProxyContext, CompiledFilters, Transcoder, CompiledRoute, RouteHandler, Runtime } from "../proxy/context.ts";
 import type { MirrorConfig } from "../proxy/mirror-schema.ts";
+import { compileHolds } from "../proxy/holds.ts";
 import { subrequestRoute } from "../proxy/subrequest.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
@@ -102,12 +103,14 @@ function finishRuntime(
         path: rewritePath ?? stripPrefix(r.match.path?.prefix),
       });
     }
+    const cache = r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache) : undefined;
     return {
       name,
       config: r,
       chooseCluster: handler !== undefined ? undefined : compileClusterChoice(r, clusters),
       handler,
-      cache: r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache) : undefined,
+      cache,
+      holds: compileHolds(r, cache),
       mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, config: r.mirror } : undefined,
       test: compileMatch(r.match),
       rewritePath,

@@ -7,7 +7,7 @@ import { parsePath } from "../../src/filters/transform/json-path.ts";
 import { transformFilter } from "../../src/filters/transform/transform.ts";
 import { TransformFilterSchema } from "../../src/filters/transform/schema.ts";
 import type { RuntimeDeps } from "../../src/filters/filter.ts";
-import type { ProxyContext } from "../../src/proxy/context.ts";
+import type { MatchedContext } from "../../src/proxy/context.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { rawRequest } from "../helpers/raw.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -322,12 +322,12 @@ describe("hostile bodies and peers", () => {
 
 describe("claims and config", () => {
   /** A context with a verified identity, as an auth filter leaves it. */
-  function contextWith(request: Request, claims: Record<string, unknown> | undefined): ProxyContext {
+  function contextWith(request: Request, claims: Record<string, unknown> | undefined): MatchedContext {
     return {
       request, headers: request.headers, method: request.method, bytesIn: 0,
       route: { config: { timeouts: { request: 5000, idle: 5000 } } },
       auth: claims === undefined ? undefined : { provider: "idp", kind: "jwt", subject: String(claims.sub), claims },
-    } as unknown as ProxyContext;
+    } as unknown as MatchedContext;
   }
 
   test("set from a claim takes the verified value (objects copied); an absent claim removes the field", async () => {

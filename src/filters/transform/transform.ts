@@ -7,7 +7,7 @@
  * it would look mapped and not be. A rewritten body gets its exact Content-Length (and a weak
  * ETag: the bytes changed).
  */
-import type { ProxyContext, TransformSkip, Filter } from "../../proxy/context.ts";
+import type { ProxyContext, TransformSkip, Filter, MatchedContext } from "../../proxy/context.ts";
 import { shortest } from "../../proxy/request-body.ts";
 import { errors, SwitchyardError } from "../../util/errors.ts";
 import { clientAborted } from "../../proxy/outcome.ts";
@@ -149,7 +149,7 @@ export const transformFilter: FilterFactory<TransformFilterConfig> = (config, de
       ? new SwitchyardError({ code: "unsupported_media_type", status: 415, source: "client", message: "this route maps JSON request bodies: send application/json without a content coding" })
       : skipped(ctx, "request", reason);
 
-  async function transformRequest(ctx: ProxyContext): Promise<SwitchyardError | undefined> {
+  async function transformRequest(ctx: MatchedContext): Promise<SwitchyardError | undefined> {
     const earlier = ctx.requestBody; // an earlier transform's output
     if (earlier === undefined && ctx.request.body === null) return undefined;
     if (earlier instanceof ReadableStream) return tooLarge(ctx);
@@ -159,7 +159,7 @@ export const transformFilter: FilterFactory<TransformFilterConfig> = (config, de
     if (earlier !== undefined) bytes = new Uint8Array(earlier);
     else {
       if (Number(ctx.headers.get("content-length") ?? Number.NaN) > max) return tooLarge(ctx); // never read
-      const timeouts = ctx.route!.config.timeouts;
+      const timeouts = ctx.route.config.timeouts;
       try {
         const read = await readPrefix(ctx.request.body!, max, shortest(timeouts.idle, timeouts.request), errors.clientTimeout);
         if ("stream" in read) {
@@ -173,7 +173,7 @@ export const transformFilter: FilterFactory<TransformFilterConfig> = (config, de
       }
       ctx.bytesIn = bytes.byteLength;
       // An unsized body read whole here is no longer counted on its way up: the route's limit applies now.
-      const limit = ctx.route!.config.max_request_body;
+      const limit = ctx.route.config.max_request_body;
       if (limit !== undefined && bytes.byteLength > limit) return errors.bodyTooLarge(limit);
     }
     const mapped = mapBody(bytes, onRequestBody!, ctx, maxDepth);

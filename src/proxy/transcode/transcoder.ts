@@ -4,7 +4,7 @@
  * reply to `call.reply`, which makes the client's JSON answer (success or mapped gRPC error).
  */
 import { fromBinary, type JsonWriteOptions, toJson } from "@bufbuild/protobuf";
-import type { ProxyContext, RpcCall, Transcoder } from "../context.ts";
+import type { RoutedContext, RpcCall, Transcoder } from "../context.ts";
 import { errors, SwitchyardError } from "../../util/errors.ts";
 import { readBounded } from "../../util/read-bounded.ts";
 import { readWithinRouteTime } from "../request-body.ts";
@@ -98,7 +98,7 @@ export function buildTranscoder(config: GrpcTranscode): Transcoder {
 }
 
 /** The JSON request body, whole: up to `max` bytes (413 beyond), JSON or untyped (415 otherwise), within the route's time. */
-async function readJsonBody(ctx: ProxyContext, max: number): Promise<Uint8Array | SwitchyardError> {
+async function readJsonBody(ctx: RoutedContext, max: number): Promise<Uint8Array | SwitchyardError> {
   const request = ctx.request;
   if (request.body === null) return new Uint8Array(0);
   const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
