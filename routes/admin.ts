@@ -1,15 +1,33 @@
 /** The admin listener's app: health, metrics, the admin API, the config service, cache purge. Never on the public port by default. */
 import { timingSafeEqual } from "node:crypto";
-import { Code } from "@connectrpc/connect";
 import { Hono } from "hono";
 import { toOpenMetrics } from "../src/observe/registry.ts";
 import { metricsText } from "../src/observe/worker-metrics.ts";
 import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { adminApiRoutes } from "./admin-api.ts";
 import { cacheRoutes } from "./cache.ts";
-import { CONFIG_SERVICE_PATH, configServiceRoutes, connectErrorResponse } from "./config-service.ts";
+import type { ConfigServiceOptions } from "./config-service.ts";
 import { statusRoutes } from "./status.ts";
 import { healthRoutes, type HealthOptions } from "./health.ts";
+
+/** The config service's path (config-service.ts checks it against the generated service's name). */
+export const CONFIG_SERVICE_PATH = "/switchyard.config.v1.ConfigService/";
+
+/** The config service (Connect, protobuf) is loaded with its first request: a proxy no control plane talks to never loads it. */
+function configService(options: ConfigServiceOptions): (request: Request) => Response | Promise<Response> {
+  let app: Hono | undefined;
+  return (request) => {
+    app ??= (require("./config-service.ts") as typeof import("./config-service.ts")).configServiceRoutes(options);
+    return app.fetch(request);
+  };
+}
+
+/** Connect clients read a Connect error (code unauthenticated), not our JSON error shape. */
+function connectUnauthenticated(message: string): Response {
+  const { connectErrorResponse } = require("./config-service.ts") as typeof import("./config-service.ts");
+  const { Code } = require("@connectrpc/connect") as typeof import("@connectrpc/connect");
+  return connectErrorResponse(Code.Unauthenticated, message, { "www-authenticate": "Bearer" });
+}
 
 export interface AdminOptions extends HealthOptions {
   runtime?: RuntimeRef;
@@ -34,8 +52,7 @@ export function adminRoutes(options: AdminOptions): Hono {
       const ok = a.length === b.length && timingSafeEqual(a, b);
       if (ok) return await next();
       const message = "the admin API needs Authorization: Bearer <admin.token>";
-      // Connect clients read a Connect error (code unauthenticated), not our JSON error shape.
-      if (c.req.path.startsWith(CONFIG_SERVICE_PATH)) return connectErrorResponse(Code.Unauthenticated, message, { "www-authenticate": "Bearer" });
+      if (c.req.path.startsWith(CONFIG_SERVICE_PATH)) return connectUnauthenticated(message);
       return c.json({ error: "unauthorized", message }, 401, { "www-authenticate": "Bearer" });
     });
   }
@@ -43,7 +60,8 @@ export function adminRoutes(options: AdminOptions): Hono {
     app.route("/", cacheRoutes(options.runtime));
     app.route("/", statusRoutes(options.runtime));
     app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")), applyConfig: options.applyConfig }));
-    app.route("/", configServiceRoutes({ runtime: options.runtime, applyConfig: options.applyConfig }));
+    const service = configService({ runtime: options.runtime, applyConfig: options.applyConfig });
+    app.all(`${CONFIG_SERVICE_PATH}*`, (c) => service(c.req.raw));
   }
   // Prometheus text (0.0.4), or OpenMetrics 1.0 when the scraper asks for it.
   app.get("/metrics", async (c) => {

@@ -8,7 +8,7 @@
 import { hostname } from "node:os";
 import pkg from "../../package.json" with { type: "json" };
 import { metrics, traceQueue } from "./metrics.ts";
-import { encodeSpans, type FinishedSpan, type SpanSource } from "./otlp.ts";
+import type { FinishedSpan, SpanSource } from "./otlp.ts";
 import type { TracingConfig } from "./tracing-schema.ts";
 import { retryAfterMs } from "../util/retry-after.ts";
 
@@ -137,7 +137,8 @@ export class SpanExporter {
   private async exportBatch(batch: FinishedSpan[]): Promise<void> {
     let body: Uint8Array;
     try {
-      body = encodeSpans(this.source, batch);
+      // The OTLP encoder (and protobuf) is loaded with the first batch: tracing off never loads it.
+      body = (require("./otlp.ts") as typeof import("./otlp.ts")).encodeSpans(this.source, batch);
     } catch (e) {
       this.fail(batch.length, `encoding failed: ${String(e)}`);
       return;

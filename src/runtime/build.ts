@@ -2,9 +2,6 @@
  * Config snapshot → frozen Runtime: everything computable ahead of time (route predicates,
  * rewrites, header rule sets, clusters with their balancers) is built here, once per reload.
  */
-import { composeRoute } from "../compose/route.ts";
-import { moduleRoute } from "../modules/route.ts";
-import { buildComposePlan } from "../compose/plan.ts";
 import type { Config } from "../config/schema.ts";
 import { compileFilters, type RuntimeDeps } from "../filters/filter.ts";
 import { credentialLocations } from "../filters/auth/auth.ts";
@@ -24,7 +21,6 @@ import { compileHolds } from "../proxy/holds.ts";
 import { subrequestRoute } from "../proxy/subrequest.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
-import { buildTranscoder } from "../proxy/transcode/transcoder.ts";
 import type { RouteCache } from "../cache/cache.ts";
 
 
@@ -94,8 +90,14 @@ function finishRuntime(
     const rewritePath = compileRewrite(r);
     const parent = { name, config: r, requestHeaders, filters };
     let handler: RouteHandler | undefined;
-    if (r.compose) handler = composeRoute(buildComposePlan(parent, r.compose, clusters));
+    if (r.compose) {
+      // Composition, modules and transcoding are loaded for a config that has such a route.
+      const { composeRoute } = require("../compose/route.ts") as typeof import("../compose/route.ts");
+      const { buildComposePlan } = require("../compose/plan.ts") as typeof import("../compose/plan.ts");
+      handler = composeRoute(buildComposePlan(parent, r.compose, clusters));
+    }
     if (r.module) {
+      const { moduleRoute } = require("../modules/route.ts") as typeof import("../modules/route.ts");
       handler = moduleRoute({
         module: r.module,
         app: modules.get(r.module)!.build({ name: r.module, clusters: [...clusters.keys()] }),
@@ -119,7 +121,7 @@ function finishRuntime(
       requestHeaders,
       responseHeaders: compileHeaderRules(r.headers?.response),
       filters,
-      transcode: r.grpc_transcode ? buildTranscoder(r.grpc_transcode) : undefined,
+      transcode: r.grpc_transcode ? (require("../proxy/transcode/transcoder.ts") as typeof import("../proxy/transcode/transcoder.ts")).buildTranscoder(r.grpc_transcode) : undefined,
     };
   });
   return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, dispose });

@@ -4,7 +4,7 @@
  * SQLITE_BUSY were reported as done yet never committed); after any error the client is recreated;
  * WAL so that readers never block the writer.
  */
-import { type Client, createClient, type InArgs, type ResultSet } from "@libsql/client";
+import type { Client, InArgs, ResultSet } from "@libsql/client";
 import { migrate } from "./migrate.ts";
 
 export interface Store {
@@ -22,6 +22,8 @@ export interface StoreOptions {
 
 export async function openStore(path: string, options: StoreOptions = {}): Promise<Store> {
   const timeout = options.busyTimeoutMs ?? 5000;
+  // Loaded with the first file opened: a config without a cache or idempotency never loads it.
+  const { createClient } = await import("@libsql/client");
   const connect = async (): Promise<Client> => {
     const c = createClient({ url: `file:${path}`, timeout, intMode: "number" });
     await c.execute("PRAGMA journal_mode = WAL");

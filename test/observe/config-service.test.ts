@@ -18,6 +18,7 @@ import {
   SnapshotSchema,
 } from "../../src/gen/switchyard/config/v1/config_pb.ts";
 import type { ConfigInput } from "../../src/config/schema.ts";
+import { CONFIG_SERVICE_PATH } from "../../routes/admin.ts";
 import { CLI, ROOT, writeTempConfig } from "../helpers/cli.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -488,4 +489,8 @@ describe("a part of the running config a push cannot express", () => {
     const without = await ownClient(false).pushSnapshot({ versionInfo: "removes-it", routes, clusters: { a: { endpoints: [{ address: a.origin }] } } });
     expect(without.accepted).toBe(true);
   });
+});
+
+test("the admin listener routes the generated service's own path to it (it is loaded only on first use)", () => {
+  expect(CONFIG_SERVICE_PATH).toBe(`/${ConfigService.typeName}/`);
 });

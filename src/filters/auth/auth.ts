@@ -9,10 +9,6 @@ import type { ProxyContext, Filter } from "../../proxy/context.ts";
 import { SwitchyardError } from "../../util/errors.ts";
 import { metrics } from "../../observe/metrics.ts";
 import type { FilterFactory, RuntimeDeps } from "../filter.ts";
-import { apiKeyProvider } from "./api-key.ts";
-import { extAuthzProvider } from "./ext-authz.ts";
-import { introspectionProvider } from "./introspection.ts";
-import { jwtProvider } from "./jwt.ts";
 import { type AuthProvider, challengeText, type Outcome, type UpstreamHeader } from "./provider.ts";
 import type { AuthFilterConfig, AuthProviderConfig } from "./schema.ts";
 import { secretNames } from "./token-source.ts";
@@ -24,12 +20,13 @@ interface Built {
   readonly provider: AuthProvider;
 }
 
+/** Each kind is loaded when a provider of it is configured (JWT brings jose): start-up loads only what the config uses. */
 function buildProvider(name: string, config: AuthProviderConfig): AuthProvider {
   switch (config.type) {
-    case "jwt": return jwtProvider(name, config);
-    case "introspection": return introspectionProvider(name, config);
-    case "ext_authz": return extAuthzProvider(name, config);
-    case "api_key": return apiKeyProvider(name, config);
+    case "jwt": return (require("./jwt.ts") as typeof import("./jwt.ts")).jwtProvider(name, config);
+    case "introspection": return (require("./introspection.ts") as typeof import("./introspection.ts")).introspectionProvider(name, config);
+    case "ext_authz": return (require("./ext-authz.ts") as typeof import("./ext-authz.ts")).extAuthzProvider(name, config);
+    case "api_key": return (require("./api-key.ts") as typeof import("./api-key.ts")).apiKeyProvider(name, config);
   }
 }
 
