@@ -11,6 +11,7 @@ import type { MatchedContext } from "../proxy/context.ts";
 import { errorResponse, SwitchyardError } from "../util/errors.ts";
 import { sharedStore, type Store } from "../store/client.ts";
 import type { IdempotencyConfig } from "./hold-schema.ts";
+import { responseFromMemory } from "../util/memory-body.ts";
 
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 
@@ -104,5 +105,5 @@ async function answerExisting(ctx: MatchedContext, store: Store, recordKey: stri
   const headers = new Headers(JSON.parse(String(row.headers)) as [string, string][]);
   headers.set("idempotent-replayed", "true");
   const body = row.body === null ? null : new Uint8Array(row.body as ArrayBuffer);
-  return new Response(body, { status: Number(row.status), headers });
+  return body === null ? new Response(null, { status: Number(row.status), headers }) : responseFromMemory(body, { status: Number(row.status), headers });
 }

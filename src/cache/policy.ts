@@ -5,10 +5,48 @@
 
 export type Directives = ReadonlyMap<string, string | true>;
 
+const NONE: Directives = new Map();
+
+/**
+ * What a stored response's headers say for every later hit, worked out once per headers object
+ * (a refresh replaces the object): its directives, its freshness lifetime, its Date and Age. The
+ * hit path then parses nothing of the stored response.
+ */
+interface StoredFacts {
+  readonly directives: Directives;
+  readonly lifetime: number;
+  readonly heuristicMax: number | undefined;
+}
+const storedFacts = new WeakMap<Headers, StoredFacts>();
+
+function factsOf(status: number, headers: Headers, heuristicMax: number | undefined): StoredFacts {
+  let facts = storedFacts.get(headers);
+  if (facts === undefined || facts.heuristicMax !== heuristicMax) {
+    facts = { directives: parseCacheControl(headers.get("cache-control")), lifetime: freshnessLifetime(status, headers, heuristicMax), heuristicMax };
+    storedFacts.set(headers, facts);
+  }
+  return facts;
+}
+
+/** Date and the first Age of a response (seconds; Date undefined when invalid), once per headers object. */
+const ageFacts = new WeakMap<Headers, { date: number | undefined; ageValue: number }>();
+
+function datesOf(headers: Headers): { date: number | undefined; ageValue: number } {
+  let facts = ageFacts.get(headers);
+  if (facts === undefined) {
+    // §5.1: of several Age values (a list, or repeated lines Headers joins with ", ") the first counts.
+    const age = headers.get("age");
+    const comma = age === null ? -1 : age.indexOf(",");
+    facts = { date: httpDate(headers.get("date")), ageValue: deltaSeconds((comma === -1 ? age : age!.slice(0, comma))?.trim()) ?? 0 };
+    ageFacts.set(headers, facts);
+  }
+  return facts;
+}
+
 /** Cache-Control (§5.2): comma-separated directives, names case-insensitive, values optionally quoted. */
 export function parseCacheControl(header: string | null): Directives {
+  if (!header) return NONE;
   const out = new Map<string, string | true>();
-  if (!header) return out;
   for (const part of header.split(",")) {
     const eq = part.indexOf("=");
     const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
@@ -138,11 +176,9 @@ export interface AgeFacts {
 
 /** current_age (§4.2.3). */
 export function currentAge(f: AgeFacts, now: number): number {
-  const date = httpDate(f.headers.get("date")) ?? f.responseTime;
-  // §5.1: of several Age values (a list, or repeated lines Headers joins with ", ") the first counts.
-  const age = f.headers.get("age");
-  const comma = age === null ? -1 : age.indexOf(",");
-  const ageValue = deltaSeconds((comma === -1 ? age : age!.slice(0, comma))?.trim()) ?? 0;
+  const dates = datesOf(f.headers);
+  const date = dates.date ?? f.responseTime;
+  const ageValue = dates.ageValue;
   // Date has whole seconds: against the receipt time's fraction it would add a random 0–1 s of
   // age (a max-age=1 answer would flip between fresh and stale with the sub-second phase).
   const apparentAge = Math.max(0, Math.floor(f.responseTime) - date);
@@ -183,10 +219,11 @@ export type Decision =
 
 export function decide(request: Headers, stored: Stored, now: number, heuristicMax?: number): Decision {
   const age = currentAge(stored, now);
-  const lifetime = freshnessLifetime(stored.status, stored.headers, heuristicMax);
-  const res = parseCacheControl(stored.headers.get("cache-control"));
-  const req = parseCacheControl(request.get("cache-control"));
-  const pragmaNoCache = !request.has("cache-control") && /(^|,)\s*no-cache\s*(,|$)/i.test(request.get("pragma") ?? "");
+  const { lifetime, directives: res } = factsOf(stored.status, stored.headers, heuristicMax);
+  const requestCc = request.get("cache-control");
+  const req = parseCacheControl(requestCc);
+  const pragma = requestCc === null ? request.get("pragma") : null;
+  const pragmaNoCache = pragma !== null && /(^|,)\s*no-cache\s*(,|$)/i.test(pragma);
   // §5.2.2.4 / §5.2.1.4: no-cache (either side) means validate before every use.
   if (res.has("no-cache") || req.has("no-cache") || pragmaNoCache) return { use: "revalidate", age };
   const reqMaxAge = deltaSeconds(req.get("max-age"));
@@ -208,9 +245,9 @@ export function decide(request: Headers, stored: Stored, now: number, heuristicM
 
 /** May this stale response be served because the upstream failed (RFC 5861 §4)? */
 export function staleIfErrorAllows(request: Headers, stored: Stored, now: number, heuristicMax?: number): boolean {
-  const res = parseCacheControl(stored.headers.get("cache-control"));
+  const { lifetime, directives: res } = factsOf(stored.status, stored.headers, heuristicMax);
   if (res.has("must-revalidate") || res.has("proxy-revalidate") || res.has("s-maxage") || res.has("no-cache")) return false;
-  const staleness = currentAge(stored, now) - freshnessLifetime(stored.status, stored.headers, heuristicMax);
+  const staleness = currentAge(stored, now) - lifetime;
   const limit = deltaSeconds(parseCacheControl(request.get("cache-control")).get("stale-if-error")) ?? deltaSeconds(res.get("stale-if-error"));
   return limit !== undefined && staleness <= limit;
 }

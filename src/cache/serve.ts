@@ -17,6 +17,7 @@ import {
 } from "./policy.ts";
 import type { RouteCacheConfig } from "./schema.ts";
 import type { CacheState, RouteCache } from "./cache.ts";
+import { responseFromMemory } from "../util/memory-body.ts";
 
 export function buildRouteCache(cache: HttpCache, config: RouteCacheConfig): RouteCache {
   return { cache, config, key: compileCacheKey(config) };
@@ -34,7 +35,7 @@ export function fromStore(ctx: ProxyContext, entry: Entry, body: Uint8Array, xCa
   ctx.cacheStatus = xCache;
   const empty = ctx.method === "HEAD" || status === 304 || status === 204;
   if (status === 304) for (const h of ["content-length", "content-type", "content-encoding"]) headers.delete(h);
-  return new Response(empty ? null : body, { status, headers });
+  return empty ? new Response(null, { status, headers }) : responseFromMemory(body, { status, headers });
 }
 
 /** PURGE on a route that allows it: removes the URL's entries; 200 with the count, or 404 when none. */

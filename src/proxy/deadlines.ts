@@ -8,7 +8,8 @@ import { errors, type SwitchyardError } from "../util/errors.ts";
  * work per chunk). Either expiry aborts `controller`.
  */
 export class Deadlines implements AbortSource {
-  readonly controller = new AbortController();
+  /** Made when first asked for: a local answer (a cache hit, a replay) never needs one. */
+  private abortController: AbortController | undefined;
   /** Told when the exchange fails (the response body's watcher). */
   private abortListener: ((reason: unknown) => void) | undefined;
   private lastActivity = performance.now();
@@ -26,6 +27,10 @@ export class Deadlines implements AbortSource {
     this.restartRequestTimer(requestMs, perTry);
   }
 
+  get controller(): AbortController {
+    return (this.abortController ??= new AbortController());
+  }
+
   get signal(): AbortSignal {
     return this.controller.signal;
   }
@@ -37,7 +42,7 @@ export class Deadlines implements AbortSource {
     this.perTry = perTry;
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (!this.controller.signal.aborted) this.arm(now);
+    if (this.abortController?.signal.aborted !== true) this.arm(now);
   }
 
   /** Milliseconds left before the whole-request timer fires (for deadlines sent upstream, e.g. grpc-timeout); undefined when none. */
@@ -64,7 +69,7 @@ export class Deadlines implements AbortSource {
 
   fail(error: SwitchyardError): void {
     this.clear();
-    if (this.controller.signal.aborted) return;
+    if (this.abortController?.signal.aborted === true) return;
     this.controller.abort(error);
     const listener = this.abortListener;
     this.abortListener = undefined;

@@ -7,6 +7,7 @@ import { compressible, compressStream, compressWhole, markEncoded, negotiate } f
 import type { Algorithm } from "./compress-schema.ts";
 import { stripHopByHop } from "./headers.ts";
 import { clientAborted, fail, log, responseFilters } from "./outcome.ts";
+import { bodyInMemory } from "../util/memory-body.ts";
 
 /**
  * Bun 1.4.5 drops Content-Length from any JS-wrapped stream body and frames it chunked
@@ -80,6 +81,14 @@ function deliver(ctx: MatchedContext, upstream: Response, deadlines: Deadlines, 
     deadlines.clear();
     log(ctx);
     return new Response(null, init);
+  }
+  // A body already in memory (a cache hit, a replay) goes out in the same Response, its headers finished above.
+  const known = algo === undefined ? bodyInMemory(upstream) : undefined;
+  if (known !== undefined) {
+    deadlines.clear();
+    ctx.bytesOut = known.byteLength;
+    log(ctx);
+    return upstream;
   }
   if (length <= BUFFERED_BODY_MAX || (inMemory && !Number.isNaN(length))) return respondBuffered(ctx, upstream, deadlines, init, algo);
   const eventStream = headers.get("content-type")?.startsWith("text/event-stream") ?? false;
