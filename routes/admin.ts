@@ -4,10 +4,12 @@ import { Code } from "@connectrpc/connect";
 import { Hono } from "hono";
 import { toOpenMetrics } from "../src/observe/registry.ts";
 import { metricsText } from "../src/observe/worker-metrics.ts";
+import type { RolloutController } from "../src/rollout/controller.ts";
 import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { adminApiRoutes } from "./admin-api.ts";
 import { cacheRoutes } from "./cache.ts";
 import { CONFIG_SERVICE_PATH, configServiceRoutes, connectErrorResponse } from "./config-service.ts";
+import { rolloutRoutes } from "./rollouts.ts";
 import { statusRoutes } from "./status.ts";
 import { healthRoutes, type HealthOptions } from "./health.ts";
 
@@ -17,6 +19,8 @@ export interface AdminOptions extends HealthOptions {
   token?: string;
   drain?: () => void;
   applyConfig?: ApplyConfig;
+  /** Rollouts and SLOs (GET /rollouts, /slos; POST /rollouts/{route}/{action}). */
+  rollouts?: RolloutController;
 }
 
 export function adminRoutes(options: AdminOptions): Hono {
@@ -45,6 +49,7 @@ export function adminRoutes(options: AdminOptions): Hono {
     app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")), applyConfig: options.applyConfig }));
     app.route("/", configServiceRoutes({ runtime: options.runtime, applyConfig: options.applyConfig }));
   }
+  if (options.rollouts) app.route("/", rolloutRoutes(options.rollouts));
   // Prometheus text (0.0.4), or OpenMetrics 1.0 when the scraper asks for it.
   app.get("/metrics", async (c) => {
     const text = await metricsText();

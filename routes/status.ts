@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import type { RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { metricsText } from "../src/observe/worker-metrics.ts";
+import { ROLLOUTS_STATUS_BLOCK } from "./status-rollouts.ts";
 
 /**
  * Requests per route from the /metrics exposition — summed over every worker when supervised
@@ -88,7 +89,7 @@ async function refresh() {
 }
 refresh();
 setInterval(refresh, 2000);
-</script></body></html>`;
+</script>${ROLLOUTS_STATUS_BLOCK}</body></html>`;
 
 export function statusRoutes(runtime: RuntimeRef): Hono {
   const app = new Hono();

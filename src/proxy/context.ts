@@ -159,6 +159,8 @@ export interface ProxyContext {
    * client's stream — whole (kept for retries too), or a stream of what was read and the rest.
    */
   requestBody?: ArrayBuffer | ReadableStream<Uint8Array>;
+  /** Set-Cookie of a rollout's sticky side, chosen for a client that had none (sent on the response). */
+  stickyCookie?: string;
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }

@@ -29,7 +29,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   const maxBody = route.config.max_request_body;
   if (maxBody !== undefined && Number(ctx.headers.get("content-length") ?? 0) > maxBody) return fail(ctx, errors.bodyTooLarge(maxBody));
   if (route.chooseCluster !== undefined) {
-    ctx.cluster = route.chooseCluster(ctx.headers);
+    ctx.cluster = route.chooseCluster(ctx.headers, Math.random, ctx);
     ctx.cluster.budget.active++;
     ctx.countedInCluster = true;
   }
@@ -43,6 +43,9 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       return verdict instanceof Response ? respondLocal(ctx, verdict) : fail(ctx, verdict);
     }
   }
+
+  // A rollout sticky by a token claim knows the caller only now.
+  if (route.chooseAfterFilters) chooseAgain(ctx, route.chooseCluster!(ctx.headers, Math.random, ctx));
 
   // A route that answers itself (composition) does so once its filters have passed; its upstream
   // calls are sub-requests with their own clusters.
@@ -160,6 +163,14 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   }
   // 6 response.
   return respond(ctx, upstream, deadlines);
+}
+
+/** Moves the request to another cluster before anything was sent (its in-flight count moves with it). */
+function chooseAgain(ctx: ProxyContext, cluster: NonNullable<ProxyContext["cluster"]>): void {
+  if (cluster === ctx.cluster) return;
+  ctx.cluster!.budget.active--;
+  ctx.cluster = cluster;
+  cluster.budget.active++;
 }
 
 /** The cache's file failed: the request goes on uncached (logged), it never fails for it. */

@@ -24,6 +24,8 @@ import { subrequestRoute } from "../proxy/subrequest.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
 import { buildTranscoder, type Transcoder } from "../proxy/transcode/transcoder.ts";
+import { type Measure, measureFor } from "../rollout/measure.ts";
+import { type RolloutHandle, rollouts } from "../rollout/registry.ts";
 
 /** Answers a request here instead of forwarding it to one cluster (composition, a module); ends with respond() or fail(). */
 export type RouteHandler = (ctx: ProxyContext) => Promise<Response>;
@@ -47,6 +49,12 @@ export interface CompiledRoute {
   readonly filters: CompiledFilters | undefined;
   /** HTTP/JSON → RPC translation (grpc_transcode); undefined on plain HTTP routes. */
   readonly transcode: Transcoder | undefined;
+  /** The route's rollout (its live state, kept across reloads while its definition stays); undefined without one. */
+  readonly rollout: RolloutHandle | undefined;
+  /** The cluster is chosen again once the filters ran (a rollout sticky by a token claim needs the caller's identity). */
+  readonly chooseAfterFilters: boolean;
+  /** The log phase's counts for the route's rollout and SLO; undefined without either. */
+  readonly measure: Measure | undefined;
 }
 
 export interface Runtime {
@@ -127,8 +135,11 @@ function finishRuntime(
     },
   });
   const modules = loadConfigModules(config);
+  const handles: RolloutHandle[] = [];
   const routes = config.routes.map((r, i): CompiledRoute => {
     const name = r.name ?? `route-${i}`;
+    const rollout = r.rollout !== undefined ? rollouts.acquire(name, r.rollout, r.slo) : undefined;
+    if (rollout !== undefined) handles.push(rollout);
     const requestHeaders = compileHeaderRules(r.headers?.request);
     const filters = compileFilters((r.filters ?? []).map((f) => buildFilter(f, depsFor(name))));
     const rewritePath = compileRewrite(r);
@@ -146,7 +157,7 @@ function finishRuntime(
     return {
       name,
       config: r,
-      chooseCluster: handler !== undefined ? undefined : compileClusterChoice(r, clusters),
+      chooseCluster: handler !== undefined ? undefined : compileClusterChoice(r, clusters, rollout),
       handler,
       cache: r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache) : undefined,
       mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, config: r.mirror } : undefined,
@@ -158,8 +169,13 @@ function finishRuntime(
       responseHeaders: compileHeaderRules(r.headers?.response),
       filters,
       transcode: r.grpc_transcode ? buildTranscoder(r.grpc_transcode) : undefined,
+      rollout,
+      chooseAfterFilters: r.rollout !== undefined && r.rollout.sticky !== false && r.rollout.sticky.claim !== undefined,
+      measure: measureFor(name, rollout, r.slo),
     };
   });
+  // Built: these rollouts are the ones in force from now on (new runs begin, replaced ones end).
+  rollouts.commit(handles);
   return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, dispose });
 }
 
