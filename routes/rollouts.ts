@@ -12,7 +12,7 @@ const ACTIONS = new Set<Action>(["pause", "resume", "promote", "abort", "restart
 
 export function rolloutRoutes(controller: RolloutController): Hono {
   const app = new Hono();
-  app.get("/rollouts", (c) => c.json({ rollouts: controller.views() }));
+  app.get("/rollouts", (c) => c.json({ rollouts: controller.views(), controller: controller.status() }));
   app.get("/slos", (c) => c.json({ slos: controller.sloViews() }));
   app.post("/rollouts/:route/:action", async (c) => {
     const action = c.req.param("action") as Action;

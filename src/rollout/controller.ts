@@ -51,6 +51,9 @@ export class RolloutController {
   private readonly snapshots = new Map<number, { snapshot: WorkerSnapshot; at: number }>();
   private readonly figures = new Map<string, Figures>();
   private stopped = false;
+  private lookEveryMs = 0;
+  /** The last look: when, how long collecting the other workers' counts took, how many answered. */
+  private lastLook: { at: string; collect_ms: number; workers_answered: number } | null = null;
 
   constructor(private readonly options: ControllerOptions = {}) {
     this.deciding = options.worker === undefined || options.worker === 0;
@@ -105,6 +108,7 @@ export class RolloutController {
     this.timer = undefined;
     if (!wanted) return;
     const every = Math.min(1000, Math.max(50, Math.min(...steps, 10_000) / 10));
+    this.lookEveryMs = every;
     this.timer = setInterval(() => void this.look(), every);
     this.timer.unref?.();
   }
@@ -187,8 +191,10 @@ export class RolloutController {
   }
 
   private async lookOnce(): Promise<void> {
+    const started = performance.now();
     const others = await collectFromWorkers();
     const now = this.now();
+    this.lastLook = { at: new Date(now).toISOString(), collect_ms: Math.round((performance.now() - started) * 100) / 100, workers_answered: others.length };
     const all = [this.snapshot(), ...others];
     for (const snap of all) this.snapshots.set(snap.pid, { snapshot: snap, at: now });
     for (const [pid, { at }] of this.snapshots) if (now - at > FORGET_AFTER_MS) this.snapshots.delete(pid);
@@ -252,6 +258,11 @@ export class RolloutController {
 
   views(): RolloutView[] {
     return rollouts.all().map((h) => this.view(h));
+  }
+
+  /** How the deciding process looks (GET /rollouts). */
+  status(): { deciding: boolean; worker: number | null; look_every_ms: number; last_look: { at: string; collect_ms: number; workers_answered: number } | null } {
+    return { deciding: this.deciding, worker: this.options.worker ?? null, look_every_ms: this.lookEveryMs, last_look: this.lastLook };
   }
 
   sloViews() {
