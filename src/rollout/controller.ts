@@ -66,6 +66,7 @@ export class RolloutController {
    */
   async start(config: RolloutConfig): Promise<void> {
     rollouts.listen((changes) => void this.onChanges(changes));
+    rollouts.now = this.now;
     listenForRollouts({ snapshot: () => this.snapshot(), apply: (states) => this.applyFromController(states) }, this.deciding);
     this.registerGauges();
     await this.openFile(config);
@@ -120,6 +121,7 @@ export class RolloutController {
     this.stopped = true;
     await this.looking;
     rollouts.listen(undefined);
+    rollouts.now = Date.now;
     for (const key of Object.keys(rolloutGauges) as (keyof typeof rolloutGauges)[]) delete rolloutGauges[key];
     if (this.file !== undefined && this.deciding) await this.slos.save(this.file, this.now(), true).catch((e: unknown) => logEvent({ level: "error", msg: "cannot save SLO history", error: String(e) }));
   }
@@ -175,6 +177,7 @@ export class RolloutController {
   /** Puts a transition in force: here, in the state file, in every worker; logged and counted once. */
   private async commit(handle: RolloutHandle, t: Transition, figures: Figures | undefined): Promise<void> {
     handle.apply(t.state);
+    this.figures.set(handle.route, this.machineFigures(handle)); // the new epoch's: none yet
     this.announce(handle, t.event, null, figures);
     sendStates([{ route: handle.route, state: t.state }]);
     await this.persist(handle);

@@ -72,6 +72,8 @@ class RolloutRegistry {
   private restored = new Map<string, RolloutState>();
   private readonly restoredHandles = new WeakSet<RolloutHandle>();
   private onChange: ((changes: RolloutChange[]) => void) | undefined;
+  /** Wall-clock ms for the runs that begin here (the controller's clock, injectable). */
+  now: () => number = Date.now;
 
   /** States from the state file, for the first build (a restart resumes where it was). */
   preload(states: Iterable<[string, RolloutState]>): void {
@@ -79,7 +81,7 @@ class RolloutRegistry {
   }
 
   /** The handle for a route's rollout: the live one when the definition is unchanged, else a new run. */
-  acquire(route: string, def: Rollout, slo: Slo | undefined, now = Date.now()): RolloutHandle {
+  acquire(route: string, def: Rollout, slo: Slo | undefined, now = this.now()): RolloutHandle {
     const definition = definitionHash(def);
     const existing = this.live.get(route);
     if (existing !== undefined && existing.definition === definition) {
