@@ -10,7 +10,8 @@ import { DurationSchema } from "../config/primitives.ts";
 export const PercentSchema = z
   .union([z.number(), z.string().regex(/^\d+(\.\d+)?%$/, "must be a percentage such as 99.9%")])
   .describe("A percentage: `99.9%` (or the number 99.9)")
-  .transform((v) => (typeof v === "number" ? v : Number(v.slice(0, -1))) / 100)
+  // Rounded: 99.9 / 100 is 0.9990000000000001 in binary floating point.
+  .transform((v) => Number(((typeof v === "number" ? v : Number(v.slice(0, -1))) / 100).toPrecision(12)))
   .refine((f) => f >= 0 && f <= 1, "must be from 0% to 100%");
 
 /** An objective: strictly between 0% and 100% (100% leaves no budget to burn). */

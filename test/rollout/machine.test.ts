@@ -159,6 +159,15 @@ describe("config", () => {
     });
   });
 
+  test("the README's complete example is a valid config", async () => {
+    const readme = await Bun.file(`${import.meta.dir}/../../README.md`).text();
+    const block = /### A complete example[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
+    const config = validateConfig("README.md", Bun.YAML.parse(block), { ADMIN_TOKEN: "an-admin-token-of-16+" });
+    expect(config.routes[0]!.rollout).toMatchObject({ stable: "orders-v1", canary: "orders-v2", steps: [0.01, 0.05, 0.25, 0.5, 1], step_duration: 600_000, sticky: { header: "x-user-id" } });
+    expect(config.routes[0]!.slo).toEqual({ availability: 0.999, latency: { threshold: 300, target: 0.99 }, window: 30 * 86_400_000 });
+    expect(config.state.path).toBe("/var/lib/switchyard/state.db");
+  });
+
   test("every problem with its path", () => {
     expect(problems({ rollout: { stable: "v1", canary: "v4" } })).toEqual(['routes[0].rollout.canary: unknown cluster "v4" (known: v1, v2, v3)']);
     expect(problems({ to: "v1", rollout: { stable: "v1", canary: "v2" } })).toEqual(["routes[0].to: give exactly one of to, weighted_clusters, rollout, compose or module"]);

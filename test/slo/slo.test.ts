@@ -133,6 +133,18 @@ describe("slo-rules", () => {
     expect(result.code).toBe(0);
   });
 
+  test("the README's complete example gives rules promtool accepts, as the README shows them", async () => {
+    const readme = await Bun.file(`${import.meta.dir}/../../README.md`).text();
+    const block = /### A complete example[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
+    const text = sloRules(validateConfig("README.md", Bun.YAML.parse(block), { ADMIN_TOKEN: "an-admin-token-of-16+" }))!;
+    writeFileSync(dir.file("readme-rules.yaml"), text);
+    const check = await run(["check", "rules", "readme-rules.yaml"]);
+    expect(check.text).toContain("SUCCESS: 12 rules found");
+    expect(text).toContain('expr: "switchyard_slo:error_ratio:rate1h{route=\\"orders\\"} > 0.0144 and switchyard_slo:error_ratio:rate5m{route=\\"orders\\"} > 0.0144"');
+    expect(text).toContain("summary: Route orders burns its availability error budget 14.4x too fast");
+    expect(readme).toContain('expr: "switchyard_slo:error_ratio:rate1h{route=\\"orders\\"} > 0.0144 and switchyard_slo:error_ratio:rate5m{route=\\"orders\\"} > 0.0144"');
+  });
+
   test("the CLI prints the same rules, and says so when no route has an SLO", async () => {
     const withSlo = writeTempConfig({ listeners: [{ port: 0 }], routes: [{ name: "orders", to: "v1", slo: { availability: "99.9%" } }], clusters: { v1: { endpoints: ["127.0.0.1:1"] } } });
     const without = writeTempConfig({ listeners: [{ port: 0 }], routes: [{ to: "v1" }], clusters: { v1: { endpoints: ["127.0.0.1:1"] } } });
