@@ -6,6 +6,7 @@
  * one; a reload keeps what it does not change.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { SignJWT } from "jose";
 import type { ConfigInput } from "../../src/config/schema.ts";
 import { rollouts } from "../../src/rollout/registry.ts";
 import type { RolloutView } from "../../src/rollout/view.ts";
@@ -13,6 +14,7 @@ import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { waitFor } from "../helpers/tmp.ts";
 import { startUpstream, type Upstream } from "../helpers/upstream.ts";
 
+const SECRET = "jwt-secret-for-the-claimed-route-32b!";
 let stable: Upstream;
 let failing: Upstream;
 let slow: Upstream;
@@ -34,7 +36,9 @@ const config = (forcedStep = "60s"): Omit<ConfigInput, "listeners"> => ({
     route("sticky", "healthy", { steps: ["10%", "40%", "70%"], step_duration: "500ms", min_requests: 5 }),
     route("hashed", "healthy", { steps: ["10%", "40%", "70%"], step_duration: "500ms", min_requests: 5, sticky: { header: "x-user" } }),
     route("forced", "healthy", { steps: ["1%"], step_duration: forcedStep, min_requests: 100_000 }, { override: { header: "x-canary", value: "1", cluster: "healthy" } }),
+    route("claimed", "healthy", { steps: ["50%"], step_duration: "60s", min_requests: 100_000, sticky: { claim: "org" } }, { filters: [{ type: "auth", providers: ["signed"] }] }),
   ],
+  auth: { signed: { type: "jwt", algorithms: ["HS256"], keys: [{ secret: SECRET }] } },
   clusters: {
     stable: { endpoints: [stable.origin] },
     failing: { endpoints: [failing.origin] },
@@ -179,6 +183,21 @@ describe("stickiness", () => {
     }
     const canaryAtEnd = users.filter((u) => u.seen.at(-1)?.side === "canary").length;
     expect(canaryAtEnd).toBeGreaterThan(users.filter((u) => u.seen[0]?.side === "canary").length);
+  });
+
+  test("token claim: the side follows a verified claim (chosen after the auth filter), the same for every request of that caller", async () => {
+    const token = (claims: Record<string, string>) => new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setExpirationTime("1h").sign(new TextEncoder().encode(SECRET));
+    const orgs = await Promise.all(Array.from({ length: 20 }, async (_, i) => ({ token: await token({ sub: `u${i}`, org: `org-${i}` }), sides: new Set<string>() })));
+    for (let round = 0; round < 5; round++) {
+      await Promise.all(orgs.map(async (o) => o.sides.add(await (await fetch(`${proxy.origin}/claimed`, { headers: { authorization: `Bearer ${o.token}` } })).text())));
+    }
+    for (const o of orgs) expect(o.sides.size).toBe(1);
+    const onCanary = orgs.filter((o) => o.sides.has("canary")).length;
+    expect(onCanary).toBeGreaterThan(0);
+    expect(onCanary).toBeLessThan(orgs.length);
+    // Without the claim the request is weighted like any other; without a token the filter answers.
+    expect((await fetch(`${proxy.origin}/claimed`, { headers: { authorization: `Bearer ${await token({ sub: "x" })}` } })).status).toBe(200);
+    expect((await fetch(`${proxy.origin}/claimed`)).status).toBe(401);
   });
 
   test("the override header still forces the canary; without it the 1% step sends nearly all to stable", async () => {
