@@ -47,8 +47,9 @@ export class RolloutController {
   private looking: Promise<void> | undefined;
   private readonly slos = new SloTracker();
   private sloRoutes = new Map<string, Slo>();
-  /** Each process's latest snapshot (by pid) and when it came. */
-  private readonly snapshots = new Map<number, { snapshot: WorkerSnapshot; at: number }>();
+  /** Each process's latest snapshot (by pid), when it came and in which look. */
+  private readonly snapshots = new Map<number, { snapshot: WorkerSnapshot; at: number; look: number }>();
+  private looks = 0;
   private readonly figures = new Map<string, Figures>();
   private stopped = false;
   private lookEveryMs = 0;
@@ -199,7 +200,8 @@ export class RolloutController {
     const now = this.now();
     this.lastLook = { at: new Date(now).toISOString(), collect_ms: Math.round((performance.now() - started) * 100) / 100, workers_answered: others.length };
     const all = [this.snapshot(), ...others];
-    for (const snap of all) this.snapshots.set(snap.pid, { snapshot: snap, at: now });
+    this.looks++;
+    for (const snap of all) this.snapshots.set(snap.pid, { snapshot: snap, at: now, look: this.looks });
     for (const [pid, { at }] of this.snapshots) if (now - at > FORGET_AFTER_MS) this.snapshots.delete(pid);
     this.slos.add(all, now);
     this.slos.forget(new Set(this.snapshots.keys()));
@@ -236,10 +238,11 @@ export class RolloutController {
     return { ok: true, rollout: this.view(handle) };
   }
 
-  /** What each process has in force, as last reported (this one: now). */
+  /** What each live process has in force: as reported to the last look (this one: now). */
   private workers(handle: RolloutHandle): WorkerView[] {
     const own = this.snapshot();
-    const latest = [own, ...[...this.snapshots.values()].map((s) => s.snapshot).filter((s) => s.pid !== own.pid)];
+    const answered = [...this.snapshots.values()].filter((s) => s.look === this.looks && s.snapshot.pid !== own.pid).map((s) => s.snapshot);
+    const latest = [own, ...answered];
     return latest.flatMap((snapshot) => {
       const r = snapshot.rollouts.find((x) => x.route === handle.route);
       if (r === undefined) return [];
