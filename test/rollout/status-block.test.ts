@@ -57,3 +57,12 @@ test("the page shows each rollout's state, step, weight, both sides' error rate 
   expect(dom).toMatch(/<tr data-route="orders"><td>orders<\/td><td>availability<\/td><td>99\.00% \/ 168h<\/td><td>-?[\d.]+%<\/td>(<td>[\d.]+×<\/td>){4}<\/tr>/);
   expect(dom).toMatch(/<td>latency<\/td><td>95\.00% \/ 168h<\/td>/);
 }, 60_000);
+
+test("the rollouts and SLOs API is behind the admin token like the rest", async () => {
+  const origin = proxy.running.admin!.url.origin;
+  for (const [method, path] of [["GET", "/rollouts"], ["GET", "/slos"], ["POST", "/rollouts/orders/promote"]] as const) {
+    expect((await fetch(`${origin}${path}`, { method })).status).toBe(401);
+  }
+  const rollout = (await (await fetch(`${origin}/rollouts`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { rollouts: { state: string }[] };
+  expect(rollout.rollouts[0]!.state).toBe("rolled_back");
+});
