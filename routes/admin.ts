@@ -3,10 +3,12 @@ import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import { toOpenMetrics } from "../src/observe/registry.ts";
 import { metricsText } from "../src/observe/worker-metrics.ts";
+import type { RolloutController } from "../src/rollout/controller.ts";
 import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
 import { adminApiRoutes } from "./admin-api.ts";
 import { cacheRoutes } from "./cache.ts";
 import type { ConfigServiceOptions } from "./config-service.ts";
+import { rolloutRoutes } from "./rollouts.ts";
 import { statusRoutes } from "./status.ts";
 import { healthRoutes, type HealthOptions } from "./health.ts";
 
@@ -35,6 +37,8 @@ export interface AdminOptions extends HealthOptions {
   token?: string;
   drain?: () => void;
   applyConfig?: ApplyConfig;
+  /** Rollouts and SLOs (GET /rollouts, /slos; POST /rollouts/{route}/{action}). */
+  rollouts?: RolloutController;
 }
 
 export function adminRoutes(options: AdminOptions): Hono {
@@ -63,6 +67,7 @@ export function adminRoutes(options: AdminOptions): Hono {
     const service = configService({ runtime: options.runtime, applyConfig: options.applyConfig });
     app.all(`${CONFIG_SERVICE_PATH}*`, (c) => service(c.req.raw));
   }
+  if (options.rollouts) app.route("/", rolloutRoutes(options.rollouts));
   // Prometheus text (0.0.4), or OpenMetrics 1.0 when the scraper asks for it.
   app.get("/metrics", async (c) => {
     const text = await metricsText();

@@ -4,6 +4,8 @@
  * `data-refreshes` (a count) and `data-state` (ok | degraded | failing) on <html>, which tests and
  * scripts can wait for. Rows carry `data-route` / `data-cluster` / `data-endpoint` and `data-state`.
  */
+import { ROLLOUTS_STATUS_BLOCK } from "./status-rollouts.ts";
+
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Switchyard status</title>
@@ -202,4 +204,4 @@ async function refresh() {
 }
 refresh();
 setInterval(refresh, 2000);
-</script></body></html>`;
+</script>${ROLLOUTS_STATUS_BLOCK}</body></html>`;

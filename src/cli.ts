@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-/** `switchyard start | validate | schema | hash-key` */
+/** `switchyard start | validate | schema | hash-key | slo-rules` */
 import { ConfigError, loadConfigFile } from "./config/load.ts";
 import { configJsonSchema } from "./config/schema.ts";
 import { superviseWorkers, WORKER_ENV } from "./server/workers.ts";
@@ -12,6 +12,8 @@ const USAGE = `usage:
   switchyard validate CONFIG --explain [METHOD] URL
                                  …and show which route and cluster that request would hit
   switchyard schema              print the config's JSON Schema (for editors)
+  switchyard slo-rules CONFIG    print Prometheus recording and burn-rate alerting rules for the
+                                 routes' SLOs (a rules file for promtool and Prometheus)
   switchyard hash-key [KEY]      print the sha256 of an API key, for auth.<name>.keys[].sha256
                                  (reads the key from stdin when not given: keeps it out of shell history)`;
 
@@ -88,6 +90,21 @@ async function main(argv: string[]): Promise<number> {
           console.log(JSON.stringify(explainRequest(runtime, method!, url, new Headers()), null, 2));
           runtime.dispose();
         }
+        return 0;
+      } catch (e) {
+        console.error(e instanceof ConfigError ? e.message : String(e));
+        return 1;
+      }
+    }
+    case "slo-rules": {
+      if (!rest[0]) break;
+      try {
+        const rules = (await import("./slo/rules.ts")).sloRules(await loadConfigFile(rest[0]));
+        if (rules === undefined) {
+          console.error(`${rest[0]}: no route declares an slo`);
+          return 1;
+        }
+        process.stdout.write(rules);
         return 0;
       } catch (e) {
         console.error(e instanceof ConfigError ? e.message : String(e));

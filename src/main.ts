@@ -12,6 +12,7 @@ import { setRuntimeSource } from "./runtime/live-gauges.ts";
 import { flushTraces } from "./observe/span-exporter.ts";
 import { endpointFailures } from "./runtime/status-data.ts";
 import { listenAsWorker, setLocalFailures } from "./observe/worker-metrics.ts";
+import { RolloutController } from "./rollout/controller.ts";
 import { RuntimeRef } from "./runtime/runtime-ref.ts";
 import { listenForPushes, pushToWorkers, reportFileReload } from "./server/config-sync.ts";
 import { type EgressListener, startEgressListener } from "./server/egress-listener.ts";
@@ -56,7 +57,11 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   /** The file's text whose config is in force (undefined after a push: then any file change puts the file's back). */
   let fileText: string | undefined = await readConfigFile(configFile);
   const config = configFromText(configFile, fileText);
-  const state: ServerState = { runtime: new RuntimeRef(config), draining: false };
+  // Rollout states are read from the state file before the first runtime: its first request already has the restored weights.
+  const rollouts = new RolloutController({ worker });
+  await rollouts.start(config);
+  const state: ServerState = { runtime: new RuntimeRef(config), draining: false, rollouts };
+  await rollouts.configure(config);
   setRuntimeSource(() => state.runtime.current, () => state.runtime.versionInfo);
   setLocalFailures(() => endpointFailures(state.runtime.current));
   if (worker !== undefined) listenAsWorker();
@@ -76,6 +81,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   // every worker; the file stays as it is (a later file change or SIGHUP puts the file's config back).
   const putInForce = (next: Config, source: string, versionInfo: string | undefined): number => {
     const runtime = state.runtime.swap(next, versionInfo);
+    void rollouts.configure(next);
     fileText = undefined;
     state.runtime.noteChange(source, "ok");
     metrics.reloads.inc(["ok"]);
@@ -109,6 +115,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
       const next = configFromText(configFile, read.text);
       if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });
       const runtime = state.runtime.swap(next);
+      void rollouts.configure(next);
       fileText = read.text;
       state.runtime.noteChange("file", "ok");
       metrics.reloads.inc(["ok"]);
@@ -157,6 +164,7 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     void admin?.stop(true);
     void echo?.stop(true);
     state.runtime.current.dispose();
+    await rollouts.stop();
     // The last spans (those of the drained requests too) go out, each exporter within its export_timeout.
     await flushTraces();
     flushAll();

@@ -7,6 +7,7 @@ import { EgressSchema } from "../egress/schema.ts";
 import { ModulesSchema } from "../modules/schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { GuardShape } from "../security/schema.ts";
+import { StateSchema } from "../store/schema.ts";
 import { ListenerTlsSchema } from "../security/tls-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
 import { LogTargetSchema } from "./file-path.ts";
@@ -100,6 +101,8 @@ export const ConfigSchema = z
     /** Traces (OTLP); more telemetry may join here. */
     telemetry: TelemetrySchema.prefault({}),
     shutdown: ShutdownSchema.prefault({ drain_timeout: "30s" }),
+    /** The libSQL file of rollout progress and SLO history (used only when a route has `rollout` or `slo`). */
+    state: StateSchema.prefault({}),
   })
   // Cross-references are checked even when other parts of the file are invalid (`when`), so
   // `validate` reports every problem at once; the value may then be partly unparsed, hence the guards.
@@ -108,7 +111,7 @@ export const ConfigSchema = z
     const clusters = config.clusters !== null && typeof config.clusters === "object" ? Object.keys(config.clusters) : [];
     const names = new Map<string, number>();
     routes.forEach((raw, i) => {
-      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; override?: unknown; failover?: unknown; mirror?: unknown; cache?: unknown; filters?: unknown; compose?: { calls?: unknown }; module?: unknown };
+      const route = (raw ?? {}) as { to?: unknown; name?: unknown; weighted_clusters?: unknown; rollout?: { stable?: unknown; canary?: unknown } | null; override?: unknown; failover?: unknown; mirror?: unknown; cache?: unknown; filters?: unknown; compose?: { calls?: unknown }; module?: unknown };
       if (route.module !== undefined && config.modules === undefined) ctx.addIssue({ code: "custom", path: ["routes", i, "module"], message: "needs modules.dir (where module files are loaded from)" });
       const check = (name: unknown, path: (string | number)[]) => {
         if (typeof name !== "string" || name === "" || clusters.includes(name)) return;
@@ -120,6 +123,8 @@ export const ConfigSchema = z
       check(route.to, ["to"]);
       if (Array.isArray(route.weighted_clusters)) route.weighted_clusters.forEach((w: { cluster?: unknown } | null, j) => check(w?.cluster, ["weighted_clusters", j, "cluster"]));
       check((route.override as { cluster?: unknown } | undefined)?.cluster, ["override", "cluster"]);
+      check(route.rollout?.stable, ["rollout", "stable"]);
+      check(route.rollout?.canary, ["rollout", "canary"]);
       if (Array.isArray(route.failover)) route.failover.forEach((name, j) => check(name, ["failover", j]));
       check((route.mirror as { cluster?: unknown } | undefined)?.cluster, ["mirror", "cluster"]);
       const calls = route.compose?.calls;

@@ -49,7 +49,29 @@ export const metrics = {
   rateLimitRedisErrors: registry.add(new Counter("switchyard_rate_limit_redis_errors_total", "Redis calls of global rate limits that failed, by reason (timeout, error).", ["limit", "reason"])),
   rateLimitFallbacks: registry.add(new Counter("switchyard_rate_limit_fallbacks_total", "Requests a global rate limit decided without Redis, by its on_failure mode (local, allow, deny).", ["limit", "mode"])),
   rateLimitEvictions: registry.add(new Counter("switchyard_rate_limit_evictions_total", "Rate-limit buckets dropped before they were full because the limit's max_keys was reached.", ["limit"])),
+  rolloutTransitions: registry.add(new Counter("switchyard_rollout_transitions_total", "Rollout transitions by route and event (started, restarted, advanced, extended, promoted, rolled_back, paused, resumed, aborted).", ["route", "event"])),
+  sloRequests: registry.add(new Counter("switchyard_slo_requests_total", "Requests counted by the route's SLO (all but client aborts and WebSocket sessions).", ["route"])),
+  sloErrors: registry.add(new Counter("switchyard_slo_errors_total", "Requests of an SLO route that failed its availability SLI: a 5xx answer or a failure of the proxy's (timeout, reset, no endpoint…).", ["route"])),
+  sloSlow: registry.add(new Counter("switchyard_slo_slow_requests_total", "Requests of an SLO route that took longer than its latency threshold (until the response body ended).", ["route"])),
 };
+
+/** Fills one gauge's series at scrape time. */
+export type GaugeCollector = (set: (labels: readonly string[], value: number) => void) => void;
+
+/**
+ * Rollout and SLO gauges, filled by the rollout controller (src/rollout/) when it runs in this
+ * process: weight, state and step in every worker; the figures and burn rates where the decisions
+ * are made (one process per machine), so that the sum over workers is that process's value.
+ */
+export const rolloutGauges: Partial<Record<"weight" | "state" | "step" | "errorRate" | "p99" | "sloObjective" | "sloBudget" | "sloBurn", GaugeCollector>> = {};
+registry.add(new Gauge("switchyard_rollout_weight", "The canary's share of a rollout route's traffic, in percent.", ["route"], (set) => rolloutGauges.weight?.(set)));
+registry.add(new Gauge("switchyard_rollout_state", "1 for a rollout's current state (progressing, paused, promoted, rolled_back), 0 for the others.", ["route", "state"], (set) => rolloutGauges.state?.(set)));
+registry.add(new Gauge("switchyard_rollout_step", "The current step of a rollout, from 1.", ["route"], (set) => rolloutGauges.step?.(set)));
+registry.add(new Gauge("switchyard_rollout_error_rate", "Error rate of each side of a rollout over the current step (side: canary or stable).", ["route", "side"], (set) => rolloutGauges.errorRate?.(set)));
+registry.add(new Gauge("switchyard_rollout_p99_seconds", "99th percentile of request duration of each side of a rollout over the current step.", ["route", "side"], (set) => rolloutGauges.p99?.(set)));
+registry.add(new Gauge("switchyard_slo_objective", "A route's SLO target as a ratio, by SLI (availability, latency).", ["route", "sli"], (set) => rolloutGauges.sloObjective?.(set)));
+registry.add(new Gauge("switchyard_slo_error_budget_remaining", "Share of the SLO window's error budget left (1: untouched, 0: spent, below 0: overspent), by SLI.", ["route", "sli"], (set) => rolloutGauges.sloBudget?.(set)));
+registry.add(new Gauge("switchyard_slo_burn_rate", "How fast the error budget burns over a window (1: exactly at the objective), by SLI and window (5m, 30m, 1h, 6h).", ["route", "sli", "window"], (set) => rolloutGauges.sloBurn?.(set)));
 
 /** Spans waiting in the trace exporters' queues (span-exporter.ts keeps it current). */
 export const traceQueue = { spans: 0 };

@@ -19,6 +19,8 @@ import type { MirrorConfig } from "./mirror-schema.ts";
 import type { Route } from "./route-schema.ts";
 import type { RequestFacts } from "./router.ts";
 import type { ClusterChoice } from "./traffic.ts";
+import type { Measure } from "../rollout/measure.ts";
+import type { RolloutHandle } from "../rollout/registry.ts";
 
 export type { AuthIdentity, CallRecord, ListenerInfo, TransformSkip };
 
@@ -81,6 +83,8 @@ export interface ProxyContext extends RequestRecord {
    * client's stream — whole (kept for retries too), or a stream of what was read and the rest.
    */
   requestBody?: ArrayBuffer | ReadableStream<Uint8Array>;
+  /** Set-Cookie of a rollout's sticky side, chosen for a client that had none (sent on the response). */
+  stickyCookie?: string;
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }
@@ -152,6 +156,12 @@ export interface CompiledRoute {
   readonly filters: CompiledFilters | undefined;
   /** HTTP/JSON → RPC translation (grpc_transcode); undefined on plain HTTP routes. */
   readonly transcode: Transcoder | undefined;
+  /** The route's rollout (its live state, kept across reloads while its definition stays); undefined without one. */
+  readonly rollout: RolloutHandle | undefined;
+  /** The cluster is chosen again once the filters ran (a rollout sticky by a token claim needs the caller's identity). */
+  readonly chooseAfterFilters: boolean;
+  /** The log phase's counts for the route's rollout and SLO; undefined without either. */
+  readonly measure: Measure | undefined;
 }
 
 export interface Runtime {

@@ -41,6 +41,8 @@ export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
 
 /** The route's filters' last word on a response's headers (CORS headers also on errors, as Envoy). */
 export function responseFilters(ctx: ProxyContext, headers: Headers, status: number): void {
+  // A rollout's sticky side, set on the client's first answer (rollout/choice.ts).
+  if (ctx.stickyCookie !== undefined) headers.append("set-cookie", ctx.stickyCookie);
   const filters = ctx.route?.filters;
   if (filters !== undefined) for (const f of filters.responseHeaders) f.onResponseHeaders!(ctx, headers, status);
 }
@@ -52,6 +54,7 @@ export function log(ctx: ProxyContext): void {
   release(ctx);
   const now = performance.now();
   recordRequest(ctx, now);
+  ctx.route?.measure?.(ctx, now);
   ctx.span?.finish(ctx, now);
   const filters = ctx.route?.filters;
   if (filters !== undefined) {

@@ -28,7 +28,7 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   if (maxBody !== undefined && Number(ctx.headers.get("content-length") ?? 0) > maxBody) return fail(ctx, errors.bodyTooLarge(maxBody));
   const timeout = route.config.timeouts.request;
   ctx.deadline = timeout > 0 ? ctx.startedAt + timeout : Number.POSITIVE_INFINITY;
-  if (route.chooseCluster !== undefined) enterCluster(ctx, route.chooseCluster(ctx.headers));
+  if (route.chooseCluster !== undefined) enterCluster(ctx, route.chooseCluster(ctx.headers, Math.random, ctx));
 
   // 2 request filters (cors, auth, authorize, rate limits …) in config order; WebSocket upgrades
   // pass them too. One that answers ends the request before any cache or upstream work.
@@ -39,6 +39,9 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       return verdict instanceof Response ? respondLocal(ctx, verdict) : fail(ctx, verdict);
     }
   }
+
+  // A rollout sticky by a token claim knows the caller only now.
+  if (route.chooseAfterFilters && route.chooseCluster !== undefined) chooseAgain(ctx, route.chooseCluster(ctx.headers, Math.random, ctx));
 
   // A route that answers itself (composition, a module) does so once its filters have passed;
   // its upstream calls are sub-requests with their own clusters.
@@ -127,6 +130,14 @@ function failOrStandIn(ctx: RoutedContext, runs: readonly HoldRun[] | undefined,
     }
   }
   return fail(ctx, error);
+}
+
+/** Moves the request to another cluster before anything was sent (its in-flight count moves with it). */
+function chooseAgain(ctx: ProxyContext, cluster: Cluster): void {
+  if (cluster === ctx.cluster) return;
+  if (ctx.cluster !== undefined) ctx.cluster.budget.active--;
+  ctx.cluster = cluster;
+  cluster.budget.active++;
 }
 
 /** The cluster chosen for the request, counted in its in-flight total (the retry budget's base) until logged. */

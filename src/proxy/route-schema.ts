@@ -8,6 +8,8 @@ import { MODULE_NAME } from "../modules/schema.ts";
 import { CompressionSchema } from "./compress-schema.ts";
 import { MirrorSchema } from "./mirror-schema.ts";
 import { RetryPolicySchema } from "./retry-schema.ts";
+import { checkRolloutRoute, RolloutSchema } from "../rollout/schema.ts";
+import { SloSchema } from "../slo/schema.ts";
 import { GrpcTranscodeSchema } from "./transcode/schema.ts";
 
 /** Path match: exactly one of exact, prefix (a plain string prefix, as Envoy's) or regex (against the path only). */
@@ -97,6 +99,10 @@ export const RouteSchema = z
     to: z.string().min(1).optional(),
     /** Split traffic by weight between clusters (a canary: 95/5) instead of `to`. */
     weighted_clusters: z.array(z.strictObject({ cluster: z.string().min(1), weight: z.number().int().min(0).max(10_000) })).min(1).optional(),
+    /** A progressive rollout from a stable to a canary cluster that promotes or rolls back itself (instead of `to`); see src/rollout/schema.ts. */
+    rollout: RolloutSchema.optional(),
+    /** Service level objectives: availability and latency targets, with error budget and burn rates; see src/slo/schema.ts. */
+    slo: SloSchema.optional(),
     /** Answer by composition instead of forwarding: several calls in parallel, merged into one JSON response. */
     compose: ComposeSchema.optional(),
     /**
@@ -165,8 +171,9 @@ export const RouteSchema = z
     websocket_headers: z.array(TokenSchema).default(["authorization", "cookie", "origin", "user-agent"]),
   })
   .superRefine((r, ctx) => {
-    const targets = [r.to, r.weighted_clusters, r.compose, r.module].filter((t) => t !== undefined).length;
-    if (targets !== 1) ctx.addIssue({ code: "custom", path: ["to"], message: "give exactly one of to, weighted_clusters, compose or module" });
+    const targets = [r.to, r.weighted_clusters, r.rollout, r.compose, r.module].filter((t) => t !== undefined).length;
+    if (targets !== 1) ctx.addIssue({ code: "custom", path: ["to"], message: `give exactly one of to, weighted_clusters, ${r.rollout !== undefined ? "rollout, " : ""}compose or module` });
+    checkRolloutRoute(r, (path, message) => ctx.addIssue({ code: "custom", path, message }));
     const kind = r.compose !== undefined ? "compose" : r.module !== undefined ? "module" : undefined;
     if (kind !== undefined) {
       // An answer made here: nothing of a single upstream exchange applies to it (a module's

@@ -54,6 +54,9 @@ export function subrequestRoute(parent: ParentRoute, cluster: Cluster, own: { ti
     responseHeaders: undefined,
     filters: filters && { request: [], upstreamRequest: filters.upstreamRequest, response: [], responseHeaders: [], log: [], queryRemovers: [] },
     transcode: undefined,
+    rollout: undefined,
+    chooseAfterFilters: false,
+    measure: undefined,
   };
 }
 

@@ -22,6 +22,8 @@ import { subrequestRoute } from "../proxy/subrequest.ts";
 import { type ClusterChoice, compileClusterChoice } from "../proxy/traffic.ts";
 import { buildCluster, type Cluster } from "../upstream/cluster.ts";
 import type { RouteCache } from "../cache/cache.ts";
+import { measureFor } from "../rollout/measure.ts";
+import { type RolloutHandle, rollouts } from "../rollout/registry.ts";
 
 
 /** Builds a runtime; clusters that `previous` also had keep their endpoints' health state. */
@@ -83,8 +85,11 @@ function finishRuntime(
     },
   });
   const modules = loadConfigModules(config);
+  const handles: RolloutHandle[] = [];
   const routes = config.routes.map((r, i): CompiledRoute => {
     const name = r.name ?? `route-${i}`;
+    const rollout = r.rollout !== undefined ? rollouts.acquire(name, r.rollout, r.slo) : undefined;
+    if (rollout !== undefined) handles.push(rollout);
     const requestHeaders = compileHeaderRules(r.headers?.request);
     const filters = compileFilters((r.filters ?? []).map((f) => buildFilter(f, depsFor(name))));
     const rewritePath = compileRewrite(r);
@@ -109,7 +114,7 @@ function finishRuntime(
     return {
       name,
       config: r,
-      chooseCluster: handler !== undefined ? undefined : compileClusterChoice(r, clusters),
+      chooseCluster: handler !== undefined ? undefined : compileClusterChoice(r, clusters, rollout),
       handler,
       cache,
       holds: compileHolds(r, cache),
@@ -122,8 +127,13 @@ function finishRuntime(
       responseHeaders: compileHeaderRules(r.headers?.response),
       filters,
       transcode: r.grpc_transcode ? (require("../proxy/transcode/transcoder.ts") as typeof import("../proxy/transcode/transcoder.ts")).buildTranscoder(r.grpc_transcode) : undefined,
+      rollout,
+      chooseAfterFilters: r.rollout !== undefined && r.rollout.sticky !== false && r.rollout.sticky.claim !== undefined,
+      measure: measureFor(name, rollout, r.slo),
     };
   });
+  // Built: these rollouts are the ones in force from now on (new runs begin, replaced ones end).
+  rollouts.commit(handles);
   return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, dispose });
 }
 

@@ -47,7 +47,7 @@ export function explainRequest(runtime: Runtime, method: string, url: URL, heade
   }
   const cluster = route.chooseCluster(headers, () => 0);
   const clusters = [
-    ...(c.to !== undefined ? [c.to] : c.weighted_clusters!.map((w) => w.cluster)),
+    ...(c.to !== undefined ? [c.to] : c.rollout !== undefined ? [c.rollout.stable, c.rollout.canary] : c.weighted_clusters!.map((w) => w.cluster)),
     ...(c.override ? [c.override.cluster] : []),
     ...(c.failover ?? []),
   ];

@@ -8,6 +8,7 @@ import { type WebSocketSession, websocketHandlers } from "../proxy/websocket.ts"
 import type { ApplyConfig, RuntimeRef } from "../runtime/runtime-ref.ts";
 import { compileGuard } from "../security/guard.ts";
 import { type ListenerTlsMaterial, loadListenerTls, TlsFileError } from "../security/tls-files.ts";
+import type { RolloutController } from "../rollout/controller.ts";
 import { FrontConnections, startMtlsFront } from "./mtls-front.ts";
 import { bunServeTls, logTls, watchFiles } from "./tls.ts";
 
@@ -16,6 +17,8 @@ export interface ServerState {
   draining: boolean;
   /** Puts a validated config in force (a push through the admin API or the config service). */
   applyConfig?: ApplyConfig;
+  /** Rollouts and SLOs of this process (the admin API's /rollouts and /slos). */
+  rollouts?: RolloutController;
 }
 
 /** Last guard: Bun calls this if a handler throws; the process must never crash on a request. */
@@ -165,7 +168,7 @@ function urlHost(address: string): string {
 }
 
 export function startAdminListener(config: NonNullable<Config["admin"]>, state: ServerState): Server<undefined> {
-  const app = adminRoutes({ ready: () => !state.draining, runtime: state.runtime, token: config.token, applyConfig: (c, source, versionInfo) => state.applyConfig!(c, source, versionInfo) });
+  const app = adminRoutes({ ready: () => !state.draining, runtime: state.runtime, token: config.token, applyConfig: (c, source, versionInfo) => state.applyConfig!(c, source, versionInfo), rollouts: state.rollouts });
   return Bun.serve({
     hostname: config.address,
     port: config.port,

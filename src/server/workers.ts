@@ -3,13 +3,15 @@
  * kernel spreads connections), each with its own fetch pool — the way past Bun's 64 idle upstream
  * sockets per process (shared/bun-notes.md). This supervisor forwards signals (SIGHUP reloads,
  * SIGTERM/SIGINT drain), relays pushed configs between workers (config-sync.ts) and restarts a
- * worker that dies, with a growing delay. It also keeps the machine's local rate-limit buckets, so
+ * worker that dies, with a growing delay, and relays rollout counts and decisions between worker 0
+ * and the others (rollout/sync.ts). It also keeps the machine's local rate-limit buckets, so
  * limits hold across workers (filters/rate-limit/shared-buckets.ts).
  */
 import type { Subprocess } from "bun";
 import { type RateLimitMessage, superviseRateLimits, WORKER_COUNT_ENV } from "../filters/rate-limit/shared-buckets.ts";
 import { metrics } from "../observe/metrics.ts";
 import { type MetricsMessage, superviseMetrics } from "../observe/worker-metrics.ts";
+import { type RolloutMessage, superviseRollouts } from "../rollout/sync.ts";
 import { type ConfigSyncMessage, superviseConfig } from "./config-sync.ts";
 
 export const WORKER_ENV = "SWITCHYARD_WORKER";
@@ -25,6 +27,8 @@ export async function superviseWorkers(cliPath: string, configFile: string, coun
 
   const metricsPeers = superviseMetrics(() => [...children].map(([index, c]) => ({ index, send: (m: MetricsMessage) => c.send(m) })));
   const onConfig = superviseConfig(() => [...children].map(([index, c]) => ({ index, send: (m: ConfigSyncMessage) => c.send(m) })));
+  // Rollouts: worker 0 decides for the machine from every worker's counts (rollout/sync.ts).
+  const onRollout = superviseRollouts(() => [...children].map(([index, c]) => ({ index, send: (m: RolloutMessage) => c.send(m) })));
   const onRateLimit = superviseRateLimits((limit) => metrics.rateLimitEvictions.inc([limit]));
   const spawn = (index: number) => {
     const child = Bun.spawn([process.execPath, cliPath, "start", configFile], {
@@ -34,6 +38,7 @@ export async function superviseWorkers(cliPath: string, configFile: string, coun
       serialization: "json",
       ipc(message, from) {
         if (onConfig(message, { index, send: (m) => from.send(m) })) return;
+        if (onRollout(message, { index, send: (m) => from.send(m) })) return;
         const type = (message as { type?: string } | null)?.type ?? "";
         if (type.startsWith("rate-limit-")) onRateLimit(message as RateLimitMessage, (m) => from.send(m));
         else metricsPeers.onMessage(message as MetricsMessage, { index, send: (m) => from.send(m) });

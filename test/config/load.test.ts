@@ -187,7 +187,7 @@ describe("documentation", () => {
     const readme = await Bun.file(`${import.meta.dir}/../../README.md`).text();
     const block = /## Config reference, by example[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
     const config = validateConfig("README.md", Bun.YAML.parse(block), {}, { checkFiles: false }); // its TLS files are examples
-    expect(config.routes.map((r) => r.name)).toEqual(["orders-v2", "checkout-canary", "profile", "bff", "live"]);
+    expect(config.routes.map((r) => r.name)).toEqual(["orders-v2", "payments", "checkout-canary", "profile", "bff", "live"]);
   });
 });
 

@@ -80,6 +80,9 @@ routes:
     grpc_transcode: { descriptors: "${GREETER_DESCRIPTORS}", service: switchyard.test.v1.Greeter }
     to: orders
   - { path_regex_route: true }
+  - name: canaried
+    rollout: { stable: orders, canary: sessions, steps: [10%, 100%], step_duration: 1m, min_requests: 5, analysis: { error_rate: { max: 2% }, slo: { max_burn_rate: 2 } }, sticky: { header: x-user } }
+    slo: { availability: 99.5%, latency: { threshold: 300ms, target: 99% }, window: 7d }
 clusters:
   orders:
     endpoints: [{ url: "http://10.0.0.1:8080", weight: 2 }, { url: "10.0.0.2:8080" }]
@@ -156,6 +159,11 @@ const SNAPSHOT = create(SnapshotSchema, {
       rewrite: { pathRegex: { pattern: "^/shop/([a-z]+)$", substitution: "" } },
       coalesce: { wait: "1s" },
       to: "sessions",
+    },
+    {
+      name: "canaried",
+      rollout: { stable: "orders", canary: "sessions", steps: ["10%", "100%"], step_duration: "1m", min_requests: 5, analysis: { error_rate: { max: "2%" }, slo: { max_burn_rate: 2 } }, sticky: { header: "x-user" } },
+      slo: { availability: "99.5%", latency: { threshold: "300ms", target: "99%" }, window: "7d" },
     },
   ],
   clusters: {
