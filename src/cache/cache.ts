@@ -33,6 +33,8 @@ export interface Entry {
 interface Cached {
   entries: Entry[];
   bodies: Map<number, Uint8Array>;
+  /** The key's slot among the shared change counters. */
+  slot: number;
   keyCount: number;
   wideCount: number;
   size: number;
@@ -102,8 +104,9 @@ export class HttpCache {
    */
   async lookup(key: string, request: Headers): Promise<{ entry: Entry; body: Uint8Array } | undefined> {
     const gens = this.generations;
-    const slot = gens.slot(baseKey(key));
     let memo = this.memory.get(key);
+    const slot = memo?.slot ?? gens.slot(baseKey(key));
+    let changed = false;
     if (memo === undefined || memo.keyCount !== gens.keyCount(slot) || memo.wideCount !== gens.wideCount()) {
       // Counted before the file is read: a change made while it is read shows next time.
       const keyCount = gens.keyCount(slot);
@@ -118,9 +121,16 @@ export class HttpCache {
         const kept = memo?.bodies.get(e.id);
         if (kept !== undefined) bodies.set(e.id, kept);
       }
-      memo = { entries: rows, bodies, keyCount, wideCount, size: 0 };
+      memo = { entries: rows, bodies, slot, keyCount, wideCount, size: 0 };
+      changed = true;
     }
-    const entry = memo.entries.find((e) => varyMatches(e.headers.get("vary"), e.requestHeaders, request));
+    let entry: Entry | undefined;
+    for (const e of memo.entries) {
+      if (varyMatches(e.headers.get("vary"), e.requestHeaders, request)) {
+        entry = e;
+        break;
+      }
+    }
     if (entry === undefined) return undefined;
     let body = memo.bodies.get(entry.id);
     if (body === undefined) {
@@ -131,9 +141,15 @@ export class HttpCache {
         return undefined;
       }
       if (body.byteLength <= this.config.memory.max_object) memo.bodies.set(entry.id, body);
+      changed = true;
     }
-    memo.size = [...memo.bodies.values()].reduce((sum, b) => sum + b.byteLength, 0) + 512 * memo.entries.length;
-    this.memory.set(key, memo);
+    // A hit on what the tier holds changes nothing of it (get() already made it most recent).
+    if (changed) {
+      let size = 512 * memo.entries.length;
+      for (const b of memo.bodies.values()) size += b.byteLength;
+      memo.size = size;
+      this.memory.set(key, memo);
+    }
     // Recency for LRU eviction, written at most once a minute per entry.
     const seconds = wallSeconds();
     if (seconds - entry.lastUsed > 60) {

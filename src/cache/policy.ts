@@ -315,7 +315,9 @@ export function notModifiedFor(request: Headers, stored: Headers, status = 200):
     if (etag === null) return false;
     return inm.split(",").some((tag) => weakMatch(tag.trim(), etag.trim()));
   }
-  const ims = httpDate(request.get("if-modified-since"));
+  const imsHeader = request.get("if-modified-since");
+  if (imsHeader === null) return false; // (the usual request: nothing of the stored response is parsed)
+  const ims = httpDate(imsHeader);
   // RFC 9111 §4.3.2: Last-Modified, else Date (every stored response has one: see serve.ts).
   const lastModified = httpDate(stored.get("last-modified")) ?? httpDate(stored.get("date"));
   return ims !== undefined && lastModified !== undefined && lastModified <= ims;
