@@ -39,7 +39,8 @@ async function waitReady(origin: string): Promise<void> {
   throw new Error(`${origin} did not start`);
 }
 
-async function startSwitchyard(name: string, cached: boolean): Promise<string> {
+/** `log`: the access log on (to a file, as in production); `workers`: processes sharing the port. */
+async function startSwitchyard(name: string, cached: boolean, opts: { log?: boolean; workers?: number } = {}): Promise<string> {
   const port = freePort();
   const file = join(dir, `${name}.json`);
   const route: Record<string, unknown> = { match: { path: { prefix: "/" } }, to: "u" };
@@ -49,7 +50,8 @@ async function startSwitchyard(name: string, cached: boolean): Promise<string> {
     caches: { c: { path: join(dir, `${name}.db`) } },
     routes: [route],
     clusters: { u: { endpoints: [`http://127.0.0.1:${upstream.port}`] } },
-    access_log: { enabled: false },
+    access_log: opts.log ? { path: join(dir, `${name}-access.log`) } : { enabled: false },
+    ...(opts.workers ? { workers: opts.workers } : {}),
   }));
   spawnLogged(name, [process.execPath, join(REPO, "src/cli.ts"), "start", file], { cwd: REPO, env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" }, logPath: join(dir, `${name}.log`) });
   const origin = `http://127.0.0.1:${port}`;
@@ -75,7 +77,12 @@ async function startNginx(): Promise<string | undefined> {
 const tool = await wrkTool(1);
 const results = new Map<string, LoadResult[]>();
 try {
-  const targets: [string, string][] = [["switchyard-cache", await startSwitchyard("sy-cache", true)], ["switchyard-uncached", await startSwitchyard("sy-pass", false)]];
+  const targets: [string, string][] = [
+    ["switchyard-cache", await startSwitchyard("sy-cache", true)],
+    ["switchyard-cache-log", await startSwitchyard("sy-cache-log", true, { log: true })],
+    ["switchyard-cache-2w", await startSwitchyard("sy-cache-2w", true, { workers: 2 })],
+    ["switchyard-uncached", await startSwitchyard("sy-pass", false)],
+  ];
   const nginx = await startNginx();
   if (nginx) targets.push(["nginx-proxy_cache", nginx]);
   for (const path of ["/1k", "/64k"]) {
@@ -109,6 +116,9 @@ for (const path of ["/1k", "/64k"]) {
   const rps = (name: string) => median((results.get(`${path} ${name}`) ?? []).map((r) => r.requestsPerSec));
   const cache = rps("switchyard-cache");
   const line = [`cache/uncached ${(cache / rps("switchyard-uncached")).toFixed(2)}`];
-  if (results.has(`${path} nginx-proxy_cache`)) line.push(`cache/nginx ${(cache / rps("nginx-proxy_cache")).toFixed(2)}`);
+  if (results.has(`${path} nginx-proxy_cache`)) {
+    const nginx = rps("nginx-proxy_cache");
+    line.push(`cache/nginx ${(cache / nginx).toFixed(2)}`, `cache+log/nginx ${(rps("switchyard-cache-log") / nginx).toFixed(2)}`, `2 workers/nginx ${(rps("switchyard-cache-2w") / nginx).toFixed(2)}`);
+  }
   console.log(`${path}: ${line.join(" · ")}`);
 }
