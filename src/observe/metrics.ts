@@ -47,7 +47,31 @@ export const metrics = {
   rateLimitRedisErrors: registry.add(new Counter("switchyard_rate_limit_redis_errors_total", "Redis calls of global rate limits that failed, by reason (timeout, error).", ["limit", "reason"])),
   rateLimitFallbacks: registry.add(new Counter("switchyard_rate_limit_fallbacks_total", "Requests a global rate limit decided without Redis, by its on_failure mode (local, allow, deny).", ["limit", "mode"])),
   rateLimitEvictions: registry.add(new Counter("switchyard_rate_limit_evictions_total", "Rate-limit buckets dropped before they were full because the limit's max_keys was reached.", ["limit"])),
+  flyReplays: registry.add(new Counter("switchyard_fly_replays_total", "Requests answered with fly-replay (sent to another Fly.io region), by route.", ["route"])),
+  fleetRedisErrors: registry.add(new Counter("switchyard_fleet_redis_errors_total", "Redis calls of the fleet that failed, by feature (idempotency, purge, config, heartbeat, log) and reason (timeout, error, down: skipped within retry_interval).", ["feature", "reason"])),
+  fleetIdempotency: registry.add(new Counter("switchyard_fleet_idempotency_total", "Idempotency-Key requests on a fleet, by outcome: claimed, replayed, in_flight (409), reused (422), not_kept (409: the answer was over max_answer), and without Redis: local, allowed, denied (on_failure).", ["outcome"])),
+  fleetPurges: registry.add(new Counter("switchyard_fleet_purges_total", "Purges and invalidations sent to the fleet, by result: complete (every live instance confirmed), incomplete (some did not within ack_timeout), unpublished (Redis down: this instance only).", ["result"])),
+  fleetPurgesApplied: registry.add(new Counter("switchyard_fleet_purges_applied_total", "Purges of other instances applied here, by how they came: live (as they happened) or catch_up (missed while away).", ["via"])),
+  fleetPurgeLogLost: registry.add(new Counter("switchyard_fleet_purge_log_lost_total", "Times this instance could not tell which purges it missed (Redis restarted empty or failed over, the log trimmed, no local state), by action (clear, keep).", ["action"])),
+  fleetCacheBypassed: registry.add(new Counter("switchyard_fleet_cache_bypassed_total", "Cache lookups answered as misses because this instance could not confirm it has every purge (purge.on_redis_failure: bypass), by cache.", ["cache"])),
+  fleetConfigAnswers: registry.add(new Counter("switchyard_fleet_config_answers_total", "Fleet configs this instance answered, by answer (ack, nack).", ["answer"])),
+  fleetConfigPublished: registry.add(new Counter("switchyard_fleet_config_published_total", "Configs pushed or PUT here and sent to the fleet, by result (published, conflict, unavailable).", ["result"])),
 };
+
+/** The fleet agent's live state (fleet/agent.ts keeps it current; only the process that runs the agent sets it). */
+export const fleetState = { agent: false, redisUp: 0, inSync: 0, liveInstances: 0, fleetVersion: 0 };
+registry.add(new Gauge("switchyard_fleet_redis_up", "1 while this instance's fleet agent reaches Redis, else 0 (absent without a fleet).", [], (set) => {
+  if (fleetState.agent) set([], fleetState.redisUp);
+}));
+registry.add(new Gauge("switchyard_fleet_in_sync", "1 while this instance knows it has applied every fleet purge (its agent reads the purge log), else 0.", [], (set) => {
+  if (fleetState.agent) set([], fleetState.inSync);
+}));
+registry.add(new Gauge("switchyard_fleet_instances", "Instances with a live heartbeat, as this instance last saw them.", [], (set) => {
+  if (fleetState.agent) set([], fleetState.liveInstances);
+}));
+registry.add(new Gauge("switchyard_fleet_config_version", "Version of the fleet config in force here (0: this instance runs its file's).", [], (set) => {
+  if (fleetState.agent) set([], fleetState.fleetVersion);
+}));
 
 /** Spans waiting in the trace exporters' queues (span-exporter.ts keeps it current). */
 export const traceQueue = { spans: 0 };

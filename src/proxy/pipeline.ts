@@ -6,6 +6,7 @@ import { Deadlines } from "./deadlines.ts";
 import { errors, SwitchyardError } from "./errors.ts";
 import { coalesceKey, join, type Leader } from "../cache/coalesce.ts";
 import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
+import { flyReplayAnswer } from "../fleet/fly-replay.ts";
 import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
 import { admit, exchange, select } from "./exchange.ts";
 import { forward } from "./forward.ts";
@@ -28,6 +29,11 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   // counted as it streams, in forward.ts).
   const maxBody = route.config.max_request_body;
   if (maxBody !== undefined && Number(ctx.headers.get("content-length") ?? 0) > maxBody) return fail(ctx, errors.bodyTooLarge(maxBody));
+  // Fly.io: a request that belongs to another region (a write, to the primary) goes there before any work is done here.
+  if (route.config.fly_replay !== undefined) {
+    const replay = flyReplayAnswer(ctx, route.config.fly_replay);
+    if (replay !== undefined) return respondLocal(ctx, replay);
+  }
   if (route.chooseCluster !== undefined) {
     ctx.cluster = route.chooseCluster(ctx.headers);
     ctx.cluster.budget.active++;
