@@ -9,6 +9,7 @@ import { adminApiRoutes } from "./admin-api.ts";
 import { cacheRoutes } from "./cache.ts";
 import { CONFIG_SERVICE_PATH, configServiceRoutes, connectErrorResponse } from "./config-service.ts";
 import { statusRoutes } from "./status.ts";
+import { type FleetReader, fleetRoutes } from "./fleet.ts";
 import { healthRoutes, type HealthOptions } from "./health.ts";
 
 export interface AdminOptions extends HealthOptions {
@@ -17,6 +18,8 @@ export interface AdminOptions extends HealthOptions {
   token?: string;
   drain?: () => void;
   applyConfig?: ApplyConfig;
+  /** With a fleet: its view (GET /fleet, GetConfig's instances); read when asked (the agent starts after the listener). */
+  fleet?: () => FleetReader | undefined;
 }
 
 export function adminRoutes(options: AdminOptions): Hono {
@@ -42,8 +45,9 @@ export function adminRoutes(options: AdminOptions): Hono {
   if (options.runtime) {
     app.route("/", cacheRoutes(options.runtime));
     app.route("/", statusRoutes(options.runtime));
+    app.route("/", fleetRoutes(options.runtime, options.fleet));
     app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")), applyConfig: options.applyConfig }));
-    app.route("/", configServiceRoutes({ runtime: options.runtime, applyConfig: options.applyConfig }));
+    app.route("/", configServiceRoutes({ runtime: options.runtime, applyConfig: options.applyConfig, fleet: options.fleet }));
   }
   // Prometheus text (0.0.4), or OpenMetrics 1.0 when the scraper asks for it.
   app.get("/metrics", async (c) => {

@@ -60,6 +60,31 @@ export interface StoreMeta {
   tags: string[];
 }
 
+/** What a purge removes: one key (every variant and header suffix), every key with a prefix, or every entry with a tag. */
+export interface PurgeBy {
+  key?: string;
+  prefix?: string;
+  tag?: string;
+}
+
+/** How far a purge went beyond this machine (with a fleet): which live instances confirmed it. */
+export interface FleetPurgeReport {
+  /** Every live instance confirmed it within fleet.purge.ack_timeout. */
+  complete: boolean;
+  /** Instances (besides this one) that applied it. */
+  confirmed: string[];
+  /** Live instances that had not confirmed it in time (they apply it when they read the log). */
+  missing: string[];
+  /** Why the fleet was not reached (Redis down): it was applied on this machine only. */
+  error?: string;
+}
+
+export interface PurgeOutcome {
+  /** Entries removed on this machine. */
+  purged: number;
+  fleet?: FleetPurgeReport;
+}
+
 export class HttpCache {
   private readonly memory: MemoryLru<Cached>;
   readonly collapser: Collapser;
@@ -267,7 +292,7 @@ export class HttpCache {
    * records the invalidation (fills requested before it are not stored, in any process). Once it
    * resolves, no process that shares the file serves what it removed. Returns how many.
    */
-  async purge(by: { key?: string; prefix?: string; tag?: string }): Promise<number> {
+  async purge(by: PurgeBy): Promise<number> {
     const now = wallSeconds();
     let remove: { sql: string; args: string[] | (string | number)[] };
     let record: [string, string];

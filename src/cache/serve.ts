@@ -10,7 +10,7 @@ import type { ProxyContext } from "../proxy/context.ts";
 import { errorResponse, SwitchyardError } from "../proxy/errors.ts";
 import { stripHopByHop } from "../proxy/headers.ts";
 import { Broadcast, broadcastBody } from "./broadcast.ts";
-import { type Entry, HttpCache } from "./cache.ts";
+import { type Entry, type HttpCache, type PurgeBy, type PurgeOutcome } from "./cache.ts";
 import { compileCacheKey, type KeyFacts, selectingHeaders, varyNames } from "./key.ts";
 import {
   CACHEABLE_METHODS, currentAge, decide, httpDate, parseCacheControl, varyMatches, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, notModifiedSelects, revalidationHeaders, staleIfErrorAllows,
@@ -21,10 +21,25 @@ export interface RouteCache {
   readonly cache: HttpCache;
   readonly config: RouteCacheConfig;
   readonly key: (facts: KeyFacts) => string;
+  /** Purges wherever the cache's entries may be served: this machine, and with a fleet every instance. */
+  readonly purge: (by: PurgeBy) => Promise<PurgeOutcome>;
+  /** False while stored entries must not be served (a fleet instance that may have missed purges). */
+  readonly servable: () => boolean;
 }
 
-export function buildRouteCache(cache: HttpCache, config: RouteCacheConfig): RouteCache {
-  return { cache, config, key: compileCacheKey(config) };
+/** Where purges go and whether entries may be served, when this machine is not alone (a fleet). */
+export interface CacheScope {
+  purge(cache: HttpCache, by: PurgeBy): Promise<PurgeOutcome>;
+  servable(cache: HttpCache): boolean;
+}
+
+const LOCAL_SCOPE: CacheScope = {
+  purge: async (cache, by) => ({ purged: await cache.purge(by) }),
+  servable: () => true,
+};
+
+export function buildRouteCache(cache: HttpCache, config: RouteCacheConfig, scope: CacheScope = LOCAL_SCOPE): RouteCache {
+  return { cache, config, key: compileCacheKey(config), purge: (by) => scope.purge(cache, by), servable: () => scope.servable(cache) };
 }
 
 /** What the cache phase decided for a request that goes upstream. */
@@ -54,8 +69,8 @@ export function fromStore(ctx: ProxyContext, entry: Entry, body: Uint8Array, xCa
 /** PURGE on a route that allows it: removes the URL's entries; 200 with the count, or 404 when none. */
 export async function purgeRequest(ctx: ProxyContext, rc: RouteCache): Promise<Response> {
   const key = rc.key(keyFacts(ctx)).split("\n")[0]!;
-  const purged = await rc.cache.purge({ key });
-  return Response.json({ purged, key }, { status: purged > 0 ? 200 : 404 });
+  const { purged, fleet } = await rc.purge({ key });
+  return Response.json({ purged, key, fleet }, { status: purged > 0 ? 200 : 404 });
 }
 
 const ONLY_IF_CACHED = /(^|,)\s*only-if-cached\s*(,|$)/i;
@@ -71,6 +86,8 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
   if (!CACHEABLE_METHODS.has(ctx.method)) return undefined;
   const key = rc.key(keyFacts(ctx));
   const requestTime = wallSeconds();
+  // A fleet instance that may have missed purges (purge.on_redis_failure: bypass): a miss, uncollapsed.
+  if (!rc.servable()) return { key, requestTime };
   const found = await rc.cache.lookup(key, ctx.headers);
   if (found === undefined) {
     if (ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return notCached(ctx);
@@ -238,7 +255,7 @@ export async function invalidateAfter(ctx: ProxyContext, rc: RouteCache, status:
     const url = new URL(uri);
     const key = rc.key({ scheme: url.protocol.slice(0, -1), host: url.host, path: url.pathname, query: url.search.slice(1), headers: new Headers() });
     // The configured key headers are part of the key: purge every suffix of this URI.
-    return rc.cache.purge({ key: key.split("\n")[0]! });
+    return rc.purge({ key: key.split("\n")[0]! });
   });
   if (purges.length === 0) return;
   // A store that fails to purge must not fail the write that went through: logged.

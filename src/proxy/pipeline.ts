@@ -7,6 +7,7 @@ import { errors, SwitchyardError } from "./errors.ts";
 import { coalesceKey, join, type Leader } from "../cache/coalesce.ts";
 import { type Claim, claimIdempotencyKey } from "../cache/idempotency.ts";
 import { flyReplayAnswer } from "../fleet/fly-replay.ts";
+import { claimInFleet } from "../fleet/idempotency.ts";
 import { type CacheState, cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
 import { admit, exchange, select } from "./exchange.ts";
 import { forward } from "./forward.ts";
@@ -113,7 +114,9 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
       if (kept instanceof SwitchyardError) return fail(ctx, kept);
       body = kept;
     }
-    const claimed = await claimIdempotencyKey(ctx, idem!, idemKey, body);
+    // With a fleet, the record is in Redis: a retry that reaches another instance is recognised.
+    const fleet = ctx.runtime.fleet;
+    const claimed = fleet !== undefined ? await claimInFleet(ctx, idem!, idemKey, body, fleet) : await claimIdempotencyKey(ctx, idem!, idemKey, body);
     if (claimed instanceof Response) return respondLocal(ctx, claimed);
     claim = claimed;
     ctx.idempotencyAbandon = () => claim?.abandon();

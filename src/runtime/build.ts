@@ -17,7 +17,8 @@ import { type CompiledHeaderRules, compileHeaderRules } from "../proxy/headers.t
 import type { Route } from "../proxy/route-schema.ts";
 import { compileMatch, compileQueryRewrite, compileRewrite, type RequestFacts } from "../proxy/router.ts";
 import { HttpCache } from "../cache/cache.ts";
-import { buildRouteCache, type RouteCache } from "../cache/serve.ts";
+import { buildRouteCache, type CacheScope, type RouteCache } from "../cache/serve.ts";
+import type { FleetServices } from "../fleet/services.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 import type { MirrorConfig } from "../proxy/mirror.ts";
 import { subrequestRoute } from "../proxy/subrequest.ts";
@@ -59,6 +60,10 @@ export interface Runtime {
   readonly accessLog: AccessLog;
   /** Spans for sampled requests; undefined when tracing is off (the request path checks just that). */
   readonly tracer: Tracer | undefined;
+  /** What this instance shares with the others of its fleet (fleet.redis), bound at start; undefined alone. */
+  readonly fleet: FleetServices | undefined;
+  /** Where cache purges go (this machine, or every instance of the fleet) and whether entries may be served. */
+  readonly cacheScope: CacheScope | undefined;
   /** Instances shared by the routes' filters (named providers, limiters), by key (RuntimeDeps.once). */
   readonly resources: ReadonlyMap<string, unknown>;
   /**
@@ -68,8 +73,11 @@ export interface Runtime {
   dispose(successor?: Runtime): void;
 }
 
-/** Builds a runtime; clusters that `previous` also had keep their endpoints' health state. */
-export function buildRuntime(config: Config, version: number, previous?: Runtime): Runtime {
+/**
+ * Builds a runtime; clusters that `previous` also had keep their endpoints' health state. `fleet`:
+ * the instance's fleet services (bound at start, the same for every runtime of the process).
+ */
+export function buildRuntime(config: Config, version: number, previous?: Runtime, fleet?: FleetServices): Runtime {
   const clusters = new Map<string, Cluster>();
   // A cache whose settings did not change is kept (with its memory tier) across reloads.
   const caches = new Map<string, HttpCache>();
@@ -93,7 +101,7 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
   };
   try {
     for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c, previous?.clusters.get(name)));
-    return finishRuntime(config, version, previous, clusters, caches, accessLog, tracer, resources, dispose);
+    return finishRuntime(config, version, previous, clusters, caches, accessLog, tracer, resources, dispose, fleet);
   } catch (e) {
     // A refused reload leaves no health checks or watchers running, and closes only what it opened itself.
     stopTimers();
@@ -116,7 +124,7 @@ function disposeResources(resources: ReadonlyMap<string, unknown>, kept: Readonl
 function finishRuntime(
   config: Config, version: number, previous: Runtime | undefined, clusters: Map<string, Cluster>,
   caches: Map<string, HttpCache>, accessLog: AccessLog, tracer: Tracer | undefined, resources: Map<string, unknown>,
-  dispose: (successor?: Runtime) => void,
+  dispose: (successor?: Runtime) => void, fleet: FleetServices | undefined,
 ): Runtime {
   const depsFor = (routeName: string): RuntimeDeps => ({
     config,
@@ -148,7 +156,7 @@ function finishRuntime(
       config: r,
       chooseCluster: handler !== undefined ? undefined : compileClusterChoice(r, clusters),
       handler,
-      cache: r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache) : undefined,
+      cache: r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache, fleet?.cacheScope) : undefined,
       mirror: r.mirror ? { cluster: clusters.get(r.mirror.cluster)!, config: r.mirror } : undefined,
       test: compileMatch(r.match),
       rewritePath,
@@ -160,7 +168,7 @@ function finishRuntime(
       transcode: r.grpc_transcode ? buildTranscoder(r.grpc_transcode) : undefined,
     };
   });
-  return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, dispose });
+  return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, fleet, cacheScope: fleet?.cacheScope, dispose });
 }
 
 /** The path a module sees: without the route's path prefix (`/bff/home` → `/home` under `/bff`). */

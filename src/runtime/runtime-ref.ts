@@ -3,6 +3,8 @@
  * that snapshot, so a reload never changes the rules under an in-flight request.
  */
 import type { Config } from "../config/schema.ts";
+import type { FleetServices } from "../fleet/services.ts";
+import type { FleetPushReport } from "../fleet/types.ts";
 import { buildRuntime, type Runtime } from "./build.ts";
 
 /**
@@ -10,14 +12,15 @@ import { buildRuntime, type Runtime } from "./build.ts";
  * service), or throws when its runtime cannot be built (then the running config stays). Returns
  * the new version and how many worker processes have it.
  */
-export type ApplyConfig = (config: Config, source: string, versionInfo?: string) => Promise<{ version: number; workers: number }>;
+export type ApplyConfig = (config: Config, source: string, versionInfo?: string) => Promise<{ version: number; workers: number; fleet?: FleetPushReport }>;
 
 export class RuntimeRef {
   private runtime: Runtime;
   private pushed: string | undefined;
 
-  constructor(config: Config) {
-    this.runtime = buildRuntime(config, 1);
+  /** `fleet`: the instance's fleet services, given to every runtime it builds. */
+  constructor(config: Config, readonly fleet?: FleetServices) {
+    this.runtime = buildRuntime(config, 1, undefined, fleet);
   }
 
   get current(): Runtime {
@@ -32,7 +35,7 @@ export class RuntimeRef {
   /** Builds a runtime from an already-validated config and makes it current (`versionInfo`: it was pushed). */
   swap(config: Config, versionInfo?: string): Runtime {
     const previous = this.runtime;
-    this.runtime = buildRuntime(config, previous.version + 1, previous);
+    this.runtime = buildRuntime(config, previous.version + 1, previous, this.fleet);
     this.pushed = versionInfo;
     previous.dispose(this.runtime);
     return this.runtime;
