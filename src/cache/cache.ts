@@ -69,6 +69,8 @@ export interface PurgeBy {
 
 /** How far a purge went beyond this machine (with a fleet): which live instances confirmed it. */
 export interface FleetPurgeReport {
+  /** Logged for the fleet (false: Redis could not take it; applied on this instance only). */
+  published: boolean;
   /** Every live instance confirmed it within fleet.purge.ack_timeout. */
   complete: boolean;
   /** Instances (besides this one) that applied it. */

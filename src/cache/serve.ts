@@ -24,13 +24,13 @@ export interface RouteCache {
   /** Purges wherever the cache's entries may be served: this machine, and with a fleet every instance. */
   readonly purge: (by: PurgeBy) => Promise<PurgeOutcome>;
   /** False while stored entries must not be served (a fleet instance that may have missed purges). */
-  readonly servable: () => boolean;
+  readonly servable: () => boolean | Promise<boolean>;
 }
 
 /** Where purges go and whether entries may be served, when this machine is not alone (a fleet). */
 export interface CacheScope {
   purge(cache: HttpCache, by: PurgeBy): Promise<PurgeOutcome>;
-  servable(cache: HttpCache): boolean;
+  servable(cache: HttpCache): boolean | Promise<boolean>;
 }
 
 const LOCAL_SCOPE: CacheScope = {
@@ -87,7 +87,8 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Re
   const key = rc.key(keyFacts(ctx));
   const requestTime = wallSeconds();
   // A fleet instance that may have missed purges (purge.on_redis_failure: bypass): a miss, uncollapsed.
-  if (!rc.servable()) return { key, requestTime };
+  const servable = rc.servable();
+  if (servable === false || (servable !== true && !(await servable))) return { key, requestTime };
   const found = await rc.cache.lookup(key, ctx.headers);
   if (found === undefined) {
     if (ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return notCached(ctx);

@@ -29,7 +29,9 @@ import pkg from "../../package.json" with { type: "json" };
 import type { FleetConfigView, FleetInstance, FleetView } from "./types.ts";
 
 /** How long one blocking read of the log waits for news; a hung Redis is noticed after this plus the timeout. */
-const BLOCK_MS = 1000;
+const BLOCK_MS = 250;
+/** After a read of the log, the machine counts as in sync for this long plus the Redis timeout (fleet.purge.ack_timeout must be longer). */
+export const SYNC_MARGIN_MS = BLOCK_MS + 250;
 /** Entries read at a time. */
 const BATCH = 500;
 
@@ -97,6 +99,7 @@ export class FleetAgent {
   async start(): Promise<void> {
     fleetState.agent = true;
     fleetState.fleetVersion = this.state.config?.version ?? 0;
+    this.fleet.sync.appliedGeneration = this.state.generation ?? 0;
     await this.resync().catch((e: unknown) => this.outOfSync(e));
     await this.heartbeat();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.fleet.config.heartbeat.interval);
@@ -132,7 +135,7 @@ export class FleetAgent {
     const wasOut = !this.synced;
     this.synced = true;
     fleetState.inSync = 1;
-    this.fleet.sync.set(Date.now() + BLOCK_MS + this.reader.timeoutMs + 1000);
+    this.fleet.sync.set(Date.now() + SYNC_MARGIN_MS + this.reader.timeoutMs);
     if (wasOut && this.loop !== undefined) logFleet({ msg: "fleet: in sync again (missed purges and config applied)", instance: this.fleet.self.id });
   }
 
@@ -183,6 +186,7 @@ export class FleetAgent {
     logFleet({ level: "warn", msg: `fleet: cannot tell which purges this instance missed (${why}); ${action === "clear" ? "its caches are emptied" : "its caches are kept (purge.on_log_lost: keep)"}`, instance: this.fleet.self.id });
     if (action === "clear") for (const cache of this.deps.runtime().caches.values()) await cache.purge({ prefix: "" });
     this.state.applied = last;
+    this.appliedGeneration(Number((await this.redis.call("log", "GET", [this.fleet.keys.purgeGeneration])) ?? 0));
   }
 
   /** Applies log entries in order; a purge that fails stops here (read again after a resync). */
@@ -196,10 +200,16 @@ export class FleetAgent {
           metrics.fleetPurgesApplied.inc([via]);
         }
       } else if (f.t === "config" && f.from !== this.fleet.self.id) config = true;
+      if (f.t === "purge" && f.g !== undefined) this.appliedGeneration(Number(f.g));
       this.state.applied = id;
     }
     await this.redis.call("log", "HSET", [this.fleet.keys.applied, this.fleet.self.id, this.state.applied ?? "0-0"]);
     if (config) await this.serialized(() => this.catchUpConfig(false));
+  }
+
+  private appliedGeneration(generation: number): void {
+    this.state.generation = generation;
+    this.fleet.sync.appliedGeneration = generation;
   }
 
   /**

@@ -4,6 +4,8 @@ export interface FleetKeys {
   readonly epoch: string;
   /** Stream: purges and config announcements, in order (the purge log). */
   readonly log: string;
+  /** Counter: purges ever logged (since Redis last lost its data); each purge entry carries its value. */
+  readonly purgeGeneration: string;
   /** Hash: instance → the last log entry it applied (purges are confirmed by it). */
   readonly applied: string;
   /** Sorted set: instance → the time (Redis's clock, ms) of its last heartbeat. */
@@ -22,6 +24,7 @@ export function fleetKeys(prefix: string): FleetKeys {
   return {
     epoch: `${prefix}epoch`,
     log: `${prefix}log`,
+    purgeGeneration: `${prefix}purge-generation`,
     applied: `${prefix}applied`,
     instances: `${prefix}instances`,
     instancePrefix: `${prefix}instance:`,

@@ -12,11 +12,16 @@ import { metrics } from "../observe/metrics.ts";
 import { compareIds } from "./keys.ts";
 import { FleetUnavailable, script } from "./redis.ts";
 import type { FleetServices } from "./services.ts";
+import type { SyncFlag } from "./sync-flag.ts";
+import type { FleetKeys } from "./keys.ts";
+import type { FleetRedis } from "./redis.ts";
 
-// KEYS[1]: the log, KEYS[2]: the heartbeats. ARGV: log length, cache, kind, value, origin, heartbeat ttl (ms).
-// Returns the entry's id, then the instances alive now (Redis's clock).
+// KEYS[1]: the log, KEYS[2]: the heartbeats, KEYS[3]: the purge generation. ARGV: log length,
+// cache, kind, value, origin, heartbeat ttl (ms). Returns the entry's id, then the instances alive
+// now (Redis's clock).
 const PUBLISH = script(`
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', 'purge', 'cache', ARGV[2], 'kind', ARGV[3], 'value', ARGV[4], 'from', ARGV[5])
+local g = redis.call('INCR', KEYS[3])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', 'purge', 'cache', ARGV[2], 'kind', ARGV[3], 'value', ARGV[4], 'from', ARGV[5], 'g', g)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = redis.call('ZRANGEBYSCORE', KEYS[2], now - tonumber(ARGV[6]), '+inf')
@@ -39,13 +44,13 @@ export async function purgeEverywhere(fleet: FleetServices, cache: HttpCache, by
   if (entry === undefined) return { purged };
   let reply: unknown;
   try {
-    reply = await fleet.redis.eval("purge", PUBLISH, [fleet.keys.log, fleet.keys.instances], [
+    reply = await fleet.redis.eval("purge", PUBLISH, [fleet.keys.log, fleet.keys.instances, fleet.keys.purgeGeneration], [
       String(fleet.config.purge.log_max), cache.name, entry[0], entry[1], fleet.self.id, String(fleet.config.heartbeat.ttl),
     ]);
   } catch (e) {
     if (!(e instanceof FleetUnavailable)) throw e;
     metrics.fleetPurges.inc(["unpublished"]);
-    return { purged, fleet: { complete: false, confirmed: [], missing: [], error: `applied on this instance only: ${e.message}` } };
+    return { purged, fleet: { published: false, complete: false, confirmed: [], missing: [], error: `applied on this instance only: ${e.message}` } };
   }
   const [id = "", ...live] = Array.isArray(reply) ? reply.map(String) : [];
   const report = await awaitApplied(fleet, id, live.filter((i) => i !== fleet.self.id));
@@ -79,5 +84,41 @@ async function awaitApplied(fleet: FleetServices, id: string, others: string[]):
     pause = Math.min(pause * 2, 20);
   }
   const missing = others.filter((o) => !confirmed.has(o));
-  return { complete: missing.length === 0 && error === undefined, confirmed: [...confirmed], missing, ...(error === undefined ? {} : { error }) };
+  return { published: true, complete: missing.length === 0 && error === undefined, confirmed: [...confirmed], missing, ...(error === undefined ? {} : { error }) };
+}
+
+/**
+ * Whether cached entries may be served here. While the agent reads the log (the in-sync flag):
+ * yes. Past that — Redis lost, or this machine was frozen or cut off — the fleet's purge generation
+ * is asked of Redis (once per 50 ms per process, within the timeout): equal to the applied one,
+ * nothing was missed; another, this instance is back but behind, and serves no stored entry until
+ * its agent has caught up; no answer, purge.on_redis_failure decides (serve: yes, bypass: no).
+ */
+export class PurgeGate {
+  private memo: { until: number; ok: boolean } | undefined;
+  private asking: Promise<boolean> | undefined;
+
+  constructor(private readonly redis: FleetRedis, private readonly keys: FleetKeys, private readonly sync: SyncFlag, private readonly failOpen: boolean) {}
+
+  servable(): boolean | Promise<boolean> {
+    if (this.sync.inSync()) return true;
+    const now = performance.now();
+    if (this.memo !== undefined && now < this.memo.until) return this.memo.ok;
+    this.asking ??= this.ask().finally(() => {
+      this.asking = undefined;
+    });
+    return this.asking;
+  }
+
+  private async ask(): Promise<boolean> {
+    let ok: boolean;
+    try {
+      const generation = Number((await this.redis.call("purge", "GET", [this.keys.purgeGeneration])) ?? 0);
+      ok = generation === this.sync.appliedGeneration;
+    } catch {
+      ok = this.failOpen;
+    }
+    this.memo = { until: performance.now() + 50, ok };
+    return ok;
+  }
 }

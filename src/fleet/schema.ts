@@ -81,6 +81,11 @@ export const FleetSchema = z
     }).prefault({}),
   })
   .superRefine((f, ctx) => {
+    // An instance that has not confirmed a purge within ack_timeout has not read the log for longer
+    // than its in-sync window (250ms + 250ms + the Redis timeout): it checks before serving again.
+    if (f.purge.ack_timeout <= f.redis.timeout + 500) {
+      ctx.addIssue({ code: "custom", path: ["purge", "ack_timeout"], message: "must be more than redis.timeout + 500ms" });
+    }
     if (f.heartbeat.ttl < 2 * f.heartbeat.interval) {
       ctx.addIssue({ code: "custom", path: ["heartbeat", "ttl"], message: "must be at least twice heartbeat.interval (one lost heartbeat must not drop an instance)" });
     }

@@ -9,7 +9,7 @@ import type { CacheScope } from "../cache/serve.ts";
 import { metrics } from "../observe/metrics.ts";
 import { type InstanceIdentity, instance } from "./instance.ts";
 import { type FleetKeys, fleetKeys } from "./keys.ts";
-import { purgeEverywhere } from "./purge.ts";
+import { PurgeGate, purgeEverywhere } from "./purge.ts";
 import { FleetRedis } from "./redis.ts";
 import type { FleetConfig } from "./schema.ts";
 import { SyncFlag } from "./sync-flag.ts";
@@ -28,19 +28,23 @@ export interface FleetServices {
 export function createFleetServices(config: FleetConfig, self: InstanceIdentity = instance): FleetServices {
   const redis = new FleetRedis({ url: config.redis.url, timeoutMs: config.redis.timeout, retryIntervalMs: config.redis.retry_interval, role: "requests" });
   const sync = new SyncFlag(`${config.state_path}.sync`);
-  const bypass = config.purge.on_redis_failure === "bypass";
+  const keys = fleetKeys(config.redis.key_prefix);
+  const gate = new PurgeGate(redis, keys, sync, config.purge.on_redis_failure === "serve");
   const services: FleetServices = {
     config,
-    keys: fleetKeys(config.redis.key_prefix),
+    keys,
     redis,
     sync,
     self,
     cacheScope: {
       purge: (cache: HttpCache, by: PurgeBy): Promise<PurgeOutcome> => purgeEverywhere(services, cache, by),
-      servable(cache: HttpCache): boolean {
-        if (!bypass || sync.inSync()) return true;
-        metrics.fleetCacheBypassed.inc([cache.name]);
-        return false;
+      servable(cache: HttpCache): boolean | Promise<boolean> {
+        const ok = gate.servable();
+        const count = (yes: boolean) => {
+          if (!yes) metrics.fleetCacheBypassed.inc([cache.name]);
+          return yes;
+        };
+        return typeof ok === "boolean" ? count(ok) : ok.then(count);
       },
     },
     dispose: () => redis.dispose(),

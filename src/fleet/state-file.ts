@@ -27,6 +27,8 @@ export const LocalStateSchema = z.object({
   epoch: z.string().optional(),
   /** The last purge log entry applied here. */
   applied: z.string().optional(),
+  /** The purge generation of that entry (fleet keys: purge-generation). */
+  generation: z.number().optional(),
   /** The fleet config in force here (its last ACK). */
   config: FleetConfigRecordSchema.optional(),
   /** The last fleet config answered (ACK or NACK), so it is not answered twice. */
