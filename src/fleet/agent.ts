@@ -17,7 +17,7 @@ import { ConfigError, configBaseDir, configDocument, validateLiteral } from "../
 import type { Config } from "../config/schema.ts";
 import { fleetState, metrics } from "../observe/metrics.ts";
 import type { Runtime } from "../runtime/build.ts";
-import { type Answer, configView, readConfig, seedConfig, writeAnswer } from "./config.ts";
+import { type Answer, configView, readConfig, restoreConfig, seedConfig, writeAnswer } from "./config.ts";
 import { withLocalSections } from "./document.ts";
 import { sendHeartbeat, removeHeartbeat, type LiveInstance, liveInstances } from "./heartbeat.ts";
 import { compareIds } from "./keys.ts";
@@ -226,6 +226,16 @@ export class FleetAgent {
       return;
     }
     if (record.id === this.state.answered?.id) {
+      if (rewriteAnswer) await this.writeOwnAnswer();
+      return;
+    }
+    // Older than one answered here: Redis went back (a failover to a replica without the latest).
+    // The newer one this instance runs is put back rather than the fleet going back with Redis.
+    const running = this.state.config;
+    if (record.version <= (this.state.answered?.version ?? 0) && running !== undefined && running.version >= record.version) {
+      if (await restoreConfig(this.fleet, this.redis, record.id, running)) {
+        logFleet({ level: "warn", msg: "fleet: redis had an older fleet config than this instance runs (failed over?); this instance's put back", redis_version: record.version, fleet_version: running.version });
+      }
       if (rewriteAnswer) await this.writeOwnAnswer();
       return;
     }

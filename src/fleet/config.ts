@@ -36,6 +36,22 @@ redis.call('HSET', KEYS[1], 'id', ARGV[1], 'version', ARGV[2], 'document', ARGV[
 return 1
 `);
 
+// KEYS[1]: the config hash, KEYS[2]: the log. ARGV: the id Redis has now, then as SEED, then log length.
+// Puts back a newer config than Redis holds (a failover to a replica that had not received it), and announces it.
+const RESTORE = script(`
+if (redis.call('HGET', KEYS[1], 'id') or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'id', ARGV[2], 'version', ARGV[3], 'document', ARGV[4], 'version_info', ARGV[5], 'source', ARGV[6], 'origin', ARGV[7], 'at', '0')
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 't', 'config', 'id', ARGV[2], 'version', ARGV[3], 'from', ARGV[7])
+return 1
+`);
+
+export async function restoreConfig(fleet: FleetServices, redis: FleetRedis, replacing: string, record: FleetConfigRecord): Promise<boolean> {
+  const reply = await redis.eval("config", RESTORE, [fleet.keys.config, fleet.keys.log], [
+    replacing, record.id, String(record.version), JSON.stringify(record.document), record.version_info, record.source, record.origin, String(fleet.config.purge.log_max),
+  ]);
+  return reply === 1;
+}
+
 export type PublishResult = { published: true; version: number } | { published: false; current: number };
 
 export async function publishConfig(fleet: FleetServices, redis: FleetRedis, base: { id: string; version: number } | undefined, record: Omit<FleetConfigRecord, "version">): Promise<PublishResult> {

@@ -132,7 +132,7 @@ test("an instance that cannot put it in force NACKs with why and keeps its confi
 
 test("a push built on a config another push has replaced is refused (409 / aborted), and the instance takes the newer one", async () => {
   // Another control plane's push reaches the fleet first (written to Redis as an instance would).
-  await redis.command("HSET", ["switchyard:fleet:config", "id", "someone-else"]);
+  await redis.command("HSET", ["switchyard:fleet:config", "id", "someone-else", "version", "23"]);
   const res = await fetch(`${fleet[0]!.admin}/config`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(configs[0]) });
   expect(res.status).toBe(409);
   expect(((await res.json()) as { error: string }).error).toBe("fleet_config_conflict");
@@ -140,10 +140,10 @@ test("a push built on a config another push has replaced is refused (409 / abort
   const answeredId = async () => (JSON.parse(String(await redis.command("HGET", ["switchyard:fleet:config:answers", "machine-0"]))) as { id: string }).id;
   await waitFor("machine-0 answered the newer config", async () => (await answeredId()) === "someone-else");
   // Through the config service: a Connect `aborted` error (retry), not a NACK of the config.
-  await redis.command("HSET", ["switchyard:fleet:config", "id", "someone-else-2"]);
+  await redis.command("HSET", ["switchyard:fleet:config", "id", "someone-else-2", "version", "24"]);
   const error = await client(fleet[0]!).pushSnapshot({ versionInfo: "late", routes: [{ to: "a" }], clusters: { a: { endpoints: [{ address: a.origin }] } } }).then(() => undefined, (e: unknown) => e as ConnectError);
   expect(error?.code).toBe(Code.Aborted);
-  expect(error?.rawMessage).toContain("another push reached the fleet first (fleet config version 22)");
+  expect(error?.rawMessage).toContain("another push reached the fleet first (fleet config version 24)");
   await waitFor("machine-0 answered the newer config", async () => (await answeredId()) === "someone-else-2");
   // Built on it, a push goes through.
   expect((await client(fleet[0]!).pushSnapshot({ versionInfo: "built-on-it", routes: [{ to: "a" }], clusters: { a: { endpoints: [{ address: a.origin }] } } })).accepted).toBe(true);
