@@ -60,6 +60,7 @@ table{border-collapse:collapse;min-width:40rem}td,th{border-bottom:1px solid #dd
 <body><h1>Switchyard <small id="version"></small></h1><p id="error"></p>
 <h2>Routes</h2><table><thead><tr><th>route</th><th>cluster</th><th>requests</th><th>req/s</th></tr></thead><tbody id="routes"></tbody></table>
 <h2>Clusters</h2><table><thead><tr><th>cluster</th><th>breaker</th><th>in flight</th><th>endpoint</th><th>state</th><th>active</th></tr></thead><tbody id="clusters"></tbody></table>
+<div id="fleet" hidden><h2>Fleet <small id="fleet-redis"></small></h2><table><thead><tr><th>instance</th><th>region</th><th>version</th><th>config</th><th>started</th><th>last heartbeat</th><th>req/s</th></tr></thead><tbody id="fleet-rows"></tbody></table></div>
 <script>
 const token = new URLSearchParams(location.search).get("token");
 const headers = token ? { authorization: "Bearer " + token } : {};
@@ -86,8 +87,19 @@ async function refresh() {
     document.getElementById("error").textContent = "cannot reach the admin API: " + e.message;
   }
 }
+// The fleet (GET /fleet, its own JSON): shown only when this instance is part of one.
+async function refreshFleet() {
+  const f = await fetch("fleet", { headers }).then((r) => (r.ok ? r.json() : null), () => null);
+  document.getElementById("fleet").hidden = !f || !f.redis.url;
+  if (!f || !f.redis.url) return;
+  document.getElementById("fleet-redis").textContent = "fleet config v" + f.fleet_version + (f.redis.reachable ? "" : " — redis unreachable: " + f.redis.error);
+  document.getElementById("fleet-rows").innerHTML = f.instances.map((i) => "<tr><td>" + esc(i.id) + (i.self ? " (this)" : "") + "</td><td>" + esc(i.region ?? "") + "</td><td>" + esc(i.version) +
+    "</td><td>v" + i.config.version + " / fleet v" + i.config.fleet_version + "</td><td>" + esc(i.started) + "</td><td>" + esc(i.last_heartbeat) + "</td><td>" + i.requests_per_second + "</td></tr>").join("");
+}
 refresh();
+refreshFleet();
 setInterval(refresh, 2000);
+setInterval(refreshFleet, 2000);
 </script></body></html>`;
 
 export function statusRoutes(runtime: RuntimeRef): Hono {

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type FleetMember, memberConfig, startFleet, stopFleet } from "../helpers/fleet.ts";
 import { startRedis, type TestRedis } from "../helpers/redis.ts";
+import { tempDir } from "../helpers/tmp.ts";
 import { startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let redis: TestRedis;
@@ -123,3 +124,24 @@ test("GET /fleet on any instance lists the three: id, region, version, started, 
     expect(typeof i.requests_per_second).toBe("number");
   }
 });
+
+test("the status page shows the fleet (a real headless Chromium renders it from GET /fleet)", async () => {
+  const profile = tempDir("switchyard-chromium-");
+  try {
+    const chrome = Bun.spawn(
+      ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", `--user-data-dir=${profile.path}`, "--virtual-time-budget=3000", "--dump-dom", `${fleet[0]!.admin}/status`],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    const timer = setTimeout(() => chrome.kill(), 30_000);
+    const dom = await new Response(chrome.stdout).text();
+    clearTimeout(timer);
+    expect(dom).toContain('<div id="fleet">'); // shown: this instance is part of a fleet
+    expect(dom).toContain("fleet config v0");
+    expect(dom).toMatch(/<td>machine-0 \(this\)<\/td><td>ams<\/td><td>0\.1\.0<\/td><td>v1 \/ fleet v0<\/td>/);
+    expect(dom).toMatch(/<td>machine-1<\/td><td>iad<\/td>/);
+    expect(dom).toMatch(/<td>machine-2<\/td><td>sin<\/td>/);
+  } finally {
+    profile.cleanup();
+  }
+}, 60_000);
