@@ -57,7 +57,8 @@ export async function startFleet(count: number, configFor: FleetConfigFor, regio
   await Promise.all(members.map((m) => m.restart()));
   // Every member sees every other by its heartbeat.
   await waitFor(`${count} instances in /fleet`, async () => {
-    const views = await Promise.all(members.map(async (m) => (await (await fetch(`${m.admin}/fleet`)).json()) as { instances: unknown[] }));
+    // (With workers the admin listener is worker 0's, which may start after another worker.)
+    const views = await Promise.all(members.map(async (m) => (await fetch(`${m.admin}/fleet`).then((r) => r.json(), () => ({ instances: [] }))) as { instances: unknown[] }));
     return views.every((v) => v.instances.length === count);
   }, 10_000);
   return members;
