@@ -8,11 +8,12 @@ FROM oven/bun:1.4.5-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json bunfig.toml tsconfig.json switchyard.yaml switchyard.schema.json ./
+COPY package.json bunfig.toml tsconfig.json switchyard.yaml switchyard.fleet.yaml switchyard.schema.json ./
 COPY src ./src
 COPY routes ./routes
 USER bun
 EXPOSE 8080
 # SIGTERM drains; `start` raises Bun's fetch concurrency cap itself (BUN_CONFIG_MAX_HTTP_REQUESTS).
 STOPSIGNAL SIGTERM
+# (fly.toml runs switchyard.fleet.yaml instead: machines in several regions as one fleet.)
 CMD ["bun", "src/cli.ts", "start", "switchyard.yaml"]
