@@ -80,6 +80,8 @@ export class FleetAgent {
   private lastCount: { requests: number; at: number } | undefined;
   /** Config answers and pushes, one at a time. */
   private configTurn: Promise<unknown> = Promise.resolve();
+  /** This instance's answer to the last fleet config it saw (written again after Redis lost it). */
+  private lastAnswer: Answer | undefined;
 
   constructor(private readonly deps: AgentDeps, readonly state: LocalState) {
     const r = deps.services.config.redis;
@@ -99,6 +101,7 @@ export class FleetAgent {
   async start(): Promise<void> {
     fleetState.agent = true;
     fleetState.fleetVersion = this.state.config?.version ?? 0;
+    this.fleet.sync.set(0); // the file outlives processes: a previous run's window means nothing now
     this.fleet.sync.appliedGeneration = this.state.generation ?? 0;
     await this.resync().catch((e: unknown) => this.outOfSync(e));
     await this.heartbeat();
@@ -204,7 +207,9 @@ export class FleetAgent {
       this.state.applied = id;
     }
     await this.redis.call("log", "HSET", [this.fleet.keys.applied, this.fleet.self.id, this.state.applied ?? "0-0"]);
-    if (config) await this.serialized(() => this.catchUpConfig(false));
+    // Not awaited: a push being answered here holds the config turn for up to its ack_timeout, and
+    // the purges behind this batch must not wait for it. It reads the latest config when its turn comes.
+    if (config) void this.serialized(() => this.catchUpConfig(false)).catch((e: unknown) => logFleet({ level: "warn", msg: "fleet: the fleet config could not be read; tried again at the next announcement or reconnection", error: String(e) }));
   }
 
   private appliedGeneration(generation: number): void {
@@ -241,8 +246,6 @@ export class FleetAgent {
     }
     await this.answer(record);
   }
-
-  private lastAnswer: Answer | undefined;
 
   private async writeOwnAnswer(): Promise<void> {
     if (this.lastAnswer !== undefined) await writeAnswer(this.fleet.keys, this.redis, this.fleet.self.id, this.lastAnswer);

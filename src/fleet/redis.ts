@@ -67,6 +67,7 @@ export class FleetRedis {
   private connectStartedAt = 0;
   private retryAt = Number.NEGATIVE_INFINITY;
   private down = false;
+  private everReached = false;
   private disposed = false;
   private readonly now: Clock;
   /** Called once each time Redis answers again after an outage (and at the first answer). */
@@ -188,8 +189,6 @@ export class FleetRedis {
     if (again) logFleet({ msg: "fleet: redis reachable again", connection: this.options.role, redis: redactUrl(this.options.url) });
     this.onReachable();
   }
-
-  private everReached = false;
 
   /** Closes the connection; later calls fail at once. */
   dispose(): void {
