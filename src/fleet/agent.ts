@@ -80,6 +80,8 @@ export class FleetAgent {
   private lastCount: { requests: number; at: number } | undefined;
   /** Config answers and pushes, one at a time. */
   private configTurn: Promise<unknown> = Promise.resolve();
+  private beats = 0;
+  private duplicateLogged = false;
   /** This instance's answer to the last fleet config it saw (written again after Redis lost it). */
   private lastAnswer: Answer | undefined;
 
@@ -284,10 +286,15 @@ export class FleetAgent {
     this.lastCount = { requests, at };
     const self = this.fleet.self;
     try {
-      await sendHeartbeat(this.redis, this.fleet.keys, {
+      const replaced = await sendHeartbeat(this.redis, this.fleet.keys, {
         id: self.id, region: self.region ?? null, boot: self.boot, software: pkg.version, started: self.startedAt,
         requests_per_second: this.rps, config_version: this.deps.runtime().version, fleet_version: this.state.config?.version ?? 0,
       }, this.fleet.config.heartbeat.ttl);
+      // After our own first heartbeat, one from another process under our id: two instances share it.
+      if (this.beats++ > 0 && replaced !== undefined && replaced.boot !== self.boot && !this.duplicateLogged) {
+        this.duplicateLogged = true;
+        logFleet({ level: "error", msg: "fleet: another instance uses this instance's id; give each its own FLY_MACHINE_ID (or host name)", instance: self.id, other_started: replaced.started });
+      }
       fleetState.liveInstances = (await liveInstances(this.redis, this.fleet.keys, this.fleet.config.heartbeat.ttl)).length;
     } catch {
       // counted (switchyard_fleet_redis_errors_total{feature="heartbeat"}); the next one tries again

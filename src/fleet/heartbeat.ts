@@ -24,13 +24,15 @@ export const HeartbeatSchema = z.object({
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;
 
 // KEYS[1]: the sorted set, KEYS[2]: this instance's key. ARGV: id, heartbeat JSON, ttl (ms).
+// Returns the heartbeat it replaces ('' for none).
 const BEAT = script(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
+local before = redis.call('GET', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 10 * tonumber(ARGV[3]))
-return now
+return before or ''
 `);
 
 // KEYS[1]: the sorted set. ARGV: ttl (ms), the instance key prefix. Returns now, then id, stamp, heartbeat JSON of each live instance.
@@ -47,8 +49,10 @@ end
 return out
 `);
 
-export async function sendHeartbeat(redis: FleetRedis, keys: FleetKeys, beat: Heartbeat, ttlMs: number): Promise<void> {
-  await redis.eval("heartbeat", BEAT, [keys.instances, `${keys.instancePrefix}${beat.id}`], [beat.id, JSON.stringify(beat), String(ttlMs)]);
+/** Sends a heartbeat; returns the one it replaced (another process's, if two instances were given one id). */
+export async function sendHeartbeat(redis: FleetRedis, keys: FleetKeys, beat: Heartbeat, ttlMs: number): Promise<Heartbeat | undefined> {
+  const before = await redis.eval("heartbeat", BEAT, [keys.instances, `${keys.instancePrefix}${beat.id}`], [beat.id, JSON.stringify(beat), String(ttlMs)]);
+  return parseJson(HeartbeatSchema, typeof before === "string" ? before : undefined);
 }
 
 /** Leaving (shutdown): no longer live, so no purge waits for it. */

@@ -81,3 +81,16 @@ test("an Idempotency-Key claimed in either worker is replayed at the other insta
   }
   expect(payments).toBe(6);
 });
+
+test("two processes given one instance id: the clash is logged (each would answer for the other)", async () => {
+  const { spawnProxy, writeTempConfig } = await import("../helpers/cli.ts");
+  const file = writeTempConfig(memberConfig(redis.url, freePort(), { routes: [{ to: "up" }], clusters: { up: { endpoints: [up.origin] } } }));
+  const twin = await spawnProxy(file.file, { FLY_MACHINE_ID: "machine-0", FLY_REGION: "ams" });
+  try {
+    const clash = "fleet: another instance uses this instance's id; give each its own FLY_MACHINE_ID (or host name)";
+    await waitFor("the clash logged", () => twin.events.some((e) => e.msg === clash) || fleet[0]!.proxy.events.some((e) => e.msg === clash));
+  } finally {
+    await twin.stop();
+    file.cleanup();
+  }
+});
