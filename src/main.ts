@@ -68,15 +68,6 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   const state: ServerState = { runtime: new RuntimeRef(config, fleet?.services), draining: false };
   setRuntimeSource(() => state.runtime.current, () => state.runtime.versionInfo);
   if (worker !== undefined) listenAsWorker();
-  const echo = config.echo && first ? startEcho(config.echo.address, config.echo.port) : undefined;
-  const proxies = await startProxyListeners(config, state, worker !== undefined);
-  // Egress listeners are node:http servers without reusePort: like admin, they belong to worker 0.
-  const egress: EgressListener[] = [];
-  if (first) {
-    for (const [i, l] of config.listeners.entries()) if (l.mode === "egress") egress.push(await startEgressListener(l, i, state));
-  }
-  const admin = config.admin && first ? startAdminListener(config.admin, state) : undefined;
-  const bound = listenerKey(config);
 
   // A config pushed through the admin API or the config service takes effect like a reload, in
   // every worker; the file stays as it is (a later file change or SIGHUP puts the file's config back).
@@ -115,6 +106,19 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
   if (fleet?.overlay !== undefined) void pushToWorkers({ document: configDocument(config), source: "saved fleet config", fleet: fleetOverlay });
   // Caught up with the fleet (or found Redis away) before serving: each Redis call is bounded by its timeout.
   await agent?.start();
+
+  const echo = config.echo && first ? startEcho(config.echo.address, config.echo.port) : undefined;
+  const proxies = await startProxyListeners(config, state, worker !== undefined).catch(async (e: unknown) => {
+    await agent?.stop(); // a listener that cannot bind (a taken port): the process ends, its agent first
+    throw e;
+  });
+  // Egress listeners are node:http servers without reusePort: like admin, they belong to worker 0.
+  const egress: EgressListener[] = [];
+  if (first) {
+    for (const [i, l] of config.listeners.entries()) if (l.mode === "egress") egress.push(await startEgressListener(l, i, state));
+  }
+  const admin = config.admin && first ? startAdminListener(config.admin, state) : undefined;
+  const bound = listenerKey(config);
 
   /** `force`: SIGHUP and `reload()`; a file event reloads only when the content changed. */
   const reload = async (force: boolean): Promise<boolean> => {

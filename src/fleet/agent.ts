@@ -339,6 +339,7 @@ export class FleetAgent {
     clearInterval(this.saveTimer);
     this.reader.dispose();
     await this.loop;
+    this.fleet.sync.set(0);
     await removeHeartbeat(this.redis, this.fleet.keys, this.fleet.self.id).catch(() => {});
     saveLocalState(this.fleet.config.state_path, this.state);
     this.redis.dispose();
