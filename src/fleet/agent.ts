@@ -174,15 +174,12 @@ export class FleetAgent {
     this.inSync();
   }
 
+  /** Where the log is: its last id, and the last id trimmed from it (Redis 7); undefined when there is no log. */
   private async streamInfo(): Promise<{ last: string; maxDeleted: string } | undefined> {
-    try {
-      const info = await this.redis.call("log", "XINFO", ["STREAM", this.fleet.keys.log]);
-      const fields = (info ?? {}) as Record<string, unknown>;
-      return { last: String(fields["last-generated-id"] ?? "0-0"), maxDeleted: String(fields["max-deleted-entry-id"] ?? "0-0") };
-    } catch (e) {
-      if (String((e as Error).message).includes("no such key")) return undefined;
-      throw e;
-    }
+    if (!(await this.redis.call("log", "EXISTS", [this.fleet.keys.log]))) return undefined;
+    const info = await this.redis.call("log", "XINFO", ["STREAM", this.fleet.keys.log]);
+    const fields = (info ?? {}) as Record<string, unknown>;
+    return { last: String(fields["last-generated-id"] ?? "0-0"), maxDeleted: String(fields["max-deleted-entry-id"] ?? "0-0") };
   }
 
   private async logLost(last: string, why: string): Promise<void> {
