@@ -11,6 +11,7 @@ import type { FleetPurgeReport, HttpCache, PurgeBy, PurgeOutcome } from "../cach
 import { metrics } from "../observe/metrics.ts";
 import { compareIds } from "./keys.ts";
 import { FleetUnavailable, script } from "./redis.ts";
+import type { PurgeRecord } from "./pending-purges.ts";
 import type { FleetServices } from "./services.ts";
 import type { SyncFlag } from "./sync-flag.ts";
 import type { FleetKeys } from "./keys.ts";
@@ -38,21 +39,32 @@ export function purgeEntry(by: PurgeBy): [PurgeKind, string] | undefined {
   return undefined;
 }
 
+/** Appends a purge to the log; returns its id, then the instances alive now. */
+export async function publishPurge(fleet: FleetServices, purge: PurgeRecord): Promise<string[]> {
+  const reply = await fleet.redis.eval("purge", PUBLISH, [fleet.keys.log, fleet.keys.instances, fleet.keys.purgeGeneration], [
+    String(fleet.config.purge.log_max), purge.cache, purge.kind, purge.value, fleet.self.id, String(fleet.config.heartbeat.ttl),
+  ]);
+  return Array.isArray(reply) ? reply.map(String) : [];
+}
+
 export async function purgeEverywhere(fleet: FleetServices, cache: HttpCache, by: PurgeBy): Promise<PurgeOutcome> {
   const purged = await cache.purge(by);
   const entry = purgeEntry(by);
   if (entry === undefined) return { purged };
-  let reply: unknown;
+  const record: PurgeRecord = { cache: cache.name, kind: entry[0], value: entry[1] };
+  // Behind purges that still wait for Redis: they go first, in order.
+  if (fleet.pending.size > 0) await fleet.pending.flush();
+  let reply: string[];
   try {
-    reply = await fleet.redis.eval("purge", PUBLISH, [fleet.keys.log, fleet.keys.instances, fleet.keys.purgeGeneration], [
-      String(fleet.config.purge.log_max), cache.name, entry[0], entry[1], fleet.self.id, String(fleet.config.heartbeat.ttl),
-    ]);
+    if (fleet.pending.size > 0) throw new FleetUnavailable("down", "earlier purges still wait for redis");
+    reply = await publishPurge(fleet, record);
   } catch (e) {
     if (!(e instanceof FleetUnavailable)) throw e;
+    fleet.pending.add(record);
     metrics.fleetPurges.inc(["unpublished"]);
-    return { purged, fleet: { published: false, complete: false, confirmed: [], missing: [], error: `applied on this instance only: ${e.message}` } };
+    return { purged, fleet: { published: false, complete: false, confirmed: [], missing: [], error: `applied on this instance; sent to the fleet when redis answers again (${e.message})` } };
   }
-  const [id = "", ...live] = Array.isArray(reply) ? reply.map(String) : [];
+  const [id = "", ...live] = reply;
   const report = await awaitApplied(fleet, id, live.filter((i) => i !== fleet.self.id));
   metrics.fleetPurges.inc([report.complete ? "complete" : "incomplete"]);
   return { purged, fleet: report };

@@ -9,7 +9,8 @@ import type { CacheScope } from "../cache/serve.ts";
 import { metrics } from "../observe/metrics.ts";
 import { type InstanceIdentity, instance } from "./instance.ts";
 import { type FleetKeys, fleetKeys } from "./keys.ts";
-import { PurgeGate, purgeEverywhere } from "./purge.ts";
+import { PendingPurges } from "./pending-purges.ts";
+import { publishPurge, PurgeGate, purgeEverywhere } from "./purge.ts";
 import { FleetRedis } from "./redis.ts";
 import type { FleetConfig } from "./schema.ts";
 import { SyncFlag } from "./sync-flag.ts";
@@ -20,6 +21,8 @@ export interface FleetServices {
   readonly redis: FleetRedis;
   readonly sync: SyncFlag;
   readonly self: InstanceIdentity;
+  /** Purges applied here that wait for Redis (sent once it answers again). */
+  readonly pending: PendingPurges;
   /** Purges that reach every instance; entries served only while purges are known (purge.on_redis_failure). */
   readonly cacheScope: CacheScope;
   dispose(): void;
@@ -36,6 +39,7 @@ export function createFleetServices(config: FleetConfig, self: InstanceIdentity 
     redis,
     sync,
     self,
+    pending: new PendingPurges(async (purge) => void (await publishPurge(services, purge)), config.redis.retry_interval),
     cacheScope: {
       purge: (cache: HttpCache, by: PurgeBy): Promise<PurgeOutcome> => purgeEverywhere(services, cache, by),
       servable(cache: HttpCache): boolean | Promise<boolean> {
@@ -47,7 +51,10 @@ export function createFleetServices(config: FleetConfig, self: InstanceIdentity 
         return typeof ok === "boolean" ? count(ok) : ok.then(count);
       },
     },
-    dispose: () => redis.dispose(),
+    dispose() {
+      services.pending.dispose();
+      redis.dispose();
+    },
   };
   return services;
 }

@@ -15,12 +15,14 @@ let redis: TestRedis;
 let up: Upstream;
 let fleet: FleetMember[];
 let next = 0;
+let qVersion = 1;
 
 beforeAll(async () => {
   redis = await startRedis();
   up = startUpstream(async (req) => {
     const path = new URL(req.url).pathname;
     if (req.method === "POST") return Response.json({ n: ++next, body: await req.text() }, { status: 201 });
+    if (path === "/items/q") return new Response(`q v${qVersion}`, { headers: { "cache-control": "max-age=300" } });
     return new Response(`${path} ok`, { headers: { "cache-control": "max-age=300" } });
   });
   fleet = await startFleet(3, ({ admin }) => memberConfig(redis.url, admin, {
@@ -140,10 +142,19 @@ test("Redis killed mid-load, then restarted empty: every request answered in tim
 }, 30_000);
 
 test("Redis hung (SIGSTOP) mid-load: no request waits past the timeout, nothing crashes; all recovers on SIGCONT", async () => {
+  const q = async (m: FleetMember) => (await fetch(`${m.proxy.origin}/items/q`, { headers: HOST })).text();
+  for (const m of fleet) await q(m);
   const running = load(2500);
   await Bun.sleep(500);
   redis.pause();
-  await Bun.sleep(1200);
+  await Bun.sleep(300);
+  // A purge while Redis hangs: applied here, answered 503 after one timeout, and queued for the fleet.
+  qVersion = 2;
+  const during = await fetch(`${fleet[0]!.admin}/cache/purge`, { method: "POST", body: JSON.stringify({ cache: "main", key: "http://api.example.com/items/q" }) });
+  expect(during.status).toBe(503);
+  expect(((await during.json()) as { fleet: { error: string } }).fleet.error).toStartWith("applied on this instance; sent to the fleet when redis answers again");
+  expect(await q(fleet[0]!)).toBe("q v2");
+  await Bun.sleep(900);
   redis.resume();
   const results = await running;
   const s = summary(results);
@@ -155,6 +166,9 @@ test("Redis hung (SIGSTOP) mid-load: no request waits past the timeout, nothing 
   expect(alive()).toBe(true);
   for (const m of fleet) expect(await metric(m, 'switchyard_fleet_redis_errors_total{feature="idempotency",reason="timeout"}')).toBeGreaterThanOrEqual(1);
   await waitFor("every instance in sync again", async () => (await Promise.all(fleet.map((m) => metric(m, "switchyard_fleet_in_sync")))).every((v) => v === 1), 10_000);
+  // The purge made during the hang reached the others once Redis answered again.
+  await waitFor("the queued purge everywhere", async () => (await q(fleet[1]!)) === "q v2" && (await q(fleet[2]!)) === "q v2", 5000);
+  expect(await metric(fleet[0]!, 'switchyard_fleet_purges_total{result="published_late"}')).toBe(1);
   const purge = await fetch(`${fleet[2]!.admin}/cache/purge`, { method: "POST", body: JSON.stringify({ cache: "main", prefix: "http://api.example.com/items/" }) });
   expect(purge.status).toBe(200);
 }, 30_000);
