@@ -11,11 +11,12 @@ ENV NODE_ENV=production
 # itself to raise it (a second process start, ~100 ms of cold start).
 ENV BUN_CONFIG_MAX_HTTP_REQUESTS=65535
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json bunfig.toml tsconfig.json switchyard.yaml switchyard.schema.json ./
+COPY package.json bunfig.toml tsconfig.json switchyard.yaml switchyard.fleet.yaml switchyard.schema.json ./
 COPY src ./src
 COPY routes ./routes
 USER bun
 EXPOSE 8080
 # SIGTERM drains.
 STOPSIGNAL SIGTERM
+# (fly.toml runs switchyard.fleet.yaml instead: machines in several regions as one fleet.)
 CMD ["bun", "src/cli.ts", "start", "switchyard.yaml"]

@@ -5,6 +5,7 @@ import { diffConfig } from "../src/config/diff.ts";
 import { ConfigError, configBaseDir, parseText, validateConfig } from "../src/config/load.ts";
 import type { Config } from "../src/config/schema.ts";
 import { explainRequest } from "../src/runtime/explain.ts";
+import { SwitchyardError } from "../src/util/errors.ts";
 import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
 
 /**
@@ -98,9 +99,11 @@ export function adminApiRoutes(options: AdminApiOptions): Hono {
     if (c.req.query("dry_run") === "1" || c.req.query("dry_run") === "true") return c.json({ valid: true, dry_run: true, changes, relative_paths_from: baseDir });
     if (!options.applyConfig) return c.json({ error: "unavailable", message: "config push is not enabled here" }, 503);
     try {
-      const { version, workers } = await options.applyConfig(next, "admin-api");
-      return c.json({ valid: true, version, workers, changes, relative_paths_from: baseDir });
+      const { version, workers, fleet } = await options.applyConfig(next, "admin-api");
+      return c.json({ valid: true, version, workers, changes, relative_paths_from: baseDir, fleet });
     } catch (e) {
+      // A fleet that cannot take it now: Redis down (503), another push came first (409). Nothing changed.
+      if (e instanceof SwitchyardError && (e.status === 503 || e.status === 409)) return c.json({ error: e.code, message: e.message }, e.status);
       // Valid, yet its runtime could not be built (a file it names cannot be opened…).
       options.runtime.noteChange("admin-api", "refused", [(e as Error).message]);
       return c.json({ error: "invalid_config", message: "the config could not be put in force; the one in force stays", problems: [(e as Error).message], relative_paths_from: baseDir }, 422);

@@ -10,6 +10,7 @@ import { cacheRoutes } from "./cache.ts";
 import type { ConfigServiceOptions } from "./config-service.ts";
 import { rolloutRoutes } from "./rollouts.ts";
 import { statusRoutes } from "./status.ts";
+import { type FleetReader, fleetRoutes } from "./fleet.ts";
 import { healthRoutes, type HealthOptions } from "./health.ts";
 
 /** The config service's path (config-service.ts checks it against the generated service's name). */
@@ -39,6 +40,8 @@ export interface AdminOptions extends HealthOptions {
   applyConfig?: ApplyConfig;
   /** Rollouts and SLOs (GET /rollouts, /slos; POST /rollouts/{route}/{action}). */
   rollouts?: RolloutController;
+  /** With a fleet: its view (GET /fleet, GetConfig's instances); read when asked (the agent starts after the listener). */
+  fleet?: () => FleetReader | undefined;
 }
 
 export function adminRoutes(options: AdminOptions): Hono {
@@ -63,8 +66,9 @@ export function adminRoutes(options: AdminOptions): Hono {
   if (options.runtime) {
     app.route("/", cacheRoutes(options.runtime));
     app.route("/", statusRoutes(options.runtime));
+    app.route("/", fleetRoutes(options.runtime, options.fleet));
     app.route("/", adminApiRoutes({ runtime: options.runtime, drain: options.drain ?? (() => process.kill(process.pid, "SIGTERM")), applyConfig: options.applyConfig }));
-    const service = configService({ runtime: options.runtime, applyConfig: options.applyConfig });
+    const service = configService({ runtime: options.runtime, applyConfig: options.applyConfig, fleet: options.fleet });
     app.all(`${CONFIG_SERVICE_PATH}*`, (c) => service(c.req.raw));
   }
   if (options.rollouts) app.route("/", rolloutRoutes(options.rollouts));

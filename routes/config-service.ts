@@ -25,6 +25,10 @@ import {
   SnapshotSchema,
 } from "../src/gen/switchyard/config/v1/config_pb.ts";
 import { metrics } from "../src/observe/metrics.ts";
+import { SwitchyardError } from "../src/util/errors.ts";
+import type { InstanceConfigState } from "../src/fleet/types.ts";
+import { ConfigAnswer, type InstanceConfig, InstanceConfigSchema } from "../src/gen/switchyard/config/v1/config_pb.ts";
+import type { FleetReader } from "./fleet.ts";
 import type { ApplyConfig, RuntimeRef } from "../src/runtime/runtime-ref.ts";
 
 /** Every RPC of the service is under this path: `/switchyard.config.v1.ConfigService/<Method>`. */
@@ -63,6 +67,17 @@ async function asClientError(res: Response): Promise<Response> {
 export interface ConfigServiceOptions {
   runtime: RuntimeRef;
   applyConfig?: ApplyConfig;
+  /** With a fleet: GetConfig lists its instances. */
+  fleet?: () => FleetReader | undefined;
+}
+
+const ANSWERS = { pending: ConfigAnswer.PENDING, ack: ConfigAnswer.ACK, nack: ConfigAnswer.NACK } as const;
+
+function instanceMessages(instances: readonly InstanceConfigState[]): InstanceConfig[] {
+  return instances.map((i) => create(InstanceConfigSchema, {
+    instance: i.instance, region: i.region ?? "", fleetVersion: BigInt(i.fleet_version), answer: ANSWERS[i.answer], message: i.message ?? "",
+    version: BigInt(i.version ?? 0), runningFleetVersion: BigInt(i.running_fleet_version),
+  }));
 }
 
 type Rpc = "PushSnapshot" | "UpdateEndpoints";
@@ -109,10 +124,13 @@ export function configServiceRoutes(options: ConfigServiceOptions): Hono {
       return nack(runtime, rpc, versionInfo, before, problems, `refused: ${problems.length} problem${problems.length === 1 ? "" : "s"}; config version ${before} stays in force`);
     }
     if (!options.applyConfig) throw new ConnectError("config push is not enabled on this listener", Code.Unavailable);
-    let applied: { version: number; workers: number };
+    let applied: Awaited<ReturnType<ApplyConfig>>;
     try {
       applied = await options.applyConfig(next, `config-service ${rpc}`, versionInfo);
     } catch (e) {
+      // A fleet that cannot take it now (Redis down, another push first): a Connect error to retry, not a NACK of the config.
+      if (e instanceof SwitchyardError && e.code === "fleet_unavailable") throw new ConnectError(e.message, Code.Unavailable);
+      if (e instanceof SwitchyardError && e.code === "fleet_config_conflict") throw new ConnectError(e.message, Code.Aborted);
       // Valid, yet its runtime could not be built (e.g. a file it names cannot be opened).
       return nack(runtime, rpc, versionInfo, before, [{ message: (e as Error).message }], `refused: the config could not be put in force; config version ${before} stays in force`);
     }
@@ -122,7 +140,9 @@ export function configServiceRoutes(options: ConfigServiceOptions): Hono {
       version: BigInt(applied.version),
       versionInfo,
       workers: applied.workers,
-      message: `config version ${applied.version} in force`,
+      message: applied.fleet === undefined ? `config version ${applied.version} in force` : `config version ${applied.version} in force; fleet config version ${applied.fleet.version}`,
+      fleetVersion: BigInt(applied.fleet?.version ?? 0),
+      instances: instanceMessages(applied.fleet?.instances ?? []),
     });
   };
 
@@ -149,13 +169,18 @@ export function configServiceRoutes(options: ConfigServiceOptions): Hono {
       if ("problem" in updated) problems.push(updated.problem);
       return push("UpdateEndpoints", request.versionInfo, problems, "document" in updated ? updated.document : undefined);
     },
-    getConfig: () =>
-      create(GetConfigResponseSchema, {
+    getConfig: async () => {
+      // With a fleet, every instance's answer too; a Redis that cannot say leaves them out (this instance's own part stands).
+      const fleet = await options.fleet?.()?.configView().catch(() => undefined);
+      return create(GetConfigResponseSchema, {
         version: BigInt(runtime.current.version),
         versionInfo: runtime.versionInfo ?? "",
         routes: runtime.current.routes.map((r) => r.name),
         clusters: [...runtime.current.clusters.keys()],
-      }),
+        fleetVersion: BigInt(fleet?.fleet_version ?? 0),
+        instances: instanceMessages(fleet?.instances ?? []),
+      });
+    },
   });
 
   const app = new Hono();

@@ -4,6 +4,7 @@
  * `data-refreshes` (a count) and `data-state` (ok | degraded | failing) on <html>, which tests and
  * scripts can wait for. Rows carry `data-route` / `data-cluster` / `data-endpoint` and `data-state`.
  */
+import { FLEET_STATUS_BLOCK } from "./status-fleet.ts";
 import { ROLLOUTS_STATUS_BLOCK } from "./status-rollouts.ts";
 
 export const STATUS_PAGE = `<!doctype html>
@@ -204,4 +205,4 @@ async function refresh() {
 }
 refresh();
 setInterval(refresh, 2000);
-</script>${ROLLOUTS_STATUS_BLOCK}</body></html>`;
+</script>${ROLLOUTS_STATUS_BLOCK}${FLEET_STATUS_BLOCK}</body></html>`;

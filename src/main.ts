@@ -6,6 +6,10 @@ import type { Server } from "bun";
 import { ConfigError, configBaseDir, configDocument, configFromText, readConfigFile, validateLiteral } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { startEcho } from "./echo/echo.ts";
+import { FleetAgent } from "./fleet/agent.ts";
+import { bootFleet } from "./fleet/boot.ts";
+import { withLocalSections } from "./fleet/document.ts";
+import { pushToFleet } from "./fleet/push.ts";
 import { flushAll, reopenAll } from "./observe/access-log.ts";
 import { metrics } from "./observe/metrics.ts";
 import { setRuntimeSource } from "./runtime/live-gauges.ts";
@@ -35,9 +39,9 @@ export interface Running {
   shutdown(): Promise<void>;
 }
 
-/** Listener settings are bound at start; a reload that changes them is applied to routes only. */
+/** Listener and fleet settings are bound at start; a reload that changes them is applied to routes only. */
 function listenerKey(config: Config): string {
-  return JSON.stringify([config.listeners, config.admin, config.echo]);
+  return JSON.stringify([config.listeners, config.admin, config.echo, config.fleet]);
 }
 
 /** Starts every proxy listener; if one fails (a taken port), the ones already up are stopped. */
@@ -56,26 +60,22 @@ async function startProxyListeners(config: Config, state: ServerState, reusePort
 export async function start(configFile: string, worker?: number): Promise<Running> {
   /** The file's text whose config is in force (undefined after a push: then any file change puts the file's back). */
   let fileText: string | undefined = await readConfigFile(configFile);
-  const config = configFromText(configFile, fileText);
+  const fileConfig = configFromText(configFile, fileText);
+  // Proxy listeners are shared by the workers (reusePort); admin, echo and the fleet agent belong to worker 0.
+  const first = worker === undefined || worker === 0;
+  // A fleet: its services in every process; the agent's process may start from the fleet config saved here.
+  const fleet = fileConfig.fleet !== undefined ? await bootFleet(fileConfig, first) : undefined;
+  /** The fleet config's part of the config in force (a reload from the file keeps it); undefined without one. */
+  let fleetOverlay = fleet?.overlay;
+  const config = fleet?.config ?? fileConfig;
   // Rollout states are read from the state file before the first runtime: its first request already has the restored weights.
   const rollouts = new RolloutController({ worker });
   await rollouts.start(config);
-  const state: ServerState = { runtime: new RuntimeRef(config), draining: false, rollouts };
+  const state: ServerState = { runtime: new RuntimeRef(config, fleet?.services), draining: false, rollouts };
   await rollouts.configure(config);
   setRuntimeSource(() => state.runtime.current, () => state.runtime.versionInfo);
   setLocalFailures(() => endpointFailures(state.runtime.current));
   if (worker !== undefined) listenAsWorker();
-  // Proxy listeners are shared by the workers (reusePort); admin and echo belong to worker 0.
-  const first = worker === undefined || worker === 0;
-  const echo = config.echo && first ? startEcho(config.echo.address, config.echo.port) : undefined;
-  const proxies = await startProxyListeners(config, state, worker !== undefined);
-  // Egress listeners are node:http servers without reusePort: like admin, they belong to worker 0.
-  const egress: EgressListener[] = [];
-  if (first) {
-    for (const [i, l] of config.listeners.entries()) if (l.mode === "egress") egress.push(await startEgressListener(l, i, state));
-  }
-  const admin = config.admin && first ? startAdminListener(config.admin, state) : undefined;
-  const bound = listenerKey(config);
 
   // A config pushed through the admin API or the config service takes effect like a reload, in
   // every worker; the file stays as it is (a later file change or SIGHUP puts the file's config back).
@@ -88,18 +88,47 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     logEvent({ msg: "config pushed", source, version: runtime.version, version_info: versionInfo ?? null, worker: worker ?? null });
     return runtime.version;
   };
-  state.applyConfig = async (next, source, versionInfo) => {
+  /** In force here, then in every other worker of this machine. */
+  const inForceHere = async (next: Config, source: string, versionInfo: string | undefined, overlay = fleetOverlay) => {
     const version = putInForce(next, source, versionInfo);
-    const { workers, failed } = await pushToWorkers({ document: configDocument(next), source, versionInfo });
+    fleetOverlay = overlay;
+    const { workers, failed } = await pushToWorkers({ document: configDocument(next), source, versionInfo, fleet: overlay });
     if (failed.length > 0) logEvent({ level: "error", msg: "a pushed config is not in force in every worker", version, failed });
     return { version, workers };
   };
+  // With a fleet, a push or PUT goes to every instance through Redis (fleet/push.ts), and comes
+  // back here like any instance's fleet config, through the agent.
+  const agent = fleet?.state === undefined ? undefined : new FleetAgent({
+    services: fleet.services,
+    runtime: () => state.runtime.current,
+    apply: (next, record) => inForceHere(next, `fleet config version ${record.version} (${record.source} at ${record.origin})`, record.version_info || undefined, record.document),
+  }, fleet.state);
+  state.applyConfig = agent !== undefined ? (next, source, versionInfo) => pushToFleet(agent, next, source, versionInfo) : inForceHere;
+  state.fleet = agent;
   if (worker !== undefined) {
     listenForPushes((push) => {
       const next = validateLiteral("(pushed config)", push.document, { baseDir: configBaseDir(state.runtime.current.config) });
+      fleetOverlay = push.fleet;
       return putInForce(next, push.source, push.versionInfo);
     });
   }
+  // Started from the fleet config saved here: the other workers take it too.
+  if (fleet?.overlay !== undefined) void pushToWorkers({ document: configDocument(config), source: "saved fleet config", fleet: fleetOverlay });
+  // Caught up with the fleet (or found Redis away) before serving: each Redis call is bounded by its timeout.
+  await agent?.start();
+
+  const echo = config.echo && first ? startEcho(config.echo.address, config.echo.port) : undefined;
+  const proxies = await startProxyListeners(config, state, worker !== undefined).catch(async (e: unknown) => {
+    await agent?.stop(); // a listener that cannot bind (a taken port): the process ends, its agent first
+    throw e;
+  });
+  // Egress listeners are node:http servers without reusePort: like admin, they belong to worker 0.
+  const egress: EgressListener[] = [];
+  if (first) {
+    for (const [i, l] of config.listeners.entries()) if (l.mode === "egress") egress.push(await startEgressListener(l, i, state));
+  }
+  const admin = config.admin && first ? startAdminListener(config.admin, state) : undefined;
+  const bound = listenerKey(config);
 
   /** `force`: SIGHUP and `reload()`; a file event reloads only when the content changed. */
   const reload = async (force: boolean): Promise<boolean> => {
@@ -112,14 +141,16 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     for (const p of proxies) reloadListenerTls(p); // certificates rotate on SIGHUP too (and on their own file changes)
     try {
       if ("error" in read) throw read.error;
-      const next = configFromText(configFile, read.text);
+      let next = configFromText(configFile, read.text);
+      // With a fleet config in force, the file gives this instance's own sections; the fleet the rest.
+      if (fleetOverlay !== undefined) next = validateLiteral(`${configFile} (with the fleet config)`, withLocalSections(fleetOverlay, configDocument(next)), { baseDir: configBaseDir(next) });
       if (listenerKey(next) !== bound) logEvent({ level: "warn", msg: "listener, admin and echo settings change only on restart; routes and clusters were reloaded" });
       const runtime = state.runtime.swap(next);
       void rollouts.configure(next);
       fileText = read.text;
       state.runtime.noteChange("file", "ok");
       metrics.reloads.inc(["ok"]);
-      reportFileReload();
+      if (fleetOverlay === undefined) reportFileReload(); // else the workers' last push (the fleet's) stays theirs
       logEvent({ msg: "config reloaded", version: runtime.version });
       return true;
     } catch (e) {
@@ -163,6 +194,8 @@ export async function start(configFile: string, worker?: number): Promise<Runnin
     for (const e of egress) e.stop(true);
     void admin?.stop(true);
     void echo?.stop(true);
+    await agent?.stop();
+    fleet?.services.dispose();
     state.runtime.current.dispose();
     await rollouts.stop();
     // The last spans (those of the drained requests too) go out, each exporter within its export_timeout.

@@ -67,6 +67,10 @@ export interface RouteCache {
   readonly cache: HttpCache;
   readonly config: RouteCacheConfig;
   readonly key: (facts: KeyFacts) => string;
+  /** Purges wherever the cache's entries may be served: this machine, and with a fleet every instance. */
+  readonly purge: (by: PurgeBy) => Promise<PurgeOutcome>;
+  /** False while stored entries must not be served (a fleet instance that may have missed purges). */
+  readonly servable: () => boolean | Promise<boolean>;
 }
 
 /** What the cache phase decided for a request that goes upstream. */
@@ -79,6 +83,39 @@ export interface CacheState {
   collapseRelease?: () => void;
   /** The store took over releasing the collapse (it does so when the entry is written). */
   collapseDeferred?: boolean;
+}
+
+/** What a purge removes: one key (every variant and header suffix), every key with a prefix, or every entry with a tag. */
+export interface PurgeBy {
+  key?: string;
+  prefix?: string;
+  tag?: string;
+}
+
+/** How far a purge went beyond this machine (with a fleet): which live instances confirmed it. */
+export interface FleetPurgeReport {
+  /** Logged for the fleet (false: Redis could not take it; applied on this instance only). */
+  published: boolean;
+  /** Every live instance confirmed it within fleet.purge.ack_timeout. */
+  complete: boolean;
+  /** Instances (besides this one) that applied it. */
+  confirmed: string[];
+  /** Live instances that had not confirmed it in time (they apply it when they read the log). */
+  missing: string[];
+  /** Why the fleet was not reached (Redis down): it was applied on this machine only. */
+  error?: string;
+}
+
+export interface PurgeOutcome {
+  /** Entries removed on this machine. */
+  purged: number;
+  fleet?: FleetPurgeReport;
+}
+
+/** Where purges go and whether entries may be served, when this machine is not alone (a fleet). */
+export interface CacheScope {
+  purge(cache: HttpCache, by: PurgeBy): Promise<PurgeOutcome>;
+  servable(cache: HttpCache): boolean | Promise<boolean>;
 }
 
 export class HttpCache {
@@ -302,7 +339,7 @@ export class HttpCache {
    * records the invalidation (fills requested before it are not stored, in any process). Once it
    * resolves, no process that shares the file serves what it removed. Returns how many.
    */
-  async purge(by: { key?: string; prefix?: string; tag?: string }): Promise<number> {
+  async purge(by: PurgeBy): Promise<number> {
     const now = wallSeconds();
     let remove: { sql: string; args: string[] | (string | number)[] };
     let record: [string, string];

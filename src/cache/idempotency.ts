@@ -21,11 +21,26 @@ export interface Claim {
   abandon(): void;
 }
 
-function problem(code: string, status: number, message: string, ctx: MatchedContext): Response {
-  return errorResponse(new SwitchyardError({ code, status, source: "client", message }), ctx.requestId);
+export function problem(code: string, status: number, message: string, ctx: MatchedContext, headers?: Record<string, string>): Response {
+  return errorResponse(new SwitchyardError({ code, status, source: "client", message, headers }), ctx.requestId);
 }
 
-async function fingerprint(ctx: MatchedContext, body: ArrayBuffer | undefined): Promise<string> {
+/** A 400 for a key that is not 1 to 255 visible ASCII characters; undefined for a good one. */
+export function badKey(ctx: MatchedContext, key: string): Response | undefined {
+  return KEY_RE.test(key) ? undefined : problem("bad_idempotency_key", 400, "the Idempotency-Key must be 1 to 255 visible ASCII characters", ctx);
+}
+
+/** Scoped to the route and the caller: the same key from other credentials is another record. */
+export function recordKeyOf(ctx: MatchedContext, key: string): string {
+  const caller = new Bun.CryptoHasher("sha256").update(`${ctx.headers.get("authorization") ?? ""}\n${ctx.headers.get("cookie") ?? ""}\n${ctx.headers.get("x-api-key") ?? ""}`).digest("hex").slice(0, 32);
+  return `${ctx.route.name}\n${caller}\n${key}`;
+}
+
+export const inProgress = (ctx: MatchedContext) => problem("idempotency_request_in_progress", 409, "a request with this Idempotency-Key is being processed; retry later", ctx);
+export const reused = (ctx: MatchedContext) => problem("idempotency_key_reused", 422, "this Idempotency-Key was used for a different request", ctx);
+
+/** What a request is, for telling a retry from another request under the same key. */
+export async function fingerprint(ctx: MatchedContext, body: ArrayBuffer | undefined): Promise<string> {
   const hasher = new Bun.CryptoHasher("sha256");
   hasher.update(`${ctx.method}\n${ctx.host}\n${ctx.path}?${ctx.query}\n${ctx.headers.get("content-type") ?? ""}\n`);
   if (body) hasher.update(new Uint8Array(body));
@@ -37,11 +52,10 @@ async function fingerprint(ctx: MatchedContext, body: ArrayBuffer | undefined): 
  * `body` is the request body, already read (≤ max_body).
  */
 export async function claimIdempotencyKey(ctx: MatchedContext, config: IdempotencyConfig, key: string, body: ArrayBuffer | undefined): Promise<Response | Claim> {
-  if (!KEY_RE.test(key)) return problem("bad_idempotency_key", 400, "the Idempotency-Key must be 1 to 255 visible ASCII characters", ctx);
+  const bad = badKey(ctx, key);
+  if (bad !== undefined) return bad;
   const store = await sharedStore(config.path);
-  // Scoped to the caller: the same key from other credentials is another record.
-  const caller = new Bun.CryptoHasher("sha256").update(`${ctx.headers.get("authorization") ?? ""}\n${ctx.headers.get("cookie") ?? ""}\n${ctx.headers.get("x-api-key") ?? ""}`).digest("hex").slice(0, 32);
-  const recordKey = `${ctx.route.name}\n${caller}\n${key}`;
+  const recordKey = recordKeyOf(ctx, key);
   const print = await fingerprint(ctx, body);
   const now = wallSeconds();
   const claimed = await store.execute(
@@ -90,18 +104,16 @@ async function save(store: Store, recordKey: string, status: number, headers: [s
 }
 
 /** How long an in-flight claim holds: the route's request timeout (or 5 minutes without one) plus a margin, within the ttl. */
-function inFlightSeconds(ctx: MatchedContext, config: IdempotencyConfig): number {
+export function inFlightSeconds(ctx: MatchedContext, config: IdempotencyConfig): number {
   const request = ctx.route.config.timeouts.request;
   return Math.min(config.ttl, (request > 0 ? request : 300_000) + 30_000) / 1000;
 }
 
 async function answerExisting(ctx: MatchedContext, store: Store, recordKey: string, print: string): Promise<Response> {
   const row = (await store.execute("SELECT fingerprint, state, status, headers, body FROM idempotency WHERE record_key = ?", [recordKey])).rows[0];
-  if (row === undefined) return problem("idempotency_request_in_progress", 409, "a request with this Idempotency-Key is being processed; retry later", ctx);
-  if (String(row.fingerprint) !== print) {
-    return problem("idempotency_key_reused", 422, "this Idempotency-Key was used for a different request", ctx);
-  }
-  if (String(row.state) !== "done") return problem("idempotency_request_in_progress", 409, "a request with this Idempotency-Key is being processed; retry later", ctx);
+  if (row === undefined) return inProgress(ctx);
+  if (String(row.fingerprint) !== print) return reused(ctx);
+  if (String(row.state) !== "done") return inProgress(ctx);
   const headers = new Headers(JSON.parse(String(row.headers)) as [string, string][]);
   headers.set("idempotent-replayed", "true");
   const body = row.body === null ? null : new Uint8Array(row.body as ArrayBuffer);

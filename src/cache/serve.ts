@@ -10,17 +10,22 @@ import type { ProxyContext } from "../proxy/context.ts";
 import { errorResponse, SwitchyardError } from "../util/errors.ts";
 import { stripHopByHop } from "../proxy/headers.ts";
 import { Broadcast, broadcastBody } from "./broadcast.ts";
-import { type Entry, HttpCache } from "./cache.ts";
+import { type Entry, type HttpCache, type PurgeBy, type PurgeOutcome } from "./cache.ts";
 import { compileCacheKey, type KeyFacts, selectingHeaders, varyNames } from "./key.ts";
 import {
   CACHEABLE_METHODS, currentAge, decide, httpDate, parseCacheControl, varyMatches, invalidatedUris, isStorable, mergeNotModified, notModifiedFor, notModifiedSelects, revalidationHeaders, staleIfErrorAllows,
 } from "./policy.ts";
 import type { RouteCacheConfig } from "./schema.ts";
-import type { CacheState, RouteCache } from "./cache.ts";
+import type { CacheScope, CacheState, RouteCache } from "./cache.ts";
 import { responseFromMemory } from "../util/memory-body.ts";
 
-export function buildRouteCache(cache: HttpCache, config: RouteCacheConfig): RouteCache {
-  return { cache, config, key: compileCacheKey(config) };
+const LOCAL_SCOPE: CacheScope = {
+  purge: async (cache, by) => ({ purged: await cache.purge(by) }),
+  servable: () => true,
+};
+
+export function buildRouteCache(cache: HttpCache, config: RouteCacheConfig, scope: CacheScope = LOCAL_SCOPE): RouteCache {
+  return { cache, config, key: compileCacheKey(config), purge: (by) => scope.purge(cache, by), servable: () => scope.servable(cache) };
 }
 
 function keyFacts(ctx: ProxyContext): KeyFacts {
@@ -41,8 +46,8 @@ export function fromStore(ctx: ProxyContext, entry: Entry, body: Uint8Array, xCa
 /** PURGE on a route that allows it: removes the URL's entries; 200 with the count, or 404 when none. */
 export async function purgeRequest(ctx: ProxyContext, rc: RouteCache): Promise<Response> {
   const key = rc.key(keyFacts(ctx)).split("\n")[0]!;
-  const purged = await rc.cache.purge({ key });
-  return Response.json({ purged, key }, { status: purged > 0 ? 200 : 404 });
+  const { purged, fleet } = await rc.purge({ key });
+  return Response.json({ purged, key, fleet }, { status: purged > 0 ? 200 : 404 });
 }
 
 const ONLY_IF_CACHED = /(^|,)\s*only-if-cached\s*(,|$)/i;
@@ -61,6 +66,9 @@ export async function cacheLookup(ctx: ProxyContext, rc: RouteCache): Promise<Lo
   if (!CACHEABLE_METHODS.has(ctx.method)) return undefined;
   const key = rc.key(keyFacts(ctx));
   const requestTime = wallSeconds();
+  // A fleet instance that may have missed purges (purge.on_redis_failure: bypass): a miss, uncollapsed.
+  const servable = rc.servable();
+  if (servable === false || (servable !== true && !(await servable))) return { key, requestTime };
   const found = await rc.cache.lookup(key, ctx.headers);
   if (found === undefined) {
     if (ONLY_IF_CACHED.test(ctx.headers.get("cache-control") ?? "")) return { answer: notCached(ctx) };
@@ -233,7 +241,7 @@ export async function invalidateAfter(ctx: ProxyContext, rc: RouteCache, status:
     const url = new URL(uri);
     const key = rc.key({ scheme: url.protocol.slice(0, -1), host: url.host, path: url.pathname, query: url.search.slice(1), headers: new Headers() });
     // The configured key headers are part of the key: purge every suffix of this URI.
-    return rc.cache.purge({ key: key.split("\n")[0]! });
+    return rc.purge({ key: key.split("\n")[0]! });
   });
   if (purges.length === 0) return;
   // A store that fails to purge must not fail the write that went through: logged.

@@ -4,6 +4,7 @@ import { AuthProvidersSchema } from "../filters/auth/schema.ts";
 import { TelemetrySchema } from "../observe/tracing-schema.ts";
 import { RateLimitsSchema } from "../filters/rate-limit/schema.ts";
 import { EgressSchema } from "../egress/schema.ts";
+import { FleetSchema } from "../fleet/schema.ts";
 import { ModulesSchema } from "../modules/schema.ts";
 import { RouteSchema } from "../proxy/route-schema.ts";
 import { GuardShape } from "../security/schema.ts";
@@ -103,6 +104,11 @@ export const ConfigSchema = z
     shutdown: ShutdownSchema.prefault({ drain_timeout: "30s" }),
     /** The libSQL file of rollout progress and SLO history (used only when a route has `rollout` or `slo`). */
     state: StateSchema.prefault({}),
+    /**
+     * Several instances (machines, regions) as one: Idempotency-Key records, cache purges and the
+     * config shared through Redis, heartbeats for GET /fleet. Read at start. None: this instance alone.
+     */
+    fleet: FleetSchema.optional(),
   })
   // Cross-references are checked even when other parts of the file are invalid (`when`), so
   // `validate` reports every problem at once; the value may then be partly unparsed, hence the guards.

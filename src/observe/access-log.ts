@@ -7,6 +7,7 @@ import type { FileSink } from "bun";
 import { openSync } from "node:fs";
 import type { AccessLogConfig } from "../config/schema.ts";
 import type { RequestRecord } from "./request-record.ts";
+import { instance } from "../fleet/instance.ts";
 
 /** What a log line is made of: a proxied request's context, or an egress exchange's record. */
 export type LoggedRequest = Omit<RequestRecord, "listener" | "route" | "error"> & {
@@ -98,6 +99,9 @@ export function accessLogLine(ctx: LoggedRequest, redacted: ReadonlySet<string>,
     time: new Date().toISOString(),
     request_id: ctx.requestId,
     listener: ctx.listener.name,
+    // Which machine and region answered (Fly.io's FLY_MACHINE_ID and FLY_REGION, else the host name).
+    instance: instance.id,
+    region: instance.region ?? null,
     client_ip: ctx.clientIp,
     route: ctx.route?.name ?? null,
     cluster: ctx.cluster?.name ?? null,

@@ -2,7 +2,11 @@
  * Sums Prometheus text expositions of several processes (the workers) into one: samples with the
  * same name and labels are added; gauges that are states, not amounts, take the maximum.
  */
-const MAX_NOT_SUM = new Set(["switchyard_config_version", "switchyard_config_push_info", "switchyard_breaker_state", "switchyard_endpoint_healthy", "switchyard_rollout_weight", "switchyard_rollout_state", "switchyard_rollout_step"]);
+const MAX_NOT_SUM = new Set([
+  "switchyard_config_version", "switchyard_config_push_info", "switchyard_breaker_state", "switchyard_endpoint_healthy",
+  "switchyard_rollout_weight", "switchyard_rollout_state", "switchyard_rollout_step",
+  "switchyard_fleet_redis_up", "switchyard_fleet_in_sync", "switchyard_fleet_instances", "switchyard_fleet_config_version",
+]);
 
 export function mergeExpositions(texts: readonly string[]): string {
   const header = new Map<string, string[]>(); // family → its HELP/TYPE lines, in first-seen order

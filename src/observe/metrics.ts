@@ -53,6 +53,15 @@ export const metrics = {
   sloRequests: registry.add(new Counter("switchyard_slo_requests_total", "Requests counted by the route's SLO (all but client aborts and WebSocket sessions).", ["route"])),
   sloErrors: registry.add(new Counter("switchyard_slo_errors_total", "Requests of an SLO route that failed its availability SLI: a 5xx answer or a failure of the proxy's (timeout, reset, no endpoint…).", ["route"])),
   sloSlow: registry.add(new Counter("switchyard_slo_slow_requests_total", "Requests of an SLO route that took longer than its latency threshold (until the response body ended).", ["route"])),
+  flyReplays: registry.add(new Counter("switchyard_fly_replays_total", "Requests answered with fly-replay (sent to another Fly.io region), by route.", ["route"])),
+  fleetRedisErrors: registry.add(new Counter("switchyard_fleet_redis_errors_total", "Redis calls of the fleet that failed, by feature (idempotency, purge, config, heartbeat, log) and reason (timeout, error, down: skipped within retry_interval).", ["feature", "reason"])),
+  fleetIdempotency: registry.add(new Counter("switchyard_fleet_idempotency_total", "Idempotency-Key requests on a fleet, by outcome: claimed, replayed, in_flight (409), reused (422), not_kept (409: the answer was over max_answer), and without Redis: local, allowed, denied (on_failure).", ["outcome"])),
+  fleetPurges: registry.add(new Counter("switchyard_fleet_purges_total", "Purges and invalidations sent to the fleet, by result: complete (every live instance confirmed), incomplete (some did not within ack_timeout), unpublished (Redis down: applied here, queued), published_late (a queued one sent once Redis answered again).", ["result"])),
+  fleetPurgesApplied: registry.add(new Counter("switchyard_fleet_purges_applied_total", "Purges of other instances applied here, by how they came: live (as they happened) or catch_up (missed while away).", ["via"])),
+  fleetPurgeLogLost: registry.add(new Counter("switchyard_fleet_purge_log_lost_total", "Times this instance could not tell which purges it missed (Redis restarted empty or failed over, the log trimmed, no local state), by action (clear, keep).", ["action"])),
+  fleetCacheBypassed: registry.add(new Counter("switchyard_fleet_cache_bypassed_total", "Cache lookups answered as misses because this instance could not confirm it has every purge (purge.on_redis_failure: bypass), by cache.", ["cache"])),
+  fleetConfigAnswers: registry.add(new Counter("switchyard_fleet_config_answers_total", "Fleet configs this instance answered, by answer (ack, nack).", ["answer"])),
+  fleetConfigPublished: registry.add(new Counter("switchyard_fleet_config_published_total", "Configs pushed or PUT here and sent to the fleet, by result (published, conflict, unavailable).", ["result"])),
 };
 
 /** Fills one gauge's series at scrape time. */
@@ -72,6 +81,21 @@ registry.add(new Gauge("switchyard_rollout_p99_seconds", "99th percentile of req
 registry.add(new Gauge("switchyard_slo_objective", "A route's SLO target as a ratio, by SLI (availability, latency).", ["route", "sli"], (set) => rolloutGauges.sloObjective?.(set)));
 registry.add(new Gauge("switchyard_slo_error_budget_remaining", "Share of the SLO window's error budget left (1: untouched, 0: spent, below 0: overspent), by SLI.", ["route", "sli"], (set) => rolloutGauges.sloBudget?.(set)));
 registry.add(new Gauge("switchyard_slo_burn_rate", "How fast the error budget burns over a window (1: exactly at the objective), by SLI and window (5m, 30m, 1h, 6h).", ["route", "sli", "window"], (set) => rolloutGauges.sloBurn?.(set)));
+
+/** The fleet agent's live state (fleet/agent.ts keeps it current; only the process that runs the agent sets it). */
+export const fleetState = { agent: false, redisUp: 0, inSync: 0, liveInstances: 0, fleetVersion: 0 };
+registry.add(new Gauge("switchyard_fleet_redis_up", "1 while this instance's fleet agent reaches Redis, else 0 (absent without a fleet).", [], (set) => {
+  if (fleetState.agent) set([], fleetState.redisUp);
+}));
+registry.add(new Gauge("switchyard_fleet_in_sync", "1 while this instance knows it has applied every fleet purge (its agent reads the purge log), else 0.", [], (set) => {
+  if (fleetState.agent) set([], fleetState.inSync);
+}));
+registry.add(new Gauge("switchyard_fleet_instances", "Instances with a live heartbeat, as this instance last saw them.", [], (set) => {
+  if (fleetState.agent) set([], fleetState.liveInstances);
+}));
+registry.add(new Gauge("switchyard_fleet_config_version", "Version of the fleet config in force here (0: this instance runs its file's).", [], (set) => {
+  if (fleetState.agent) set([], fleetState.fleetVersion);
+}));
 
 /** Spans waiting in the trace exporters' queues (span-exporter.ts keeps it current). */
 export const traceQueue = { spans: 0 };

@@ -7,6 +7,7 @@
  */
 import { hostname } from "node:os";
 import pkg from "../../package.json" with { type: "json" };
+import { instance } from "../fleet/instance.ts";
 import { metrics, traceQueue } from "./metrics.ts";
 import type { FinishedSpan, SpanSource } from "./otlp.ts";
 import type { TracingConfig } from "./tracing-schema.ts";
@@ -19,15 +20,14 @@ const SHUTDOWN = ["shutdown"] as const;
 /** At most one warning line per exporter this often (a dead collector must not flood the log). */
 const WARN_EVERY_MS = 60_000;
 
-/** Stable for the process's life, across reloads: the default service.instance.id. */
-const INSTANCE_ID = crypto.randomUUID();
-
 export function spanSource(config: TracingConfig): SpanSource {
   return {
     resource: {
       "service.name": config.service_name,
       "service.version": pkg.version,
-      "service.instance.id": INSTANCE_ID,
+      // The machine (FLY_MACHINE_ID, else the host name) and its region, as the access log and /fleet name them.
+      "service.instance.id": instance.id,
+      ...(instance.region === undefined ? {} : { "cloud.region": instance.region }),
       "host.name": hostname(),
       "process.pid": process.pid,
       "process.runtime.name": "bun",

@@ -9,7 +9,7 @@ import type { Server } from "bun";
 import type { AccessLog } from "../observe/access-log.ts";
 import type { AuthIdentity, CallRecord, ListenerInfo, RequestRecord, TransformSkip } from "../observe/request-record.ts";
 import type { ServerSpan, Tracer } from "../observe/tracing.ts";
-import type { HttpCache, RouteCache } from "../cache/cache.ts";
+import type { CacheScope, HttpCache, RouteCache } from "../cache/cache.ts";
 import type { Config } from "../config/schema.ts";
 import type { ClientIdentity } from "../security/client-identity.ts";
 import type { Cluster, Endpoint } from "../upstream/cluster.ts";
@@ -21,6 +21,7 @@ import type { RequestFacts } from "./router.ts";
 import type { ClusterChoice } from "./traffic.ts";
 import type { Measure } from "../rollout/measure.ts";
 import type { RolloutHandle } from "../rollout/registry.ts";
+import type { FleetServices } from "../fleet/types.ts";
 
 export type { AuthIdentity, CallRecord, ListenerInfo, TransformSkip };
 
@@ -174,6 +175,10 @@ export interface Runtime {
   readonly accessLog: AccessLog;
   /** Spans for sampled requests; undefined when tracing is off (the request path checks just that). */
   readonly tracer: Tracer | undefined;
+  /** What this instance shares with the others of its fleet (fleet.redis), bound at start; undefined alone. */
+  readonly fleet: FleetServices | undefined;
+  /** Where cache purges go (this machine, or every instance of the fleet) and whether entries may be served. */
+  readonly cacheScope: CacheScope | undefined;
   /** Instances shared by the routes' filters (named providers, limiters), by key (RuntimeDeps.once). */
   readonly resources: ReadonlyMap<string, unknown>;
   /**

@@ -7,6 +7,7 @@ import type { RouteCache } from "../cache/cache.ts";
 import { coalesceKey, join } from "../cache/coalesce.ts";
 import type { CoalesceConfig, IdempotencyConfig } from "../cache/hold-schema.ts";
 import { claimIdempotencyKey } from "../cache/idempotency.ts";
+import { claimInFleet } from "../fleet/idempotency.ts";
 import { cacheLookup, cacheOnResponse, invalidateAfter, purgeRequest, refreshInBackground, staleOnError } from "../cache/serve.ts";
 import { errors, SwitchyardError } from "../util/errors.ts";
 import type { CompiledRoute, Hold, HoldRun, RoutedContext } from "./context.ts";
@@ -48,7 +49,9 @@ function idempotencyHold(config: IdempotencyConfig): Hold {
         if (kept instanceof SwitchyardError) return kept;
         body = ctx.requestBody = kept;
       }
-      const claimed = await claimIdempotencyKey(ctx, config, key, body);
+      // With a fleet, the record is in Redis: a retry that reaches another instance is recognised.
+      const fleet = ctx.runtime.fleet;
+      const claimed = fleet !== undefined ? await claimInFleet(ctx, config, key, body, fleet) : await claimIdempotencyKey(ctx, config, key, body);
       if (claimed instanceof Response) return claimed;
       keep(ctx, claimed.abandon);
       // The upstream may already be acting: its answer is awaited (and recorded) even when the client leaves.

@@ -5,6 +5,7 @@ import type { Cluster } from "../upstream/cluster.ts";
 import { errors, SwitchyardError } from "../util/errors.ts";
 import type { HoldRun, MatchedContext, ProxyContext, RoutedContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
+import { flyReplayAnswer } from "../fleet/fly-replay.ts";
 import { admit, exchange, select } from "./exchange.ts";
 import { mirror, wantsMirror } from "./mirror.ts";
 import { fail } from "./outcome.ts";
@@ -26,6 +27,11 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   // counted as it streams, in forward.ts).
   const maxBody = route.config.max_request_body;
   if (maxBody !== undefined && Number(ctx.headers.get("content-length") ?? 0) > maxBody) return fail(ctx, errors.bodyTooLarge(maxBody));
+  // Fly.io: a request that belongs to another region (a write, to the primary) goes there before any work is done here.
+  if (route.config.fly_replay !== undefined) {
+    const replay = flyReplayAnswer(ctx, route.config.fly_replay);
+    if (replay !== undefined) return respondLocal(ctx, replay);
+  }
   const timeout = route.config.timeouts.request;
   ctx.deadline = timeout > 0 ? ctx.startedAt + timeout : Number.POSITIVE_INFINITY;
   if (route.chooseCluster !== undefined) enterCluster(ctx, route.chooseCluster(ctx.headers, Math.random, ctx));

@@ -4,6 +4,7 @@ import { CoalesceSchema, IdempotencySchema } from "../cache/hold-schema.ts";
 import { RouteCacheSchema } from "../cache/schema.ts";
 import { ComposeSchema } from "../compose/schema.ts";
 import { FilterSchema } from "../filters/schema.ts";
+import { FlyReplaySchema } from "../fleet/schema.ts";
 import { MODULE_NAME } from "../modules/schema.ts";
 import { CompressionSchema } from "./compress-schema.ts";
 import { MirrorSchema } from "./mirror-schema.ts";
@@ -165,6 +166,11 @@ export const RouteSchema = z
      * and their replies back into JSON; see src/proxy/transcode/schema.ts.
      */
     grpc_transcode: GrpcTranscodeSchema.optional(),
+    /**
+     * Fly.io: send these methods to one region (writes to the primary region's database): elsewhere
+     * they are answered with a `fly-replay` header, which Fly's proxy replays there.
+     */
+    fly_replay: FlyReplaySchema.optional(),
     /** Proxy WebSocket upgrades on this route. Default false: an upgrade request is then forwarded as plain HTTP without its Upgrade header. */
     websocket: z.boolean().default(false),
     /** Client headers passed on the upstream WebSocket handshake, besides X-Forwarded-*, X-Request-Id and the subprotocols. */

@@ -24,10 +24,14 @@ import { buildCluster, type Cluster } from "../upstream/cluster.ts";
 import type { RouteCache } from "../cache/cache.ts";
 import { measureFor } from "../rollout/measure.ts";
 import { type RolloutHandle, rollouts } from "../rollout/registry.ts";
+import type { FleetServices } from "../fleet/types.ts";
 
 
-/** Builds a runtime; clusters that `previous` also had keep their endpoints' health state. */
-export function buildRuntime(config: Config, version: number, previous?: Runtime): Runtime {
+/**
+ * Builds a runtime; clusters that `previous` also had keep their endpoints' health state. `fleet`:
+ * the instance's fleet services (bound at start, the same for every runtime of the process).
+ */
+export function buildRuntime(config: Config, version: number, previous?: Runtime, fleet?: FleetServices): Runtime {
   const clusters = new Map<string, Cluster>();
   // A cache whose settings did not change is kept (with its memory tier) across reloads.
   const caches = new Map<string, HttpCache>();
@@ -51,7 +55,7 @@ export function buildRuntime(config: Config, version: number, previous?: Runtime
   };
   try {
     for (const [name, c] of Object.entries(config.clusters)) clusters.set(name, buildCluster(name, c, previous?.clusters.get(name)));
-    return finishRuntime(config, version, previous, clusters, caches, accessLog, tracer, resources, dispose);
+    return finishRuntime(config, version, previous, clusters, caches, accessLog, tracer, resources, dispose, fleet);
   } catch (e) {
     // A refused reload leaves no health checks or watchers running, and closes only what it opened itself.
     stopTimers();
@@ -74,7 +78,7 @@ function disposeResources(resources: ReadonlyMap<string, unknown>, kept: Readonl
 function finishRuntime(
   config: Config, version: number, previous: Runtime | undefined, clusters: Map<string, Cluster>,
   caches: Map<string, HttpCache>, accessLog: AccessLog, tracer: Tracer | undefined, resources: Map<string, unknown>,
-  dispose: (successor?: Runtime) => void,
+  dispose: (successor?: Runtime) => void, fleet: FleetServices | undefined,
 ): Runtime {
   const depsFor = (routeName: string): RuntimeDeps => ({
     config,
@@ -110,7 +114,7 @@ function finishRuntime(
         path: rewritePath ?? stripPrefix(r.match.path?.prefix),
       });
     }
-    const cache = r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache) : undefined;
+    const cache = r.cache ? buildRouteCache(caches.get(r.cache.name)!, r.cache, fleet?.cacheScope) : undefined;
     return {
       name,
       config: r,
@@ -134,7 +138,7 @@ function finishRuntime(
   });
   // Built: these rollouts are the ones in force from now on (new runs begin, replaced ones end).
   rollouts.commit(handles);
-  return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, dispose });
+  return Object.freeze({ version, config, routes, clusters, caches, accessLog, tracer, resources, fleet, cacheScope: fleet?.cacheScope, dispose });
 }
 
 /** The path a module sees: without the route's path prefix (`/bff/home` → `/home` under `/bff`). */

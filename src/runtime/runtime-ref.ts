@@ -5,13 +5,15 @@
 import type { Config } from "../config/schema.ts";
 import { buildRuntime } from "./build.ts";
 import type { Runtime } from "../proxy/context.ts";
+import type { FleetPushReport } from "../fleet/types.ts";
+import type { FleetServices } from "../fleet/types.ts";
 
 /**
  * Puts a validated config in force in every worker (a push through the admin API or the config
  * service), or throws when its runtime cannot be built (then the running config stays). Returns
  * the new version and how many worker processes have it.
  */
-export type ApplyConfig = (config: Config, source: string, versionInfo?: string) => Promise<{ version: number; workers: number }>;
+export type ApplyConfig = (config: Config, source: string, versionInfo?: string) => Promise<{ version: number; workers: number; fleet?: FleetPushReport }>;
 
 /** One attempt to change the config in force (start, a file reload, a push), for the status page. */
 export interface ConfigChange {
@@ -35,8 +37,9 @@ export class RuntimeRef {
   private pushed: string | undefined;
   private readonly history: ConfigChange[] = [];
 
-  constructor(config: Config) {
-    this.runtime = buildRuntime(config, 1);
+  /** `fleet`: the instance's fleet services, given to every runtime it builds. */
+  constructor(config: Config, readonly fleet?: FleetServices) {
+    this.runtime = buildRuntime(config, 1, undefined, fleet);
     this.noteChange("start", "ok");
   }
 
@@ -64,7 +67,7 @@ export class RuntimeRef {
   /** Builds a runtime from an already-validated config and makes it current (`versionInfo`: it was pushed). */
   swap(config: Config, versionInfo?: string): Runtime {
     const previous = this.runtime;
-    this.runtime = buildRuntime(config, previous.version + 1, previous);
+    this.runtime = buildRuntime(config, previous.version + 1, previous, this.fleet);
     this.pushed = versionInfo;
     previous.dispose(this.runtime);
     return this.runtime;

@@ -13,6 +13,8 @@ export interface Push {
   document: Document;
   source: string;
   versionInfo?: string;
+  /** With a fleet: the fleet config's part of `document`, which a reload from the file keeps (fleet/document.ts). */
+  fleet?: Document;
 }
 
 export type ConfigSyncMessage =
@@ -100,8 +102,8 @@ export function superviseConfig(workers: () => Worker[]) {
   return (message: unknown, from: Worker): boolean => {
     if (!isSyncMessage(message)) return false;
     if (message.type === "config-push") {
-      const { document, source, versionInfo } = message;
-      last = { document, source, versionInfo };
+      const { document, source, versionInfo, fleet } = message;
+      last = { document, source, versionInfo, fleet };
       const others = workers().filter((w) => w.index !== from.index);
       const round = nextRound++;
       const failed: string[] = [];

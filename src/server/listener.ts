@@ -6,6 +6,7 @@ import type { Config, Listener } from "../config/schema.ts";
 import { errorResponse, errors } from "../util/errors.ts";
 import { type WebSocketSession, websocketHandlers } from "../proxy/websocket.ts";
 import type { ApplyConfig, RuntimeRef } from "../runtime/runtime-ref.ts";
+import type { FleetReader } from "../../routes/fleet.ts";
 import { compileGuard } from "../security/guard.ts";
 import { type ListenerTlsMaterial, loadListenerTls, TlsFileError } from "../security/tls-files.ts";
 import type { RolloutController } from "../rollout/controller.ts";
@@ -19,6 +20,8 @@ export interface ServerState {
   applyConfig?: ApplyConfig;
   /** Rollouts and SLOs of this process (the admin API's /rollouts and /slos). */
   rollouts?: RolloutController;
+  /** With a fleet: what /fleet and GetConfig show of it (the agent, in the process with the admin listener). */
+  fleet?: FleetReader;
 }
 
 /** Last guard: Bun calls this if a handler throws; the process must never crash on a request. */
@@ -168,7 +171,10 @@ function urlHost(address: string): string {
 }
 
 export function startAdminListener(config: NonNullable<Config["admin"]>, state: ServerState): Server<undefined> {
-  const app = adminRoutes({ ready: () => !state.draining, runtime: state.runtime, token: config.token, applyConfig: (c, source, versionInfo) => state.applyConfig!(c, source, versionInfo), rollouts: state.rollouts });
+  const app = adminRoutes({
+    ready: () => !state.draining, runtime: state.runtime, token: config.token, fleet: () => state.fleet, rollouts: state.rollouts,
+    applyConfig: (c, source, versionInfo) => state.applyConfig!(c, source, versionInfo),
+  });
   return Bun.serve({
     hostname: config.address,
     port: config.port,

@@ -73,6 +73,7 @@ routes:
     compression: { min_size: 2KiB }
     max_request_body: 1MiB
     websocket_headers: []
+    fly_replay: { region: ams, methods: [POST, DELETE] }
   - name: composed
     compose: { calls: { u: { cluster: orders, path: /u } }, template: { user: "\${calls.u}" } }
   - { name: mod, module: hello }
@@ -149,6 +150,7 @@ const SNAPSHOT = create(SnapshotSchema, {
       compression: { min_size: "2KiB" },
       maxRequestBody: "1MiB",
       websocketHeaders: fromJson(ListValueSchema, []),
+      flyReplay: { region: "ams", methods: ["POST", "DELETE"] },
     },
     { name: "composed", compose: { calls: { u: { cluster: "orders", path: "/u" } }, template: { user: "${calls.u}" } } },
     { name: "mod", module: "hello" },

@@ -5,10 +5,12 @@ import { ROOT } from "../helpers/cli.ts";
 
 interface FlyToml {
   primary_region: string;
+  processes?: Record<string, string>;
   kill_signal: string;
   kill_timeout: string;
   env: Record<string, string>;
   http_service: {
+    processes?: string[];
     internal_port: number;
     concurrency: { type: string; soft_limit: number; hard_limit: number };
     checks: { path: string; method: string }[];
@@ -60,4 +62,22 @@ test("the Dockerfile builds on the official Bun image and starts the default con
   expect(dockerfile).toMatch(/^FROM oven\/bun:/m);
   expect(dockerfile).toContain('CMD ["bun", "src/cli.ts", "start", "switchyard.yaml"]');
   expect(dockerfile).toContain(`EXPOSE ${fly.http_service.internal_port}`);
+});
+
+test("fly.toml runs the fleet config: the image carries it, its listeners and checks are the default config's, its Redis URL is a secret", async () => {
+  const command = fly.processes?.app;
+  expect(command).toBe("bun src/cli.ts start switchyard.fleet.yaml");
+  expect(fly.http_service.processes).toEqual(["app"]);
+  expect(await Bun.file(`${ROOT}/Dockerfile`).text()).toMatch(/^COPY .*switchyard\.fleet\.yaml/m);
+  const text = await Bun.file(`${ROOT}/switchyard.fleet.yaml`).text();
+  expect(text).toContain("url: ${REDIS_URL}"); // from `fly secrets set REDIS_URL=…`, never in the file
+  // As Fly runs it: fly.toml's [env], the secret, and what Fly sets on every machine.
+  const fleetConfig = await loadConfigFile(`${ROOT}/switchyard.fleet.yaml`, {
+    ...process.env, ...fly.env, REDIS_URL: "rediss://default:secret@example.upstash.io:6379", PRIMARY_REGION: fly.primary_region, FLY_REGION: "iad",
+  });
+  expect(fleetConfig.fleet?.redis.url).toBe("rediss://default:secret@example.upstash.io:6379");
+  expect(fleetConfig.fleet?.state_path).toBe(`${fly.env.SWITCHYARD_DATA}/switchyard-fleet.json`);
+  expect(fleetConfig.listeners).toEqual(config.listeners);
+  expect(fleetConfig.routes.find((r) => r.fly_replay !== undefined)?.fly_replay?.region).toBe(fly.primary_region);
+  expect(fleetConfig.shutdown.drain_timeout).toBeLessThan(seconds(fly.kill_timeout) * 1000);
 });

@@ -35,7 +35,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file switchyard/config/v1/config.proto.
  */
 export const file_switchyard_config_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("CiFzd2l0Y2h5YXJkL2NvbmZpZy92MS9jb25maWcucHJvdG8SFHN3aXRjaHlhcmQuY29uZmlnLnYxIt0BCghTbmFwc2hvdBIUCgx2ZXJzaW9uX2luZm8YASABKAkSKwoGcm91dGVzGAIgAygLMhsuc3dpdGNoeWFyZC5jb25maWcudjEuUm91dGUSPgoIY2x1c3RlcnMYAyADKAsyLC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5TbmFwc2hvdC5DbHVzdGVyc0VudHJ5Gk4KDUNsdXN0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiwKBXZhbHVlGAIgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuQ2x1c3RlcjoCOAEicgoWVXBkYXRlRW5kcG9pbnRzUmVxdWVzdBIPCgdjbHVzdGVyGAEgASgJEjEKCWVuZHBvaW50cxgCIAMoCzIeLnN3aXRjaHlhcmQuY29uZmlnLnYxLkVuZHBvaW50EhQKDHZlcnNpb25faW5mbxgDIAEoCSKaAQoMUHVzaFJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEg8KB3ZlcnNpb24YAiABKAQSFAoMdmVyc2lvbl9pbmZvGAMgASgJEi8KCHByb2JsZW1zGAQgAygLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuUHJvYmxlbRIPCgdtZXNzYWdlGAUgASgJEg8KB3dvcmtlcnMYBiABKA0iKAoHUHJvYmxlbRIMCgRwYXRoGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiEgoQR2V0Q29uZmlnUmVxdWVzdCJcChFHZXRDb25maWdSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEEhQKDHZlcnNpb25faW5mbxgCIAEoCRIOCgZyb3V0ZXMYAyADKAkSEAoIY2x1c3RlcnMYBCADKAkizQQKB0NsdXN0ZXISMQoJZW5kcG9pbnRzGAEgAygLMh4uc3dpdGNoeWFyZC5jb25maWcudjEuRW5kcG9pbnQSMAoIYmFsYW5jZXIYAiABKAsyHi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5CYWxhbmNlchI3Cgh0aW1lb3V0cxgDIAEoCzIlLnN3aXRjaHlhcmQuY29uZmlnLnYxLkNsdXN0ZXJUaW1lb3V0cxI3CgxoZWFsdGhfY2hlY2sYBCABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFsdGhDaGVjaxIuCgdvdXRsaWVyGAUgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuT3V0bGllchIcCg9wYW5pY190aHJlc2hvbGQYBiABKAFIAIgBARIsCgZsaW1pdHMYByABKAsyHC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5MaW1pdHMSLgoHYnJlYWtlchgIIAEoCzIdLnN3aXRjaHlhcmQuY29uZmlnLnYxLkJyZWFrZXISNwoMcmV0cnlfYnVkZ2V0GAkgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuUmV0cnlCdWRnZXQSFAoHdHJ1c3RlZBgKIAEoCEgBiAEBEioKCWRpc2NvdmVyeRgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJAoDdGxzGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEISChBfcGFuaWNfdGhyZXNob2xkQgoKCF90cnVzdGVkIjsKCEVuZHBvaW50Eg8KB2FkZHJlc3MYASABKAkSEwoGd2VpZ2h0GAIgASgNSACIAQFCCQoHX3dlaWdodCL1AQoIQmFsYW5jZXISMAoEdHlwZRgBIAEoDjIiLnN3aXRjaHlhcmQuY29uZmlnLnYxLkJhbGFuY2VyVHlwZRIZCgxjaG9pY2VfY291bnQYAiABKA1IAIgBARItCgdoYXNoX29uGAMgASgLMhwuc3dpdGNoeWFyZC5jb25maWcudjEuSGFzaE9uEh4KEXBvaW50c19wZXJfd2VpZ2h0GAQgASgNSAGIAQESFwoKdGFibGVfc2l6ZRgFIAEoDUgCiAEBQg8KDV9jaG9pY2VfY291bnRCFAoSX3BvaW50c19wZXJfd2VpZ2h0Qg0KC190YWJsZV9zaXplImkKBkhhc2hPbhIQCgZoZWFkZXIYASABKAlIABIQCgZjb29raWUYAiABKAlIABIPCgVxdWVyeRgDIAEoCUgAEhMKCWNsaWVudF9pcBgEIAEoCEgAEg4KBHBhdGgYBSABKAhIAEIFCgNrZXkiMwoPQ2x1c3RlclRpbWVvdXRzEhQKB2Nvbm5lY3QYASABKAlIAIgBAUIKCghfY29ubmVjdCK2AgoLSGVhbHRoQ2hlY2sSEQoEcGF0aBgBIAEoCUgAiAEBEhUKCGludGVydmFsGAIgASgJSAGIAQESEwoGaml0dGVyGAMgASgJSAKIAQESFAoHdGltZW91dBgEIAEoCUgDiAEBEhkKEWV4cGVjdGVkX3N0YXR1c2VzGAUgAygNEh4KEWhlYWx0aHlfdGhyZXNob2xkGAYgASgNSASIAQESIAoTdW5oZWFsdGh5X3RocmVzaG9sZBgHIAEoDUgFiAEBEhEKBGhvc3QYCCABKAlIBogBAUIHCgVfcGF0aEILCglfaW50ZXJ2YWxCCQoHX2ppdHRlckIKCghfdGltZW91dEIUChJfaGVhbHRoeV90aHJlc2hvbGRCFgoUX3VuaGVhbHRoeV90aHJlc2hvbGRCBwoFX2hvc3QijAMKB091dGxpZXISHAoPY29uc2VjdXRpdmVfNXh4GAEgASgNSACIAQESKAobY29uc2VjdXRpdmVfZ2F0ZXdheV9mYWlsdXJlGAIgASgNSAGIAQESNwoMc3VjY2Vzc19yYXRlGAMgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuU3VjY2Vzc1JhdGUSFQoIaW50ZXJ2YWwYBCABKAlIAogBARIfChJiYXNlX2VqZWN0aW9uX3RpbWUYBSABKAlIA4gBARIeChFtYXhfZWplY3Rpb25fdGltZRgGIAEoCUgEiAEBEiEKFG1heF9lamVjdGlvbl9wZXJjZW50GAcgASgBSAWIAQFCEgoQX2NvbnNlY3V0aXZlXzV4eEIeChxfY29uc2VjdXRpdmVfZ2F0ZXdheV9mYWlsdXJlQgsKCV9pbnRlcnZhbEIVChNfYmFzZV9lamVjdGlvbl90aW1lQhQKEl9tYXhfZWplY3Rpb25fdGltZUIXChVfbWF4X2VqZWN0aW9uX3BlcmNlbnQiZwoLU3VjY2Vzc1JhdGUSHQoQbWluaW11bV9yZXF1ZXN0cxgBIAEoDUgAiAEBEhYKCXRocmVzaG9sZBgCIAEoAUgBiAEBQhMKEV9taW5pbXVtX3JlcXVlc3RzQgwKCl90aHJlc2hvbGQiugEKBkxpbWl0cxIcCg9tYXhfY29ubmVjdGlvbnMYASABKA1IAIgBARIYCgttYXhfcGVuZGluZxgCIAEoDUgBiAEBEhkKDG1heF9yZXF1ZXN0cxgDIAEoDUgCiAEBEhgKC21heF9yZXRyaWVzGAQgASgNSAOIAQFCEgoQX21heF9jb25uZWN0aW9uc0IOCgxfbWF4X3BlbmRpbmdCDwoNX21heF9yZXF1ZXN0c0IOCgxfbWF4X3JldHJpZXMi5wEKB0JyZWFrZXISHAoPZmFpbHVyZV9wZXJjZW50GAEgASgBSACIAQESEwoGd2luZG93GAIgASgJSAGIAQESHQoQbWluaW11bV9yZXF1ZXN0cxgDIAEoDUgCiAEBEhUKCG9wZW5fZm9yGAQgASgJSAOIAQESHQoQaGFsZl9vcGVuX3Byb2JlcxgFIAEoDUgEiAEBQhIKEF9mYWlsdXJlX3BlcmNlbnRCCQoHX3dpbmRvd0ITChFfbWluaW11bV9yZXF1ZXN0c0ILCglfb3Blbl9mb3JCEwoRX2hhbGZfb3Blbl9wcm9iZXMiYQoLUmV0cnlCdWRnZXQSFAoHcGVyY2VudBgBIAEoAUgAiAEBEhwKD21pbl9jb25jdXJyZW5jeRgCIAEoDUgBiAEBQgoKCF9wZXJjZW50QhIKEF9taW5fY29uY3VycmVuY3kixwgKBVJvdXRlEgwKBG5hbWUYASABKAkSLwoFbWF0Y2gYAiABKAsyIC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5Sb3V0ZU1hdGNoEi4KB3Jld3JpdGUYAyABKAsyHS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5SZXdyaXRlEg8KAnRvGAQgASgJSACIAQESQAoRd2VpZ2h0ZWRfY2x1c3RlcnMYBSADKAsyJS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5XZWlnaHRlZENsdXN0ZXISMAoIb3ZlcnJpZGUYBiABKAsyHi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5PdmVycmlkZRIQCghmYWlsb3ZlchgHIAMoCRI1Cgh0aW1lb3V0cxgIIAEoCzIjLnN3aXRjaHlhcmQuY29uZmlnLnYxLlJvdXRlVGltZW91dHMSMAoFcmV0cnkYCSABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5SZXRyeVBvbGljeRIzCgdoZWFkZXJzGAogASgLMiIuc3dpdGNoeWFyZC5jb25maWcudjEuUm91dGVIZWFkZXJzEhYKCXdlYnNvY2tldBgLIAEoCEgBiAEBEiwKBm1pcnJvchgMIAEoCzIcLnN3aXRjaHlhcmQuY29uZmlnLnYxLk1pcnJvchIwCghmYWxsYmFjaxgNIAEoCzIeLnN3aXRjaHlhcmQuY29uZmlnLnYxLkZhbGxiYWNrEigKB2ZpbHRlcnMYDiADKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiYKBWNhY2hlGA8gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIsCgtpZGVtcG90ZW5jeRgQIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLAoLY29tcHJlc3Npb24YESABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKCGNvYWxlc2NlGBIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIdChBtYXhfcmVxdWVzdF9ib2R5GBMgASgJSAKIAQESNQoRd2Vic29ja2V0X2hlYWRlcnMYFCABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEigKB2NvbXBvc2UYFSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKBm1vZHVsZRgWIAEoCUgDiAEBEi8KDmdycGNfdHJhbnNjb2RlGBcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIoCgdyb2xsb3V0GB4gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIkCgNzbG8YHyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgUKA190b0IMCgpfd2Vic29ja2V0QhMKEV9tYXhfcmVxdWVzdF9ib2R5QgkKB19tb2R1bGUivwEKClJvdXRlTWF0Y2gSDQoFaG9zdHMYASADKAkSLQoEcGF0aBgCIAEoCzIfLnN3aXRjaHlhcmQuY29uZmlnLnYxLlBhdGhNYXRjaBIPCgdtZXRob2RzGAMgAygJEjEKB2hlYWRlcnMYBCADKAsyIC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5WYWx1ZU1hdGNoEi8KBXF1ZXJ5GAUgAygLMiAuc3dpdGNoeWFyZC5jb25maWcudjEuVmFsdWVNYXRjaCJHCglQYXRoTWF0Y2gSDwoFZXhhY3QYASABKAlIABIQCgZwcmVmaXgYAiABKAlIABIPCgVyZWdleBgDIAEoCUgAQgYKBGtpbmQiagoKVmFsdWVNYXRjaBIRCgRuYW1lGAEgASgJSAGIAQESDwoFZXhhY3QYAiABKAlIABIPCgVyZWdleBgDIAEoCUgAEhEKB3ByZXNlbnQYBCABKAhIAEILCgljb25kaXRpb25CBwoFX25hbWUitwEKB1Jld3JpdGUSGAoLcGF0aF9wcmVmaXgYASABKAlIAIgBARIzCgpwYXRoX3JlZ2V4GAIgASgLMh8uc3dpdGNoeWFyZC5jb25maWcudjEuUGF0aFJlZ2V4EhEKBGhvc3QYAyABKAlIAYgBARIxCgVxdWVyeRgEIAEoCzIiLnN3aXRjaHlhcmQuY29uZmlnLnYxLlF1ZXJ5UmV3cml0ZUIOCgxfcGF0aF9wcmVmaXhCBwoFX2hvc3QiWQoJUGF0aFJlZ2V4EhQKB3BhdHRlcm4YASABKAlIAIgBARIZCgxzdWJzdGl0dXRpb24YAiABKAlIAYgBAUIKCghfcGF0dGVybkIPCg1fc3Vic3RpdHV0aW9uIoQBCgxRdWVyeVJld3JpdGUSOAoDc2V0GAEgAygLMisuc3dpdGNoeWFyZC5jb25maWcudjEuUXVlcnlSZXdyaXRlLlNldEVudHJ5Eg4KBnJlbW92ZRgCIAMoCRoqCghTZXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKD1dlaWdodGVkQ2x1c3RlchIUCgdjbHVzdGVyGAEgASgJSACIAQESEwoGd2VpZ2h0GAIgASgNSAGIAQFCCgoIX2NsdXN0ZXJCCQoHX3dlaWdodCKKAQoIT3ZlcnJpZGUSEwoGaGVhZGVyGAEgASgJSACIAQESEwoGY29va2llGAIgASgJSAGIAQESEgoFdmFsdWUYAyABKAlIAogBARIUCgdjbHVzdGVyGAQgASgJSAOIAQFCCQoHX2hlYWRlckIJCgdfY29va2llQggKBl92YWx1ZUIKCghfY2x1c3RlciJNCg1Sb3V0ZVRpbWVvdXRzEhQKB3JlcXVlc3QYASABKAlIAIgBARIRCgRpZGxlGAIgASgJSAGIAQFCCgoIX3JlcXVlc3RCBwoFX2lkbGUi+wIKC1JldHJ5UG9saWN5EhUKCGF0dGVtcHRzGAEgASgNSACIAQESEAoIcmV0cnlfb24YAiADKAkSHgoWcmV0cmlhYmxlX3N0YXR1c19jb2RlcxgDIAMoDRIcCg9wZXJfdHJ5X3RpbWVvdXQYBCABKAlIAYgBARIuCgdiYWNrb2ZmGAUgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuQmFja29mZhIcCg9yZXRyeV9hZnRlcl9tYXgYBiABKAlIAogBARIYCgtoZWRnZV9hZnRlchgHIAEoCUgDiAEBEhsKDm5vbl9pZGVtcG90ZW50GAggASgISASIAQESGAoLYnVmZmVyX2JvZHkYCSABKAlIBYgBAUILCglfYXR0ZW1wdHNCEgoQX3Blcl90cnlfdGltZW91dEISChBfcmV0cnlfYWZ0ZXJfbWF4Qg4KDF9oZWRnZV9hZnRlckIRCg9fbm9uX2lkZW1wb3RlbnRCDgoMX2J1ZmZlcl9ib2R5Ij8KB0JhY2tvZmYSEQoEYmFzZRgBIAEoCUgAiAEBEhAKA21heBgCIAEoCUgBiAEBQgcKBV9iYXNlQgYKBF9tYXgidwoMUm91dGVIZWFkZXJzEjIKB3JlcXVlc3QYASABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFkZXJSdWxlcxIzCghyZXNwb25zZRgCIAEoCzIhLnN3aXRjaHlhcmQuY29uZmlnLnYxLkhlYWRlclJ1bGVzIucBCgtIZWFkZXJSdWxlcxI3CgNhZGQYASADKAsyKi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFkZXJSdWxlcy5BZGRFbnRyeRI3CgNzZXQYAiADKAsyKi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFkZXJSdWxlcy5TZXRFbnRyeRIOCgZyZW1vdmUYAyADKAkaKgoIQWRkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoqCghTZXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpIBCgZNaXJyb3ISFAoHY2x1c3RlchgBIAEoCUgAiAEBEhQKB3BlcmNlbnQYAiABKAFIAYgBARIVCghtYXhfYm9keRgDIAEoCUgCiAEBEhQKB3RpbWVvdXQYBCABKAlIA4gBAUIKCghfY2x1c3RlckIKCghfcGVyY2VudEILCglfbWF4X2JvZHlCCgoIX3RpbWVvdXQitAEKCEZhbGxiYWNrEhMKBnN0YXR1cxgBIAEoDUgAiAEBEhEKBGJvZHkYAiABKAlIAYgBARI8CgdoZWFkZXJzGAMgAygLMisuc3dpdGNoeWFyZC5jb25maWcudjEuRmFsbGJhY2suSGVhZGVyc0VudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB19zdGF0dXNCBwoFX2JvZHkq5gEKDEJhbGFuY2VyVHlwZRIdChlCQUxBTkNFUl9UWVBFX1VOU1BFQ0lGSUVEEAASHQoZQkFMQU5DRVJfVFlQRV9ST1VORF9ST0JJThABEiYKIkJBTEFOQ0VSX1RZUEVfV0VJR0hURURfUk9VTkRfUk9CSU4QAhIfChtCQUxBTkNFUl9UWVBFX0xFQVNUX1JFUVVFU1QQAxIYChRCQUxBTkNFUl9UWVBFX1JBTkRPTRAEEhsKF0JBTEFOQ0VSX1RZUEVfUklOR19IQVNIEAUSGAoUQkFMQU5DRVJfVFlQRV9NQUdMRVYQBjKmAgoNQ29uZmlnU2VydmljZRJSCgxQdXNoU25hcHNob3QSHi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5TbmFwc2hvdBoiLnN3aXRjaHlhcmQuY29uZmlnLnYxLlB1c2hSZXNwb25zZRJjCg9VcGRhdGVFbmRwb2ludHMSLC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5VcGRhdGVFbmRwb2ludHNSZXF1ZXN0GiIuc3dpdGNoeWFyZC5jb25maWcudjEuUHVzaFJlc3BvbnNlElwKCUdldENvbmZpZxImLnN3aXRjaHlhcmQuY29uZmlnLnYxLkdldENvbmZpZ1JlcXVlc3QaJy5zd2l0Y2h5YXJkLmNvbmZpZy52MS5HZXRDb25maWdSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("CiFzd2l0Y2h5YXJkL2NvbmZpZy92MS9jb25maWcucHJvdG8SFHN3aXRjaHlhcmQuY29uZmlnLnYxIt0BCghTbmFwc2hvdBIUCgx2ZXJzaW9uX2luZm8YASABKAkSKwoGcm91dGVzGAIgAygLMhsuc3dpdGNoeWFyZC5jb25maWcudjEuUm91dGUSPgoIY2x1c3RlcnMYAyADKAsyLC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5TbmFwc2hvdC5DbHVzdGVyc0VudHJ5Gk4KDUNsdXN0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiwKBXZhbHVlGAIgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuQ2x1c3RlcjoCOAEicgoWVXBkYXRlRW5kcG9pbnRzUmVxdWVzdBIPCgdjbHVzdGVyGAEgASgJEjEKCWVuZHBvaW50cxgCIAMoCzIeLnN3aXRjaHlhcmQuY29uZmlnLnYxLkVuZHBvaW50EhQKDHZlcnNpb25faW5mbxgDIAEoCSLqAQoMUHVzaFJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEg8KB3ZlcnNpb24YAiABKAQSFAoMdmVyc2lvbl9pbmZvGAMgASgJEi8KCHByb2JsZW1zGAQgAygLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuUHJvYmxlbRIPCgdtZXNzYWdlGAUgASgJEg8KB3dvcmtlcnMYBiABKA0SFQoNZmxlZXRfdmVyc2lvbhgHIAEoBBI3CglpbnN0YW5jZXMYCCADKAsyJC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5JbnN0YW5jZUNvbmZpZyIoCgdQcm9ibGVtEgwKBHBhdGgYASABKAkSDwoHbWVzc2FnZRgCIAEoCSISChBHZXRDb25maWdSZXF1ZXN0IqwBChFHZXRDb25maWdSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEEhQKDHZlcnNpb25faW5mbxgCIAEoCRIOCgZyb3V0ZXMYAyADKAkSEAoIY2x1c3RlcnMYBCADKAkSFQoNZmxlZXRfdmVyc2lvbhgFIAEoBBI3CglpbnN0YW5jZXMYBiADKAsyJC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5JbnN0YW5jZUNvbmZpZyK+AQoOSW5zdGFuY2VDb25maWcSEAoIaW5zdGFuY2UYASABKAkSDgoGcmVnaW9uGAIgASgJEhUKDWZsZWV0X3ZlcnNpb24YAyABKAQSMgoGYW5zd2VyGAQgASgOMiIuc3dpdGNoeWFyZC5jb25maWcudjEuQ29uZmlnQW5zd2VyEg8KB21lc3NhZ2UYBSABKAkSDwoHdmVyc2lvbhgGIAEoBBIdChVydW5uaW5nX2ZsZWV0X3ZlcnNpb24YByABKAQizQQKB0NsdXN0ZXISMQoJZW5kcG9pbnRzGAEgAygLMh4uc3dpdGNoeWFyZC5jb25maWcudjEuRW5kcG9pbnQSMAoIYmFsYW5jZXIYAiABKAsyHi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5CYWxhbmNlchI3Cgh0aW1lb3V0cxgDIAEoCzIlLnN3aXRjaHlhcmQuY29uZmlnLnYxLkNsdXN0ZXJUaW1lb3V0cxI3CgxoZWFsdGhfY2hlY2sYBCABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFsdGhDaGVjaxIuCgdvdXRsaWVyGAUgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuT3V0bGllchIcCg9wYW5pY190aHJlc2hvbGQYBiABKAFIAIgBARIsCgZsaW1pdHMYByABKAsyHC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5MaW1pdHMSLgoHYnJlYWtlchgIIAEoCzIdLnN3aXRjaHlhcmQuY29uZmlnLnYxLkJyZWFrZXISNwoMcmV0cnlfYnVkZ2V0GAkgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuUmV0cnlCdWRnZXQSFAoHdHJ1c3RlZBgKIAEoCEgBiAEBEioKCWRpc2NvdmVyeRgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJAoDdGxzGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEISChBfcGFuaWNfdGhyZXNob2xkQgoKCF90cnVzdGVkIjsKCEVuZHBvaW50Eg8KB2FkZHJlc3MYASABKAkSEwoGd2VpZ2h0GAIgASgNSACIAQFCCQoHX3dlaWdodCL1AQoIQmFsYW5jZXISMAoEdHlwZRgBIAEoDjIiLnN3aXRjaHlhcmQuY29uZmlnLnYxLkJhbGFuY2VyVHlwZRIZCgxjaG9pY2VfY291bnQYAiABKA1IAIgBARItCgdoYXNoX29uGAMgASgLMhwuc3dpdGNoeWFyZC5jb25maWcudjEuSGFzaE9uEh4KEXBvaW50c19wZXJfd2VpZ2h0GAQgASgNSAGIAQESFwoKdGFibGVfc2l6ZRgFIAEoDUgCiAEBQg8KDV9jaG9pY2VfY291bnRCFAoSX3BvaW50c19wZXJfd2VpZ2h0Qg0KC190YWJsZV9zaXplImkKBkhhc2hPbhIQCgZoZWFkZXIYASABKAlIABIQCgZjb29raWUYAiABKAlIABIPCgVxdWVyeRgDIAEoCUgAEhMKCWNsaWVudF9pcBgEIAEoCEgAEg4KBHBhdGgYBSABKAhIAEIFCgNrZXkiMwoPQ2x1c3RlclRpbWVvdXRzEhQKB2Nvbm5lY3QYASABKAlIAIgBAUIKCghfY29ubmVjdCK2AgoLSGVhbHRoQ2hlY2sSEQoEcGF0aBgBIAEoCUgAiAEBEhUKCGludGVydmFsGAIgASgJSAGIAQESEwoGaml0dGVyGAMgASgJSAKIAQESFAoHdGltZW91dBgEIAEoCUgDiAEBEhkKEWV4cGVjdGVkX3N0YXR1c2VzGAUgAygNEh4KEWhlYWx0aHlfdGhyZXNob2xkGAYgASgNSASIAQESIAoTdW5oZWFsdGh5X3RocmVzaG9sZBgHIAEoDUgFiAEBEhEKBGhvc3QYCCABKAlIBogBAUIHCgVfcGF0aEILCglfaW50ZXJ2YWxCCQoHX2ppdHRlckIKCghfdGltZW91dEIUChJfaGVhbHRoeV90aHJlc2hvbGRCFgoUX3VuaGVhbHRoeV90aHJlc2hvbGRCBwoFX2hvc3QijAMKB091dGxpZXISHAoPY29uc2VjdXRpdmVfNXh4GAEgASgNSACIAQESKAobY29uc2VjdXRpdmVfZ2F0ZXdheV9mYWlsdXJlGAIgASgNSAGIAQESNwoMc3VjY2Vzc19yYXRlGAMgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuU3VjY2Vzc1JhdGUSFQoIaW50ZXJ2YWwYBCABKAlIAogBARIfChJiYXNlX2VqZWN0aW9uX3RpbWUYBSABKAlIA4gBARIeChFtYXhfZWplY3Rpb25fdGltZRgGIAEoCUgEiAEBEiEKFG1heF9lamVjdGlvbl9wZXJjZW50GAcgASgBSAWIAQFCEgoQX2NvbnNlY3V0aXZlXzV4eEIeChxfY29uc2VjdXRpdmVfZ2F0ZXdheV9mYWlsdXJlQgsKCV9pbnRlcnZhbEIVChNfYmFzZV9lamVjdGlvbl90aW1lQhQKEl9tYXhfZWplY3Rpb25fdGltZUIXChVfbWF4X2VqZWN0aW9uX3BlcmNlbnQiZwoLU3VjY2Vzc1JhdGUSHQoQbWluaW11bV9yZXF1ZXN0cxgBIAEoDUgAiAEBEhYKCXRocmVzaG9sZBgCIAEoAUgBiAEBQhMKEV9taW5pbXVtX3JlcXVlc3RzQgwKCl90aHJlc2hvbGQiugEKBkxpbWl0cxIcCg9tYXhfY29ubmVjdGlvbnMYASABKA1IAIgBARIYCgttYXhfcGVuZGluZxgCIAEoDUgBiAEBEhkKDG1heF9yZXF1ZXN0cxgDIAEoDUgCiAEBEhgKC21heF9yZXRyaWVzGAQgASgNSAOIAQFCEgoQX21heF9jb25uZWN0aW9uc0IOCgxfbWF4X3BlbmRpbmdCDwoNX21heF9yZXF1ZXN0c0IOCgxfbWF4X3JldHJpZXMi5wEKB0JyZWFrZXISHAoPZmFpbHVyZV9wZXJjZW50GAEgASgBSACIAQESEwoGd2luZG93GAIgASgJSAGIAQESHQoQbWluaW11bV9yZXF1ZXN0cxgDIAEoDUgCiAEBEhUKCG9wZW5fZm9yGAQgASgJSAOIAQESHQoQaGFsZl9vcGVuX3Byb2JlcxgFIAEoDUgEiAEBQhIKEF9mYWlsdXJlX3BlcmNlbnRCCQoHX3dpbmRvd0ITChFfbWluaW11bV9yZXF1ZXN0c0ILCglfb3Blbl9mb3JCEwoRX2hhbGZfb3Blbl9wcm9iZXMiYQoLUmV0cnlCdWRnZXQSFAoHcGVyY2VudBgBIAEoAUgAiAEBEhwKD21pbl9jb25jdXJyZW5jeRgCIAEoDUgBiAEBQgoKCF9wZXJjZW50QhIKEF9taW5fY29uY3VycmVuY3ki/AgKBVJvdXRlEgwKBG5hbWUYASABKAkSLwoFbWF0Y2gYAiABKAsyIC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5Sb3V0ZU1hdGNoEi4KB3Jld3JpdGUYAyABKAsyHS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5SZXdyaXRlEg8KAnRvGAQgASgJSACIAQESQAoRd2VpZ2h0ZWRfY2x1c3RlcnMYBSADKAsyJS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5XZWlnaHRlZENsdXN0ZXISMAoIb3ZlcnJpZGUYBiABKAsyHi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5PdmVycmlkZRIQCghmYWlsb3ZlchgHIAMoCRI1Cgh0aW1lb3V0cxgIIAEoCzIjLnN3aXRjaHlhcmQuY29uZmlnLnYxLlJvdXRlVGltZW91dHMSMAoFcmV0cnkYCSABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5SZXRyeVBvbGljeRIzCgdoZWFkZXJzGAogASgLMiIuc3dpdGNoeWFyZC5jb25maWcudjEuUm91dGVIZWFkZXJzEhYKCXdlYnNvY2tldBgLIAEoCEgBiAEBEiwKBm1pcnJvchgMIAEoCzIcLnN3aXRjaHlhcmQuY29uZmlnLnYxLk1pcnJvchIwCghmYWxsYmFjaxgNIAEoCzIeLnN3aXRjaHlhcmQuY29uZmlnLnYxLkZhbGxiYWNrEigKB2ZpbHRlcnMYDiADKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiYKBWNhY2hlGA8gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIsCgtpZGVtcG90ZW5jeRgQIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLAoLY29tcHJlc3Npb24YESABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKCGNvYWxlc2NlGBIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIdChBtYXhfcmVxdWVzdF9ib2R5GBMgASgJSAKIAQESNQoRd2Vic29ja2V0X2hlYWRlcnMYFCABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEigKB2NvbXBvc2UYFSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKBm1vZHVsZRgWIAEoCUgDiAEBEi8KDmdycGNfdHJhbnNjb2RlGBcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIoCgdyb2xsb3V0GB4gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIkCgNzbG8YHyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjMKCmZseV9yZXBsYXkYGCABKAsyHy5zd2l0Y2h5YXJkLmNvbmZpZy52MS5GbHlSZXBsYXlCBQoDX3RvQgwKCl93ZWJzb2NrZXRCEwoRX21heF9yZXF1ZXN0X2JvZHlCCQoHX21vZHVsZSIsCglGbHlSZXBsYXkSDgoGcmVnaW9uGAEgASgJEg8KB21ldGhvZHMYAiADKAkivwEKClJvdXRlTWF0Y2gSDQoFaG9zdHMYASADKAkSLQoEcGF0aBgCIAEoCzIfLnN3aXRjaHlhcmQuY29uZmlnLnYxLlBhdGhNYXRjaBIPCgdtZXRob2RzGAMgAygJEjEKB2hlYWRlcnMYBCADKAsyIC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5WYWx1ZU1hdGNoEi8KBXF1ZXJ5GAUgAygLMiAuc3dpdGNoeWFyZC5jb25maWcudjEuVmFsdWVNYXRjaCJHCglQYXRoTWF0Y2gSDwoFZXhhY3QYASABKAlIABIQCgZwcmVmaXgYAiABKAlIABIPCgVyZWdleBgDIAEoCUgAQgYKBGtpbmQiagoKVmFsdWVNYXRjaBIRCgRuYW1lGAEgASgJSAGIAQESDwoFZXhhY3QYAiABKAlIABIPCgVyZWdleBgDIAEoCUgAEhEKB3ByZXNlbnQYBCABKAhIAEILCgljb25kaXRpb25CBwoFX25hbWUitwEKB1Jld3JpdGUSGAoLcGF0aF9wcmVmaXgYASABKAlIAIgBARIzCgpwYXRoX3JlZ2V4GAIgASgLMh8uc3dpdGNoeWFyZC5jb25maWcudjEuUGF0aFJlZ2V4EhEKBGhvc3QYAyABKAlIAYgBARIxCgVxdWVyeRgEIAEoCzIiLnN3aXRjaHlhcmQuY29uZmlnLnYxLlF1ZXJ5UmV3cml0ZUIOCgxfcGF0aF9wcmVmaXhCBwoFX2hvc3QiWQoJUGF0aFJlZ2V4EhQKB3BhdHRlcm4YASABKAlIAIgBARIZCgxzdWJzdGl0dXRpb24YAiABKAlIAYgBAUIKCghfcGF0dGVybkIPCg1fc3Vic3RpdHV0aW9uIoQBCgxRdWVyeVJld3JpdGUSOAoDc2V0GAEgAygLMisuc3dpdGNoeWFyZC5jb25maWcudjEuUXVlcnlSZXdyaXRlLlNldEVudHJ5Eg4KBnJlbW92ZRgCIAMoCRoqCghTZXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKD1dlaWdodGVkQ2x1c3RlchIUCgdjbHVzdGVyGAEgASgJSACIAQESEwoGd2VpZ2h0GAIgASgNSAGIAQFCCgoIX2NsdXN0ZXJCCQoHX3dlaWdodCKKAQoIT3ZlcnJpZGUSEwoGaGVhZGVyGAEgASgJSACIAQESEwoGY29va2llGAIgASgJSAGIAQESEgoFdmFsdWUYAyABKAlIAogBARIUCgdjbHVzdGVyGAQgASgJSAOIAQFCCQoHX2hlYWRlckIJCgdfY29va2llQggKBl92YWx1ZUIKCghfY2x1c3RlciJNCg1Sb3V0ZVRpbWVvdXRzEhQKB3JlcXVlc3QYASABKAlIAIgBARIRCgRpZGxlGAIgASgJSAGIAQFCCgoIX3JlcXVlc3RCBwoFX2lkbGUi+wIKC1JldHJ5UG9saWN5EhUKCGF0dGVtcHRzGAEgASgNSACIAQESEAoIcmV0cnlfb24YAiADKAkSHgoWcmV0cmlhYmxlX3N0YXR1c19jb2RlcxgDIAMoDRIcCg9wZXJfdHJ5X3RpbWVvdXQYBCABKAlIAYgBARIuCgdiYWNrb2ZmGAUgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuQmFja29mZhIcCg9yZXRyeV9hZnRlcl9tYXgYBiABKAlIAogBARIYCgtoZWRnZV9hZnRlchgHIAEoCUgDiAEBEhsKDm5vbl9pZGVtcG90ZW50GAggASgISASIAQESGAoLYnVmZmVyX2JvZHkYCSABKAlIBYgBAUILCglfYXR0ZW1wdHNCEgoQX3Blcl90cnlfdGltZW91dEISChBfcmV0cnlfYWZ0ZXJfbWF4Qg4KDF9oZWRnZV9hZnRlckIRCg9fbm9uX2lkZW1wb3RlbnRCDgoMX2J1ZmZlcl9ib2R5Ij8KB0JhY2tvZmYSEQoEYmFzZRgBIAEoCUgAiAEBEhAKA21heBgCIAEoCUgBiAEBQgcKBV9iYXNlQgYKBF9tYXgidwoMUm91dGVIZWFkZXJzEjIKB3JlcXVlc3QYASABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFkZXJSdWxlcxIzCghyZXNwb25zZRgCIAEoCzIhLnN3aXRjaHlhcmQuY29uZmlnLnYxLkhlYWRlclJ1bGVzIucBCgtIZWFkZXJSdWxlcxI3CgNhZGQYASADKAsyKi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFkZXJSdWxlcy5BZGRFbnRyeRI3CgNzZXQYAiADKAsyKi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFkZXJSdWxlcy5TZXRFbnRyeRIOCgZyZW1vdmUYAyADKAkaKgoIQWRkRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoqCghTZXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpIBCgZNaXJyb3ISFAoHY2x1c3RlchgBIAEoCUgAiAEBEhQKB3BlcmNlbnQYAiABKAFIAYgBARIVCghtYXhfYm9keRgDIAEoCUgCiAEBEhQKB3RpbWVvdXQYBCABKAlIA4gBAUIKCghfY2x1c3RlckIKCghfcGVyY2VudEILCglfbWF4X2JvZHlCCgoIX3RpbWVvdXQitAEKCEZhbGxiYWNrEhMKBnN0YXR1cxgBIAEoDUgAiAEBEhEKBGJvZHkYAiABKAlIAYgBARI8CgdoZWFkZXJzGAMgAygLMisuc3dpdGNoeWFyZC5jb25maWcudjEuRmFsbGJhY2suSGVhZGVyc0VudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB19zdGF0dXNCBwoFX2JvZHkqdwoMQ29uZmlnQW5zd2VyEh0KGUNPTkZJR19BTlNXRVJfVU5TUEVDSUZJRUQQABIZChVDT05GSUdfQU5TV0VSX1BFTkRJTkcQARIVChFDT05GSUdfQU5TV0VSX0FDSxACEhYKEkNPTkZJR19BTlNXRVJfTkFDSxADKuYBCgxCYWxhbmNlclR5cGUSHQoZQkFMQU5DRVJfVFlQRV9VTlNQRUNJRklFRBAAEh0KGUJBTEFOQ0VSX1RZUEVfUk9VTkRfUk9CSU4QARImCiJCQUxBTkNFUl9UWVBFX1dFSUdIVEVEX1JPVU5EX1JPQklOEAISHwobQkFMQU5DRVJfVFlQRV9MRUFTVF9SRVFVRVNUEAMSGAoUQkFMQU5DRVJfVFlQRV9SQU5ET00QBBIbChdCQUxBTkNFUl9UWVBFX1JJTkdfSEFTSBAFEhgKFEJBTEFOQ0VSX1RZUEVfTUFHTEVWEAYypgIKDUNvbmZpZ1NlcnZpY2USUgoMUHVzaFNuYXBzaG90Eh4uc3dpdGNoeWFyZC5jb25maWcudjEuU25hcHNob3QaIi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5QdXNoUmVzcG9uc2USYwoPVXBkYXRlRW5kcG9pbnRzEiwuc3dpdGNoeWFyZC5jb25maWcudjEuVXBkYXRlRW5kcG9pbnRzUmVxdWVzdBoiLnN3aXRjaHlhcmQuY29uZmlnLnYxLlB1c2hSZXNwb25zZRJcCglHZXRDb25maWcSJi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5HZXRDb25maWdSZXF1ZXN0Gicuc3dpdGNoeWFyZC5jb25maWcudjEuR2V0Q29uZmlnUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * @generated from message switchyard.config.v1.Snapshot
@@ -151,6 +151,21 @@ export type PushResponse = Message<"switchyard.config.v1.PushResponse"> & {
    * @generated from field: uint32 workers = 6;
    */
   workers: number;
+
+  /**
+   * With a fleet (fleet.redis): the fleet config version this push became (0 on NACK or without a fleet).
+   *
+   * @generated from field: uint64 fleet_version = 7;
+   */
+  fleetVersion: bigint;
+
+  /**
+   * With a fleet: each live instance's answer to it, as far as known when the push was answered
+   * (fleet.config.ack_timeout); PENDING ones answer later (see GetConfig).
+   *
+   * @generated from field: repeated switchyard.config.v1.InstanceConfig instances = 8;
+   */
+  instances: InstanceConfig[];
 };
 
 /**
@@ -227,6 +242,21 @@ export type GetConfigResponse = Message<"switchyard.config.v1.GetConfigResponse"
    * @generated from field: repeated string clusters = 4;
    */
   clusters: string[];
+
+  /**
+   * With a fleet (fleet.redis): the version of the fleet config (the last one pushed or PUT to any
+   * instance); 0 when none was, and each instance runs its file.
+   *
+   * @generated from field: uint64 fleet_version = 5;
+   */
+  fleetVersion: bigint;
+
+  /**
+   * With a fleet: every instance with a live heartbeat, its config and its answer to the fleet's.
+   *
+   * @generated from field: repeated switchyard.config.v1.InstanceConfig instances = 6;
+   */
+  instances: InstanceConfig[];
 };
 
 /**
@@ -235,6 +265,69 @@ export type GetConfigResponse = Message<"switchyard.config.v1.GetConfigResponse"
  */
 export const GetConfigResponseSchema: GenMessage<GetConfigResponse> = /*@__PURE__*/
   messageDesc(file_switchyard_config_v1_config, 5);
+
+/**
+ * One instance of a fleet and the fleet config it runs.
+ *
+ * @generated from message switchyard.config.v1.InstanceConfig
+ */
+export type InstanceConfig = Message<"switchyard.config.v1.InstanceConfig"> & {
+  /**
+   * FLY_MACHINE_ID, else the host name.
+   *
+   * @generated from field: string instance = 1;
+   */
+  instance: string;
+
+  /**
+   * FLY_REGION; empty off Fly.io.
+   *
+   * @generated from field: string region = 2;
+   */
+  region: string;
+
+  /**
+   * The latest fleet config version it answered (ACK or NACK); 0 when it answered none.
+   *
+   * @generated from field: uint64 fleet_version = 3;
+   */
+  fleetVersion: bigint;
+
+  /**
+   * Its answer to the fleet's current config: PENDING while it has not answered that version.
+   *
+   * @generated from field: switchyard.config.v1.ConfigAnswer answer = 4;
+   */
+  answer: ConfigAnswer;
+
+  /**
+   * On NACK: why (the problems, one per line).
+   *
+   * @generated from field: string message = 5;
+   */
+  message: string;
+
+  /**
+   * Its own config version (switchyard_config_version there).
+   *
+   * @generated from field: uint64 version = 6;
+   */
+  version: bigint;
+
+  /**
+   * The fleet config version in force there (its last ACK); 0 when it runs its file's.
+   *
+   * @generated from field: uint64 running_fleet_version = 7;
+   */
+  runningFleetVersion: bigint;
+};
+
+/**
+ * Describes the message switchyard.config.v1.InstanceConfig.
+ * Use `create(InstanceConfigSchema)` to create a new message.
+ */
+export const InstanceConfigSchema: GenMessage<InstanceConfig> = /*@__PURE__*/
+  messageDesc(file_switchyard_config_v1_config, 6);
 
 /**
  * @generated from message switchyard.config.v1.Cluster
@@ -326,7 +419,7 @@ export type Cluster = Message<"switchyard.config.v1.Cluster"> & {
  * Use `create(ClusterSchema)` to create a new message.
  */
 export const ClusterSchema: GenMessage<Cluster> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 6);
+  messageDesc(file_switchyard_config_v1_config, 7);
 
 /**
  * @generated from message switchyard.config.v1.Endpoint
@@ -352,7 +445,7 @@ export type Endpoint = Message<"switchyard.config.v1.Endpoint"> & {
  * Use `create(EndpointSchema)` to create a new message.
  */
 export const EndpointSchema: GenMessage<Endpoint> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 7);
+  messageDesc(file_switchyard_config_v1_config, 8);
 
 /**
  * @generated from message switchyard.config.v1.Balancer
@@ -397,7 +490,7 @@ export type Balancer = Message<"switchyard.config.v1.Balancer"> & {
  * Use `create(BalancerSchema)` to create a new message.
  */
 export const BalancerSchema: GenMessage<Balancer> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 8);
+  messageDesc(file_switchyard_config_v1_config, 9);
 
 /**
  * @generated from message switchyard.config.v1.HashOn
@@ -444,7 +537,7 @@ export type HashOn = Message<"switchyard.config.v1.HashOn"> & {
  * Use `create(HashOnSchema)` to create a new message.
  */
 export const HashOnSchema: GenMessage<HashOn> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 9);
+  messageDesc(file_switchyard_config_v1_config, 10);
 
 /**
  * @generated from message switchyard.config.v1.ClusterTimeouts
@@ -463,7 +556,7 @@ export type ClusterTimeouts = Message<"switchyard.config.v1.ClusterTimeouts"> & 
  * Use `create(ClusterTimeoutsSchema)` to create a new message.
  */
 export const ClusterTimeoutsSchema: GenMessage<ClusterTimeouts> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 10);
+  messageDesc(file_switchyard_config_v1_config, 11);
 
 /**
  * @generated from message switchyard.config.v1.HealthCheck
@@ -531,7 +624,7 @@ export type HealthCheck = Message<"switchyard.config.v1.HealthCheck"> & {
  * Use `create(HealthCheckSchema)` to create a new message.
  */
 export const HealthCheckSchema: GenMessage<HealthCheck> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 11);
+  messageDesc(file_switchyard_config_v1_config, 12);
 
 /**
  * @generated from message switchyard.config.v1.Outlier
@@ -590,7 +683,7 @@ export type Outlier = Message<"switchyard.config.v1.Outlier"> & {
  * Use `create(OutlierSchema)` to create a new message.
  */
 export const OutlierSchema: GenMessage<Outlier> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 12);
+  messageDesc(file_switchyard_config_v1_config, 13);
 
 /**
  * @generated from message switchyard.config.v1.SuccessRate
@@ -616,7 +709,7 @@ export type SuccessRate = Message<"switchyard.config.v1.SuccessRate"> & {
  * Use `create(SuccessRateSchema)` to create a new message.
  */
 export const SuccessRateSchema: GenMessage<SuccessRate> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 13);
+  messageDesc(file_switchyard_config_v1_config, 14);
 
 /**
  * @generated from message switchyard.config.v1.Limits
@@ -656,7 +749,7 @@ export type Limits = Message<"switchyard.config.v1.Limits"> & {
  * Use `create(LimitsSchema)` to create a new message.
  */
 export const LimitsSchema: GenMessage<Limits> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 14);
+  messageDesc(file_switchyard_config_v1_config, 15);
 
 /**
  * @generated from message switchyard.config.v1.Breaker
@@ -703,7 +796,7 @@ export type Breaker = Message<"switchyard.config.v1.Breaker"> & {
  * Use `create(BreakerSchema)` to create a new message.
  */
 export const BreakerSchema: GenMessage<Breaker> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 15);
+  messageDesc(file_switchyard_config_v1_config, 16);
 
 /**
  * @generated from message switchyard.config.v1.RetryBudget
@@ -729,7 +822,7 @@ export type RetryBudget = Message<"switchyard.config.v1.RetryBudget"> & {
  * Use `create(RetryBudgetSchema)` to create a new message.
  */
 export const RetryBudgetSchema: GenMessage<RetryBudget> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 16);
+  messageDesc(file_switchyard_config_v1_config, 17);
 
 /**
  * @generated from message switchyard.config.v1.Route
@@ -888,7 +981,7 @@ export type Route = Message<"switchyard.config.v1.Route"> & {
   grpcTranscode?: JsonObject | undefined;
 
   /**
-   * (Numbers 24–29 are left to other route fields.)
+   * (Numbers 25–29 are left to other route fields.)
    * A progressive rollout from a stable to a canary cluster, as the file's `rollout` (instead of `to`).
    *
    * @generated from field: google.protobuf.Struct rollout = 30;
@@ -901,6 +994,13 @@ export type Route = Message<"switchyard.config.v1.Route"> & {
    * @generated from field: google.protobuf.Struct slo = 31;
    */
   slo?: JsonObject | undefined;
+
+  /**
+   * Fly.io: these methods go to one region (a `fly-replay` answer elsewhere).
+   *
+   * @generated from field: switchyard.config.v1.FlyReplay fly_replay = 24;
+   */
+  flyReplay?: FlyReplay | undefined;
 };
 
 /**
@@ -908,7 +1008,33 @@ export type Route = Message<"switchyard.config.v1.Route"> & {
  * Use `create(RouteSchema)` to create a new message.
  */
 export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 17);
+  messageDesc(file_switchyard_config_v1_config, 18);
+
+/**
+ * @generated from message switchyard.config.v1.FlyReplay
+ */
+export type FlyReplay = Message<"switchyard.config.v1.FlyReplay"> & {
+  /**
+   * A Fly.io region code, e.g. ams.
+   *
+   * @generated from field: string region = 1;
+   */
+  region: string;
+
+  /**
+   * Upper case; default POST, PUT, PATCH, DELETE.
+   *
+   * @generated from field: repeated string methods = 2;
+   */
+  methods: string[];
+};
+
+/**
+ * Describes the message switchyard.config.v1.FlyReplay.
+ * Use `create(FlyReplaySchema)` to create a new message.
+ */
+export const FlyReplaySchema: GenMessage<FlyReplay> = /*@__PURE__*/
+  messageDesc(file_switchyard_config_v1_config, 19);
 
 /**
  * @generated from message switchyard.config.v1.RouteMatch
@@ -949,7 +1075,7 @@ export type RouteMatch = Message<"switchyard.config.v1.RouteMatch"> & {
  * Use `create(RouteMatchSchema)` to create a new message.
  */
 export const RouteMatchSchema: GenMessage<RouteMatch> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 18);
+  messageDesc(file_switchyard_config_v1_config, 20);
 
 /**
  * @generated from message switchyard.config.v1.PathMatch
@@ -984,7 +1110,7 @@ export type PathMatch = Message<"switchyard.config.v1.PathMatch"> & {
  * Use `create(PathMatchSchema)` to create a new message.
  */
 export const PathMatchSchema: GenMessage<PathMatch> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 19);
+  messageDesc(file_switchyard_config_v1_config, 21);
 
 /**
  * @generated from message switchyard.config.v1.ValueMatch
@@ -1026,7 +1152,7 @@ export type ValueMatch = Message<"switchyard.config.v1.ValueMatch"> & {
  * Use `create(ValueMatchSchema)` to create a new message.
  */
 export const ValueMatchSchema: GenMessage<ValueMatch> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 20);
+  messageDesc(file_switchyard_config_v1_config, 22);
 
 /**
  * @generated from message switchyard.config.v1.Rewrite
@@ -1062,7 +1188,7 @@ export type Rewrite = Message<"switchyard.config.v1.Rewrite"> & {
  * Use `create(RewriteSchema)` to create a new message.
  */
 export const RewriteSchema: GenMessage<Rewrite> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 21);
+  messageDesc(file_switchyard_config_v1_config, 23);
 
 /**
  * @generated from message switchyard.config.v1.PathRegex
@@ -1084,7 +1210,7 @@ export type PathRegex = Message<"switchyard.config.v1.PathRegex"> & {
  * Use `create(PathRegexSchema)` to create a new message.
  */
 export const PathRegexSchema: GenMessage<PathRegex> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 22);
+  messageDesc(file_switchyard_config_v1_config, 24);
 
 /**
  * @generated from message switchyard.config.v1.QueryRewrite
@@ -1106,7 +1232,7 @@ export type QueryRewrite = Message<"switchyard.config.v1.QueryRewrite"> & {
  * Use `create(QueryRewriteSchema)` to create a new message.
  */
 export const QueryRewriteSchema: GenMessage<QueryRewrite> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 23);
+  messageDesc(file_switchyard_config_v1_config, 25);
 
 /**
  * @generated from message switchyard.config.v1.WeightedCluster
@@ -1130,7 +1256,7 @@ export type WeightedCluster = Message<"switchyard.config.v1.WeightedCluster"> & 
  * Use `create(WeightedClusterSchema)` to create a new message.
  */
 export const WeightedClusterSchema: GenMessage<WeightedCluster> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 24);
+  messageDesc(file_switchyard_config_v1_config, 26);
 
 /**
  * @generated from message switchyard.config.v1.Override
@@ -1166,7 +1292,7 @@ export type Override = Message<"switchyard.config.v1.Override"> & {
  * Use `create(OverrideSchema)` to create a new message.
  */
 export const OverrideSchema: GenMessage<Override> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 25);
+  messageDesc(file_switchyard_config_v1_config, 27);
 
 /**
  * @generated from message switchyard.config.v1.RouteTimeouts
@@ -1192,7 +1318,7 @@ export type RouteTimeouts = Message<"switchyard.config.v1.RouteTimeouts"> & {
  * Use `create(RouteTimeoutsSchema)` to create a new message.
  */
 export const RouteTimeoutsSchema: GenMessage<RouteTimeouts> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 26);
+  messageDesc(file_switchyard_config_v1_config, 28);
 
 /**
  * @generated from message switchyard.config.v1.RetryPolicy
@@ -1263,7 +1389,7 @@ export type RetryPolicy = Message<"switchyard.config.v1.RetryPolicy"> & {
  * Use `create(RetryPolicySchema)` to create a new message.
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 27);
+  messageDesc(file_switchyard_config_v1_config, 29);
 
 /**
  * @generated from message switchyard.config.v1.Backoff
@@ -1289,7 +1415,7 @@ export type Backoff = Message<"switchyard.config.v1.Backoff"> & {
  * Use `create(BackoffSchema)` to create a new message.
  */
 export const BackoffSchema: GenMessage<Backoff> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 28);
+  messageDesc(file_switchyard_config_v1_config, 30);
 
 /**
  * @generated from message switchyard.config.v1.RouteHeaders
@@ -1311,7 +1437,7 @@ export type RouteHeaders = Message<"switchyard.config.v1.RouteHeaders"> & {
  * Use `create(RouteHeadersSchema)` to create a new message.
  */
 export const RouteHeadersSchema: GenMessage<RouteHeaders> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 29);
+  messageDesc(file_switchyard_config_v1_config, 31);
 
 /**
  * @generated from message switchyard.config.v1.HeaderRules
@@ -1338,7 +1464,7 @@ export type HeaderRules = Message<"switchyard.config.v1.HeaderRules"> & {
  * Use `create(HeaderRulesSchema)` to create a new message.
  */
 export const HeaderRulesSchema: GenMessage<HeaderRules> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 30);
+  messageDesc(file_switchyard_config_v1_config, 32);
 
 /**
  * @generated from message switchyard.config.v1.Mirror
@@ -1376,7 +1502,7 @@ export type Mirror = Message<"switchyard.config.v1.Mirror"> & {
  * Use `create(MirrorSchema)` to create a new message.
  */
 export const MirrorSchema: GenMessage<Mirror> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 31);
+  messageDesc(file_switchyard_config_v1_config, 33);
 
 /**
  * @generated from message switchyard.config.v1.Fallback
@@ -1405,7 +1531,44 @@ export type Fallback = Message<"switchyard.config.v1.Fallback"> & {
  * Use `create(FallbackSchema)` to create a new message.
  */
 export const FallbackSchema: GenMessage<Fallback> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 32);
+  messageDesc(file_switchyard_config_v1_config, 34);
+
+/**
+ * @generated from enum switchyard.config.v1.ConfigAnswer
+ */
+export enum ConfigAnswer {
+  /**
+   * @generated from enum value: CONFIG_ANSWER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * It has not answered the current fleet config yet.
+   *
+   * @generated from enum value: CONFIG_ANSWER_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * In force there.
+   *
+   * @generated from enum value: CONFIG_ANSWER_ACK = 2;
+   */
+  ACK = 2,
+
+  /**
+   * Refused there (it keeps its last good config).
+   *
+   * @generated from enum value: CONFIG_ANSWER_NACK = 3;
+   */
+  NACK = 3,
+}
+
+/**
+ * Describes the enum switchyard.config.v1.ConfigAnswer.
+ */
+export const ConfigAnswerSchema: GenEnum<ConfigAnswer> = /*@__PURE__*/
+  enumDesc(file_switchyard_config_v1_config, 0);
 
 /**
  * @generated from enum switchyard.config.v1.BalancerType
@@ -1453,7 +1616,7 @@ export enum BalancerType {
  * Describes the enum switchyard.config.v1.BalancerType.
  */
 export const BalancerTypeSchema: GenEnum<BalancerType> = /*@__PURE__*/
-  enumDesc(file_switchyard_config_v1_config, 0);
+  enumDesc(file_switchyard_config_v1_config, 1);
 
 /**
  * @generated from service switchyard.config.v1.ConfigService
