@@ -136,7 +136,7 @@ test("the status page shows the fleet (a real headless Chromium renders it from 
     const timer = setTimeout(() => chrome.kill(), 30_000);
     const dom = await new Response(chrome.stdout).text();
     clearTimeout(timer);
-    expect(dom).toContain('<div id="fleet">'); // shown: this instance is part of a fleet
+    expect(dom).toContain('<section id="fleet">'); // shown: this instance is part of a fleet
     expect(dom).toContain("fleet config v0");
     expect(dom).toMatch(/<td>machine-0 \(this\)<\/td><td>ams<\/td><td>0\.1\.0<\/td><td>v1 \/ fleet v0<\/td>/);
     expect(dom).toMatch(/<td>machine-1<\/td><td>iad<\/td>/);
