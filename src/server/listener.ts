@@ -46,7 +46,7 @@ export interface ProxyListener {
    */
   reloadTls(): "reloaded" | "unchanged";
   /** mTLS listeners: the listener's own Bun.serve on loopback behind the TLS front, and the connections the front relays to it. */
-  readonly front?: { readonly innerPort: number; readonly connections: FrontConnections };
+  readonly front?: { readonly innerPort: number; readonly connections: FrontConnections; handshaking(): number };
 }
 
 export async function startProxyListener(listener: Listener, index: number, state: ServerState, reusePort = false): Promise<ProxyListener> {
@@ -109,7 +109,7 @@ export async function startProxyListener(listener: Listener, index: number, stat
     });
     handle = {
       name, port: front.port, url: new URL(`https://${urlHost(listener.address)}:${front.port}/`),
-      front: { innerPort: inner.port!, connections },
+      front: { innerPort: inner.port!, connections, handshaking: () => front.handshaking() },
       // The front too: a finished response may still be on its way to a slow client.
       pending: () => serverPending(inner) + front.active(),
       stop(force) {

@@ -125,6 +125,8 @@ export interface MtlsFront {
    * response is written (the front then ends the client's), but not one that never sent a byte.
    */
   active(): number;
+  /** Handshakes in progress (at most client_auth.max_pending_handshakes). */
+  handshaking(): number;
   /** Stops accepting; with `force`, also closes every open client connection. */
   stop(force: boolean): void;
 }
@@ -192,6 +194,7 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
       for (const [client, state] of clients) if ((state.used && !state.innerClosed) || client.writableLength > 0) n++;
       return n;
     },
+    handshaking: () => handshaking.size,
     stop(force) {
       server.close();
       if (force) for (const c of clients.keys()) c.destroy();

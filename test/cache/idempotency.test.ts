@@ -1,20 +1,26 @@
 /** Idempotency keys: forwarded once, replayed after, 422 on reuse, 409 while in flight; records in the libSQL file. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { openStore, type Store } from "../../src/store/client.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
-import { tempDir } from "../helpers/tmp.ts";
-import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { tempDir, waitFor } from "../helpers/tmp.ts";
+import { type Gate, gate, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let up: Upstream;
 let proxy: TestProxy;
 let calls = 0;
 let failNext = false;
 const dir = tempDir();
+/** Where /slow requests wait at the upstream until the test lets them answer. */
+let slow: Gate = gate();
+slow.open();
+/** The records' files, opened by the test as a second client (the proxy has its own). */
+const stores = new Map<string, Store>();
 
 beforeAll(async () => {
   up = startUpstream(async (req) => {
     calls++;
     const body = await req.text();
-    if (new URL(req.url).pathname === "/slow") await Bun.sleep(400);
+    if (new URL(req.url).pathname === "/slow") await slow.pass();
     if (failNext) {
       failNext = false;
       return new Response("boom", { status: 503 });
@@ -29,8 +35,20 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy.stop();
   up.stop(true);
+  for (const store of stores.values()) store.close();
   dir.cleanup();
 });
+
+/** The rows of the records of `key` (any caller) in the file `name`. */
+async function records(key: string, name = "state.db"): Promise<{ state: string; expires_at: number }[]> {
+  let store = stores.get(name);
+  if (store === undefined) stores.set(name, (store = await openStore(dir.file(name))));
+  const result = await store.execute("SELECT state, expires_at FROM idempotency WHERE record_key LIKE ?", [`%\n${key}`]);
+  return result.rows.map((r) => ({ state: String(r.state), expires_at: Number(r.expires_at) }));
+}
+
+/** An answer is saved as its body finishes, a moment after the client has it: wait for the record. */
+const recorded = (key: string, name?: string) => waitFor(`the answer to ${key} recorded`, async () => (await records(key, name)).some((r) => r.state === "done"));
 
 const post = (path: string, body: string, key?: string) =>
   fetch(proxy.origin + path, { method: "POST", body, headers: key ? { "idempotency-key": key, "content-type": "application/json" } : { "content-type": "application/json" } });
@@ -40,7 +58,7 @@ test("the first request is forwarded; a repeat is replayed with idempotent-repla
   const first = await post("/charges", '{"amount":5}', "key-1");
   expect(first.status).toBe(201);
   const firstBody = await first.text();
-  await Bun.sleep(50); // the record is written as the body finishes
+  await recorded("key-1");
   const again = await post("/charges", '{"amount":5}', "key-1");
   expect(again.status).toBe(201);
   expect(await again.text()).toBe(firstBody);
@@ -51,24 +69,26 @@ test("the first request is forwarded; a repeat is replayed with idempotent-repla
 
 test("the same key with a different request is 422", async () => {
   await (await post("/charges", '{"amount":7}', "key-2")).text();
-  await Bun.sleep(50);
+  await recorded("key-2");
   const other = await post("/charges", '{"amount":8}', "key-2");
   expect(other.status).toBe(422);
   expect(((await other.json()) as { error: string }).error).toBe("idempotency_key_reused");
 });
 
 test("a repeat while the first is still in flight is 409", async () => {
+  slow = gate();
   const first = post("/slow", "{}", "key-3");
-  await Bun.sleep(100);
+  await slow.arrived(1); // claimed, and at the upstream
   const second = await post("/slow", "{}", "key-3");
   expect(second.status).toBe(409);
+  slow.open();
   expect((await first).status).toBe(201);
 });
 
 test("a failed first attempt (5xx) leaves no record: the retry goes upstream", async () => {
   failNext = true;
   expect((await post("/charges", "{}", "key-4")).status).toBe(503);
-  await Bun.sleep(50);
+  await waitFor("the claim of key-4 forgotten", async () => (await records("key-4")).length === 0);
   const retry = await post("/charges", "{}", "key-4");
   expect(retry.status).toBe(201);
   expect(retry.headers.get("idempotent-replayed")).toBeNull();
@@ -91,9 +111,10 @@ test("records expire: after the ttl the key may be used for a new request", asyn
   try {
     const send = (body: string) => fetch(`${p.origin}/x`, { method: "POST", body, headers: { "idempotency-key": "k" } });
     expect((await send("one")).status).toBe(201);
-    await Bun.sleep(100);
+    await recorded("k", "short.db");
     expect((await send("two")).status).toBe(422);
-    await Bun.sleep(1100);
+    // Past the record's expiry (saved time + ttl, on the wall clock as the record keeps it).
+    await waitFor("the record of k expired", async () => (await records("k", "short.db")).every((r) => r.expires_at < Date.now() / 1000), 3000);
     const later = await send("two");
     expect(later.status).toBe(201);
     expect(later.headers.get("idempotent-replayed")).toBeNull();
@@ -104,12 +125,14 @@ test("records expire: after the ttl the key may be used for a new request", asyn
 
 test("a client that gives up mid-request and retries with the same key gets the recorded answer; the upstream acted once", async () => {
   const before = calls;
+  slow = gate();
   const controller = new AbortController();
   const first = fetch(`${proxy.origin}/slow`, { method: "POST", body: "{}", headers: { "idempotency-key": "key-timeout", "content-type": "application/json" }, signal: controller.signal }).catch((e: Error) => e);
-  await Bun.sleep(100);
+  await slow.arrived(1);
   controller.abort();
   expect(await first).toBeInstanceOf(Error);
-  await Bun.sleep(600); // the upstream finishes; the answer is recorded
+  slow.open(); // the upstream finishes; the answer is recorded
+  await recorded("key-timeout");
   const retry = await post("/slow", "{}", "key-timeout");
   expect(retry.status).toBe(201);
   expect(retry.headers.get("idempotent-replayed")).toBe("true");
@@ -120,7 +143,7 @@ test("the same key from another caller (credentials) is another record", async (
   const send = (who: string) => fetch(`${proxy.origin}/charges`, { method: "POST", body: "{}", headers: { "idempotency-key": "shared-key", authorization: `Bearer ${who}` } });
   const alice = await send("alice");
   await alice.text();
-  await Bun.sleep(50);
+  await recorded("shared-key");
   const bob = await send("bob");
   expect(bob.headers.get("idempotent-replayed")).toBeNull();
   expect((await send("alice")).headers.get("idempotent-replayed")).toBe("true");

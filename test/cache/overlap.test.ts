@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type ProxyProcess, spawnWorkers } from "../helpers/cli.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { tempDir, waitFor } from "../helpers/tmp.ts";
-import { freePort, rawUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { freePort, type Gate, gate, rawUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 const dir = tempDir();
 let up: Upstream;
@@ -17,6 +17,9 @@ const hits = new Map<string, number>();
 /** The origin's state: bumped by every unsafe request. */
 let version = 1;
 const count = (path: string) => hits.get(path) ?? 0;
+/** Slow requests (/slow…, or with x-slow) wait here at the upstream until the test lets them answer. */
+let slow: Gate = gate();
+slow.open();
 
 let a: TestProxy;
 let b: TestProxy;
@@ -31,7 +34,7 @@ beforeAll(async () => {
     }
     // The answer reflects the origin as it was when the request arrived.
     const seen = version;
-    if (path.startsWith("/slow") || req.headers.has("x-slow")) await Bun.sleep(300);
+    if (path.startsWith("/slow") || req.headers.has("x-slow")) await slow.pass();
     if (path === "/age-list") return new Response("aged", { headers: { "cache-control": "max-age=3600", age: "7200, 0" } });
     if (path === "/age-lines") {
       const headers = new Headers({ "cache-control": "max-age=3600" });
@@ -70,10 +73,12 @@ async function untilHit(proxy: TestProxy, path: string) {
 }
 
 test("an unsafe request to one URL does not stop a slow fill of another URL from being stored", async () => {
+  slow = gate();
   const first = get(a, "/slow/a");
-  await Bun.sleep(100);
+  await slow.arrived(1); // the fill is in flight
   const post = await fetch(`${a.origin}/other/x`, { method: "POST", body: "x" });
   expect(post.status).toBe(200);
+  slow.open();
   expect((await first).cache).toBe("MISS");
   await untilHit(a, "/slow/a");
   expect(count("/slow/a")).toBe(1);
@@ -116,14 +121,16 @@ describe("two processes on one file", () => {
     let stale = 0;
     for (let round = 0; round < 12; round++) {
       const path = `/raced-${round}`;
-      const inFlight = get(a, path, { "x-slow": "1" }); // the upstream answers after 300 ms, with the version it saw on arrival
-      await Bun.sleep(100);
+      slow = gate();
+      const inFlight = get(a, path, { "x-slow": "1" }); // the upstream answers when let, with the version it saw on arrival
+      await slow.arrived(1);
       const post = await fetch(`${b.origin}${path}`, { method: "POST", body: "x", headers: { host: HOST } });
       expect(post.status).toBe(200);
+      slow.open();
       const old = await inFlight;
       expect(old.cache).toBe("MISS");
-      // The older answer went to its client, but must not be what anyone gets next.
-      await Bun.sleep(50); // (a store that was going to happen has happened by now)
+      // The older answer went to its client, but must not be what anyone gets next. (A fill is
+      // stored before the client's stream ends: a store that was going to happen has happened.)
       for (const p of [a, b]) if ((await get(p, path)).text === old.text) stale++;
     }
     expect(stale).toBe(0);

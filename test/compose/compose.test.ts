@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parseText, validateConfig } from "../../src/config/load.ts";
 import { metrics } from "../../src/observe/metrics.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
-import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { waitFor } from "../helpers/tmp.ts";
+import { type Gate, gate, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let users: Upstream;
 let orders: Upstream;
@@ -19,12 +20,25 @@ function record(req: Request, body: string): URL {
   return url;
 }
 
-/** Waits `ms` unless the request is aborted first (then noted). */
+/** Waits `ms` unless the request is aborted first (then noted). The delay is the scenario: a slow call. */
 async function stall(req: Request, ms: number, name: string): Promise<void> {
   await new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
     req.signal.addEventListener("abort", () => {
       clearTimeout(t);
+      aborted.push(name);
+      resolve();
+    });
+  });
+}
+
+/** Where /slow-orders calls wait until the test opens it; one that is cancelled meanwhile is noted. */
+let slowOrders: Gate = gate();
+
+async function held(req: Request, name: string): Promise<void> {
+  await new Promise<void>((resolve) => {
+    void slowOrders.pass().then(resolve);
+    req.signal.addEventListener("abort", () => {
       aborted.push(name);
       resolve();
     });
@@ -49,7 +63,7 @@ beforeAll(async () => {
   });
   orders = startUpstream(async (req) => {
     const url = record(req, await req.text());
-    if (url.pathname === "/slow-orders") await stall(req, 300, "orders/slow");
+    if (url.pathname === "/slow-orders") await held(req, "orders/slow");
     if (url.pathname === "/stats") return Response.json({ count: 3 });
     if (req.method === "POST") return Response.json({ created: JSON.parse(saw[saw.length - 1]!.body) }, { status: 201 });
     return Response.json({ user: url.searchParams.get("user"), items: [{ sku: "a" }, { sku: "b" }] });
@@ -176,10 +190,11 @@ describe("composing", () => {
   });
 
   test("independent calls run in parallel", async () => {
-    const started = performance.now();
-    const res = await get("/parallel");
-    expect(await res.json()).toEqual({ a: null, b: "b" });
-    expect(performance.now() - started).toBeLessThan(550); // two 300 ms calls, not 600 ms
+    slowOrders = gate();
+    const res = get("/parallel");
+    await slowOrders.arrived(2); // both calls at the upstream at once: neither waited for the other's answer
+    slowOrders.open();
+    expect(await (await res).json()).toEqual({ a: null, b: "b" });
   });
 
   test("a POST call gets a JSON body from its template; the composed status is the configured one", async () => {
@@ -206,19 +221,19 @@ describe("failures", () => {
   test("a required call that fails fails the response with 502 naming it; dependents never run, others are cancelled", async () => {
     saw = [];
     aborted = [];
+    slowOrders = gate(); // never opened: the slow call is answered only if it is waited for
     const started = performance.now();
     const res = await get("/fails-fast");
     expect(res.status).toBe(502);
     const body = (await res.json()) as ErrorBody;
     expect(body.error).toBe("compose_call_failed");
     expect(body.message).toBe("call broken failed: compose_call_status: call broken answered 500");
-    expect(performance.now() - started).toBeLessThan(250); // the 300 ms call was not waited for
+    expect(performance.now() - started).toBeLessThan(2500); // the slow call, held at the upstream, was not waited for
     expect(saw.some((s) => s.line.startsWith("GET /after"))).toBe(false);
     const line = await proxy.logOf(body.request_id);
     const calls = line.calls as { call: string; error: string | null }[];
     expect(calls.find((c) => c.call === "slow")?.error).toBe("compose_cancelled");
-    await Bun.sleep(50);
-    expect(aborted).toContain("orders/slow");
+    await waitFor("the slow call cancelled at the upstream", () => aborted.includes("orders/slow"));
   });
 
   test("per-call timeouts: an optional slow call becomes null, a required one fails the response", async () => {
@@ -247,8 +262,10 @@ describe("failures", () => {
 
   test("the cluster's limits apply to calls: over max_requests the call is shed", async () => {
     const controller = new AbortController();
+    const atUpstream = () => saw.filter((s) => s.line === "GET /users/slow").length;
+    const before = atUpstream();
     const first = get("/limited", { signal: controller.signal }).catch(() => undefined);
-    await Bun.sleep(100);
+    await waitFor("the first call at the upstream", () => atUpstream() > before);
     const second = await get("/limited");
     expect(second.status).toBe(502);
     expect(((await second.json()) as ErrorBody).message).toStartWith("call u failed: overloaded");
@@ -258,12 +275,13 @@ describe("failures", () => {
 
   test("a client that leaves cancels the calls in flight", async () => {
     aborted = [];
+    slowOrders = gate(); // never opened: both calls stay in flight until cancelled
     const controller = new AbortController();
     const pending = get("/parallel", { signal: controller.signal }).catch(() => undefined);
-    await Bun.sleep(80);
+    await slowOrders.arrived(2);
     controller.abort();
     await pending;
-    await Bun.sleep(100);
+    await waitFor("both calls cancelled at the upstream", () => aborted.filter((a) => a === "orders/slow").length >= 2);
     expect(aborted.filter((a) => a === "orders/slow").length).toBe(2);
   });
 });

@@ -127,7 +127,7 @@ test("SIGHUP puts the file's config back in every worker, and a worker restarted
   const before = proxy.events.length;
   process.kill(victim, "SIGKILL");
   await waitFor("worker 1 restarted", () => proxy.events.slice(before).some((e) => e.msg === "switchyard started" && e.worker === 1), 10_000);
-  await Bun.sleep(200); // a stale push, if it were sent, arrives right after start
+  await Bun.sleep(200); // a negative check: a stale push, if it were sent, arrives right after start
   expect(proxy.events.slice(before).some((e) => e.msg === "config pushed")).toBe(false);
   expect(await answers()).toEqual(new Set(["a"]));
 }, 20_000);

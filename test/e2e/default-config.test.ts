@@ -1,6 +1,7 @@
 /** `bun start` on the built-in switchyard.yaml is useful at once: /echo shows what the upstream received. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ProxyProcess, ROOT, spawnProxy } from "../helpers/cli.ts";
+import { waitFor } from "../helpers/tmp.ts";
 import { freePort } from "../helpers/upstream.ts";
 import { wsClient } from "../helpers/ws.ts";
 
@@ -53,7 +54,6 @@ test("no route: JSON 404; each request has an access log line on stdout", async 
   const id = ((await res.json()) as { request_id: string }).request_id;
   expect(id).not.toBe("default-404");
   expect(res.headers.get("x-request-id")).toBe(id);
-  for (let i = 0; i < 50 && !proxy.stdout.some((l) => l.includes(id)); i++) await Bun.sleep(20);
-  const line = JSON.parse(proxy.stdout.find((l) => l.includes(id))!) as Record<string, unknown>;
+  const line = JSON.parse(await waitFor(`the access log line of ${id}`, () => proxy.stdout.find((l) => l.includes(id)), 1000)) as Record<string, unknown>;
   expect(line).toMatchObject({ request_id: id, status: 404, error: "no_route", path: "/nothing-here" });
 });

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import type { ConfigInput } from "../../src/config/schema.ts";
 import { type ProxyProcess, spawnProxy, writeTempConfig } from "../helpers/cli.ts";
+import { waitFor } from "../helpers/tmp.ts";
 import { startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let upstream: Upstream;
@@ -29,11 +30,9 @@ function config(tag: string, extra: Partial<ConfigInput> = {}): ConfigInput {
   };
 }
 
-async function waitForGate(name: string): Promise<() => void> {
-  for (let i = 0; i < 200 && !gates.has(name); i++) await Bun.sleep(10);
-  const release = gates.get(name);
-  if (!release) throw new Error(`request ${name} never reached the upstream`);
-  return release;
+/** Resolves once request `name` has reached the upstream, with the function that lets it answer. */
+function waitForGate(name: string): Promise<() => void> {
+  return waitFor(`request ${name} at the upstream`, () => gates.get(name), 2000);
 }
 
 describe("reload", () => {
@@ -82,7 +81,7 @@ describe("reload", () => {
     const before = proxy.events.length;
     writeFileSync(file.file, JSON.stringify(config("D")));
     const byWatch = await proxy.waitForEvent("config reloaded", before);
-    await Bun.sleep(300); // let the file watcher settle
+    // Later events of that write find the file unchanged ("not reloaded"): the next "config reloaded" is the signal's.
     const after = proxy.events.length;
     proxy.proc.kill("SIGHUP");
     const bySignal = await proxy.waitForEvent("config reloaded", after);

@@ -152,7 +152,7 @@ test("a slow reader of a 100 MiB download does not make the proxy buffer it", as
       const { done, value } = await reader.read();
       if (done) break;
       received += value.byteLength;
-      await Bun.sleep(20);
+      await Bun.sleep(20); // the delay is the scenario: a slow reader
     }
     for (;;) {
       const { done, value } = await reader.read();

@@ -1,8 +1,9 @@
 /** workers: N — several processes on one port (reusePort), supervised: signals forwarded, a dead worker restarted. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ProxyProcess, spawnWorkers, writeTempConfig } from "../helpers/cli.ts";
+import { rawRequest } from "../helpers/raw.ts";
 import { tempDir, waitFor } from "../helpers/tmp.ts";
-import { freePort, startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { freePort, type Gate, gate, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 
 let up: Upstream;
@@ -11,11 +12,14 @@ const dir = tempDir();
 let proxy: ProxyProcess;
 let cleanup: () => void;
 let adminPort = 0;
+/** The upstream holds requests here until the test has seen the herd form; open unless the herd test closes it. */
+let held: Gate = gate();
+held.open();
 
 beforeAll(async () => {
   up = startUpstream(async (req) => {
     hits++;
-    await Bun.sleep(300);
+    await held.pass();
     return new Response(`cached ${new URL(req.url).pathname}`, { headers: { "cache-control": "max-age=60" } });
   });
   adminPort = freePort();
@@ -49,7 +53,21 @@ test("two workers start on the same port", () => {
 });
 
 test("herd: 1,000 concurrent requests for one cold key through the two workers → exactly one upstream request", async () => {
-  const results = await Promise.all(Array.from({ length: 1000 }, () => fetch(`${proxy.origin}/herd`).then((r) => r.text())));
+  // Followers in both workers (the admin port sums them), read over a socket of its own: this
+  // process sends at most 256 fetches at a time (Bun), all of them taken by the herd's first wave.
+  const followers = async () => {
+    const { body } = await rawRequest(adminPort, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    return Number(/^switchyard_collapsed_waiters_total\{kind="collapse"\} (\d+)$/m.exec(body)?.[1] ?? 0);
+  };
+  held = gate();
+  const herd = Promise.all(Array.from({ length: 1000 }, () => fetch(`${proxy.origin}/herd`).then((r) => r.text())));
+  try {
+    await held.arrived(1);
+    await waitFor("the herd following its leader", async () => (await followers()) >= 100, 20_000);
+  } finally {
+    held.open();
+  }
+  const results = await herd;
   expect(new Set(results)).toEqual(new Set(["cached /herd"]));
   expect(hits).toBe(1);
 }, 60_000);

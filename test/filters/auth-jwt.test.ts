@@ -179,7 +179,8 @@ describe("bad tokens: 401 invalid_token with WWW-Authenticate, never forwarded",
 describe("the issuer's keys", () => {
   test("a flood of unknown kids costs the issuer at most one fetch per min_refetch_interval", async () => {
     expect((await get("/jwt/x", await good())).status).toBe(200); // keys held
-    await Bun.sleep(1100); // past the interval: one refetch is allowed
+    // Past the 1 s interval since the last fetch (the provider's clock is its own): one refetch is allowed.
+    await waitFor("min_refetch_interval since the last fetch", () => performance.now() - issuer.lastJwksAt > 1000, 3000);
     const before = issuer.calls.jwks;
     const stranger = await signingKey("nobody");
     const tokens = await Promise.all(Array.from({ length: 30 }, (_, i) => sign(stranger, { iss: "https://issuer.test", aud: "orders" }, { kid: `bogus-${i}` })));
@@ -191,9 +192,10 @@ describe("the issuer's keys", () => {
 
   test("key rotation: a token with a new kid is accepted once the JWKS has it (after the interval)", async () => {
     issuer.keys = [k1.publicJwk, ec.publicJwk, k2.publicJwk];
-    await Bun.sleep(1100);
     const before = issuer.calls.jwks;
-    expect((await get("/jwt/x", await good(k2))).status).toBe(200);
+    // Refused (and not fetched for: rate-limited) until min_refetch_interval has passed; then one fetch, and it passes.
+    const token = await good(k2);
+    await waitFor("the new kid accepted", async () => (await get("/jwt/x", token)).status === 200, 2500);
     expect(issuer.calls.jwks - before).toBe(1);
     expect((await get("/jwt/x", await good(k2))).status).toBe(200);
     expect(issuer.calls.jwks - before).toBe(1); // held now
@@ -203,10 +205,11 @@ describe("the issuer's keys", () => {
     expect((await get("/flaky", await good())).status).toBe(200);
     flaky.down = true;
     const before = flaky.calls.jwks;
-    await Bun.sleep(150); // past cache_ttl: background refreshes fail
     // Distinct tokens: each is verified (a remembered token would not need the keys at all).
-    for (let i = 0; i < 3; i++) expect((await get("/flaky", await good(k1, { jti: crypto.randomUUID() }))).status).toBe(200);
-    await waitFor("a failed refresh", () => flaky.calls.jwks > before);
+    const verified = async () => expect((await get("/flaky", await good(k1, { jti: crypto.randomUUID() }))).status).toBe(200);
+    // Past cache_ttl (100 ms) a verification starts a background refresh, which fails; the keys held still verify.
+    await waitFor("a failed refresh", async () => (await verified(), flaky.calls.jwks > before));
+    for (let i = 0; i < 3; i++) await verified();
     flaky.down = false;
 
     const res = await get("/dead", await good());
@@ -357,8 +360,8 @@ test("verified tokens are remembered up to cache.max_ttl: a key gone from the JW
     expect([await call("/r", tokenB), await call("/f", tokenB)]).toEqual([200, 200]);
     expect(await call("/f", tokenA)).toBe(401); // verified anew: its key is gone
     expect(await call("/r", tokenA)).toBe(200); // remembered (by digest), within max_ttl
-    await Bun.sleep(1100);
-    expect(await call("/r", tokenA)).toBe(401);
+    // Remembered until its entry ends (max_ttl 1 s, not refreshed by use), then verified anew: its key is gone.
+    await waitFor("the remembered token's entry ended", async () => (await call("/r", tokenA)) === 401, 2500);
   } finally {
     await p.stop();
     upstream.stop(true);

@@ -150,9 +150,14 @@ test("Redis killed mid-run: requests fail open onto the local limit, without del
     expect(res.status).toBe(200);
     expect(res.headers.get("ratelimit")).toBeNull();
   }
-  // Logged once per connection outage, however many requests fell back.
-  await Bun.sleep(400); // past the retry interval: a reconnect is tried (and fails) again
-  for (let i = 0; i < 3; i++) await at("/open/x", `late-${i}`);
+  // Logged once per connection outage, however many requests fell back: even after the retry
+  // interval (300 ms), when a request tries to reconnect and fails again (counted as an error).
+  const errorsBefore = await metric("switchyard_rate_limit_redis_errors_total", 'limit="open",reason="error"');
+  let late = 0;
+  await waitFor("a failed reconnect", async () => {
+    await at("/open/x", `late-${late++}`);
+    return (await metric("switchyard_rate_limit_redis_errors_total", 'limit="open",reason="error"')) > errorsBefore;
+  }, 5000);
   expect(failing.events.filter((e) => e.msg === "redis unreachable; global rate limits use their on_failure setting")).toHaveLength(1);
   const unreachable = failing.events.find((e) => e.msg === "redis unreachable; global rate limits use their on_failure setting")!;
   expect(unreachable.redis).toBe(`redis://127.0.0.1:${failingRedis.port}`);

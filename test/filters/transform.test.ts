@@ -61,7 +61,7 @@ beforeAll(async () => {
   // Announces 100 bytes of JSON, sends 20, then resets.
   dying = rawUpstream((socket) => {
     socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"secret": "abc", "');
-    setTimeout(() => socket.end(), 20);
+    setTimeout(() => socket.end(), 20); // the delay is the scenario: the head and part of the body first, the close after
   });
   const mapResponse = { type: "transform" as const, response: [
     { op: "remove" as const, path: "user.password" },

@@ -34,6 +34,8 @@ export interface Issuer {
   jwksUrl: string;
   keys: JWK[];
   calls: { jwks: number; discovery: number };
+  /** performance.now() when the JWKS was last asked for (a provider's fetch started just before). */
+  lastJwksAt: number;
   down: boolean;
   stop(): void;
 }
@@ -45,6 +47,7 @@ export function startIssuer(keys: JWK[]): Issuer {
     jwksUrl: "",
     keys,
     calls: { jwks: 0, discovery: 0 },
+    lastJwksAt: Number.NEGATIVE_INFINITY,
     down: false,
     stop: () => issuer.server.stop(true),
   };
@@ -57,6 +60,7 @@ export function startIssuer(keys: JWK[]): Issuer {
     }
     if (path === "/jwks") {
       issuer.calls.jwks++;
+      issuer.lastJwksAt = performance.now();
       if (issuer.down) return new Response("down", { status: 503 });
       return Response.json({ keys: issuer.keys });
     }

@@ -62,9 +62,10 @@ export function rawRequest(port: number, bytes: string | Uint8Array, opts: { qui
 /**
  * Sends `bytes` in pieces of `size` every `gapMs` (a slowloris client) and resolves when the server
  * closes the connection or `timeoutMs` passes: how long it lasted, how much it sent, what came back.
+ * `onTrickle` is called once the first piece is written.
  */
-export function dribble(port: number, bytes: string, opts: { size?: number; gapMs: number; timeoutMs: number; first?: string }): Promise<{ ms: number; sent: number; closed: boolean; received: string }> {
-  const { size = 1, gapMs, timeoutMs, first } = opts;
+export function dribble(port: number, bytes: string, opts: { size?: number; gapMs: number; timeoutMs: number; first?: string; onTrickle?: () => void }): Promise<{ ms: number; sent: number; closed: boolean; received: string }> {
+  const { size = 1, gapMs, timeoutMs, first, onTrickle } = opts;
   return new Promise((resolve) => {
     const socket = connect({ host: "127.0.0.1", port });
     let sent = 0;
@@ -85,6 +86,7 @@ export function dribble(port: number, bytes: string, opts: { size?: number; gapM
         const piece = bytes.slice(sent, sent + size);
         sent += piece.length;
         socket.write(piece);
+        if (sent === piece.length) onTrickle?.();
       }, gapMs);
     };
     // With `first`, a whole request goes first and the trickle starts once its answer is in (keep-alive).

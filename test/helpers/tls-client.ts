@@ -53,7 +53,8 @@ export function tlsConnect(o: TlsClientOptions): Promise<TlsConnection> {
       reject(e);
     });
     socket.on("secureConnect", () => {
-      // TLS 1.3: a server that refuses the client certificate says so after the client's handshake ends.
+      // TLS 1.3: a server that refuses the client certificate says so after the client's handshake ends
+      // (a negative check: no refusal within 50 ms).
       setTimeout(() => {
         clearTimeout(timer);
         if (ended) return reject(new Error("the server closed the connection after the handshake"));

@@ -68,6 +68,61 @@ export function slowBody(chunks: string[], gapMs: number, state: { cancelled?: b
   });
 }
 
+/**
+ * A gate an upstream's handler passes through: each request is counted in as it arrives, then
+ * waits until the test opens the gate. "The upstream has the request" becomes an event to await
+ * (`arrived`), and how long it stays in flight is the test's choice, not a sleep's.
+ */
+export interface Gate {
+  /** In the upstream's handler: counts the request in, then resolves once the gate is open. */
+  pass(): Promise<void>;
+  /** Requests that reached `pass()` so far. */
+  readonly arrivals: number;
+  /** Resolves once `n` requests in all have reached `pass()`; rejects after `timeoutMs`, saying how many did. */
+  arrived(n: number, timeoutMs?: number): Promise<void>;
+  /** Lets the waiting requests and every later one through. */
+  open(): void;
+}
+
+export function gate(): Gate {
+  let arrivals = 0;
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const watchers: { n: number; resolve(): void }[] = [];
+  return {
+    get arrivals() {
+      return arrivals;
+    },
+    pass() {
+      arrivals++;
+      for (const w of watchers.filter((w) => arrivals >= w.n)) {
+        watchers.splice(watchers.indexOf(w), 1);
+        w.resolve();
+      }
+      return opened;
+    },
+    arrived(n, timeoutMs = 5000) {
+      if (arrivals >= n) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${n} requests at the upstream (${arrivals} arrived)`)), timeoutMs);
+        watchers.push({ n, resolve: () => (clearTimeout(timer), resolve()) });
+      });
+    },
+    open: () => open(),
+  };
+}
+
+/**
+ * Waits `ms`, or less when the client (the proxy) gives up on `req` first: an upstream slow on
+ * purpose whose slowness is far beyond what the test allows, without its handler lingering after.
+ */
+export function stall(req: Request, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    req.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+  });
+}
+
 /** A TCP port on 127.0.0.1 that was free a moment ago (for configs that need a fixed port). */
 export function freePort(): number {
   const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });

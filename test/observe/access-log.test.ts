@@ -94,10 +94,8 @@ test("a log file is appended to, never overwritten", async () => {
   try {
     await (await fetch(`${p.origin}/a`, { headers: { "x-request-id": "append-1" } })).text();
     const { flushAll } = await import("../../src/observe/access-log.ts");
-    for (let i = 0; i < 50 && !(await Bun.file(path).text()).includes("append-1"); i++) {
-      flushAll();
-      await Bun.sleep(20);
-    }
+    const { waitFor } = await import("../helpers/tmp.ts");
+    await waitFor("the line of append-1", async () => (flushAll(), (await Bun.file(path).text()).includes("append-1")), 1000);
     const text = await Bun.file(path).text();
     expect(text.startsWith("an older line that must survive\n")).toBe(true);
     expect(text).toContain('"request_id":"append-1"');

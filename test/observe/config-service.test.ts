@@ -21,7 +21,7 @@ import type { ConfigInput } from "../../src/config/schema.ts";
 import { CONFIG_SERVICE_PATH } from "../../routes/admin.ts";
 import { CLI, ROOT, writeTempConfig } from "../helpers/cli.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
-import { tempDir } from "../helpers/tmp.ts";
+import { tempDir, waitFor } from "../helpers/tmp.ts";
 import { recordingUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 const TOKEN = "control-plane-token-0123456789";
@@ -387,14 +387,12 @@ describe("filters and the rest of a route", () => {
       expect(first.headers.get("x-cache")).toBe("MISS");
       // The file's cache "main" (public: stored for authenticated callers too, RFC 9111 §3.5). It
       // stores while the body streams: poll for the HIT, each poll as its own client of the limit.
-      let hit: string | null = null;
-      for (let i = 0; i < 40 && hit !== "HIT"; i++) {
-        const r = await get({ "x-api-key": API_KEY, "x-client": `${client1}-cache-${i}` });
+      let i = 0;
+      await waitFor("a HIT", async () => {
+        const r = await get({ "x-api-key": API_KEY, "x-client": `${client1}-cache-${i++}` });
         await r.text();
-        hit = r.headers.get("x-cache");
-        if (hit !== "HIT") await Bun.sleep(25);
-      }
-      expect(hit).toBe("HIT");
+        return r.headers.get("x-cache") === "HIT";
+      }, 1000);
       for (let i = 0; i < 2; i++) {
         const r = await get({ "x-api-key": API_KEY });
         expect(r.status).toBe(200);

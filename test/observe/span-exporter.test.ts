@@ -122,7 +122,7 @@ test("retries are bounded: a collector always answering 503 gets `attempts` trie
   e.add(span("a"));
   e.add(span("b"));
   await waitFor("failed", () => delta(before).failed === 2);
-  await Bun.sleep(50);
+  await Bun.sleep(50); // a negative check: no try after the last (backoffs here are 5-10 ms)
   expect(c.state.requests).toBe(3);
   expect(delta(before).exported).toBe(0);
 });
@@ -133,7 +133,7 @@ test("400 (a refusal) is final: one try", async () => {
   const before = counters();
   e.add(span("a"));
   await waitFor("failed", () => delta(before).failed === 1);
-  await Bun.sleep(50);
+  await Bun.sleep(50); // a negative check: no second try
   expect(c.state.requests).toBe(1);
 });
 

@@ -8,7 +8,7 @@ import { metrics } from "../../src/observe/metrics.ts";
 import { type Collector, type SeenSpan, startCollector } from "../helpers/collector.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { waitFor } from "../helpers/tmp.ts";
-import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { stall, startUpstream, type Upstream } from "../helpers/upstream.ts";
 import { wsClient } from "../helpers/ws.ts";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -43,7 +43,7 @@ beforeAll(async () => {
       return new Response(new ReadableStream({
         async start(c) {
           c.enqueue(new TextEncoder().encode("a".repeat(70_000)));
-          await Bun.sleep(300);
+          await Bun.sleep(300); // the delay is the scenario (the spans' lower bound)
           c.enqueue(new TextEncoder().encode("end"));
           c.close();
         },
@@ -181,7 +181,7 @@ describe("spans of a proxied request", () => {
     const parents: string[] = [];
     const answer = async (req: Request) => {
       parents.push(req.headers.get("traceparent") ?? "");
-      if (++calls === 1) await Bun.sleep(1000);
+      if (++calls === 1) await stall(req, 5000); // the delay is the scenario: far slower than hedge_after, cut short when cancelled
       return new Response("done");
     };
     const a = startUpstream(answer);
@@ -204,7 +204,7 @@ describe("spans of a proxied request", () => {
       expect(slow.status).toBe("unset");
       expect(fast.attributes).toMatchObject({ "http.response.status_code": 200, "http.request.resend_count": 1 });
       expect(server.attributes["switchyard.attempts"]).toBe(2);
-      expect(Number(slow.endNs - slow.startNs) / 1e6).toBeLessThan(900);
+      expect(Number(slow.endNs - slow.startNs) / 1e6).toBeLessThan(2500); // ended when cancelled, not after the 5 s stall
     } finally {
       await p.stop();
       a.stop(true);
@@ -247,7 +247,7 @@ describe("spans of a proxied request", () => {
     await ws.opened;
     ws.ws.send("hi");
     expect((await ws.next("message")).data?.toString()).toBe("hi");
-    await Bun.sleep(100);
+    await Bun.sleep(100); // the delay is the scenario: a session that lasts, so its spans must end with it
     ws.ws.close(1000);
     const spans = await waitFor("websocket spans", () => {
       const server = collector.spans.find((s) => s.attributes["switchyard.request_id"] === "t-ws");
@@ -375,7 +375,7 @@ describe("lifecycle", () => {
       telemetry: { tracing: tracing({ flush_interval: "1h" }) },
     });
     await (await fetch(`${p.origin}/last`, { headers: { "x-request-id": "t-last" } })).text();
-    await Bun.sleep(50);
+    await Bun.sleep(50); // a negative check: with a 1 h interval nothing goes out meanwhile
     expect(collector.spans.filter((s) => s.attributes["switchyard.request_id"] === "t-last")).toEqual([]);
     await p.stop();
     expect(collector.spans.filter((s) => s.attributes["switchyard.request_id"] === "t-last")).toHaveLength(1);

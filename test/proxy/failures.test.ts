@@ -13,12 +13,14 @@ let proxy: TestProxy;
 const cancelled: { cancelled?: boolean } = {};
 let clientGone = false;
 let uploadOutcome: string | undefined;
+/** Bytes of /upload the upstream has read so far. */
+let uploadGot = 0;
 
 beforeAll(async () => {
   slow = startUpstream(async (req) => {
     const path = new URL(req.url).pathname;
     if (path === "/sleep") {
-      await Bun.sleep(1500);
+      await Bun.sleep(1500); // the delay is the scenario: past 300 ms timeouts and the listener's 1 s idle timer
       return new Response("late");
     }
     if (path === "/stall-body") return new Response(slowBody(["first chunk\n", "never"], 5000));
@@ -26,7 +28,7 @@ beforeAll(async () => {
     if (path === "/upload") {
       let got = 0;
       try {
-        for await (const chunk of req.body!) got += chunk.byteLength;
+        for await (const chunk of req.body!) uploadGot = got += chunk.byteLength;
         uploadOutcome = `complete after ${got} bytes`;
       } catch {
         uploadOutcome = `aborted after ${got} bytes`;
@@ -47,7 +49,7 @@ beforeAll(async () => {
     if (data.startsWith("GET /small")) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + "a".repeat(300));
     else if (data.startsWith("GET /big")) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + "a".repeat(100_000));
     else if (data.startsWith("GET /chunked")) socket.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
-    // GET /head-reset: no answer at all.
+    // GET /head-reset: no answer at all. The delay is the scenario: the reset comes after what was sent.
     setTimeout(() => socket.terminate(), 50);
   });
   hole = await startBlackhole();
@@ -224,9 +226,9 @@ describe("failures after the response has started", () => {
     let response = "";
     socket.on("data", (d) => (response += d.toString()));
     socket.write("POST /idle-upload HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n");
-    for (let i = 0; i < 4; i++) {
-      await Bun.sleep(250); // 1 s in all, the idle timeout is 300 ms
-      socket.write("u".repeat(10));
+    for (let i = 0; i < 10; i++) {
+      await Bun.sleep(100); // the delay is the scenario: 1 s in all, each gap well within the 300 ms idle timeout
+      socket.write("u".repeat(4));
     }
     await waitFor("response", () => response.includes("\r\n\r\n"), 3000);
     socket.destroy();
@@ -235,11 +237,12 @@ describe("failures after the response has started", () => {
 
   test("a client that disconnects mid-upload aborts the upstream request; the upstream never sees a complete body", async () => {
     uploadOutcome = undefined;
+    uploadGot = 0;
     const { connect } = await import("node:net");
     const socket = connect({ host: "127.0.0.1", port: proxy.port });
     await new Promise((resolve) => socket.on("connect", resolve));
     socket.write("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + "u".repeat(5000));
-    await Bun.sleep(200);
+    await waitFor("the upstream reading the upload", () => uploadGot > 0);
     socket.destroy();
     await waitFor("upstream saw the upload end", () => uploadOutcome, 3000);
     expect(uploadOutcome).toStartWith("aborted");

@@ -15,17 +15,18 @@ beforeAll(async () => {
   shadow = startUpstream(async (req) => {
     const url = new URL(req.url);
     shadowSeen.push({ method: req.method, path: url.pathname + url.search, host: req.headers.get("host") ?? "", body: await req.text() });
-    if (url.pathname.startsWith("/slow")) await Bun.sleep(2000);
+    if (url.pathname.startsWith("/slow")) await Bun.sleep(2000); // the delay is the scenario: a shadow slower than the client may wait
     return new Response("shadow answer", { status: 500 });
   });
   proxy = await startProxy({
     routes: [
       { name: "all", match: { path: { prefix: "/all" } }, to: "main", mirror: { cluster: "shadow", max_body: "1KiB" } },
-      { name: "slow", match: { path: { prefix: "/slow" } }, to: "main", mirror: { cluster: "shadow" } },
+      // A cluster of its own, so that its copy still in flight does not count in copiesSettled().
+      { name: "slow", match: { path: { prefix: "/slow" } }, to: "main", mirror: { cluster: "slow-shadow" } },
       { name: "dead", match: { path: { prefix: "/dead" } }, to: "main", mirror: { cluster: "dead" } },
       { name: "some", match: { path: { prefix: "/some" } }, to: "main", mirror: { cluster: "shadow", percent: 30 } },
     ],
-    clusters: { main: { endpoints: [main.origin] }, shadow: { endpoints: [shadow.origin] }, dead: { endpoints: ["127.0.0.1:1"] } },
+    clusters: { main: { endpoints: [main.origin] }, shadow: { endpoints: [shadow.origin] }, "slow-shadow": { endpoints: [shadow.origin] }, dead: { endpoints: ["127.0.0.1:1"] } },
   });
 });
 afterAll(async () => {
@@ -33,6 +34,12 @@ afterAll(async () => {
   main.stop(true);
   shadow.stop(true);
 });
+
+/**
+ * Every copy sent so far has been answered: the shadow recorded it before answering, and a copy
+ * is counted in the shadow cluster's requests before the main request is forwarded.
+ */
+const copiesSettled = () => waitFor("the copies answered", () => proxy.running.state.runtime.current.clusters.get("shadow")!.limits.requests === 0);
 
 test("the shadow gets the same method, path, query and body, with a -shadow Host; the client gets the main answer", async () => {
   shadowSeen.length = 0;
@@ -50,7 +57,7 @@ test("a body over max_body is not mirrored, and still reaches the main cluster w
   const res = await fetch(`${proxy.origin}/all/big`, { method: "POST", body: big });
   expect(res.status).toBe(200);
   expect(main.seen[main.seen.length - 1]!.body).toBe(big);
-  await Bun.sleep(100);
+  await copiesSettled();
   expect(shadowSeen).toHaveLength(0);
 });
 
@@ -66,7 +73,7 @@ test("a slow or dead shadow never delays the client", async () => {
 test("percent samples the copies", async () => {
   shadowSeen.length = 0;
   for (let i = 0; i < 200; i++) await (await fetch(`${proxy.origin}/some/${i}`)).text();
-  await Bun.sleep(100);
+  await copiesSettled();
   const share = shadowSeen.filter((s) => s.path.startsWith("/some/")).length / 200;
   expect(share).toBeGreaterThan(0.18);
   expect(share).toBeLessThan(0.42);

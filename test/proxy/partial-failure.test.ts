@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { waitFor } from "../helpers/tmp.ts";
-import { rawUpstream, startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { rawUpstream, stall, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 /** An upstream that sends a 200 with `Content-Length: declared`, then `sent` bytes, then closes. */
 function cuttingUpstream(declared: number, sent: number) {
@@ -15,7 +15,7 @@ function cuttingUpstream(declared: number, sent: number) {
     if (!data.includes("\r\n\r\n")) return;
     requests++;
     socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${declared}\r\ncontent-type: text/plain\r\n\r\n${"x".repeat(sent)}`);
-    setTimeout(() => socket.end(), 5);
+    setTimeout(() => socket.end(), 5); // the delay is the scenario: the head and part of the body first, the close after
   });
   return Object.assign(raw, { requests: () => requests });
 }
@@ -105,8 +105,8 @@ describe("per_try_timeout", () => {
   let silent: Upstream;
   let proxy: TestProxy;
   beforeAll(async () => {
-    silent = startUpstream(async () => {
-      await Bun.sleep(5000);
+    silent = startUpstream(async (req) => {
+      await stall(req, 5000); // the delay is the scenario: far past the 300 ms per-try timeout
       return new Response("late");
     });
     proxy = await startProxy({

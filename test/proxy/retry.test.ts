@@ -5,7 +5,7 @@ import type { RetryPolicySchema } from "../../src/proxy/retry-schema.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { rawRequest } from "../helpers/raw.ts";
 import { waitFor } from "../helpers/tmp.ts";
-import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { stall, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 let good: Upstream;
 let bad: Upstream;
@@ -28,9 +28,9 @@ beforeAll(async () => {
     await req.arrayBuffer();
     return new Response("bad", { status: 503 });
   });
-  hang = startUpstream(async () => {
+  hang = startUpstream(async (req) => {
     hits.hang++;
-    await Bun.sleep(3000);
+    await stall(req, 3000); // the delay is the scenario: far past the 200 ms per-try timeout
     return new Response("late");
   });
   throttle = startUpstream((req) => {
@@ -40,7 +40,7 @@ beforeAll(async () => {
   });
   slowBad = startUpstream(async () => {
     hits.slowBad++;
-    await Bun.sleep(100);
+    await Bun.sleep(100); // the delay is the scenario: tries stay in flight long enough for the budget to count them
     return new Response("bad", { status: 503 });
   });
   const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -212,7 +212,7 @@ describe("hedging", () => {
     let slowCancelled = 0;
     const slowOne = startUpstream(async (req) => {
       req.signal.addEventListener("abort", () => slowCancelled++);
-      await Bun.sleep(1000);
+      await stall(req, 5000); // the delay is the scenario: a try far slower than hedge_after, cut short when cancelled
       return new Response("slow");
     });
     const fastOne = startUpstream(() => new Response("fast"));
@@ -225,7 +225,7 @@ describe("hedging", () => {
         const started = performance.now();
         const res = await fetch(`${p.origin}/h`, { headers: { "x-request-id": `hedge-${i}` } });
         expect(await res.text()).toBe("fast");
-        expect(performance.now() - started).toBeLessThan(600);
+        expect(performance.now() - started).toBeLessThan(2500); // hedged after 50 ms, not the slow try's 5 s
         if (res.headers.get("x-switchyard-attempts") === "2") {
           const line = await p.logOf(`hedge-${i}`);
           expect((line.tries as { error: string | null }[]).map((t) => t.error)).toContain("hedge_cancelled");

@@ -188,7 +188,8 @@ describe("WebSocket proxying", () => {
     flood = { sent: 0, total: 256 * MiB };
     const client = await rawWsClient(proxy.port, "/ws/flood");
     client.socket.pause();
-    // Let the upstream push as hard as it can for a while.
+    // Let the upstream push as hard as it can for a while: a negative check (the flood must not get
+    // far while the client does not read), so it takes a stretch of time, not an event.
     await Bun.sleep(1500);
     const sentWhilePaused = flood.sent;
     expect(sentWhilePaused).toBeLessThan(64 * MiB);
@@ -212,7 +213,7 @@ describe("WebSocket proxying", () => {
       if (c.ws.bufferedAmount < 4 * MiB) {
         c.ws.send(chunk);
         offered += chunk.byteLength;
-      } else await Bun.sleep(5);
+      } else await Bun.sleep(5); // paces the sender while its buffer is full: the 1.5 s window is the scenario
     }
     expect(offered).toBeLessThan(64 * MiB);
     c.ws.close();

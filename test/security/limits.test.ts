@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { dribble, openIdleSockets, rawRequest } from "../helpers/raw.ts";
+import { waitFor } from "../helpers/tmp.ts";
 import { recordingUpstream } from "../helpers/upstream.ts";
 
 let app: ReturnType<typeof recordingUpstream>;
@@ -74,7 +75,7 @@ describe("the request body", () => {
     const res = await rawRequest(proxy.port, `POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunk}${chunk}${chunk}0\r\n\r\n`);
     expect(res.status).toBe(413);
     expect(json(res.body).error).toBe("body_too_large");
-    await Bun.sleep(50);
+    await Bun.sleep(50); // a negative check: nothing reaches the upstream meanwhile
     expect(app.seen.length).toBe(before); // the upstream's read of the body failed: no complete request
   });
 
@@ -87,7 +88,7 @@ describe("the request body", () => {
     // Bun's socket timer: 1 s, on its ~4 s granularity.
     expect(ms).toBeGreaterThan(900);
     expect(ms).toBeLessThan(7_000);
-    await Bun.sleep(50);
+    await Bun.sleep(50); // a negative check: nothing reaches the upstream meanwhile
     expect(app.seen.length).toBe(before);
   }, 15_000);
 
@@ -108,8 +109,9 @@ describe("slow heads (slowloris)", () => {
 
   test("a head trickled byte by byte on a new connection is cut within Bun's fixed ~12 s; the proxy keeps serving", async () => {
     const before = app.seen.length;
-    const slow = Array.from({ length: 20 }, () => dribble(proxy.port, head, { gapMs: 200, timeoutMs: 20_000 }));
-    await Bun.sleep(500);
+    let trickling = 0;
+    const slow = Array.from({ length: 20 }, () => dribble(proxy.port, head, { gapMs: 200, timeoutMs: 20_000, onTrickle: () => trickling++ }));
+    await waitFor("20 heads under way", () => trickling === 20);
     expect((await fetch(`${proxy.origin}/meanwhile`)).status).toBe(200);
     for (const r of await Promise.all(slow)) {
       expect(r.closed).toBe(true);

@@ -68,7 +68,7 @@ describe("ambiguous framing", () => {
         expect(res.headers["content-type"]).toBe("application/json");
         expect(JSON.parse(res.body).error).toBe("invalid_framing");
       }
-      await Bun.sleep(20);
+      await Bun.sleep(20); // a negative check: nothing reaches the upstream meanwhile
       expect(up.seen.length).toBe(before);
       expect(up.seen.some((s) => s.url.pathname === "/smuggled")).toBe(false);
     });
@@ -96,7 +96,7 @@ describe("unusual but unambiguous framing is re-framed by fetch: the upstream re
     const res = await rawRequest(proxy.port, `GET /front HTTP/1.1\r\nHost: x\r\nContent-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`);
     expect(res.status).toBe(200);
     expect(res.responses).toBe(1);
-    await Bun.sleep(20);
+    await Bun.sleep(20); // a negative check: no second request reaches the upstream meanwhile
     expect(up.seen.length).toBe(before + 1);
     expect(up.seen.at(-1)!.url.pathname).toBe("/front");
     expect(up.seen.at(-1)!.headers["content-length"]).toBeUndefined();
@@ -108,7 +108,7 @@ describe("unusual but unambiguous framing is re-framed by fetch: the upstream re
     expect(res.status).toBe(405);
     expect(res.responses).toBe(1);
     expect(res.closed).toBe(true);
-    await Bun.sleep(20);
+    await Bun.sleep(20); // a negative check: nothing reaches the upstream meanwhile
     expect(up.seen.length).toBe(before);
   });
 });

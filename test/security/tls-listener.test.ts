@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { makePki, type TestCert, type TestPki } from "../helpers/certs.ts";
 import { spawnProxy, writeTempConfig } from "../helpers/cli.ts";
+import { captureEvents } from "../helpers/events.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
 import { tlsConnect } from "../helpers/tls-client.ts";
 import { waitFor } from "../helpers/tmp.ts";
@@ -42,7 +43,7 @@ beforeAll(async () => {
     let i = 0;
     return new Response(new ReadableStream({
       async pull(c) {
-        await Bun.sleep(100);
+        await Bun.sleep(100); // the delay is the scenario: a response in flight across the swap
         if (i++ >= 10) c.close();
         else c.enqueue(new TextEncoder().encode(`chunk${i};`));
       },
@@ -170,13 +171,22 @@ describe("rotation", () => {
     });
     ws.send("before");
     await waitFor("the first echo", () => messages.length === 1);
-    const streaming = fetch(`https://127.0.0.1:${proxy.port}/slow`, { tls: { ca: pki.ca.certPem, serverName: "a.test" } } as RequestInit)
-      .then((r) => r.text());
-    await Bun.sleep(250); // the stream is under way
+    const slowRes = await fetch(`https://127.0.0.1:${proxy.port}/slow`, { tls: { ca: pki.ca.certPem, serverName: "a.test" } } as RequestInit);
+    const reader = slowRes.body!.getReader();
+    let text = new TextDecoder().decode((await reader.read()).value); // the stream is under way
+    const streaming = (async () => {
+      for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value);
+      return text;
+    })();
     const a2 = pki.issue("a2", { subject: "/CN=a.test rotated", dns: ["a.test"], usage: "server" });
     // Key first, then certificate, as a careless deploy would: the half-written state is refused, the old pair stays.
-    writeFileSync(live.key, a2.keyPem);
-    await Bun.sleep(400);
+    const log = captureEvents();
+    try {
+      writeFileSync(live.key, a2.keyPem);
+      await log.waitForEvent("tls files rejected; the certificates in force stay");
+    } finally {
+      log.restore();
+    }
     expect(await servedCn("a.test")).toBe("a.test");
     writeFileSync(live.cert, a2.certPem);
     await waitFor("the rotated certificate", async () => (await servedCn("a.test")) === "a.test rotated");
@@ -222,7 +232,7 @@ test("the CLI: SIGHUP re-reads certificate files that are not watched", async ()
     const next = pki.issue("hup-next", { subject: "/CN=a.test after hup", dns: ["a.test"], usage: "server" });
     writeFileSync(files.key, next.keyPem);
     writeFileSync(files.cert, next.certPem);
-    await Bun.sleep(300);
+    await Bun.sleep(300); // a negative check: a watch (200 ms debounce) would have reloaded by now
     expect(await servedCn("a.test", cli.port)).toBe("a.test"); // not watched: nothing yet
     const seen = cli.events.length;
     cli.proc.kill("SIGHUP");

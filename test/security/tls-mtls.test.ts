@@ -256,21 +256,22 @@ test("a plain listener never passes a client's x-forwarded-client-cert", async (
 describe("hostile peers at the front", () => {
   test("handshakes in progress are bounded: beyond max_pending_handshakes a new connection is closed at once", async () => {
     const { connect } = await import("node:net");
-    const open = (): Promise<{ socket: import("node:net").Socket; closedWithin: (ms: number) => Promise<boolean> }> =>
+    const front = proxy.running.proxies[1]!.front!;
+    const open = (): Promise<{ socket: import("node:net").Socket; closed: () => boolean }> =>
       new Promise((resolve) => {
         const socket = connect({ host: "127.0.0.1", port: port(1) });
         let closed = false;
         socket.on("close", () => (closed = true));
         socket.on("error", () => {});
-        socket.on("connect", () => resolve({ socket, closedWithin: async (ms) => (await Bun.sleep(ms), closed) }));
+        socket.on("connect", () => resolve({ socket, closed: () => closed }));
       });
     const silent = [await open(), await open(), await open()];
-    await Bun.sleep(100);
+    await waitFor("three handshakes pending at the front", () => front.handshaking() === 3);
     const extra = await open();
-    expect(await extra.closedWithin(300)).toBe(true);
-    for (const s of silent) expect(await s.closedWithin(0)).toBe(false); // still waiting out their timeout
+    await waitFor("the fourth closed at once, not at the ~2 s handshake timeout", () => extra.closed(), 1000);
+    for (const s of silent) expect(s.closed()).toBe(false); // still waiting out their timeout
     for (const s of silent) s.socket.destroy();
-    await Bun.sleep(100);
+    await waitFor("the front letting them go", () => front.handshaking() === 0);
     const conn = await connectAs(undefined, 1);
     expect((await conn.request(get("/"))).status).toBe(200);
     conn.close();
@@ -378,10 +379,14 @@ test("SIGTERM: a download a slow client is still reading through the front is fi
       const ahead = received.length / 6_300 - (performance.now() - started);
       if (ahead > 5) {
         conn.socket.pause();
-        setTimeout(() => conn.socket.resume(), ahead);
+        setTimeout(() => conn.socket.resume(), ahead); // the delay is the scenario: a slow reader
       }
     });
     conn.socket.write(get("/download"));
+    // Kept: SIGTERM 250 ms in, the download well under way. Sent as soon as the inner server is
+    // done with it (its access log line, ~40 ms in), the last ~50 KB were lost in 3 of 40 runs (0
+    // of 35 this way): the front's drain looks to let go of bytes still unread from the inner
+    // connection. Reported; until fixed, this test keeps the timing it was written with.
     await Bun.sleep(250);
     const signalled = performance.now();
     cli.proc.kill("SIGTERM");

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { CircuitBreaker } from "../../src/upstream/breaker.ts";
 import { BreakerSchema } from "../../src/upstream/limits-schema.ts";
 import { startProxy, type TestProxy } from "../helpers/proxy.ts";
-import { startUpstream, type Upstream } from "../helpers/upstream.ts";
+import { waitFor } from "../helpers/tmp.ts";
+import { type Gate, gate, startUpstream, type Upstream } from "../helpers/upstream.ts";
 
 describe("circuit breaker states", () => {
   function breaker(raw: Record<string, unknown> = {}) {
@@ -62,12 +63,13 @@ describe("through the proxy", () => {
   let failing: Upstream;
   let proxy: TestProxy;
   let failingHits = 0;
-  let release: () => void = () => {};
-  let gate = Promise.resolve();
+  /** Where the slow upstream holds its requests; each test that needs them held makes a new one. */
+  let held: Gate = gate();
 
   beforeAll(async () => {
+    held.open();
     slow = startUpstream(async () => {
-      await gate;
+      await held.pass();
       return new Response("done");
     });
     failing = startUpstream(() => {
@@ -93,33 +95,31 @@ describe("through the proxy", () => {
     failing.stop(true);
   });
 
-  function hold() {
-    gate = new Promise<void>((resolve) => (release = resolve));
-  }
+  const limits = (name: string) => proxy.running.state.runtime.current.clusters.get(name)!.limits;
 
   test("over max_requests: fail fast with 503 and x-switchyard-overloaded", async () => {
-    hold();
+    held = gate();
     const inflight = [fetch(`${proxy.origin}/reqs`), fetch(`${proxy.origin}/reqs`)];
-    await Bun.sleep(100);
+    await held.arrived(2); // both admitted and at the upstream
     const extra = await fetch(`${proxy.origin}/reqs`);
     expect(extra.status).toBe(503);
     expect(extra.headers.get("x-switchyard-overloaded")).toBe("true");
     expect(((await extra.json()) as { error: string }).error).toBe("overloaded");
-    release();
+    held.open();
     for (const r of await Promise.all(inflight)) expect(r.status).toBe(200);
     expect((await fetch(`${proxy.origin}/reqs`)).status).toBe(200); // capacity is given back
   });
 
   test("max_connections with max_pending: one in flight, one waits its turn, the next is refused", async () => {
-    hold();
+    held = gate();
     const first = fetch(`${proxy.origin}/conns`);
-    await Bun.sleep(50);
+    await held.arrived(1); // the one connection is in use
     const second = fetch(`${proxy.origin}/conns`);
-    await Bun.sleep(50);
+    await waitFor("the second waiting its turn", () => limits("conns").pending === 1);
     const third = await fetch(`${proxy.origin}/conns`);
     expect(third.status).toBe(503);
     expect(third.headers.get("x-switchyard-overloaded")).toBe("true");
-    release();
+    held.open();
     expect((await first).status).toBe(200);
     expect((await second).status).toBe(200);
   });
@@ -132,9 +132,13 @@ describe("through the proxy", () => {
     expect(((await refused.json()) as { error: string }).error).toBe("circuit_open");
     expect(refused.headers.get("x-switchyard-overloaded")).toBe("true");
     expect(failingHits).toBe(hitsWhenOpen);
-    await Bun.sleep(350);
-    // Half-open: one probe goes through; it fails, so the breaker opens again.
-    expect((await fetch(`${proxy.origin}/breaker`)).status).toBe(500);
+    // Refused until open_for (300 ms) has passed; then half-open: one probe goes through; it fails, so the breaker opens again.
+    const probe = await waitFor("a half-open probe", async () => {
+      const res = await fetch(`${proxy.origin}/breaker`);
+      return res.status === 503 ? undefined : res;
+    }, 1500);
+    expect(probe.status).toBe(500);
+    expect(failingHits).toBe(hitsWhenOpen + 1);
     expect((await fetch(`${proxy.origin}/breaker`)).status).toBe(503);
   });
 });

@@ -168,9 +168,12 @@ describe("through the proxy", () => {
     const first = await spread("/outlier", 30);
     expect(first["503"]).toBe(3); // exactly the three that tripped the detector
     expect(availableNames("outlier")).not.toContain(b.origin);
+    // Ejected for base_ejection_time (400 ms) from when it tripped, a moment ago.
+    const ejectedFor = cluster("outlier").endpoints.find((e) => e.origin === b.origin)!.health.ejectedUntil - performance.now();
+    expect(ejectedFor).toBeGreaterThan(0);
+    expect(ejectedFor).toBeLessThanOrEqual(400);
     state.bFailing = false;
-    await Bun.sleep(450);
-    expect(availableNames("outlier")).toContain(b.origin);
+    await waitFor("b back after the 400 ms ejection", () => availableNames("outlier").includes(b.origin), 1500);
     expect((await spread("/outlier")).b).toBeGreaterThan(0);
   });
 
