@@ -12,6 +12,7 @@ import { Generations } from "./generations.ts";
 import { MemoryLru } from "./memory.ts";
 import type { CacheConfig, RouteCacheConfig } from "./schema.ts";
 import type { KeyFacts } from "./key.ts";
+import { keepWhilePassing } from "../util/keep-while-passing.ts";
 
 export interface Entry {
   readonly id: number;
@@ -220,53 +221,28 @@ export class HttpCache {
    * Passes `body` through to the client while keeping a copy, and stores the copy before the
    * client's stream ends: a request sent right after the answer arrived finds it stored (as a
    * client — or a conformance suite — expects; the store used to finish a moment after). A body
-   * over max_object, or one that fails or is cancelled, is not stored. Returns the client's stream.
+   * over max_object, or one that fails, is not stored; one the client stops reading is still read
+   * and stored. Returns the client's stream.
    */
   storeWhileStreaming(meta: StoreMeta, body: ReadableStream<Uint8Array> | null, onSettled: () => void = () => {}): ReadableStream<Uint8Array> | null {
     if (body === null) {
       void this.write(meta, new Uint8Array(0)).catch(logStoreError).finally(onSettled);
       return null;
     }
-    const reader = body.getReader();
-    const max = this.config.max_object;
-    let parts: Uint8Array[] | undefined = [];
-    let size = 0;
     let settled = false;
     const settle = () => {
       if (settled) return;
       settled = true;
-      parts = undefined;
       onSettled();
     };
-    return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        let chunk: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          chunk = await reader.read();
-        } catch (e) {
-          settle(); // failed mid-body: nothing is stored
-          controller.error(e);
-          return;
-        }
-        if (chunk.done) {
-          const kept = parts;
-          if (kept !== undefined) await this.write(meta, kept.length === 1 ? kept[0]! : Buffer.concat(kept)).catch(logStoreError);
-          settle();
-          controller.close();
-          return;
-        }
-        if (parts !== undefined) {
-          size += chunk.value.byteLength;
-          if (size <= max) parts.push(chunk.value);
-          else parts = undefined; // over max_object: streams through uncached
-        }
-        controller.enqueue(chunk.value);
-      },
-      cancel: (reason) => {
+    // A client that leaves does not stop the fill: the requests collapsed behind it get it.
+    return keepWhilePassing(body, this.config.max_object, {
+      keep: async (bytes) => {
+        if (bytes !== undefined) await this.write(meta, bytes).catch(logStoreError);
         settle();
-        return reader.cancel(reason);
       },
-    }, { highWaterMark: 0 });
+      failed: settle, // failed mid-body: nothing is stored
+    }, true);
   }
 
   /**

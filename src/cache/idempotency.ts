@@ -6,12 +6,12 @@
  * A failed first attempt (an upstream failure or 5xx) leaves no record, so it may be retried.
  */
 import { wallSeconds } from "../util/clock.ts";
-import { readBounded } from "../util/read-bounded.ts";
 import type { MatchedContext } from "../proxy/context.ts";
 import { errorResponse, SwitchyardError } from "../util/errors.ts";
 import { sharedStore, type Store } from "../store/client.ts";
 import type { IdempotencyConfig } from "./hold-schema.ts";
 import { responseFromMemory } from "../util/memory-body.ts";
+import { keepWhilePassing } from "../util/keep-while-passing.ts";
 
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 
@@ -88,12 +88,15 @@ export async function claimIdempotencyKey(ctx: MatchedContext, config: Idempoten
         void save(store, recordKey, response.status, headers, new Uint8Array(0), config.ttl).catch(forget);
         return response;
       }
-      const [toClient, toStore] = response.body.tee();
-      void (async () => {
-        const bytes = await readBounded(toStore, config.max_body);
-        if (bytes === undefined) throw new Error("response too large to keep");
-        await save(store, recordKey, response.status, headers, bytes, config.ttl);
-      })().catch(forget);
+      // Recorded before the client's stream ends (a retry sent at once is replayed, not a 409), and
+      // recorded even if the client leaves first: that is when it retries.
+      const toClient = keepWhilePassing(response.body, config.max_body, {
+        keep: async (bytes) => {
+          if (bytes === undefined) return forget(); // too large to keep
+          await save(store, recordKey, response.status, headers, bytes, config.ttl).catch(forget);
+        },
+        failed: forget,
+      }, true);
       return new Response(toClient, { status: response.status, statusText: response.statusText, headers: response.headers });
     },
   };

@@ -18,10 +18,10 @@
 import { type Claim, claimIdempotencyKey, badKey, fingerprint, inFlightSeconds, inProgress, problem, recordKeyOf, reused } from "../cache/idempotency.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { MatchedContext } from "../proxy/context.ts";
-import { readBounded } from "../util/read-bounded.ts";
 import { FleetUnavailable, logFleet, script } from "./redis.ts";
 import type { IdempotencyConfig } from "../cache/hold-schema.ts";
 import type { FleetServices } from "./types.ts";
+import { keepWhilePassing } from "../util/keep-while-passing.ts";
 
 // KEYS[1]: the record. ARGV: fingerprint, owner token, in-flight lifetime (ms).
 const CLAIM = script(`
@@ -95,11 +95,11 @@ export async function claimInFleet(ctx: MatchedContext, config: IdempotencyConfi
         void save("done", response.status, headers, new Uint8Array(0));
         return response;
       }
-      const [toClient, toStore] = response.body.tee();
-      void readBounded(toStore, cap).then(
-        (bytes) => save(bytes === undefined ? "not_kept" : "done", response.status, headers, bytes ?? new Uint8Array(0)),
-        () => forget(), // the body failed: the client got a cut answer, and may retry
-      );
+      // Recorded before the client's stream ends (a retry sent at once is replayed), and even if the client leaves first.
+      const toClient = keepWhilePassing(response.body, cap, {
+        keep: async (bytes) => void (await save(bytes === undefined ? "not_kept" : "done", response.status, headers, bytes ?? new Uint8Array(0))),
+        failed: () => forget(), // the body failed: the client got a cut answer, and may retry
+      }, true);
       return new Response(toClient, { status: response.status, statusText: response.statusText, headers: response.headers });
     },
   };
