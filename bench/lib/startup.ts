@@ -2,11 +2,20 @@
  * Start-up timing for bench/footprint.ts: exec → first proxied 200 (polled tightly), exec → exit,
  * and building Switchyard as a single executable.
  */
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type Proc, runBounded, spawnLogged, tail } from "./procs.ts";
+import { type Proc, runBounded, spawnLogged } from "./procs.ts";
 
 const REPO = join(import.meta.dir, "..", "..");
+
+/** The first `lines` non-empty lines of a log file, on one line ("" when none). */
+function head(path: string, lines = 2): string {
+  try {
+    return readFileSync(path, "utf8").split("\n").filter((l) => l.trim() !== "").slice(0, lines).map((l) => l.trim()).join(" / ");
+  } catch {
+    return "";
+  }
+}
 
 /**
  * Spawns `cmd` and polls GET `url` every ~`pollMs` until it answers 200; the time runs from just
@@ -30,7 +39,8 @@ export async function timeToFirst200(name: string, cmd: string[], o: { url: stri
       last = (e as { code?: string }).code ?? String(e);
     }
     if (proc.proc.exitCode !== null || proc.proc.signalCode !== null) {
-      throw new Error(`${name} exited before answering (code ${proc.proc.exitCode ?? proc.proc.signalCode}): ${tail(o.logPath, 5)}${tail(`${o.logPath}.err`, 5)}`);
+      const said = `${head(`${o.logPath}.err`)} ${head(o.logPath)}`.trim();
+      throw new Error(`${name} exited before answering (code ${proc.proc.exitCode ?? proc.proc.signalCode})${said ? `; it said: ${said}` : ""}`);
     }
     await Bun.sleep(o.pollMs ?? 1);
   }
