@@ -3,9 +3,11 @@
  * 50 and 256 concurrent clients through one upstream, plain and TLS. Bun keeps at most 64 idle
  * upstream sockets per process (shared/bun-notes.md), so above 64 concurrent requests a Bun proxy
  * churns connections; nginx with `keepalive 64` does too, with `keepalive 512` it should not.
+ * switchyard-w2 runs `--workers 2` (a pool per worker); switchyard-max64 caps the cluster at 64
+ * exchanges in flight (`limits: { max_connections: 64, max_pending: 4096 }`: the rest wait in line).
  *
  *   bun run bench:reuse [--connections 50,256] [--upstream plain,tls] [--duration 5] [--rounds 2]
- *                       [--targets switchyard,switchyard-w2,minimal,nginx-ka64,nginx-ka512]
+ *                       [--targets switchyard,switchyard-w2,switchyard-max64,minimal,nginx-ka64,nginx-ka512]
  *
  * The upstream is bench/counting-upstream.mjs (node:http / node:https under `node` when on PATH):
  * it counts every accepted TCP connection, so churn is counted exactly (distinct peer ports are
@@ -24,7 +26,7 @@ import { median, rotated } from "./lib/stats.ts";
 import { cleanEnv, startMinimal, startSwitchyardWith, type Target, type Upstream } from "./lib/targets.ts";
 import { runWrk } from "./lib/tools.ts";
 
-const ALL = ["switchyard", "switchyard-w2", "minimal", "nginx-ka64", "nginx-ka512"];
+const ALL = ["switchyard", "switchyard-w2", "switchyard-max64", "minimal", "nginx-ka64", "nginx-ka512"];
 const { values: flags } = parseArgs({
   options: {
     connections: { type: "string", default: "50,256" },
@@ -94,6 +96,7 @@ async function startTargets(up: Upstream, kind: "plain" | "tls", cert: string): 
   for (const w of wanted) {
     if (w === "switchyard") out.push(await startSwitchyardWith(tmp, up, { label: `switchyard-${kind}`, clusterTls: tlsYaml }));
     else if (w === "switchyard-w2") out.push(await startSwitchyardWith(tmp, up, { label: `switchyard-w2-${kind}`, clusterTls: tlsYaml, args: ["--workers", "2"] }));
+    else if (w === "switchyard-max64") out.push(await startSwitchyardWith(tmp, up, { label: `switchyard-max64-${kind}`, clusterTls: tlsYaml, clusterLimits: "{ max_connections: 64, max_pending: 4096 }" }));
     else if (w === "minimal") out.push({ ...(await startMinimal(tmp, up, kind === "tls" ? cert : undefined)), label: "minimal" });
     else out.push(await startNginxRef(tmp, `${w}-${kind}`, { upstream: up.origin, keepalive: Number(w.slice("nginx-ka".length)) }));
   }
