@@ -3,7 +3,8 @@
  * against this. Start it like Switchyard starts itself, with BUN_CONFIG_MAX_HTTP_REQUESTS=65535.
  *
  *   BUN_CONFIG_MAX_HTTP_REQUESTS=65535 bun bench/minimal-proxy.ts PORT UPSTREAM_ORIGIN
- *   (or MINIMAL_PORT / UPSTREAM_ORIGIN env; PORT 0 = any free port)
+ *   (or MINIMAL_PORT / UPSTREAM_ORIGIN env; PORT 0 = any free port; an https origin is trusted
+ *   through UPSTREAM_CA=FILE)
  *
  * Prints `listening <port>` once ready. HTTP: the request goes to the upstream with the same
  * method, path, headers and (streamed) body; the upstream's response is returned untouched.
@@ -15,10 +16,12 @@ import type { ServerWebSocket } from "bun";
 
 const port = Number(process.argv[2] ?? process.env.MINIMAL_PORT ?? 0);
 const upstream = (process.argv[3] ?? process.env.UPSTREAM_ORIGIN ?? "").replace(/\/$/, "");
-if (!/^http:\/\/[^/]+$/.test(upstream)) {
-  console.error("usage: bun bench/minimal-proxy.ts PORT http://HOST:PORT");
+if (!/^https?:\/\/[^/]+$/.test(upstream)) {
+  console.error("usage: bun bench/minimal-proxy.ts PORT http(s)://HOST:PORT   (https: UPSTREAM_CA=FILE to trust)");
   process.exit(2);
 }
+/** An https upstream (bench/reuse.ts): its certificate is trusted through UPSTREAM_CA (a PEM file). */
+const upstreamTls = upstream.startsWith("https:") && process.env.UPSTREAM_CA ? { tls: { ca: await Bun.file(process.env.UPSTREAM_CA).text() } } : {};
 const wsUpstream = upstream.replace(/^http/, "ws");
 
 interface Session {
@@ -63,6 +66,7 @@ const server = Bun.serve<Session>({
         decompress: false,
         redirect: "manual",
         proxy: false,
+        ...upstreamTls,
       });
     } catch {
       return new Response("bad gateway\n", { status: 502 });

@@ -14,7 +14,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { killAll, rssSampler, runBounded, statusKiB } from "./lib/procs.ts";
-import { median } from "./lib/stats.ts";
+import { median, rotated } from "./lib/stats.ts";
 import {
   ALL_TARGETS, directTarget, StartError, startFloor, startMinimal, startNginx, startSwitchyard, startUpstream, type Target, type TargetName, type Upstream,
 } from "./lib/targets.ts";
@@ -352,7 +352,7 @@ async function main(): Promise<number> {
     }
     for (let round = 0; round < options.rounds; round++) {
       // Rotate the order every round so that no target always runs first (or right after another).
-      const order = serving.map((_, i) => serving[(i + round) % serving.length]!);
+      const order = rotated(serving, round);
       for (const t of order) {
         let m: Measurement | { round: number; error: string };
         try {

@@ -13,8 +13,12 @@
  *                     per event, no delay unless `interval_ms` is given, then the stream ends.
  *                     No Content-Length (chunked), so every proxy streams it.
  *   GET  /ws          WebSocket echo (each message is sent back as is)
- *   GET  /__stats     {"requests":N,"connections":N}: requests served and distinct client
- *                     connections (peer address:port) seen since the last POST /__reset.
+ *   GET  /download    `mib` (default 100) MiB of bytes, 64 KiB per chunk, made only when the
+ *                     stream is pulled (so a reader that stops stops the upstream), with
+ *                     Content-Length. bench/memory.ts's slow-reader scenario.
+ *   GET  /__stats     {"requests":N,"connections":N,"streamedBytes":N}: requests served, distinct
+ *                     client connections (peer address:port) and /download bytes handed to
+ *                     Bun's server since the last POST /__reset.
  *                     This is how the runner counts new upstream connections per measurement.
  *   POST /__reset
  */
@@ -29,6 +33,24 @@ const encoder = new TextEncoder();
 
 let requests = 0;
 let peers = new Set<string>();
+let streamedBytes = 0;
+const CHUNK = new Uint8Array(64 * 1024).fill(0x63);
+
+function download(url: URL): Response {
+  const total = Math.max(1, Math.min(4096, Number(url.searchParams.get("mib") ?? 100) || 100)) * 1024 * 1024;
+  let sent = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const n = Math.min(CHUNK.byteLength, total - sent);
+      // A fresh copy each time: the stream may hold chunks it has not written yet.
+      controller.enqueue(CHUNK.slice(0, n));
+      sent += n;
+      streamedBytes += n;
+      if (sent >= total) controller.close();
+    },
+  }, { highWaterMark: 0 });
+  return new Response(stream, { headers: { "content-type": "application/octet-stream", "content-length": String(total) } });
+}
 
 function sse(url: URL): Response {
   const events = Math.max(1, Math.min(100_000, Number(url.searchParams.get("events") ?? 20) || 20));
@@ -64,10 +86,11 @@ const server = Bun.serve<undefined>({
   maxRequestBodySize: 64 * 1024 * 1024,
   fetch(req, srv) {
     const url = new URL(req.url);
-    if (url.pathname === "/__stats") return Response.json({ requests, connections: peers.size });
+    if (url.pathname === "/__stats") return Response.json({ requests, connections: peers.size, streamedBytes });
     if (url.pathname === "/__reset" && req.method === "POST") {
       requests = 0;
       peers = new Set();
+      streamedBytes = 0;
       return new Response(null, { status: 204 });
     }
     requests++;
@@ -82,6 +105,8 @@ const server = Bun.serve<undefined>({
         return req.method === "POST" ? upload(req) : new Response("use POST\n", { status: 405 });
       case "/sse":
         return sse(url);
+      case "/download":
+        return download(url);
       case "/ws":
         if (srv.upgrade(req, { data: undefined })) return undefined;
         return new Response("expected a WebSocket upgrade\n", { status: 426 });

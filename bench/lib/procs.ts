@@ -79,6 +79,23 @@ export async function killAll(graceMs = 3000): Promise<void> {
   extraPids.clear();
 }
 
+/** Stops one spawned process: SIGTERM, up to `graceMs` for it and its descendants to go, then SIGKILL to what is left. */
+export async function stopTree(p: Proc, graceMs = 3000): Promise<void> {
+  const tree = descendantPids(p.pid);
+  if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill("SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline && (p.proc.exitCode === null && p.proc.signalCode === null || tree.some(alive))) await Bun.sleep(10);
+  for (const pid of [p.pid, ...tree]) {
+    if (!alive(pid)) continue;
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+  await p.proc.exited;
+}
+
 /** Direct children of `pid`, found by scanning /proc/<pid>/stat (field 4 is the parent pid). */
 export function childPids(pid: number): number[] {
   const out: number[] = [];
@@ -91,6 +108,19 @@ export function childPids(pid: number): number[] {
       if (Number(fields[1]) === pid) out.push(Number(entry));
     } catch {
       // exited while scanning
+    }
+  }
+  return out;
+}
+
+/** Every descendant of `pid` (children, their children, …), e.g. Switchyard's re-exec'd child, supervisor and workers. */
+export function descendantPids(pid: number): number[] {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    for (const child of childPids(queue.shift()!)) {
+      out.push(child);
+      queue.push(child);
     }
   }
   return out;
@@ -157,9 +187,11 @@ export function tail(path: string, lines = 20): string {
   }
 }
 
-/** Runs a command to completion with a hard time limit; its output is captured. */
-export async function runBounded(cmd: string[], timeoutMs: number, env?: Record<string, string | undefined>): Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }> {
-  const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env });
+/** Runs a command to completion with a hard time limit (or until `interrupt`); its output is captured. */
+export async function runBounded(cmd: string[], timeoutMs: number, env?: Record<string, string | undefined>, cwd?: string, interrupt?: AbortSignal): Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }> {
+  const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env, cwd });
+  // `interrupt`: SIGINT, as Ctrl-C would (wrk then stops, reports and exits 0).
+  interrupt?.addEventListener("abort", () => proc.kill("SIGINT"), { once: true });
   const p: Proc = { name: cmd[0] ?? "?", pid: proc.pid, proc, logPath: "" };
   live.add(p);
   let timedOut = false;

@@ -62,15 +62,61 @@ function wrkScript(scenario: Scenario): string {
     lines.push(`wrk.body = string.rep("x", ${scenario.bodyBytes})`);
     lines.push(`wrk.headers["Content-Type"] = "application/octet-stream"`);
   }
-  lines.push(`
+  lines.push(WRK_DONE_HOOK);
+  return lines.join("\n");
+}
+
+/** wrk's done() hook: one machine-readable line (WRKJSON {...}); wrk's own report is ignored. */
+const WRK_DONE_HOOK = `
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRKJSON {"duration":%d,"requests":%d,"bytes":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50":%d,"p99":%d}\\n',
     summary.duration, summary.requests, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(99)))
 end
-`);
-  return lines.join("\n");
+`;
+
+function parseWrk(r: { code: number | null; stdout: string; stderr: string }): LoadResult {
+  const line = r.stdout.split("\n").find((l) => l.startsWith("WRKJSON "));
+  if (r.code !== 0 || line === undefined) throw new LoadError(`wrk failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`);
+  const raw: unknown = JSON.parse(line.slice("WRKJSON ".length));
+  if (!isRecord(raw)) throw new LoadError("wrk output is not an object");
+  const durationSec = num(raw.duration, "duration") / 1e6;
+  const requests = num(raw.requests, "requests");
+  return {
+    requestsPerSec: requests / durationSec,
+    p50: num(raw.p50, "p50") / 1e6,
+    p99: num(raw.p99, "p99") / 1e6,
+    requests,
+    non2xx: num(raw.status, "status errors"),
+    socketErrors: num(raw.connect, "connect") + num(raw.read, "read") + num(raw.write, "write") + num(raw.timeout, "timeout"),
+    durationS: durationSec,
+  };
+}
+
+/**
+ * One wrk run of GET `url` outside the scenario files (memory, reuse, workers benches).
+ * `stopAfter`: each thread stops sending once it has seen its share of that many responses; wrk
+ * itself still waits for `durationS` unless `interrupt` fires (SIGINT: it reports and exits), so
+ * the caller watches for the count (e.g. at the upstream) and interrupts. `lua`: extra lines.
+ */
+export async function runWrk(o: { url: string; connections: number; durationS: number; dir: string; threads?: number; stopAfter?: number; lua?: string; interrupt?: AbortSignal }): Promise<LoadResult> {
+  const threads = Math.max(1, Math.min(o.threads ?? 1, o.connections));
+  const script = [o.lua ?? ""];
+  if (o.stopAfter !== undefined) {
+    script.push(`local seen = 0
+function response(status, headers, body)
+  seen = seen + 1
+  if seen >= ${Math.ceil(o.stopAfter / threads)} then wrk.thread:stop() end
+end`);
+  }
+  script.push(WRK_DONE_HOOK);
+  const path = join(o.dir, `wrk-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.lua`);
+  await Bun.write(path, script.join("\n"));
+  const cmd = ["wrk", "-t", String(threads), "-c", String(o.connections), "-d", `${o.durationS}s`, "--timeout", "10s", "-s", path, o.url];
+  const r = await runBounded(cmd, (o.durationS + 30) * 1000, undefined, undefined, o.interrupt);
+  if (r.timedOut) throw new LoadError(`wrk did not finish in time: ${cmd.join(" ")}`);
+  return parseWrk(r);
 }
 
 export async function wrkTool(threads: number): Promise<HttpTool> {
@@ -87,21 +133,7 @@ export async function wrkTool(threads: number): Promise<HttpTool> {
       const cmd = ["wrk", "-t", String(t), "-c", String(scenario.connections), "-d", `${durationS}s`, "--timeout", "10s", "-s", join(dir, `${scenario.name}.lua`), url];
       const r = await runBounded(cmd, (durationS + 30) * 1000);
       if (r.timedOut) throw new LoadError(`wrk did not finish in time: ${cmd.join(" ")}`);
-      const line = r.stdout.split("\n").find((l) => l.startsWith("WRKJSON "));
-      if (r.code !== 0 || line === undefined) throw new LoadError(`wrk failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`);
-      const raw: unknown = JSON.parse(line.slice("WRKJSON ".length));
-      if (!isRecord(raw)) throw new LoadError("wrk output is not an object");
-      const durationSec = num(raw.duration, "duration") / 1e6;
-      const requests = num(raw.requests, "requests");
-      return {
-        requestsPerSec: requests / durationSec,
-        p50: num(raw.p50, "p50") / 1e6,
-        p99: num(raw.p99, "p99") / 1e6,
-        requests,
-        non2xx: num(raw.status, "status errors"),
-        socketErrors: num(raw.connect, "connect") + num(raw.read, "read") + num(raw.write, "write") + num(raw.timeout, "timeout"),
-        durationS: durationSec,
-      };
+      return parseWrk(r);
     },
   };
 }
