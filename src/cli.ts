@@ -17,9 +17,17 @@ const USAGE = `usage:
   switchyard hash-key [KEY]      print the sha256 of an API key, for auth.<name>.keys[].sha256
                                  (reads the key from stdin when not given: keeps it out of shell history)`;
 
+/**
+ * How to start this program again: `bun src/cli.ts` from source, the executable alone when built
+ * with `bun build --compile` (its script path is the embedded /$bunfs/… one, which is no command).
+ */
+export function selfCommand(): string[] {
+  return import.meta.path.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, import.meta.path];
+}
+
 /** Bun reads its fetch concurrency cap only at process start (measured): re-exec with it raised. */
 async function reexecWithFetchCap(): Promise<never> {
-  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
+  const child = Bun.spawn([...selfCommand(), ...process.argv.slice(2)], {
     env: { ...process.env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" },
     stdio: ["inherit", "inherit", "inherit"],
   });
@@ -50,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
             return 2;
           }
         }
-        if (workers > 1) return await superviseWorkers(import.meta.path, file, workers);
+        if (workers > 1) return await superviseWorkers(selfCommand(), file, workers);
       }
       const { start, logEvent } = await import("./main.ts");
       let running: Awaited<ReturnType<typeof start>>;

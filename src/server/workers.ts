@@ -20,7 +20,8 @@ function log(fields: Record<string, unknown>): void {
   console.error(JSON.stringify({ time: new Date().toISOString(), ...fields }));
 }
 
-export async function superviseWorkers(cliPath: string, configFile: string, count: number): Promise<number> {
+/** `command`: how to run the CLI again (cli.ts selfCommand: from source, or a compiled executable). */
+export async function superviseWorkers(command: readonly string[], configFile: string, count: number): Promise<number> {
   const children = new Map<number, Subprocess>();
   const failures = new Map<number, number>();
   let stopping = false;
@@ -31,7 +32,7 @@ export async function superviseWorkers(cliPath: string, configFile: string, coun
   const onRollout = superviseRollouts(() => [...children].map(([index, c]) => ({ index, send: (m: RolloutMessage) => c.send(m) })));
   const onRateLimit = superviseRateLimits((limit) => metrics.rateLimitEvictions.inc([limit]));
   const spawn = (index: number) => {
-    const child = Bun.spawn([process.execPath, cliPath, "start", configFile], {
+    const child = Bun.spawn([...command, "start", configFile], {
       env: { ...process.env, [WORKER_ENV]: String(index), [WORKER_COUNT_ENV]: String(count) },
       stdio: ["inherit", "inherit", "inherit"],
       // JSON, not the default structured clone: a batch of rate-limit takes serialised 4–5× faster (measured).
