@@ -153,6 +153,14 @@ export async function forward(ctx: RoutedContext, endpoint: Endpoint, deadlines:
   }
   // A transcoded route sends its RPC (body: the encoded message, kept) and answers with its JSON reply.
   const rpc = ctx.rpc;
+  // Waiting for this endpoint's answer takes one of its slots (limits.endpoint_in_flight), so that
+  // Bun's 64 pooled sockets are reused rather than churned; a body that still streams up is not
+  // counted (a slow uploader must not hold a slot others wait for).
+  const gate = endpoint.answerGate !== undefined && (body === null || body instanceof ArrayBuffer) ? endpoint.answerGate : undefined;
+  if (gate !== undefined && !gate.tryAcquire()) {
+    const admitted = await gate.acquire(() => deadlines.signal);
+    if (!admitted) throw deadlines.signal.aborted ? SwitchyardError.from(deadlines.signal.reason) : errors.overloaded(ctx.cluster.name, "max_pending");
+  }
   const stopGuard = guardConnect(endpoint, ctx.cluster.config.timeouts.connect, deadlines);
   ctx.upstreamStartedAt = performance.now();
   try {
@@ -180,6 +188,7 @@ export async function forward(ctx: RoutedContext, endpoint: Endpoint, deadlines:
     // An abort carries our own reason (timeout kind or client gone); anything else is the socket's.
     throw SwitchyardError.from(deadlines.signal.aborted ? deadlines.signal.reason : e);
   } finally {
+    gate?.release();
     stopGuard();
     if (uploadTimer > 0) ctx.server.timeout(request, 0);
   }

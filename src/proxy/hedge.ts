@@ -75,10 +75,10 @@ export async function tryHedged(
 
   const cluster = ctx.cluster;
   const { limits, budget } = cluster;
-  const allowed = ctx.attempt < policy.attempts && budget.allows() && budget.retrying < limits.config.max_retries && limits.connections < limits.config.max_connections;
+  const allowed = ctx.attempt < policy.attempts && budget.allows() && budget.retrying < limits.config.max_retries;
   const other = allowed ? cluster.pick(ctx, ctx.triedEndpoints) : undefined;
-  if (other === undefined) return (await a.done).outcome!;
-  limits.connections++;
+  // A hedge needs a free connection slot: it never queues.
+  if (other === undefined || !limits.tryAcquireConnection()) return (await a.done).outcome!;
   budget.retrying++;
   metrics.retries.inc([cluster.name]);
   other.active++;

@@ -14,6 +14,8 @@ import { OutlierDetector, type TryOutcome } from "./health/outlier.ts";
 import { freshHealth, type HealthState, isAvailable } from "./health/state.ts";
 import { bindTryCounters, noteTry, type TryCounters, type TryFailure } from "./health/tries.ts";
 import { RetryBudget } from "./retry-budget.ts";
+import { Semaphore } from "../util/semaphore.ts";
+import type { LimitsConfig } from "./limits-schema.ts";
 
 export interface Endpoint {
   /** `http://host:port`, the base that request paths are appended to. */
@@ -33,6 +35,8 @@ export interface Endpoint {
   active: number;
   /** Time (ms, monotonic) a response last came back; a recent one means a pooled connection is likely warm. */
   lastResponseAt: number;
+  /** Exchanges awaiting this endpoint's answer at once (limits.endpoint_in_flight); undefined: no cap. */
+  readonly answerGate: Semaphore | undefined;
 }
 
 export interface Cluster {
@@ -64,7 +68,7 @@ export interface Cluster {
 }
 
 /** `tls`: the cluster's upstream TLS files, applied when the endpoint is https; `cluster`: its name, for the try counters. */
-export function buildEndpoint(text: string, weight: number, health: HealthState = freshHealth(), tls?: UpstreamTlsMaterial, cluster = ""): Endpoint {
+export function buildEndpoint(text: string, weight: number, health: HealthState = freshHealth(), tls?: UpstreamTlsMaterial, cluster = "", limits?: Pick<LimitsConfig, "endpoint_in_flight" | "max_pending">): Endpoint {
   const url = parseEndpointUrl(text)!;
   const secure = url.protocol === "https:";
   const port = url.port ? Number(url.port) : secure ? 443 : 80;
@@ -76,6 +80,7 @@ export function buildEndpoint(text: string, weight: number, health: HealthState 
     tls: secure ? upstreamTlsOptions(bare, tls) : undefined,
     tries: bindTryCounters(cluster, address),
     active: 0, lastResponseAt: Number.NEGATIVE_INFINITY,
+    answerGate: limits !== undefined && limits.endpoint_in_flight > 0 ? new Semaphore(limits.endpoint_in_flight, limits.max_pending) : undefined,
   };
 }
 
@@ -128,7 +133,7 @@ export function buildCluster(name: string, config: ClusterConfig, previousCluste
         console.error(JSON.stringify({ level: "warn", msg: "endpoint left out: the cluster has tls settings but the endpoint is http", cluster: name, endpoint: spec.url }));
         return [];
       }
-      return [buildEndpoint(spec.url, spec.weight, kept.get(probe.address), tlsMaterial, name)];
+      return [buildEndpoint(spec.url, spec.weight, kept.get(probe.address), tlsMaterial, name, config.limits)];
     });
     if (!config.health_check) for (const e of endpoints) e.health.activeHealthy = true;
     balancer = buildBalancer(endpoints, config.balancer);

@@ -2,14 +2,17 @@
  * A cluster's resource limits (Envoy's circuit-breaker thresholds), per process: requests in
  * flight, upstream exchanges in flight with a bounded queue of waiters, retries in flight.
  */
+import { Semaphore } from "../util/semaphore.ts";
 import type { LimitsConfig } from "./limits-schema.ts";
 
 export class ClusterLimits {
   requests = 0;
-  connections = 0;
-  private readonly waiting: (() => void)[] = [];
+  /** max_connections: exchanges in flight, and those waiting for one (max_pending). */
+  private readonly slots: Semaphore;
 
-  constructor(readonly config: LimitsConfig) {}
+  constructor(readonly config: LimitsConfig) {
+    this.slots = new Semaphore(config.max_connections, config.max_pending);
+  }
 
   /** Counts a request in; false when max_requests is reached. */
   admitRequest(): boolean {
@@ -22,45 +25,29 @@ export class ClusterLimits {
     this.requests--;
   }
 
+  /** Exchanges in flight (holding a connection slot). */
+  get connections(): number {
+    return this.slots.held;
+  }
+
   /** Takes a free connection slot if there is one (never waits). */
   tryAcquireConnection(): boolean {
-    if (this.connections >= this.config.max_connections) return false;
-    this.connections++;
-    return true;
+    return this.slots.tryAcquire();
   }
 
   /**
-   * Takes a connection slot, waiting in line (up to max_pending) while all are busy. Resolves false
-   * when the line is full, or when `signal` aborts while waiting.
+   * A free connection slot, or one when an exchange ends; false when max_pending requests already
+   * wait, or `giveUpSignal` (the client left, the route's time ran out) fires first.
    */
   acquireConnection(giveUpSignal?: () => AbortSignal): boolean | Promise<boolean> {
-    if (this.tryAcquireConnection()) return true;
-    if (this.waiting.length >= this.config.max_pending) return false;
-    const signal = giveUpSignal?.(); // made only when waiting: the fast path allocates nothing
-    if (signal?.aborted) return false;
-    return new Promise<boolean>((resolve) => {
-      const wake = () => {
-        signal?.removeEventListener("abort", giveUp);
-        this.connections++;
-        resolve(true);
-      };
-      const giveUp = () => {
-        const i = this.waiting.indexOf(wake);
-        if (i !== -1) this.waiting.splice(i, 1);
-        resolve(false);
-      };
-      this.waiting.push(wake);
-      signal?.addEventListener("abort", giveUp, { once: true });
-    });
+    return this.slots.acquire(giveUpSignal);
   }
 
   releaseConnection(): void {
-    this.connections--;
-    const next = this.waiting.shift();
-    next?.();
+    this.slots.release();
   }
 
   get pending(): number {
-    return this.waiting.length;
+    return this.slots.pending;
   }
 }
