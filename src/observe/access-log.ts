@@ -12,7 +12,7 @@ import type { ProxyContext } from "../proxy/context.ts";
 export type LoggedRequest = Pick<
   ProxyContext,
   "requestId" | "clientIp" | "method" | "host" | "path" | "query" | "headers" | "status" | "bytesIn" | "bytesOut" | "attempt" | "startedAt" |
-  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth" | "waf" | "transformSkipped"
+  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth" | "waf" | "transformSkipped" | "protocol"
 > & {
   readonly listener: { readonly name: string };
   readonly route?: { readonly name: string };
@@ -109,6 +109,7 @@ export function accessLogLine(ctx: LoggedRequest, redacted: ReadonlySet<string>,
     cluster: ctx.cluster?.name ?? null,
     endpoint: ctx.endpoint?.address ?? null,
     method: ctx.method,
+    protocol: ctx.protocol ?? "1.1",
     host: ctx.host,
     path: query === "" ? ctx.path : `${ctx.path}?${query}`,
     status: ctx.status ?? 0,

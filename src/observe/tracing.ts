@@ -105,8 +105,8 @@ export class ServerSpan {
     attributes["url.path"] = ctx.path;
     attributes["url.scheme"] = ctx.listener.proto;
     serverAttributes(ctx.host, ctx.listener.proto, attributes);
-    // Bun.serve speaks HTTP/1.1 (it answers 1.0 requests as 1.1) and does not expose the request's version.
-    attributes["network.protocol.version"] = "1.1";
+    // Bun.serve answers 1.0 requests as 1.1 and does not expose the version; HTTP/2 and /3 come through their own servers.
+    attributes["network.protocol.version"] = ctx.protocol ?? "1.1";
     if (ctx.clientIp !== "") attributes["client.address"] = ctx.clientIp;
     const userAgent = ctx.headers.get("user-agent");
     if (userAgent !== null) attributes["user_agent.original"] = userAgent;

@@ -7,6 +7,9 @@ import type { SwitchyardError } from "../util/errors.ts";
 import type { RpcCall } from "./transcode/transcoder.ts";
 import type { ClientIdentity } from "../security/client-identity.ts";
 
+/** What the pipeline calls on the server a request came through: Bun.serve, or the HTTP/2 engine's stand-in (server/h2/engine.ts). */
+export type RequestServer = Pick<Server<unknown>, "requestIP" | "timeout" | "upgrade">;
+
 /** Where a request came in. */
 export interface ListenerInfo {
   readonly name: string;
@@ -56,8 +59,10 @@ export interface ProxyContext {
   /** The runtime this request started on; a reload never changes it mid-request. */
   readonly runtime: Runtime;
   readonly request: Request;
-  readonly server: Server<unknown>;
+  readonly server: RequestServer;
   readonly listener: ListenerInfo;
+  /** The client's HTTP version when not 1.1: "2" (node:http2 engine) or "3" (Bun.serve's QUIC). */
+  readonly protocol?: "2" | "3";
   /** The TCP peer's address. */
   readonly peerIp: string;
   /** The peer is one of the listener's trusted_proxies: its X-Forwarded-*, X-Request-Id and X-Forwarded-Client-Cert are believed. */
