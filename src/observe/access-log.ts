@@ -12,7 +12,7 @@ import type { ProxyContext } from "../proxy/context.ts";
 export type LoggedRequest = Pick<
   ProxyContext,
   "requestId" | "clientIp" | "method" | "host" | "path" | "query" | "headers" | "status" | "bytesIn" | "bytesOut" | "attempt" | "startedAt" |
-  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth" | "waf" | "transformSkipped" | "protocol"
+  "upstreamStartedAt" | "upstreamHeadersAt" | "fallback" | "cacheStatus" | "tries" | "calls" | "auth" | "waf" | "transformSkipped" | "protocol" | "grpcStatus"
 > & {
   readonly listener: { readonly name: string };
   readonly route?: { readonly name: string };
@@ -119,6 +119,7 @@ export function accessLogLine(ctx: LoggedRequest, redacted: ReadonlySet<string>,
     total_ms: round(now - ctx.startedAt),
     upstream_ms: ctx.upstreamStartedAt === undefined ? null : round((ctx.upstreamHeadersAt ?? now) - ctx.upstreamStartedAt),
     error: ctx.error?.code ?? null,
+    grpc_status: ctx.grpcStatus,
     fallback: ctx.fallback,
     cache: ctx.cacheStatus,
     // Who the caller is (never the credential): provider, subject, tier.

@@ -4,6 +4,7 @@
  * reduced to classes; nothing per path, IP or user.
  */
 import type { ProxyContext } from "../proxy/context.ts";
+import { grpcStatusName } from "../util/grpc-status.ts";
 import { Counter, Gauge, Histogram, Registry } from "./registry.ts";
 
 export const registry = new Registry();
@@ -29,6 +30,7 @@ export const metrics = {
   cacheStoredBytes: registry.add(new Counter("switchyard_cache_stored_bytes_total", "Body bytes written to a cache.", ["cache"])),
   collapsedWaiters: registry.add(new Counter("switchyard_collapsed_waiters_total", "Requests that waited for another request's upstream answer instead of sending their own.", ["kind"])),
   protocolRequests: registry.add(new Counter("switchyard_requests_by_protocol_total", "Requests by listener and the client's HTTP version (1.1, 2, 3).", ["listener", "protocol"])),
+  grpcRequests: registry.add(new Counter("switchyard_grpc_requests_total", "Native gRPC calls by route, cluster and the grpc-status the client got (OK, UNAVAILABLE, DEADLINE_EXCEEDED …).", ["route", "cluster", "grpc_status"])),
   websocketSessions: registry.add(new Counter("switchyard_websocket_sessions_total", "WebSocket sessions proxied.", ["route"])),
   authDecisions: registry.add(new Counter("switchyard_auth_decisions_total", "Auth filter outcomes by route, provider and result (accepted, rejected, denied, missing, unavailable); provider is empty when no credential was found.", ["route", "provider", "result"])),
   authBackendRequests: registry.add(new Counter("switchyard_auth_backend_requests_total", "Requests from auth providers to their services (JWKS, OIDC discovery, introspection, ext_authz), by outcome (ok, error).", ["provider", "outcome"])),
@@ -121,4 +123,5 @@ export function recordRequest(ctx: ProxyContext, now: number): void {
   if (ctx.fallback !== undefined) metrics.fallbacks.inc([route, ctx.fallback]);
   if (ctx.cacheStatus !== undefined && ctx.route?.cache) metrics.cache.inc([ctx.route.cache.cache.name, ctx.cacheStatus]);
   if (ctx.status === 101) metrics.websocketSessions.inc([route]);
+  if (ctx.grpcStatus !== undefined) metrics.grpcRequests.inc([route, cluster, grpcStatusName(ctx.grpcStatus)]);
 }

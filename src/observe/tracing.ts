@@ -6,6 +6,7 @@
  * Spans end in the log phase (when the response body has ended), and go to the exporter as plain
  * data. Without `telemetry.tracing` none of this runs: the runtime's tracer is undefined.
  */
+import { grpcMethodOf } from "../util/grpc-status.ts";
 import type { ProxyContext } from "../proxy/context.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { Attributes, FinishedSpan } from "./otlp.ts";
@@ -115,6 +116,7 @@ export class ServerSpan {
     attributes["switchyard.request_id"] = ctx.requestId;
     if (ctx.attempt > 1) attributes["switchyard.attempts"] = ctx.attempt;
     if (ctx.cacheStatus !== undefined) attributes["switchyard.cache"] = ctx.cacheStatus;
+    if (ctx.grpcStatus !== undefined) grpcAttributes(ctx.path, ctx.grpcStatus, attributes);
     const status = ctx.status;
     if (status !== undefined) attributes["http.response.status_code"] = status;
     const error = ctx.error;
@@ -143,6 +145,17 @@ export class ServerSpan {
       error: failed,
     });
   }
+}
+
+/** RPC semantic conventions for a native gRPC call. */
+function grpcAttributes(path: string, code: number, attributes: Attributes): void {
+  attributes["rpc.system"] = "grpc";
+  const method = grpcMethodOf(path);
+  if (method !== undefined) {
+    attributes["rpc.service"] = method.service;
+    attributes["rpc.method"] = method.method;
+  }
+  attributes["rpc.grpc.status_code"] = code;
 }
 
 export class ClientSpan {

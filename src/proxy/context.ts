@@ -153,6 +153,8 @@ export interface ProxyContext {
    * client's stream — whole (kept for retries too), or a stream of what was read and the rest.
    */
   requestBody?: ArrayBuffer | ReadableStream<Uint8Array>;
+  /** A native gRPC call's status (what the client got in grpc-status), once known (proxy/grpc). */
+  grpcStatus?: number;
   /** Set by the log phase; it runs exactly once. */
   logged: boolean;
 }

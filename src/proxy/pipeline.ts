@@ -16,6 +16,8 @@ import { respond } from "./respond.ts";
 import { methodRetryable } from "./retry.ts";
 import { matchRoute } from "./router.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
+import { grpcDownstreamOf } from "./grpc/downstream.ts";
+import { proxyGrpc } from "./grpc/proxy.ts";
 
 export { fail, log } from "./outcome.ts";
 
@@ -48,6 +50,10 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
   // calls are sub-requests with their own clusters.
   if (route.handler !== undefined) return route.handler(ctx);
   const cluster = ctx.cluster!;
+
+  // Native gRPC calls (HTTP/2 with trailers) leave here too: grpc/proxy.ts relays them with their trailers.
+  const grpc = grpcDownstreamOf(ctx.request);
+  if (grpc !== undefined) return proxyGrpc(ctx, grpc);
 
   // WebSocket upgrades leave the HTTP path here: they have their own lifecycle (websocket.ts).
   if (route.config.websocket && isWebSocketUpgrade(ctx.request)) {

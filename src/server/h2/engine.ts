@@ -15,7 +15,11 @@ import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Ses
 import type { Duplex } from "node:stream";
 import type { Http2Limits } from "../../config/protocols-schema.ts";
 import type { RequestServer } from "../../proxy/context.ts";
+import { type GrpcDownstream, registerDownstream } from "../../proxy/grpc/downstream.ts";
+import { isGrpcContentType } from "../../util/grpc-status.ts";
 import { errorResponse, errors, SwitchyardError } from "../../util/errors.ts";
+import { asGrpcAnswer } from "./grpc-answer.ts";
+import { streamDownstream } from "./grpc-downstream.ts";
 import { H2_CANCEL, H2_ENHANCE_YOUR_CALM, toRequest } from "./request.ts";
 import { writeResponse } from "./response.ts";
 
@@ -175,16 +179,25 @@ export function createH2Engine<C extends H2Connection>(options: H2EngineOptions<
       return;
     }
     streams.set(request, { stream, connection: state.connection });
-    void serve(request, stream, method).finally(() => (answered = true));
+    // A gRPC call may be answered on the stream itself, with trailers (proxy/grpc).
+    const grpc = isGrpcContentType(headers["content-type"]) ? streamDownstream(stream) : undefined;
+    if (grpc !== undefined) registerDownstream(request, grpc);
+    void serve(request, stream, method, grpc).finally(() => (answered = true));
   });
 
-  const serve = async (request: Request, stream: ServerHttp2Stream, method: string): Promise<void> => {
+  const serve = async (request: Request, stream: ServerHttp2Stream, method: string, grpc: GrpcDownstream | undefined): Promise<void> => {
     let response: Response;
     try {
       response = await options.handler(request, requestServer);
     } catch (e) {
       console.error(JSON.stringify({ level: "error", msg: "unhandled request error", error: String(e) }));
       response = errorResponse(errors.internal(), crypto.randomUUID());
+    }
+    if (grpc !== undefined) {
+      // The native gRPC path wrote the answer itself, trailers included.
+      if (grpc.claimed) return;
+      // Anything else a gRPC client gets must be readable as a status (an HTTP 401 from an auth service, a CORS refusal).
+      response = await asGrpcAnswer(response);
     }
     await writeResponse(stream, response, method, options.extraHeaders);
   };
