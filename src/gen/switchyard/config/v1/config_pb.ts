@@ -35,7 +35,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file switchyard/config/v1/config.proto.
  */
 export const file_switchyard_config_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("CiFzd2l0Y2h5YXJkL2NvbmZpZy92MS9jb25maWcucHJvdG8SFHN3aXRjaHlhcmQuY29uZmlnLnYxIt0BCghTbmFwc2hvdBIUCgx2ZXJzaW9uX2luZm8YASABKAkSKwoGcm91dGVzGAIgAygLMhsuc3dpdGNoeWFyZC5jb25maWcudjEuUm91dGUSPgoIY2x1c3RlcnMYAyADKAsyLC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5TbmFwc2hvdC5DbHVzdGVyc0VudHJ5Gk4KDUNsdXN0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiwKBXZhbHVlGAIgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuQ2x1c3RlcjoCOAEicgoWVXBkYXRlRW5kcG9pbnRzUmVxdWVzdBIPCgdjbHVzdGVyGAEgASgJEjEKCWVuZHBvaW50cxgCIAMoCzIeLnN3aXRjaHlhcmQuY29uZmlnLnYxLkVuZHBvaW50EhQKDHZlcnNpb25faW5mbxgDIAEoCSKaAQoMUHVzaFJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEg8KB3ZlcnNpb24YAiABKAQSFAoMdmVyc2lvbl9pbmZvGAMgASgJEi8KCHByb2JsZW1zGAQgAygLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuUHJvYmxlbRIPCgdtZXNzYWdlGAUgASgJEg8KB3dvcmtlcnMYBiABKA0iKAoHUHJvYmxlbRIMCgRwYXRoGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiEgoQR2V0Q29uZmlnUmVxdWVzdCJcChFHZXRDb25maWdSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEEhQKDHZlcnNpb25faW5mbxgCIAEoCRIOCgZyb3V0ZXMYAyADKAkSEAoIY2x1c3RlcnMYBCADKAkizQQKB0NsdXN0ZXISMQoJZW5kcG9pbnRzGAEgAygLMh4uc3dpdGNoeWFyZC5jb25maWcudjEuRW5kcG9pbnQSMAoIYmFsYW5jZXIYAiABKAsyHi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5CYWxhbmNlchI3Cgh0aW1lb3V0cxgDIAEoCzIlLnN3aXRjaHlhcmQuY29uZmlnLnYxLkNsdXN0ZXJUaW1lb3V0cxI3CgxoZWFsdGhfY2hlY2sYBCABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFsdGhDaGVjaxIuCgdvdXRsaWVyGAUgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuT3V0bGllchIcCg9wYW5pY190aHJlc2hvbGQYBiABKAFIAIgBARIsCgZsaW1pdHMYByABKAsyHC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5MaW1pdHMSLgoHYnJlYWtlchgIIAEoCzIdLnN3aXRjaHlhcmQuY29uZmlnLnYxLkJyZWFrZXISNwoMcmV0cnlfYnVkZ2V0GAkgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuUmV0cnlCdWRnZXQSFAoHdHJ1c3RlZBgKIAEoCEgBiAEBEioKCWRpc2NvdmVyeRgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJAoDdGxzGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEISChBfcGFuaWNfdGhyZXNob2xkQgoKCF90cnVzdGVkIjsKCEVuZHBvaW50Eg8KB2FkZHJlc3MYASABKAkSEwoGd2VpZ2h0GAIgASgNSACIAQFCCQoHX3dlaWdodCL1AQoIQmFsYW5jZXISMAoEdHlwZRgBIAEoDjIiLnN3aXRjaHlhcmQuY29uZmlnLnYxLkJhbGFuY2VyVHlwZRIZCgxjaG9pY2VfY291bnQYAiABKA1IAIgBARItCgdoYXNoX29uGAMgASgLMhwuc3dpdGNoeWFyZC5jb25maWcudjEuSGFzaE9uEh4KEXBvaW50c19wZXJfd2VpZ2h0GAQgASgNSAGIAQESFwoKdGFibGVfc2l6ZRgFIAEoDUgCiAEBQg8KDV9jaG9pY2VfY291bnRCFAoSX3BvaW50c19wZXJfd2VpZ2h0Qg0KC190YWJsZV9zaXplImkKBkhhc2hPbhIQCgZoZWFkZXIYASABKAlIABIQCgZjb29raWUYAiABKAlIABIPCgVxdWVyeRgDIAEoCUgAEhMKCWNsaWVudF9pcBgEIAEoCEgAEg4KBHBhdGgYBSABKAhIAEIFCgNrZXkiMwoPQ2x1c3RlclRpbWVvdXRzEhQKB2Nvbm5lY3QYASABKAlIAIgBAUIKCghfY29ubmVjdCK2AgoLSGVhbHRoQ2hlY2sSEQoEcGF0aBgBIAEoCUgAiAEBEhUKCGludGVydmFsGAIgASgJSAGIAQESEwoGaml0dGVyGAMgASgJSAKIAQESFAoHdGltZW91dBgEIAEoCUgDiAEBEhkKEWV4cGVjdGVkX3N0YXR1c2VzGAUgAygNEh4KEWhlYWx0aHlfdGhyZXNob2xkGAYgASgNSASIAQESIAoTdW5oZWFsdGh5X3RocmVzaG9sZBgHIAEoDUgFiAEBEhEKBGhvc3QYCCABKAlIBogBAUIHCgVfcGF0aEILCglfaW50ZXJ2YWxCCQoHX2ppdHRlckIKCghfdGltZW91dEIUChJfaGVhbHRoeV90aHJlc2hvbGRCFgoUX3VuaGVhbHRoeV90aHJlc2hvbGRCBwoFX2hvc3QijAMKB091dGxpZXISHAoPY29uc2VjdXRpdmVfNXh4GAEgASgNSACIAQESKAobY29uc2VjdXRpdmVfZ2F0ZXdheV9mYWlsdXJlGAIgASgNSAGIAQESNwoMc3VjY2Vzc19yYXRlGAMgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuU3VjY2Vzc1JhdGUSFQoIaW50ZXJ2YWwYBCABKAlIAogBARIfChJiYXNlX2VqZWN0aW9uX3RpbWUYBSABKAlIA4gBARIeChFtYXhfZWplY3Rpb25fdGltZRgGIAEoCUgEiAEBEiEKFG1heF9lamVjdGlvbl9wZXJjZW50GAcgASgBSAWIAQFCEgoQX2NvbnNlY3V0aXZlXzV4eEIeChxfY29uc2VjdXRpdmVfZ2F0ZXdheV9mYWlsdXJlQgsKCV9pbnRlcnZhbEIVChNfYmFzZV9lamVjdGlvbl90aW1lQhQKEl9tYXhfZWplY3Rpb25fdGltZUIXChVfbWF4X2VqZWN0aW9uX3BlcmNlbnQiZwoLU3VjY2Vzc1JhdGUSHQoQbWluaW11bV9yZXF1ZXN0cxgBIAEoDUgAiAEBEhYKCXRocmVzaG9sZBgCIAEoAUgBiAEBQhMKEV9taW5pbXVtX3JlcXVlc3RzQgwKCl90aHJlc2hvbGQiugEKBkxpbWl0cxIcCg9tYXhfY29ubmVjdGlvbnMYASABKA1IAIgBARIYCgttYXhfcGVuZGluZxgCIAEoDUgBiAEBEhkKDG1heF9yZXF1ZXN0cxgDIAEoDUgCiAEBEhgKC21heF9yZXRyaWVzGAQgASgNSAOIAQFCEgoQX21heF9jb25uZWN0aW9uc0IOCgxfbWF4X3BlbmRpbmdCDwoNX21heF9yZXF1ZXN0c0IOCgxfbWF4X3JldHJpZXMi5wEKB0JyZWFrZXISHAoPZmFpbHVyZV9wZXJjZW50GAEgASgBSACIAQESEwoGd2luZG93GAIgASgJSAGIAQESHQoQbWluaW11bV9yZXF1ZXN0cxgDIAEoDUgCiAEBEhUKCG9wZW5fZm9yGAQgASgJSAOIAQESHQoQaGFsZl9vcGVuX3Byb2JlcxgFIAEoDUgEiAEBQhIKEF9mYWlsdXJlX3BlcmNlbnRCCQoHX3dpbmRvd0ITChFfbWluaW11bV9yZXF1ZXN0c0ILCglfb3Blbl9mb3JCEwoRX2hhbGZfb3Blbl9wcm9iZXMiYQoLUmV0cnlCdWRnZXQSFAoHcGVyY2VudBgBIAEoAUgAiAEBEhwKD21pbl9jb25jdXJyZW5jeRgCIAEoDUgBiAEBQgoKCF9wZXJjZW50QhIKEF9taW5fY29uY3VycmVuY3ki9wcKBVJvdXRlEgwKBG5hbWUYASABKAkSLwoFbWF0Y2gYAiABKAsyIC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5Sb3V0ZU1hdGNoEi4KB3Jld3JpdGUYAyABKAsyHS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5SZXdyaXRlEg8KAnRvGAQgASgJSACIAQESQAoRd2VpZ2h0ZWRfY2x1c3RlcnMYBSADKAsyJS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5XZWlnaHRlZENsdXN0ZXISMAoIb3ZlcnJpZGUYBiABKAsyHi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5PdmVycmlkZRIQCghmYWlsb3ZlchgHIAMoCRI1Cgh0aW1lb3V0cxgIIAEoCzIjLnN3aXRjaHlhcmQuY29uZmlnLnYxLlJvdXRlVGltZW91dHMSMAoFcmV0cnkYCSABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5SZXRyeVBvbGljeRIzCgdoZWFkZXJzGAogASgLMiIuc3dpdGNoeWFyZC5jb25maWcudjEuUm91dGVIZWFkZXJzEhYKCXdlYnNvY2tldBgLIAEoCEgBiAEBEiwKBm1pcnJvchgMIAEoCzIcLnN3aXRjaHlhcmQuY29uZmlnLnYxLk1pcnJvchIwCghmYWxsYmFjaxgNIAEoCzIeLnN3aXRjaHlhcmQuY29uZmlnLnYxLkZhbGxiYWNrEigKB2ZpbHRlcnMYDiADKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiYKBWNhY2hlGA8gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIsCgtpZGVtcG90ZW5jeRgQIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLAoLY29tcHJlc3Npb24YESABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKCGNvYWxlc2NlGBIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIdChBtYXhfcmVxdWVzdF9ib2R5GBMgASgJSAKIAQESNQoRd2Vic29ja2V0X2hlYWRlcnMYFCABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlEigKB2NvbXBvc2UYFSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKBm1vZHVsZRgWIAEoCUgDiAEBEi8KDmdycGNfdHJhbnNjb2RlGBcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIFCgNfdG9CDAoKX3dlYnNvY2tldEITChFfbWF4X3JlcXVlc3RfYm9keUIJCgdfbW9kdWxlIr8BCgpSb3V0ZU1hdGNoEg0KBWhvc3RzGAEgAygJEi0KBHBhdGgYAiABKAsyHy5zd2l0Y2h5YXJkLmNvbmZpZy52MS5QYXRoTWF0Y2gSDwoHbWV0aG9kcxgDIAMoCRIxCgdoZWFkZXJzGAQgAygLMiAuc3dpdGNoeWFyZC5jb25maWcudjEuVmFsdWVNYXRjaBIvCgVxdWVyeRgFIAMoCzIgLnN3aXRjaHlhcmQuY29uZmlnLnYxLlZhbHVlTWF0Y2giRwoJUGF0aE1hdGNoEg8KBWV4YWN0GAEgASgJSAASEAoGcHJlZml4GAIgASgJSAASDwoFcmVnZXgYAyABKAlIAEIGCgRraW5kImoKClZhbHVlTWF0Y2gSEQoEbmFtZRgBIAEoCUgBiAEBEg8KBWV4YWN0GAIgASgJSAASDwoFcmVnZXgYAyABKAlIABIRCgdwcmVzZW50GAQgASgISABCCwoJY29uZGl0aW9uQgcKBV9uYW1lIrcBCgdSZXdyaXRlEhgKC3BhdGhfcHJlZml4GAEgASgJSACIAQESMwoKcGF0aF9yZWdleBgCIAEoCzIfLnN3aXRjaHlhcmQuY29uZmlnLnYxLlBhdGhSZWdleBIRCgRob3N0GAMgASgJSAGIAQESMQoFcXVlcnkYBCABKAsyIi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5RdWVyeVJld3JpdGVCDgoMX3BhdGhfcHJlZml4QgcKBV9ob3N0IlkKCVBhdGhSZWdleBIUCgdwYXR0ZXJuGAEgASgJSACIAQESGQoMc3Vic3RpdHV0aW9uGAIgASgJSAGIAQFCCgoIX3BhdHRlcm5CDwoNX3N1YnN0aXR1dGlvbiKEAQoMUXVlcnlSZXdyaXRlEjgKA3NldBgBIAMoCzIrLnN3aXRjaHlhcmQuY29uZmlnLnYxLlF1ZXJ5UmV3cml0ZS5TZXRFbnRyeRIOCgZyZW1vdmUYAiADKAkaKgoIU2V0RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJTCg9XZWlnaHRlZENsdXN0ZXISFAoHY2x1c3RlchgBIAEoCUgAiAEBEhMKBndlaWdodBgCIAEoDUgBiAEBQgoKCF9jbHVzdGVyQgkKB193ZWlnaHQiigEKCE92ZXJyaWRlEhMKBmhlYWRlchgBIAEoCUgAiAEBEhMKBmNvb2tpZRgCIAEoCUgBiAEBEhIKBXZhbHVlGAMgASgJSAKIAQESFAoHY2x1c3RlchgEIAEoCUgDiAEBQgkKB19oZWFkZXJCCQoHX2Nvb2tpZUIICgZfdmFsdWVCCgoIX2NsdXN0ZXIiTQoNUm91dGVUaW1lb3V0cxIUCgdyZXF1ZXN0GAEgASgJSACIAQESEQoEaWRsZRgCIAEoCUgBiAEBQgoKCF9yZXF1ZXN0QgcKBV9pZGxlIvsCCgtSZXRyeVBvbGljeRIVCghhdHRlbXB0cxgBIAEoDUgAiAEBEhAKCHJldHJ5X29uGAIgAygJEh4KFnJldHJpYWJsZV9zdGF0dXNfY29kZXMYAyADKA0SHAoPcGVyX3RyeV90aW1lb3V0GAQgASgJSAGIAQESLgoHYmFja29mZhgFIAEoCzIdLnN3aXRjaHlhcmQuY29uZmlnLnYxLkJhY2tvZmYSHAoPcmV0cnlfYWZ0ZXJfbWF4GAYgASgJSAKIAQESGAoLaGVkZ2VfYWZ0ZXIYByABKAlIA4gBARIbCg5ub25faWRlbXBvdGVudBgIIAEoCEgEiAEBEhgKC2J1ZmZlcl9ib2R5GAkgASgJSAWIAQFCCwoJX2F0dGVtcHRzQhIKEF9wZXJfdHJ5X3RpbWVvdXRCEgoQX3JldHJ5X2FmdGVyX21heEIOCgxfaGVkZ2VfYWZ0ZXJCEQoPX25vbl9pZGVtcG90ZW50Qg4KDF9idWZmZXJfYm9keSI/CgdCYWNrb2ZmEhEKBGJhc2UYASABKAlIAIgBARIQCgNtYXgYAiABKAlIAYgBAUIHCgVfYmFzZUIGCgRfbWF4IncKDFJvdXRlSGVhZGVycxIyCgdyZXF1ZXN0GAEgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuSGVhZGVyUnVsZXMSMwoIcmVzcG9uc2UYAiABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFkZXJSdWxlcyLnAQoLSGVhZGVyUnVsZXMSNwoDYWRkGAEgAygLMiouc3dpdGNoeWFyZC5jb25maWcudjEuSGVhZGVyUnVsZXMuQWRkRW50cnkSNwoDc2V0GAIgAygLMiouc3dpdGNoeWFyZC5jb25maWcudjEuSGVhZGVyUnVsZXMuU2V0RW50cnkSDgoGcmVtb3ZlGAMgAygJGioKCEFkZEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIU2V0RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKSAQoGTWlycm9yEhQKB2NsdXN0ZXIYASABKAlIAIgBARIUCgdwZXJjZW50GAIgASgBSAGIAQESFQoIbWF4X2JvZHkYAyABKAlIAogBARIUCgd0aW1lb3V0GAQgASgJSAOIAQFCCgoIX2NsdXN0ZXJCCgoIX3BlcmNlbnRCCwoJX21heF9ib2R5QgoKCF90aW1lb3V0IrQBCghGYWxsYmFjaxITCgZzdGF0dXMYASABKA1IAIgBARIRCgRib2R5GAIgASgJSAGIAQESPAoHaGVhZGVycxgDIAMoCzIrLnN3aXRjaHlhcmQuY29uZmlnLnYxLkZhbGxiYWNrLkhlYWRlcnNFbnRyeRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdfc3RhdHVzQgcKBV9ib2R5KuYBCgxCYWxhbmNlclR5cGUSHQoZQkFMQU5DRVJfVFlQRV9VTlNQRUNJRklFRBAAEh0KGUJBTEFOQ0VSX1RZUEVfUk9VTkRfUk9CSU4QARImCiJCQUxBTkNFUl9UWVBFX1dFSUdIVEVEX1JPVU5EX1JPQklOEAISHwobQkFMQU5DRVJfVFlQRV9MRUFTVF9SRVFVRVNUEAMSGAoUQkFMQU5DRVJfVFlQRV9SQU5ET00QBBIbChdCQUxBTkNFUl9UWVBFX1JJTkdfSEFTSBAFEhgKFEJBTEFOQ0VSX1RZUEVfTUFHTEVWEAYypgIKDUNvbmZpZ1NlcnZpY2USUgoMUHVzaFNuYXBzaG90Eh4uc3dpdGNoeWFyZC5jb25maWcudjEuU25hcHNob3QaIi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5QdXNoUmVzcG9uc2USYwoPVXBkYXRlRW5kcG9pbnRzEiwuc3dpdGNoeWFyZC5jb25maWcudjEuVXBkYXRlRW5kcG9pbnRzUmVxdWVzdBoiLnN3aXRjaHlhcmQuY29uZmlnLnYxLlB1c2hSZXNwb25zZRJcCglHZXRDb25maWcSJi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5HZXRDb25maWdSZXF1ZXN0Gicuc3dpdGNoeWFyZC5jb25maWcudjEuR2V0Q29uZmlnUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("CiFzd2l0Y2h5YXJkL2NvbmZpZy92MS9jb25maWcucHJvdG8SFHN3aXRjaHlhcmQuY29uZmlnLnYxIt0BCghTbmFwc2hvdBIUCgx2ZXJzaW9uX2luZm8YASABKAkSKwoGcm91dGVzGAIgAygLMhsuc3dpdGNoeWFyZC5jb25maWcudjEuUm91dGUSPgoIY2x1c3RlcnMYAyADKAsyLC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5TbmFwc2hvdC5DbHVzdGVyc0VudHJ5Gk4KDUNsdXN0ZXJzRW50cnkSCwoDa2V5GAEgASgJEiwKBXZhbHVlGAIgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuQ2x1c3RlcjoCOAEicgoWVXBkYXRlRW5kcG9pbnRzUmVxdWVzdBIPCgdjbHVzdGVyGAEgASgJEjEKCWVuZHBvaW50cxgCIAMoCzIeLnN3aXRjaHlhcmQuY29uZmlnLnYxLkVuZHBvaW50EhQKDHZlcnNpb25faW5mbxgDIAEoCSKaAQoMUHVzaFJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgIEg8KB3ZlcnNpb24YAiABKAQSFAoMdmVyc2lvbl9pbmZvGAMgASgJEi8KCHByb2JsZW1zGAQgAygLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuUHJvYmxlbRIPCgdtZXNzYWdlGAUgASgJEg8KB3dvcmtlcnMYBiABKA0iKAoHUHJvYmxlbRIMCgRwYXRoGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiEgoQR2V0Q29uZmlnUmVxdWVzdCJcChFHZXRDb25maWdSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEEhQKDHZlcnNpb25faW5mbxgCIAEoCRIOCgZyb3V0ZXMYAyADKAkSEAoIY2x1c3RlcnMYBCADKAki8QQKB0NsdXN0ZXISMQoJZW5kcG9pbnRzGAEgAygLMh4uc3dpdGNoeWFyZC5jb25maWcudjEuRW5kcG9pbnQSMAoIYmFsYW5jZXIYAiABKAsyHi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5CYWxhbmNlchI3Cgh0aW1lb3V0cxgDIAEoCzIlLnN3aXRjaHlhcmQuY29uZmlnLnYxLkNsdXN0ZXJUaW1lb3V0cxI3CgxoZWFsdGhfY2hlY2sYBCABKAsyIS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5IZWFsdGhDaGVjaxIuCgdvdXRsaWVyGAUgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuT3V0bGllchIcCg9wYW5pY190aHJlc2hvbGQYBiABKAFIAIgBARIsCgZsaW1pdHMYByABKAsyHC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5MaW1pdHMSLgoHYnJlYWtlchgIIAEoCzIdLnN3aXRjaHlhcmQuY29uZmlnLnYxLkJyZWFrZXISNwoMcmV0cnlfYnVkZ2V0GAkgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuUmV0cnlCdWRnZXQSFAoHdHJ1c3RlZBgKIAEoCEgBiAEBEioKCWRpc2NvdmVyeRgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJAoDdGxzGAwgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIVCghwcm90b2NvbBgNIAEoCUgCiAEBQhIKEF9wYW5pY190aHJlc2hvbGRCCgoIX3RydXN0ZWRCCwoJX3Byb3RvY29sIjsKCEVuZHBvaW50Eg8KB2FkZHJlc3MYASABKAkSEwoGd2VpZ2h0GAIgASgNSACIAQFCCQoHX3dlaWdodCL1AQoIQmFsYW5jZXISMAoEdHlwZRgBIAEoDjIiLnN3aXRjaHlhcmQuY29uZmlnLnYxLkJhbGFuY2VyVHlwZRIZCgxjaG9pY2VfY291bnQYAiABKA1IAIgBARItCgdoYXNoX29uGAMgASgLMhwuc3dpdGNoeWFyZC5jb25maWcudjEuSGFzaE9uEh4KEXBvaW50c19wZXJfd2VpZ2h0GAQgASgNSAGIAQESFwoKdGFibGVfc2l6ZRgFIAEoDUgCiAEBQg8KDV9jaG9pY2VfY291bnRCFAoSX3BvaW50c19wZXJfd2VpZ2h0Qg0KC190YWJsZV9zaXplImkKBkhhc2hPbhIQCgZoZWFkZXIYASABKAlIABIQCgZjb29raWUYAiABKAlIABIPCgVxdWVyeRgDIAEoCUgAEhMKCWNsaWVudF9pcBgEIAEoCEgAEg4KBHBhdGgYBSABKAhIAEIFCgNrZXkiMwoPQ2x1c3RlclRpbWVvdXRzEhQKB2Nvbm5lY3QYASABKAlIAIgBAUIKCghfY29ubmVjdCLrAgoLSGVhbHRoQ2hlY2sSEQoEcGF0aBgBIAEoCUgAiAEBEhUKCGludGVydmFsGAIgASgJSAGIAQESEwoGaml0dGVyGAMgASgJSAKIAQESFAoHdGltZW91dBgEIAEoCUgDiAEBEhkKEWV4cGVjdGVkX3N0YXR1c2VzGAUgAygNEh4KEWhlYWx0aHlfdGhyZXNob2xkGAYgASgNSASIAQESIAoTdW5oZWFsdGh5X3RocmVzaG9sZBgHIAEoDUgFiAEBEhEKBGhvc3QYCCABKAlIBogBARIzCgRncnBjGAkgASgLMiUuc3dpdGNoeWFyZC5jb25maWcudjEuR3JwY0hlYWx0aENoZWNrQgcKBV9wYXRoQgsKCV9pbnRlcnZhbEIJCgdfaml0dGVyQgoKCF90aW1lb3V0QhQKEl9oZWFsdGh5X3RocmVzaG9sZEIWChRfdW5oZWFsdGh5X3RocmVzaG9sZEIHCgVfaG9zdCIzCg9HcnBjSGVhbHRoQ2hlY2sSFAoHc2VydmljZRgBIAEoCUgAiAEBQgoKCF9zZXJ2aWNlIowDCgdPdXRsaWVyEhwKD2NvbnNlY3V0aXZlXzV4eBgBIAEoDUgAiAEBEigKG2NvbnNlY3V0aXZlX2dhdGV3YXlfZmFpbHVyZRgCIAEoDUgBiAEBEjcKDHN1Y2Nlc3NfcmF0ZRgDIAEoCzIhLnN3aXRjaHlhcmQuY29uZmlnLnYxLlN1Y2Nlc3NSYXRlEhUKCGludGVydmFsGAQgASgJSAKIAQESHwoSYmFzZV9lamVjdGlvbl90aW1lGAUgASgJSAOIAQESHgoRbWF4X2VqZWN0aW9uX3RpbWUYBiABKAlIBIgBARIhChRtYXhfZWplY3Rpb25fcGVyY2VudBgHIAEoAUgFiAEBQhIKEF9jb25zZWN1dGl2ZV81eHhCHgocX2NvbnNlY3V0aXZlX2dhdGV3YXlfZmFpbHVyZUILCglfaW50ZXJ2YWxCFQoTX2Jhc2VfZWplY3Rpb25fdGltZUIUChJfbWF4X2VqZWN0aW9uX3RpbWVCFwoVX21heF9lamVjdGlvbl9wZXJjZW50ImcKC1N1Y2Nlc3NSYXRlEh0KEG1pbmltdW1fcmVxdWVzdHMYASABKA1IAIgBARIWCgl0aHJlc2hvbGQYAiABKAFIAYgBAUITChFfbWluaW11bV9yZXF1ZXN0c0IMCgpfdGhyZXNob2xkIroBCgZMaW1pdHMSHAoPbWF4X2Nvbm5lY3Rpb25zGAEgASgNSACIAQESGAoLbWF4X3BlbmRpbmcYAiABKA1IAYgBARIZCgxtYXhfcmVxdWVzdHMYAyABKA1IAogBARIYCgttYXhfcmV0cmllcxgEIAEoDUgDiAEBQhIKEF9tYXhfY29ubmVjdGlvbnNCDgoMX21heF9wZW5kaW5nQg8KDV9tYXhfcmVxdWVzdHNCDgoMX21heF9yZXRyaWVzIucBCgdCcmVha2VyEhwKD2ZhaWx1cmVfcGVyY2VudBgBIAEoAUgAiAEBEhMKBndpbmRvdxgCIAEoCUgBiAEBEh0KEG1pbmltdW1fcmVxdWVzdHMYAyABKA1IAogBARIVCghvcGVuX2ZvchgEIAEoCUgDiAEBEh0KEGhhbGZfb3Blbl9wcm9iZXMYBSABKA1IBIgBAUISChBfZmFpbHVyZV9wZXJjZW50QgkKB193aW5kb3dCEwoRX21pbmltdW1fcmVxdWVzdHNCCwoJX29wZW5fZm9yQhMKEV9oYWxmX29wZW5fcHJvYmVzImEKC1JldHJ5QnVkZ2V0EhQKB3BlcmNlbnQYASABKAFIAIgBARIcCg9taW5fY29uY3VycmVuY3kYAiABKA1IAYgBAUIKCghfcGVyY2VudEISChBfbWluX2NvbmN1cnJlbmN5IvcHCgVSb3V0ZRIMCgRuYW1lGAEgASgJEi8KBW1hdGNoGAIgASgLMiAuc3dpdGNoeWFyZC5jb25maWcudjEuUm91dGVNYXRjaBIuCgdyZXdyaXRlGAMgASgLMh0uc3dpdGNoeWFyZC5jb25maWcudjEuUmV3cml0ZRIPCgJ0bxgEIAEoCUgAiAEBEkAKEXdlaWdodGVkX2NsdXN0ZXJzGAUgAygLMiUuc3dpdGNoeWFyZC5jb25maWcudjEuV2VpZ2h0ZWRDbHVzdGVyEjAKCG92ZXJyaWRlGAYgASgLMh4uc3dpdGNoeWFyZC5jb25maWcudjEuT3ZlcnJpZGUSEAoIZmFpbG92ZXIYByADKAkSNQoIdGltZW91dHMYCCABKAsyIy5zd2l0Y2h5YXJkLmNvbmZpZy52MS5Sb3V0ZVRpbWVvdXRzEjAKBXJldHJ5GAkgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuUmV0cnlQb2xpY3kSMwoHaGVhZGVycxgKIAEoCzIiLnN3aXRjaHlhcmQuY29uZmlnLnYxLlJvdXRlSGVhZGVycxIWCgl3ZWJzb2NrZXQYCyABKAhIAYgBARIsCgZtaXJyb3IYDCABKAsyHC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5NaXJyb3ISMAoIZmFsbGJhY2sYDSABKAsyHi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5GYWxsYmFjaxIoCgdmaWx0ZXJzGA4gAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBImCgVjYWNoZRgPIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLAoLaWRlbXBvdGVuY3kYECABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiwKC2NvbXByZXNzaW9uGBEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIpCghjb2FsZXNjZRgSIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHQoQbWF4X3JlcXVlc3RfYm9keRgTIAEoCUgCiAEBEjUKEXdlYnNvY2tldF9oZWFkZXJzGBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZRIoCgdjb21wb3NlGBUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgZtb2R1bGUYFiABKAlIA4gBARIvCg5ncnBjX3RyYW5zY29kZRgXIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCBQoDX3RvQgwKCl93ZWJzb2NrZXRCEwoRX21heF9yZXF1ZXN0X2JvZHlCCQoHX21vZHVsZSK/AQoKUm91dGVNYXRjaBINCgVob3N0cxgBIAMoCRItCgRwYXRoGAIgASgLMh8uc3dpdGNoeWFyZC5jb25maWcudjEuUGF0aE1hdGNoEg8KB21ldGhvZHMYAyADKAkSMQoHaGVhZGVycxgEIAMoCzIgLnN3aXRjaHlhcmQuY29uZmlnLnYxLlZhbHVlTWF0Y2gSLwoFcXVlcnkYBSADKAsyIC5zd2l0Y2h5YXJkLmNvbmZpZy52MS5WYWx1ZU1hdGNoIkcKCVBhdGhNYXRjaBIPCgVleGFjdBgBIAEoCUgAEhAKBnByZWZpeBgCIAEoCUgAEg8KBXJlZ2V4GAMgASgJSABCBgoEa2luZCJqCgpWYWx1ZU1hdGNoEhEKBG5hbWUYASABKAlIAYgBARIPCgVleGFjdBgCIAEoCUgAEg8KBXJlZ2V4GAMgASgJSAASEQoHcHJlc2VudBgEIAEoCEgAQgsKCWNvbmRpdGlvbkIHCgVfbmFtZSK3AQoHUmV3cml0ZRIYCgtwYXRoX3ByZWZpeBgBIAEoCUgAiAEBEjMKCnBhdGhfcmVnZXgYAiABKAsyHy5zd2l0Y2h5YXJkLmNvbmZpZy52MS5QYXRoUmVnZXgSEQoEaG9zdBgDIAEoCUgBiAEBEjEKBXF1ZXJ5GAQgASgLMiIuc3dpdGNoeWFyZC5jb25maWcudjEuUXVlcnlSZXdyaXRlQg4KDF9wYXRoX3ByZWZpeEIHCgVfaG9zdCJZCglQYXRoUmVnZXgSFAoHcGF0dGVybhgBIAEoCUgAiAEBEhkKDHN1YnN0aXR1dGlvbhgCIAEoCUgBiAEBQgoKCF9wYXR0ZXJuQg8KDV9zdWJzdGl0dXRpb24ihAEKDFF1ZXJ5UmV3cml0ZRI4CgNzZXQYASADKAsyKy5zd2l0Y2h5YXJkLmNvbmZpZy52MS5RdWVyeVJld3JpdGUuU2V0RW50cnkSDgoGcmVtb3ZlGAIgAygJGioKCFNldEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiUwoPV2VpZ2h0ZWRDbHVzdGVyEhQKB2NsdXN0ZXIYASABKAlIAIgBARITCgZ3ZWlnaHQYAiABKA1IAYgBAUIKCghfY2x1c3RlckIJCgdfd2VpZ2h0IooBCghPdmVycmlkZRITCgZoZWFkZXIYASABKAlIAIgBARITCgZjb29raWUYAiABKAlIAYgBARISCgV2YWx1ZRgDIAEoCUgCiAEBEhQKB2NsdXN0ZXIYBCABKAlIA4gBAUIJCgdfaGVhZGVyQgkKB19jb29raWVCCAoGX3ZhbHVlQgoKCF9jbHVzdGVyIk0KDVJvdXRlVGltZW91dHMSFAoHcmVxdWVzdBgBIAEoCUgAiAEBEhEKBGlkbGUYAiABKAlIAYgBAUIKCghfcmVxdWVzdEIHCgVfaWRsZSL7AgoLUmV0cnlQb2xpY3kSFQoIYXR0ZW1wdHMYASABKA1IAIgBARIQCghyZXRyeV9vbhgCIAMoCRIeChZyZXRyaWFibGVfc3RhdHVzX2NvZGVzGAMgAygNEhwKD3Blcl90cnlfdGltZW91dBgEIAEoCUgBiAEBEi4KB2JhY2tvZmYYBSABKAsyHS5zd2l0Y2h5YXJkLmNvbmZpZy52MS5CYWNrb2ZmEhwKD3JldHJ5X2FmdGVyX21heBgGIAEoCUgCiAEBEhgKC2hlZGdlX2FmdGVyGAcgASgJSAOIAQESGwoObm9uX2lkZW1wb3RlbnQYCCABKAhIBIgBARIYCgtidWZmZXJfYm9keRgJIAEoCUgFiAEBQgsKCV9hdHRlbXB0c0ISChBfcGVyX3RyeV90aW1lb3V0QhIKEF9yZXRyeV9hZnRlcl9tYXhCDgoMX2hlZGdlX2FmdGVyQhEKD19ub25faWRlbXBvdGVudEIOCgxfYnVmZmVyX2JvZHkiPwoHQmFja29mZhIRCgRiYXNlGAEgASgJSACIAQESEAoDbWF4GAIgASgJSAGIAQFCBwoFX2Jhc2VCBgoEX21heCJ3CgxSb3V0ZUhlYWRlcnMSMgoHcmVxdWVzdBgBIAEoCzIhLnN3aXRjaHlhcmQuY29uZmlnLnYxLkhlYWRlclJ1bGVzEjMKCHJlc3BvbnNlGAIgASgLMiEuc3dpdGNoeWFyZC5jb25maWcudjEuSGVhZGVyUnVsZXMi5wEKC0hlYWRlclJ1bGVzEjcKA2FkZBgBIAMoCzIqLnN3aXRjaHlhcmQuY29uZmlnLnYxLkhlYWRlclJ1bGVzLkFkZEVudHJ5EjcKA3NldBgCIAMoCzIqLnN3aXRjaHlhcmQuY29uZmlnLnYxLkhlYWRlclJ1bGVzLlNldEVudHJ5Eg4KBnJlbW92ZRgDIAMoCRoqCghBZGRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGioKCFNldEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikgEKBk1pcnJvchIUCgdjbHVzdGVyGAEgASgJSACIAQESFAoHcGVyY2VudBgCIAEoAUgBiAEBEhUKCG1heF9ib2R5GAMgASgJSAKIAQESFAoHdGltZW91dBgEIAEoCUgDiAEBQgoKCF9jbHVzdGVyQgoKCF9wZXJjZW50QgsKCV9tYXhfYm9keUIKCghfdGltZW91dCK0AQoIRmFsbGJhY2sSEwoGc3RhdHVzGAEgASgNSACIAQESEQoEYm9keRgCIAEoCUgBiAEBEjwKB2hlYWRlcnMYAyADKAsyKy5zd2l0Y2h5YXJkLmNvbmZpZy52MS5GYWxsYmFjay5IZWFkZXJzRW50cnkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHX3N0YXR1c0IHCgVfYm9keSrmAQoMQmFsYW5jZXJUeXBlEh0KGUJBTEFOQ0VSX1RZUEVfVU5TUEVDSUZJRUQQABIdChlCQUxBTkNFUl9UWVBFX1JPVU5EX1JPQklOEAESJgoiQkFMQU5DRVJfVFlQRV9XRUlHSFRFRF9ST1VORF9ST0JJThACEh8KG0JBTEFOQ0VSX1RZUEVfTEVBU1RfUkVRVUVTVBADEhgKFEJBTEFOQ0VSX1RZUEVfUkFORE9NEAQSGwoXQkFMQU5DRVJfVFlQRV9SSU5HX0hBU0gQBRIYChRCQUxBTkNFUl9UWVBFX01BR0xFVhAGMqYCCg1Db25maWdTZXJ2aWNlElIKDFB1c2hTbmFwc2hvdBIeLnN3aXRjaHlhcmQuY29uZmlnLnYxLlNuYXBzaG90GiIuc3dpdGNoeWFyZC5jb25maWcudjEuUHVzaFJlc3BvbnNlEmMKD1VwZGF0ZUVuZHBvaW50cxIsLnN3aXRjaHlhcmQuY29uZmlnLnYxLlVwZGF0ZUVuZHBvaW50c1JlcXVlc3QaIi5zd2l0Y2h5YXJkLmNvbmZpZy52MS5QdXNoUmVzcG9uc2USXAoJR2V0Q29uZmlnEiYuc3dpdGNoeWFyZC5jb25maWcudjEuR2V0Q29uZmlnUmVxdWVzdBonLnN3aXRjaHlhcmQuY29uZmlnLnYxLkdldENvbmZpZ1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
 
 /**
  * @generated from message switchyard.config.v1.Snapshot
@@ -319,6 +319,13 @@ export type Cluster = Message<"switchyard.config.v1.Cluster"> & {
    * @generated from field: google.protobuf.Struct tls = 12;
    */
   tls?: JsonObject | undefined;
+
+  /**
+   * HTTP version to the endpoints: http1 (default), http2 (h2 by ALPN; h2c for http://), http3.
+   *
+   * @generated from field: optional string protocol = 13;
+   */
+  protocol?: string | undefined;
 };
 
 /**
@@ -470,7 +477,7 @@ export const ClusterTimeoutsSchema: GenMessage<ClusterTimeouts> = /*@__PURE__*/
  */
 export type HealthCheck = Message<"switchyard.config.v1.HealthCheck"> & {
   /**
-   * Path requested (GET); required.
+   * Path requested (GET); give path or grpc.
    *
    * @generated from field: optional string path = 1;
    */
@@ -524,6 +531,13 @@ export type HealthCheck = Message<"switchyard.config.v1.HealthCheck"> & {
    * @generated from field: optional string host = 8;
    */
   host?: string | undefined;
+
+  /**
+   * A grpc.health.v1.Health/Check call instead of a GET (passes on SERVING).
+   *
+   * @generated from field: switchyard.config.v1.GrpcHealthCheck grpc = 9;
+   */
+  grpc?: GrpcHealthCheck | undefined;
 };
 
 /**
@@ -532,6 +546,25 @@ export type HealthCheck = Message<"switchyard.config.v1.HealthCheck"> & {
  */
 export const HealthCheckSchema: GenMessage<HealthCheck> = /*@__PURE__*/
   messageDesc(file_switchyard_config_v1_config, 11);
+
+/**
+ * @generated from message switchyard.config.v1.GrpcHealthCheck
+ */
+export type GrpcHealthCheck = Message<"switchyard.config.v1.GrpcHealthCheck"> & {
+  /**
+   * The service asked about; default "" (the server as a whole).
+   *
+   * @generated from field: optional string service = 1;
+   */
+  service?: string | undefined;
+};
+
+/**
+ * Describes the message switchyard.config.v1.GrpcHealthCheck.
+ * Use `create(GrpcHealthCheckSchema)` to create a new message.
+ */
+export const GrpcHealthCheckSchema: GenMessage<GrpcHealthCheck> = /*@__PURE__*/
+  messageDesc(file_switchyard_config_v1_config, 12);
 
 /**
  * @generated from message switchyard.config.v1.Outlier
@@ -590,7 +623,7 @@ export type Outlier = Message<"switchyard.config.v1.Outlier"> & {
  * Use `create(OutlierSchema)` to create a new message.
  */
 export const OutlierSchema: GenMessage<Outlier> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 12);
+  messageDesc(file_switchyard_config_v1_config, 13);
 
 /**
  * @generated from message switchyard.config.v1.SuccessRate
@@ -616,7 +649,7 @@ export type SuccessRate = Message<"switchyard.config.v1.SuccessRate"> & {
  * Use `create(SuccessRateSchema)` to create a new message.
  */
 export const SuccessRateSchema: GenMessage<SuccessRate> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 13);
+  messageDesc(file_switchyard_config_v1_config, 14);
 
 /**
  * @generated from message switchyard.config.v1.Limits
@@ -656,7 +689,7 @@ export type Limits = Message<"switchyard.config.v1.Limits"> & {
  * Use `create(LimitsSchema)` to create a new message.
  */
 export const LimitsSchema: GenMessage<Limits> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 14);
+  messageDesc(file_switchyard_config_v1_config, 15);
 
 /**
  * @generated from message switchyard.config.v1.Breaker
@@ -703,7 +736,7 @@ export type Breaker = Message<"switchyard.config.v1.Breaker"> & {
  * Use `create(BreakerSchema)` to create a new message.
  */
 export const BreakerSchema: GenMessage<Breaker> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 15);
+  messageDesc(file_switchyard_config_v1_config, 16);
 
 /**
  * @generated from message switchyard.config.v1.RetryBudget
@@ -729,7 +762,7 @@ export type RetryBudget = Message<"switchyard.config.v1.RetryBudget"> & {
  * Use `create(RetryBudgetSchema)` to create a new message.
  */
 export const RetryBudgetSchema: GenMessage<RetryBudget> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 16);
+  messageDesc(file_switchyard_config_v1_config, 17);
 
 /**
  * @generated from message switchyard.config.v1.Route
@@ -893,7 +926,7 @@ export type Route = Message<"switchyard.config.v1.Route"> & {
  * Use `create(RouteSchema)` to create a new message.
  */
 export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 17);
+  messageDesc(file_switchyard_config_v1_config, 18);
 
 /**
  * @generated from message switchyard.config.v1.RouteMatch
@@ -934,7 +967,7 @@ export type RouteMatch = Message<"switchyard.config.v1.RouteMatch"> & {
  * Use `create(RouteMatchSchema)` to create a new message.
  */
 export const RouteMatchSchema: GenMessage<RouteMatch> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 18);
+  messageDesc(file_switchyard_config_v1_config, 19);
 
 /**
  * @generated from message switchyard.config.v1.PathMatch
@@ -969,7 +1002,7 @@ export type PathMatch = Message<"switchyard.config.v1.PathMatch"> & {
  * Use `create(PathMatchSchema)` to create a new message.
  */
 export const PathMatchSchema: GenMessage<PathMatch> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 19);
+  messageDesc(file_switchyard_config_v1_config, 20);
 
 /**
  * @generated from message switchyard.config.v1.ValueMatch
@@ -1011,7 +1044,7 @@ export type ValueMatch = Message<"switchyard.config.v1.ValueMatch"> & {
  * Use `create(ValueMatchSchema)` to create a new message.
  */
 export const ValueMatchSchema: GenMessage<ValueMatch> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 20);
+  messageDesc(file_switchyard_config_v1_config, 21);
 
 /**
  * @generated from message switchyard.config.v1.Rewrite
@@ -1047,7 +1080,7 @@ export type Rewrite = Message<"switchyard.config.v1.Rewrite"> & {
  * Use `create(RewriteSchema)` to create a new message.
  */
 export const RewriteSchema: GenMessage<Rewrite> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 21);
+  messageDesc(file_switchyard_config_v1_config, 22);
 
 /**
  * @generated from message switchyard.config.v1.PathRegex
@@ -1069,7 +1102,7 @@ export type PathRegex = Message<"switchyard.config.v1.PathRegex"> & {
  * Use `create(PathRegexSchema)` to create a new message.
  */
 export const PathRegexSchema: GenMessage<PathRegex> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 22);
+  messageDesc(file_switchyard_config_v1_config, 23);
 
 /**
  * @generated from message switchyard.config.v1.QueryRewrite
@@ -1091,7 +1124,7 @@ export type QueryRewrite = Message<"switchyard.config.v1.QueryRewrite"> & {
  * Use `create(QueryRewriteSchema)` to create a new message.
  */
 export const QueryRewriteSchema: GenMessage<QueryRewrite> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 23);
+  messageDesc(file_switchyard_config_v1_config, 24);
 
 /**
  * @generated from message switchyard.config.v1.WeightedCluster
@@ -1115,7 +1148,7 @@ export type WeightedCluster = Message<"switchyard.config.v1.WeightedCluster"> & 
  * Use `create(WeightedClusterSchema)` to create a new message.
  */
 export const WeightedClusterSchema: GenMessage<WeightedCluster> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 24);
+  messageDesc(file_switchyard_config_v1_config, 25);
 
 /**
  * @generated from message switchyard.config.v1.Override
@@ -1151,7 +1184,7 @@ export type Override = Message<"switchyard.config.v1.Override"> & {
  * Use `create(OverrideSchema)` to create a new message.
  */
 export const OverrideSchema: GenMessage<Override> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 25);
+  messageDesc(file_switchyard_config_v1_config, 26);
 
 /**
  * @generated from message switchyard.config.v1.RouteTimeouts
@@ -1177,7 +1210,7 @@ export type RouteTimeouts = Message<"switchyard.config.v1.RouteTimeouts"> & {
  * Use `create(RouteTimeoutsSchema)` to create a new message.
  */
 export const RouteTimeoutsSchema: GenMessage<RouteTimeouts> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 26);
+  messageDesc(file_switchyard_config_v1_config, 27);
 
 /**
  * @generated from message switchyard.config.v1.RetryPolicy
@@ -1191,7 +1224,8 @@ export type RetryPolicy = Message<"switchyard.config.v1.RetryPolicy"> & {
   attempts?: number | undefined;
 
   /**
-   * connect-failure, reset, gateway-error, 5xx, retriable-status-codes, 429.
+   * connect-failure, reset, gateway-error, 5xx, retriable-status-codes, 429; for native gRPC
+   * calls cancelled, deadline-exceeded, internal, resource-exhausted, unavailable.
    *
    * @generated from field: repeated string retry_on = 2;
    */
@@ -1248,7 +1282,7 @@ export type RetryPolicy = Message<"switchyard.config.v1.RetryPolicy"> & {
  * Use `create(RetryPolicySchema)` to create a new message.
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 27);
+  messageDesc(file_switchyard_config_v1_config, 28);
 
 /**
  * @generated from message switchyard.config.v1.Backoff
@@ -1274,7 +1308,7 @@ export type Backoff = Message<"switchyard.config.v1.Backoff"> & {
  * Use `create(BackoffSchema)` to create a new message.
  */
 export const BackoffSchema: GenMessage<Backoff> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 28);
+  messageDesc(file_switchyard_config_v1_config, 29);
 
 /**
  * @generated from message switchyard.config.v1.RouteHeaders
@@ -1296,7 +1330,7 @@ export type RouteHeaders = Message<"switchyard.config.v1.RouteHeaders"> & {
  * Use `create(RouteHeadersSchema)` to create a new message.
  */
 export const RouteHeadersSchema: GenMessage<RouteHeaders> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 29);
+  messageDesc(file_switchyard_config_v1_config, 30);
 
 /**
  * @generated from message switchyard.config.v1.HeaderRules
@@ -1323,7 +1357,7 @@ export type HeaderRules = Message<"switchyard.config.v1.HeaderRules"> & {
  * Use `create(HeaderRulesSchema)` to create a new message.
  */
 export const HeaderRulesSchema: GenMessage<HeaderRules> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 30);
+  messageDesc(file_switchyard_config_v1_config, 31);
 
 /**
  * @generated from message switchyard.config.v1.Mirror
@@ -1361,7 +1395,7 @@ export type Mirror = Message<"switchyard.config.v1.Mirror"> & {
  * Use `create(MirrorSchema)` to create a new message.
  */
 export const MirrorSchema: GenMessage<Mirror> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 31);
+  messageDesc(file_switchyard_config_v1_config, 32);
 
 /**
  * @generated from message switchyard.config.v1.Fallback
@@ -1390,7 +1424,7 @@ export type Fallback = Message<"switchyard.config.v1.Fallback"> & {
  * Use `create(FallbackSchema)` to create a new message.
  */
 export const FallbackSchema: GenMessage<Fallback> = /*@__PURE__*/
-  messageDesc(file_switchyard_config_v1_config, 32);
+  messageDesc(file_switchyard_config_v1_config, 33);
 
 /**
  * @generated from enum switchyard.config.v1.BalancerType
