@@ -133,6 +133,58 @@ export function statusOf(f: Frame): number {
   return Number((lenByte & 0x80) ? huffmanDigits(value) : value.toString("latin1"));
 }
 
+/** Reads an HPACK integer with a `prefix`-bit prefix at `at` (RFC 7541 §5.1): [value, next offset]. */
+function readInt(p: Buffer, at: number, prefix: number): [number, number] {
+  const max = (1 << prefix) - 1;
+  let value = p[at]! & max;
+  let i = at + 1;
+  if (value < max) return [value, i];
+  let shift = 0;
+  for (;;) {
+    const b = p[i++]!;
+    value += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if ((b & 0x80) === 0) return [value, i];
+  }
+}
+
+/**
+ * How a header block uses the dynamic table: the indexes it refers to above the static table's
+ * 61, the fields it inserts (incremental indexing) and its dynamic table size updates.
+ */
+export function dynamicTableUse(f: Frame): { references: number[]; inserts: number; sizeUpdates: number[] } {
+  let p = f.payload;
+  if (f.flags & Flag.PADDED) p = p.subarray(1, p.length - p[0]!);
+  if (f.flags & 0x20) p = p.subarray(5);
+  const out = { references: [] as number[], inserts: 0, sizeUpdates: [] as number[] };
+  let i = 0;
+  const skipString = () => {
+    const [length, next] = readInt(p, i, 7);
+    i = next + length;
+  };
+  while (i < p.length) {
+    const b = p[i]!;
+    if (b & 0x80) {
+      const [index, next] = readInt(p, i, 7);
+      if (index > 61) out.references.push(index);
+      i = next;
+    } else if (b & 0x40 || (b & 0xe0) === 0 || (b & 0xf0) === 0x10) {
+      const prefix = b & 0x40 ? 6 : 4;
+      if (b & 0x40) out.inserts++;
+      const [index, next] = readInt(p, i, prefix);
+      if (index > 61) out.references.push(index);
+      i = next;
+      if (index === 0) skipString();
+      skipString();
+    } else {
+      const [size, next] = readInt(p, i, 5);
+      out.sizeUpdates.push(size);
+      i = next;
+    }
+  }
+  return out;
+}
+
 export interface RawH2 {
   readonly socket: Socket;
   readonly frames: Frame[];

@@ -1,6 +1,7 @@
 /** The engine's side of a native gRPC call (proxy/grpc/downstream.ts) over a node:http2 server stream. */
 import type { OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import type { GrpcDownstream } from "../../proxy/grpc/downstream.ts";
+import { forClient } from "./hpack.ts";
 
 /** RFC 9113 §8.2.2 fields, never sent on HTTP/2 (node:http2 throws on them). */
 const CONNECTION_SPECIFIC = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
@@ -13,9 +14,15 @@ function clean(headers: OutgoingHttpHeaders): OutgoingHttpHeaders {
 export function streamDownstream(stream: ServerHttp2Stream): GrpcDownstream {
   let claimed = false;
   let responded = false;
+  /** The head, held until the first message (one write for both) or the next turn of the event loop. */
+  let head: OutgoingHttpHeaders | undefined;
+  const flushHead = () => {
+    if (head !== undefined && !gone()) stream.respond(head, { waitForTrailers: true });
+    head = undefined;
+  };
   let pendingTrailers: OutgoingHttpHeaders | undefined;
   stream.on("wantTrailers", () => {
-    if (!stream.destroyed) stream.sendTrailers(pendingTrailers ?? { "grpc-status": "2" });
+    if (!stream.destroyed) stream.sendTrailers(forClient(stream, pendingTrailers ?? { "grpc-status": "2" }, true));
   });
   const gone = () => stream.destroyed || stream.closed;
   return {
@@ -31,10 +38,12 @@ export function streamDownstream(stream: ServerHttp2Stream): GrpcDownstream {
     respond(headers) {
       if (gone() || responded) return;
       responded = true;
-      stream.respond(clean({ ...headers, ":status": 200 }), { waitForTrailers: true });
+      head = forClient(stream, clean({ ...headers, ":status": 200 }));
+      setImmediate(flushHead);
     },
     write(chunk) {
       if (gone()) return Promise.resolve(false);
+      flushHead();
       if (stream.write(chunk)) return Promise.resolve(true);
       return new Promise((resolve) => {
         const done = (ok: boolean) => {
@@ -53,9 +62,10 @@ export function streamDownstream(stream: ServerHttp2Stream): GrpcDownstream {
       if (!responded) {
         // Trailers-only: one HEADERS frame with END_STREAM.
         responded = true;
-        stream.respond(clean({ ":status": 200, "content-type": "application/grpc", ...trailers }), { endStream: true });
+        stream.respond(forClient(stream, clean({ ":status": 200, "content-type": "application/grpc", ...trailers })), { endStream: true });
         return;
       }
+      flushHead();
       pendingTrailers = clean(trailers);
       stream.end();
     },
