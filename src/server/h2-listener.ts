@@ -37,6 +37,7 @@ export async function startH2Listener(listener: Listener, index: number, name: s
     limits: listener.http2,
     maxHeaderListSize: listener.max_header_bytes + HPACK_FIELD_OVERHEAD * listener.max_headers,
     idleTimeoutMs: listener.idle_timeout,
+    maxRequestBody: listener.max_request_body,
     extraHeaders,
     handler: proxyRoutes({ ...base, protocol: "2", connectionOf: (request): FrontConnection | undefined => engine.connectionOf(request) }, health),
   });

@@ -24,7 +24,7 @@ beforeAll(async () => {
   });
   proxy = await startProxy({
     listeners: [{
-      name: "h2", address: "127.0.0.1", port: 0, protocols: ["http1", "http2"], idle_timeout: "1s",
+      name: "h2", address: "127.0.0.1", port: 0, protocols: ["http1", "http2"], idle_timeout: "1s", max_request_body: "64KiB",
       http2: { max_concurrent_streams: 10, max_requests: 50, max_resets: 20, reset_window: "10s" },
     }],
     clusters: { up: { endpoints: [upstream.origin] } },
@@ -119,6 +119,30 @@ describe("malformed requests never reach the upstream (RFC 9113 §8.2, §8.3)", 
     expect(await send(get("/post", [["content-length", "5"]], "POST"), ["hel", "lo"])).toBe("status 200");
     expect(seen.length).toBe(before + 1);
     expect(seen.at(-1)!.body).toBe("hello");
+  });
+});
+
+describe("the listener's max_request_body over HTTP/2", () => {
+  test("a declared length over it: 413 before anything is read", async () => {
+    const before = seen.length;
+    const c = await rawH2(port);
+    c.send(headersFrame(1, get("/big", [["content-length", String(100 * 1024)]], "POST")));
+    expect(await answerOf(c)).toBe("status 413");
+    c.close();
+    expect(seen.length).toBe(before);
+  });
+
+  test("a body without a length that passes it: the stream is reset, the upstream request aborted", async () => {
+    const c = await rawH2(port);
+    c.send(headersFrame(1, get("/big", [], "POST")));
+    const chunk = Buffer.alloc(16 * 1024, 1);
+    for (let i = 0; i < 6 && !c.closed; i++) {
+      c.send(dataFrame(1, chunk));
+      await Bun.sleep(5);
+    }
+    const answer = await answerOf(c);
+    expect(["RST 8", "status 413"]).toContain(answer);
+    c.close();
   });
 });
 

@@ -49,9 +49,12 @@ export async function proxyGrpc(ctx: ProxyContext, downstream: GrpcDownstream): 
     if (shed !== undefined) return finish(ctx, downstream, shed);
     const policy = route.config.retry;
     const body = new BodyTee(ctx.request.body, policy !== undefined && policy.attempts > 1 ? policy.buffer_body : 0);
+    const maxBody = route.config.max_request_body;
     body.onChunk = (n) => {
       ctx.bytesIn += n;
       deadlines.touch();
+      // The route's body limit counts a client stream's messages as they pass (RESOURCE_EXHAUSTED).
+      if (maxBody !== undefined && ctx.bytesIn > maxBody) deadlines.fail(errors.bodyTooLarge(maxBody));
     };
     for (;;) {
       const slot = await connectionSlot(ctx, deadlines.signal);

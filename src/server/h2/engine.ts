@@ -37,6 +37,8 @@ export interface H2EngineOptions<C extends H2Connection> {
   readonly limits: Http2Limits;
   /** SETTINGS_MAX_HEADER_LIST_SIZE (bytes, RFC 7541 §4.1 counting); the request guard checks the listener's own limits after it. */
   readonly maxHeaderListSize: number;
+  /** The listener's max_request_body (larger bodies: 413, or the stream reset once one passes it). */
+  readonly maxRequestBody: number;
   /** A connection with no open stream for this long is closed (GOAWAY); 0 = never. */
   readonly idleTimeoutMs: number;
   /** Fields added to every answer unless it has them (Alt-Svc of an http3 listener). */
@@ -172,7 +174,7 @@ export function createH2Engine<C extends H2Connection>(options: H2EngineOptions<
     // A stream the client already reset (rapid reset) costs nothing more.
     if (stream.destroyed || stream.closed) return;
     const method = headers[":method"] ?? "GET";
-    const request = toRequest(stream, headers, options.scheme, abort.signal);
+    const request = toRequest(stream, headers, options.scheme, abort.signal, options.maxRequestBody);
     if (request instanceof SwitchyardError) {
       answered = true;
       void writeResponse(stream, errorResponse(request, crypto.randomUUID()), method, { connection: "close" });

@@ -32,7 +32,7 @@ const BODY_HIGH_WATER = 64 * 1024;
  * The Request for a stream, or the error to answer it with. `abort` fires the Request's signal
  * (the client reset the stream, or the connection went).
  */
-export function toRequest(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, scheme: "http" | "https", signal: AbortSignal): Request | SwitchyardError {
+export function toRequest(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, scheme: "http" | "https", signal: AbortSignal, maxBody: number): Request | SwitchyardError {
   const method = headers[":method"] ?? "";
   // Methods are case-sensitive (RFC 9110 §9.1); Request would upper-case `get` or `delete` (Fetch's normalization), so it is refused here, as Bun's HTTP/1.1 parser does.
   if (/[a-z]/.test(method)) return errors.methodNotImplemented(method);
@@ -66,8 +66,10 @@ export function toRequest(stream: ServerHttp2Stream, headers: IncomingHttpHeader
   } catch {
     return errors.invalidPath("the :path is not a valid request target");
   }
-  const declared = headers["content-length"];
-  const body = stream.endAfterHeaders || method === "GET" || method === "HEAD" ? null : bodyOf(stream, declared === undefined ? undefined : Number(declared));
+  const declared = headers["content-length"] === undefined ? undefined : Number(headers["content-length"]);
+  // The listener's max_request_body, as Bun.serve's maxRequestBodySize is for HTTP/1.1: a declared length at once, a streamed body when it passes it.
+  if (declared !== undefined && declared > maxBody) return errors.bodyTooLarge(maxBody);
+  const body = stream.endAfterHeaders || method === "GET" || method === "HEAD" ? null : bodyOf(stream, declared, maxBody);
   return new Request(url, { method, headers: fields, body, signal, duplex: "half" } as RequestInit);
 }
 
@@ -76,21 +78,22 @@ export function toRequest(stream: ServerHttp2Stream, headers: IncomingHttpHeader
  * BODY_HIGH_WATER ahead, so a slow upstream holds back a fast client by HTTP/2 flow control.
  * With a declared length, a byte more (or fewer at the end) errors the body (and resets the stream).
  */
-function bodyOf(stream: ServerHttp2Stream, declared: number | undefined): ReadableStream<Uint8Array> {
+function bodyOf(stream: ServerHttp2Stream, declared: number | undefined, maxBody: number): ReadableStream<Uint8Array> {
   let received = 0;
   let done = false;
   return new ReadableStream<Uint8Array>({
     start(controller) {
-      const refuse = (message: string) => {
+      const refuse = (message: string, error = errors.invalidFraming(message)) => {
         if (done) return;
         done = true;
-        controller.error(errors.invalidFraming(message));
-        if (!stream.destroyed) stream.close(H2_PROTOCOL_ERROR);
+        controller.error(error);
+        if (!stream.destroyed) stream.close(error.status === 413 ? H2_CANCEL : H2_PROTOCOL_ERROR);
       };
       stream.on("data", (chunk: Buffer) => {
         if (done) return;
         received += chunk.length;
         if (declared !== undefined && received > declared) return refuse("the request body is longer than its content-length (RFC 9113 §8.1.1)");
+        if (received > maxBody) return refuse("", errors.bodyTooLarge(maxBody));
         controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
         if ((controller.desiredSize ?? 0) <= 0) stream.pause();
       });

@@ -5,7 +5,7 @@
  * answered as gRPC statuses, per-method routes, metrics and the access log.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { EchoClient, type EchoServer, grpc, drain, startEchoServer } from "../../helpers/grpc.ts";
+import { Echo, EchoClient, type EchoServer, grpc, drain, startEchoServer } from "../../helpers/grpc.ts";
 import { startProxy, type TestProxy } from "../../helpers/proxy.ts";
 import { waitFor } from "../../helpers/tmp.ts";
 import { freePort } from "../../helpers/upstream.ts";
@@ -38,6 +38,7 @@ beforeAll(async () => {
       { name: "dead", match: { headers: [{ name: "x-route", exact: "dead" }] }, to: "dead" },
       { name: "short", match: { headers: [{ name: "x-route", exact: "short" }] }, to: "echo", timeouts: { request: "300ms" } },
       { name: "retry", match: { headers: [{ name: "x-route", exact: "retry" }] }, to: "flaky", retry: { attempts: 3, retry_on: ["unavailable"] } },
+      { name: "small", match: { headers: [{ name: "x-route", exact: "small" }] }, to: "echo", max_request_body: "10KiB" },
       { name: "echo", match: { path: { prefix: "/switchyard.test.grpc.Echo/" } }, to: "echo" },
     ],
   });
@@ -198,6 +199,17 @@ describe("proxy-side refusals are gRPC statuses", () => {
     expect((await client.unary({ text: "x" }, routed("limited"))).error).toBeUndefined();
     const limited = await client.unary({ text: "x" }, routed("limited"));
     expect(limited.error?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  });
+
+  test("a client stream over the route's max_request_body: RESOURCE_EXHAUSTED", async () => {
+    const md = routed("small");
+    const error = await new Promise<grpc.ServiceError | null>((resolve) => {
+      const d = Echo.service.ClientStream as grpc.MethodDefinition<object, object>;
+      const call = client.client.makeClientStreamRequest<object, object>(d.path, d.requestSerialize, d.responseDeserialize, md, {}, (e) => resolve(e));
+      for (let i = 0; i < 20; i++) call.write({ text: "x", n: i, pad: Buffer.alloc(1024) });
+      call.end();
+    });
+    expect(error?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
   });
 
   test("no route: UNIMPLEMENTED", async () => {
