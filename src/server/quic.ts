@@ -13,6 +13,7 @@ import type { ProxyHandler } from "../../routes/proxy.ts";
 import type { Listener } from "../config/schema.ts";
 import type { WebSocketSession } from "../proxy/websocket.ts";
 import type { ListenerTlsMaterial } from "../security/tls-files.ts";
+import { GrpcStatus, grpcErrorResponse, isGrpcContentType } from "../util/grpc-status.ts";
 import { bunServeTls } from "./tls.ts";
 
 /** How long clients may remember the HTTP/3 endpoint (RFC 7838 `ma`), as Bun's own Alt-Svc says. */
@@ -41,7 +42,11 @@ export function startQuic(listener: Listener, material: ListenerTlsMaterial, por
     idleTimeout: Math.ceil(listener.idle_timeout / 1000),
     maxRequestBodySize: listener.max_request_body,
     development: false,
-    fetch: handler,
+    // gRPC needs trailers, which Bun.serve cannot send: a gRPC call over HTTP/3 gets a status it can
+    // read (trailers-only, which is headers only) instead of an answer its client would misread.
+    fetch: (request, server) => isGrpcContentType(request.headers.get("content-type"))
+      ? grpcErrorResponse(GrpcStatus.UNIMPLEMENTED, "gRPC over HTTP/3 is not supported by this proxy (no trailers); use HTTP/2", "")
+      : handler(request, server),
     error(error) {
       console.error(JSON.stringify({ level: "error", msg: "unhandled request error", error: String(error) }));
       return new Response(null, { status: 500 });

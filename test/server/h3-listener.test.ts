@@ -58,3 +58,10 @@ test("after a certificate reload HTTP/3 still serves", async () => {
   await proxy.running.reload();
   expect((await h3(port.h1h3, "/d")).status).toBe(200);
 });
+
+test("a gRPC call over HTTP/3 gets UNIMPLEMENTED as a status it can read (no trailers over Bun's QUIC)", async () => {
+  const res = await h3(port.h1h3, "/pkg.Svc/Method", { method: "POST", body: new Uint8Array(5), headers: { "content-type": "application/grpc" } });
+  expect(res.status).toBe(200);
+  expect(res.headers.get("grpc-status")).toBe("12");
+  expect(res.headers.get("grpc-message")).toContain("use HTTP/2");
+});
