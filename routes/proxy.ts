@@ -2,8 +2,7 @@
  * The proxy listener's catch-all route: builds the per-request context and hands it to the
  * pipeline. Kept free of middleware on purpose: code after `next()` costs ~35% on this path.
  */
-import type { Server } from "bun";
-import type { ListenerInfo, ProxyContext } from "../src/proxy/context.ts";
+import type { ListenerInfo, ProxyContext, RequestServer } from "../src/proxy/context.ts";
 import { errorResponse, errors } from "../src/util/errors.ts";
 import { requestIdFrom, traceparentFrom } from "../src/proxy/headers.ts";
 import { fail, runPipeline } from "../src/proxy/pipeline.ts";
@@ -24,7 +23,9 @@ export interface ProxyRouteOptions {
    * mTLS listeners: the client connection behind a request (address, verified certificate), as
    * filed by the TLS front (server/mtls-front.ts); undefined when it did not come through it.
    */
-  connectionOf?: (request: Request, server: Server<unknown>) => FrontConnection | undefined;
+  connectionOf?: (request: Request, server: RequestServer) => FrontConnection | undefined;
+  /** The HTTP version of the requests this handler serves when not 1.1 (the HTTP/2 engine's, Bun.serve's QUIC server). */
+  protocol?: "2" | "3";
 }
 
 /**
@@ -46,7 +47,7 @@ export function splitTarget(url: string): Target {
   return { authority, path, query: q === -1 ? "" : url.slice(q + 1) };
 }
 
-export function handleProxyRequest(request: Request, server: Server<unknown>, options: ProxyRouteOptions): Promise<Response> | Response {
+export function handleProxyRequest(request: Request, server: RequestServer, options: ProxyRouteOptions): Promise<Response> | Response {
   const guard = options.guard;
   // On an mTLS listener the peer is the front's client, not the front (server/mtls-front.ts).
   const front = options.connectionOf?.(request, server);
@@ -71,6 +72,7 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
     request,
     server,
     listener: options.listener,
+    protocol: options.protocol,
     peerIp: peer.peerIp,
     trustedPeer: peer.trusted,
     clientIp: peer.clientIp,
@@ -104,7 +106,7 @@ export function handleProxyRequest(request: Request, server: Server<unknown>, op
 }
 
 /** The proxy listener's fetch handler. */
-export type ProxyHandler = (request: Request, server: Server<unknown>) => Promise<Response> | Response;
+export type ProxyHandler = (request: Request, server: RequestServer) => Promise<Response> | Response;
 
 /**
  * Every request goes straight to handleProxyRequest, except the health paths when the listener

@@ -11,6 +11,7 @@ import { GuardShape } from "../security/schema.ts";
 import { StateSchema } from "../store/schema.ts";
 import { ListenerTlsSchema } from "../security/tls-schema.ts";
 import { ClusterSchema } from "../upstream/cluster-schema.ts";
+import { checkProtocols, ProtocolsShape } from "./protocols-schema.ts";
 import { LogTargetSchema } from "./file-path.ts";
 import { DurationSchema, nameSchema, PortSchema, SizeSchema, TokenSchema } from "./primitives.ts";
 
@@ -35,6 +36,8 @@ export const ListenerSchema = z.strictObject({
   ...GuardShape,
   /** Terminate TLS here (certificates by SNI, optional client certificates); plain HTTP when absent. */
   tls: ListenerTlsSchema.optional(),
+  // HTTP versions served and the HTTP/2 limits (server/protocols-schema.ts).
+  ...ProtocolsShape,
   /**
    * `proxy` (default): the routes. `egress`: a forward proxy for the local service's outbound
    * traffic (absolute-form HTTP and CONNECT), to the destinations `egress.allow` names.
@@ -47,6 +50,7 @@ export const ListenerSchema = z.strictObject({
   if (l.mode !== "egress" && l.egress !== undefined) ctx.addIssue({ code: "custom", path: ["egress"], message: "only for mode: egress" });
   if (l.mode === "egress" && l.health_checks) ctx.addIssue({ code: "custom", path: ["health_checks"], message: "not available on an egress listener" });
   if (l.mode === "egress" && l.tls !== undefined) ctx.addIssue({ code: "custom", path: ["tls"], message: "not available on an egress listener (bind it to loopback for the local service)" });
+  checkProtocols(l, (path, message) => ctx.addIssue({ code: "custom", path, message }));
 });
 
 export const AdminSchema = z.strictObject({

@@ -4,6 +4,7 @@
  * reduced to classes; nothing per path, IP or user.
  */
 import type { RequestRecord } from "./request-record.ts";
+import { grpcStatusName } from "../util/grpc-status.ts";
 import { Counter, Gauge, Histogram, Registry } from "./registry.ts";
 
 export const registry = new Registry();
@@ -28,6 +29,8 @@ export const metrics = {
   cache: registry.add(new Counter("switchyard_cache_responses_total", "Responses of cached routes by cache result (HIT, STALE, REVALIDATED, MISS).", ["cache", "result"])),
   cacheStoredBytes: registry.add(new Counter("switchyard_cache_stored_bytes_total", "Body bytes written to a cache.", ["cache"])),
   collapsedWaiters: registry.add(new Counter("switchyard_collapsed_waiters_total", "Requests that waited for another request's upstream answer instead of sending their own.", ["kind"])),
+  protocolRequests: registry.add(new Counter("switchyard_requests_by_protocol_total", "Requests by listener and the client's HTTP version (1.1, 2, 3).", ["listener", "protocol"])),
+  grpcRequests: registry.add(new Counter("switchyard_grpc_requests_total", "Native gRPC calls by route, cluster and the grpc-status the client got (OK, UNAVAILABLE, DEADLINE_EXCEEDED …).", ["route", "cluster", "grpc_status"])),
   websocketSessions: registry.add(new Counter("switchyard_websocket_sessions_total", "WebSocket sessions proxied.", ["route"])),
   authDecisions: registry.add(new Counter("switchyard_auth_decisions_total", "Auth filter outcomes by route, provider and result (accepted, rejected, denied, missing, unavailable); provider is empty when no credential was found.", ["route", "provider", "result"])),
   authBackendRequests: registry.add(new Counter("switchyard_auth_backend_requests_total", "Requests from auth providers to their services (JWKS, OIDC discovery, introspection, ext_authz), by outcome (ok, error).", ["provider", "outcome"])),
@@ -116,6 +119,16 @@ interface RequestSeries {
   retries: { inc(by?: number): void };
 }
 
+/** listener → [HTTP/1.1, HTTP/2, HTTP/3] series. Bounded: listener names come from the config, versions are ours. */
+const protocolSeries = new Map<string, { inc(by?: number): void }[]>();
+const PROTOCOL_INDEX = { "1.1": 0, "2": 1, "3": 2 } as const;
+
+function countProtocol(listener: string, protocol: "1.1" | "2" | "3"): void {
+  let slots = protocolSeries.get(listener);
+  if (slots === undefined) protocolSeries.set(listener, (slots = []));
+  (slots[PROTOCOL_INDEX[protocol]] ??= metrics.protocolRequests.bind([listener, protocol])).inc();
+}
+
 /** route → cluster → [method class × 10 + status class]. Bounded: names come from the config. */
 const requestSeries = new Map<string, Map<string, RequestSeries[]>>();
 
@@ -143,6 +156,7 @@ export function recordRequest(ctx: RequestRecord, now: number): void {
   const cluster = ctx.cluster?.name ?? "";
   const series = seriesFor(route, cluster, ctx.method, ctx.status ?? 0);
   series.requests.inc();
+  countProtocol(ctx.listener.name, ctx.protocol ?? "1.1");
   series.duration.observe((now - ctx.startedAt) / 1000);
   if (ctx.upstreamStartedAt !== undefined && ctx.upstreamHeadersAt !== undefined) series.upstream.observe((ctx.upstreamHeadersAt - ctx.upstreamStartedAt) / 1000);
   if (ctx.bytesIn) series.bytesIn.inc(ctx.bytesIn);
@@ -155,4 +169,5 @@ export function recordRequest(ctx: RequestRecord, now: number): void {
   if (ctx.fallback !== undefined) metrics.fallbacks.inc([route, ctx.fallback]);
   if (ctx.cacheStatus !== undefined && ctx.route?.cache) metrics.cache.inc([ctx.route.cache.cache.name, ctx.cacheStatus]);
   if (ctx.status === 101) metrics.websocketSessions.inc([route]);
+  if (ctx.grpcStatus !== undefined) metrics.grpcRequests.inc([route, cluster, grpcStatusName(ctx.grpcStatus)]);
 }

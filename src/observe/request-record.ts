@@ -56,6 +56,10 @@ export interface TryRecord {
 export interface RequestRecord {
   readonly requestId: string;
   readonly listener: ListenerInfo;
+  /** The client's HTTP version when not 1.1: "2" (node:http2 engine) or "3" (Bun.serve's QUIC). */
+  readonly protocol?: "2" | "3";
+  /** A native gRPC call's status (what the client got in grpc-status), once known (proxy/grpc). */
+  grpcStatus?: number;
   /** The client: the peer, or for a trusted peer the first untrusted hop of X-Forwarded-For (security/trust.ts). */
   readonly clientIp: string;
   readonly method: string;

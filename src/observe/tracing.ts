@@ -7,6 +7,7 @@
  * data. Without `telemetry.tracing` none of this runs: the runtime's tracer is undefined.
  */
 import type { RequestRecord } from "./request-record.ts";
+import { grpcMethodOf } from "../util/grpc-status.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
 import type { Attributes, FinishedSpan } from "./otlp.ts";
 import type { SpanExporter } from "./span-exporter.ts";
@@ -105,8 +106,8 @@ export class ServerSpan {
     attributes["url.path"] = ctx.path;
     attributes["url.scheme"] = ctx.listener.proto;
     serverAttributes(ctx.host, ctx.listener.proto, attributes);
-    // Bun.serve speaks HTTP/1.1 (it answers 1.0 requests as 1.1) and does not expose the request's version.
-    attributes["network.protocol.version"] = "1.1";
+    // Bun.serve answers 1.0 requests as 1.1 and does not expose the version; HTTP/2 and /3 come through their own servers.
+    attributes["network.protocol.version"] = ctx.protocol ?? "1.1";
     if (ctx.clientIp !== "") attributes["client.address"] = ctx.clientIp;
     const userAgent = ctx.headers.get("user-agent");
     if (userAgent !== null) attributes["user_agent.original"] = userAgent;
@@ -115,6 +116,7 @@ export class ServerSpan {
     attributes["switchyard.request_id"] = ctx.requestId;
     if (ctx.attempt > 1) attributes["switchyard.attempts"] = ctx.attempt;
     if (ctx.cacheStatus !== undefined) attributes["switchyard.cache"] = ctx.cacheStatus;
+    if (ctx.grpcStatus !== undefined) grpcAttributes(ctx.path, ctx.grpcStatus, attributes);
     const status = ctx.status;
     if (status !== undefined) attributes["http.response.status_code"] = status;
     const error = ctx.error;
@@ -143,6 +145,17 @@ export class ServerSpan {
       error: failed,
     });
   }
+}
+
+/** RPC semantic conventions for a native gRPC call. */
+function grpcAttributes(path: string, code: number, attributes: Attributes): void {
+  attributes["rpc.system"] = "grpc";
+  const method = grpcMethodOf(path);
+  if (method !== undefined) {
+    attributes["rpc.service"] = method.service;
+    attributes["rpc.method"] = method.method;
+  }
+  attributes["rpc.grpc.status_code"] = code;
 }
 
 export class ClientSpan {

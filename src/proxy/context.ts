@@ -25,6 +25,9 @@ import type { FleetServices } from "../fleet/types.ts";
 
 export type { AuthIdentity, CallRecord, ListenerInfo, TransformSkip };
 
+/** What the pipeline calls on the server a request came through: Bun.serve, or the HTTP/2 engine's stand-in (server/h2/engine.ts). */
+export type RequestServer = Pick<Server<unknown>, "requestIP" | "timeout" | "upgrade">;
+
 /** Per-request state carried through the phases (design.md: one typed context, no bags). */
 export interface ProxyContext extends RequestRecord {
   readonly requestId: string;
@@ -35,7 +38,7 @@ export interface ProxyContext extends RequestRecord {
   /** The runtime this request started on; a reload never changes it mid-request. */
   readonly runtime: Runtime;
   readonly request: Request;
-  readonly server: Server<unknown>;
+  readonly server: RequestServer;
   /** The TCP peer's address. */
   readonly peerIp: string;
   /** The peer is one of the listener's trusted_proxies: its X-Forwarded-*, X-Request-Id and X-Forwarded-Client-Cert are believed. */

@@ -131,7 +131,7 @@ export function select(ctx: RoutedContext): Endpoint | undefined {
  * After a failed try: is another allowed (attempts left, the cluster's retry budget, time left)?
  * If so, lets go of the failed try (its body, its endpoint) and waits the backoff; true = retry.
  */
-async function mayRetry(ctx: RoutedContext, policy: RetryPolicy, wait: number | undefined, upstream?: Response, deadlines?: Deadlines): Promise<boolean> {
+export async function mayRetry(ctx: RoutedContext, policy: RetryPolicy, wait: number | undefined, upstream?: Response, deadlines?: Deadlines): Promise<boolean> {
   const cluster = ctx.cluster;
   if (ctx.attempt >= policy.attempts || !cluster.budget.allows() || cluster.budget.retrying >= cluster.limits.config.max_retries) return false;
   // A retry that can go to an endpoint not tried yet goes at once, as nginx's proxy_next_upstream

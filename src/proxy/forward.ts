@@ -60,8 +60,9 @@ export function upstreamUrl(ctx: RoutedContext, endpoint: Endpoint, scheme?: "ws
  * timeout, the attempt fails as a connect timeout. Warm endpoints (pooled sockets) skip it.
  * Returns a function that stops the watch once the response headers are in.
  */
-export function guardConnect(endpoint: Pick<Endpoint, "hostname" | "port" | "lastResponseAt">, timeoutMs: number, deadlines: Deadlines): () => void {
-  if (timeoutMs <= 0 || performance.now() - endpoint.lastResponseAt < WARM_MS) return noop;
+export function guardConnect(endpoint: Pick<Endpoint, "hostname" | "port" | "lastResponseAt"> & { protocol?: Endpoint["protocol"] }, timeoutMs: number, deadlines: Deadlines): () => void {
+  // (An HTTP/3 endpoint is reached over UDP: a TCP probe says nothing about it.)
+  if (timeoutMs <= 0 || performance.now() - endpoint.lastResponseAt < WARM_MS || endpoint.protocol === "http3") return noop;
   let settled = false;
   const settle = () => {
     settled = true;
@@ -167,7 +168,8 @@ export async function forward(ctx: RoutedContext, endpoint: Endpoint, deadlines:
     const headers = upstreamHeaders(ctx, ctx.cluster, traceparent);
     // A kept body may have been rewritten (a transform filter): its own length is the one to send.
     if (kept !== undefined && rpc === undefined) headers.set("content-length", String(kept.byteLength));
-    const response = await fetch(rpc === undefined ? upstreamUrl(ctx, endpoint) : endpoint.origin + rpc.path, {
+    // endpoint.send: fetch, with the cluster's HTTP version (h2c through the pooled HTTP/2 client).
+    const response = await endpoint.send(rpc === undefined ? upstreamUrl(ctx, endpoint) : endpoint.origin + rpc.path, {
       method: rpc === undefined ? ctx.method : "POST",
       headers: rpc !== undefined ? rpc.headers(headers, deadlines.remaining()) : decoded === undefined ? headers : withoutCoding(headers),
       body,

@@ -30,7 +30,7 @@ export function mirror(ctx: RoutedContext, shadow: Cluster, config: MirrorConfig
   const headers = upstreamHeaders(ctx, shadow);
   headers.set("host", shadowHost(headers.get("host") ?? endpoint.address));
   if (body !== undefined) headers.set("content-length", String(body.byteLength));
-  fetch(upstreamUrl(ctx, endpoint), {
+  endpoint.send(upstreamUrl(ctx, endpoint), {
     method: ctx.method,
     headers,
     body,

@@ -3,6 +3,8 @@ import type { ProxyContext } from "./context.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import { recordRequest } from "../observe/metrics.ts";
 import { errorBody, errorResponse, SwitchyardError } from "../util/errors.ts";
+import { grpcDownstreamOf } from "./grpc/downstream.ts";
+import { grpcErrorResponse, grpcStatusOfError } from "../util/grpc-status.ts";
 
 export function clientAborted(): SwitchyardError {
   return new SwitchyardError({ code: "client_aborted", status: 499, source: "client", message: "the client went away" });
@@ -14,6 +16,8 @@ const FALLBACK_FOR = new Set(["circuit_open", "overloaded", "no_healthy_endpoint
 /** 7 error: every failure becomes a JSON response with the request id (or the route's fallback), then is logged. */
 export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
   ctx.error = error;
+  // A native gRPC call gets a status it can read (trailers-only), never a JSON body or a fallback.
+  if (grpcDownstreamOf(ctx.request) !== undefined) return failGrpc(ctx, error);
   const fallback = ctx.route?.config.fallback;
   if (fallback !== undefined && (error.source === "upstream" || FALLBACK_FOR.has(error.code))) {
     ctx.status = fallback.status;
@@ -35,6 +39,15 @@ export function fail(ctx: ProxyContext, error: SwitchyardError): Response {
   log(ctx);
   const response = errorResponse(error, ctx.requestId, body);
   if (ctx.route?.config.retry) response.headers.set("x-switchyard-attempts", String(ctx.attempt));
+  responseFilters(ctx, response.headers, error.status);
+  return response;
+}
+
+function failGrpc(ctx: ProxyContext, error: SwitchyardError): Response {
+  ctx.status = error.status;
+  ctx.grpcStatus = grpcStatusOfError(error);
+  log(ctx);
+  const response = grpcErrorResponse(ctx.grpcStatus, error.message, ctx.requestId, error.headers);
   responseFilters(ctx, response.headers, error.status);
   return response;
 }

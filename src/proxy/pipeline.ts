@@ -14,6 +14,8 @@ import { respond } from "./respond.ts";
 import { methodRetryable } from "./retry.ts";
 import { matchRoute } from "./router.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket.ts";
+import { grpcDownstreamOf } from "./grpc/downstream.ts";
+import { proxyGrpc } from "./grpc/proxy.ts";
 
 export { fail, log } from "./outcome.ts";
 
@@ -59,6 +61,9 @@ export async function runPipeline(ctx: ProxyContext): Promise<Response> {
 /** Phases 3–6 of a forwarding route. */
 async function forwardRouted(ctx: RoutedContext): Promise<Response> {
   const route = ctx.route;
+  // Native gRPC calls (HTTP/2 with trailers) leave here: grpc/proxy.ts relays them with their trailers.
+  const grpc = grpcDownstreamOf(ctx.request);
+  if (grpc !== undefined) return proxyGrpc(ctx, grpc);
   // WebSocket upgrades leave the HTTP path here: they have their own lifecycle (websocket.ts).
   if (route.config.websocket && isWebSocketUpgrade(ctx.request)) {
     const endpoint = select(ctx);

@@ -2,7 +2,10 @@
 import { z } from "zod";
 import { DurationSchema, SizeSchema } from "../config/primitives.ts";
 
-export const RETRY_ON = ["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes", "429"] as const;
+/** The gRPC status values (Envoy's `retry-on` names): native gRPC calls whose trailers-only answer has that status. */
+export const GRPC_RETRY_ON = ["cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"] as const;
+
+export const RETRY_ON = ["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes", "429", ...GRPC_RETRY_ON] as const;
 
 export type RetryOn = (typeof RETRY_ON)[number];
 
@@ -13,7 +16,9 @@ export const RetryPolicySchema = z.strictObject({
    * What is retried: `connect-failure` (refused, connect timeout, failed TLS handshake), `reset` (connection reset),
    * `gateway-error` (502/503/504 answers and the failures above, and per-try timeouts), `5xx`
    * (any 5xx answer or failure), `retriable-status-codes` (the list below), `429` (Retry-After
-   * honoured). Default [connect-failure, reset, gateway-error].
+   * honoured); for native gRPC calls also `cancelled`, `deadline-exceeded`, `internal`,
+   * `resource-exhausted`, `unavailable` (a trailers-only answer with that grpc-status; gRPC calls
+   * are retried whatever `non_idempotent` says, as Envoy does). Default [connect-failure, reset, gateway-error].
    */
   retry_on: z.array(z.enum(RETRY_ON)).min(1).default(["connect-failure", "reset", "gateway-error"]),
   /** Statuses retried with `retriable-status-codes`. */

@@ -40,6 +40,15 @@ export function retriesStatus(policy: RetryPolicy, status: number): boolean {
   return false;
 }
 
+/** gRPC status codes by their `retry_on` names (proxy/grpc). */
+const GRPC_RETRY_CODES: Readonly<Record<string, number>> = { cancelled: 1, "deadline-exceeded": 4, "resource-exhausted": 8, internal: 13, unavailable: 14 };
+
+/** Does the policy retry a native gRPC call answered (trailers-only) with this grpc-status? */
+export function retriesGrpcStatus(policy: RetryPolicy, code: number): boolean {
+  for (const on of policy.retry_on) if (GRPC_RETRY_CODES[on] === code) return true;
+  return false;
+}
+
 /** Full-jitter backoff before retry number `retry` (1 for the first retry). */
 export function backoffDelay(policy: RetryPolicy, retry: number, random: () => number = Math.random): number {
   const cap = Math.min(policy.backoff.max, policy.backoff.base * 2 ** (retry - 1));

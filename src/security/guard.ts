@@ -79,6 +79,11 @@ const METHODS: ReadonlyMap<string, boolean> = new Map([
 /** A host[:port] as RFC 3986 allows it (reg-name, IPv4, [IPv6]); anything else, e.g. two Host headers joined by a comma, is refused. */
 const VALID_HOST = /^(?:[a-z0-9._~!$&'()*+;=-]+|\[[0-9a-f]*:[0-9a-f:.]*\])(?::\d{1,5})?$/;
 
+/** A lower-cased host[:port] as the guard accepts it (an HTTP/2 `:authority` is checked before it becomes a URL). */
+export function isValidAuthority(authority: string): boolean {
+  return VALID_HOST.test(authority);
+}
+
 const DIGITS = /^\d+$/;
 
 /**

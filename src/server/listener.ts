@@ -1,4 +1,4 @@
-/** The only module (with routes/) that touches Bun.serve for the proxy and admin listeners. */
+/** The only modules (with routes/) that touch Bun.serve for the proxy and admin listeners: this one, listener-parts.ts and quic.ts. */
 import type { Server, TLSOptions } from "bun";
 import { adminRoutes } from "../../routes/admin.ts";
 import { proxyRoutes } from "../../routes/proxy.ts";
@@ -6,74 +6,27 @@ import type { Config, Listener } from "../config/schema.ts";
 import { errorResponse, errors } from "../util/errors.ts";
 import { type WebSocketSession, websocketHandlers } from "../proxy/websocket.ts";
 import type { ApplyConfig, RuntimeRef } from "../runtime/runtime-ref.ts";
-import type { FleetReader } from "../../routes/fleet.ts";
 import { compileGuard } from "../security/guard.ts";
-import { type ListenerTlsMaterial, loadListenerTls, TlsFileError } from "../security/tls-files.ts";
-import type { RolloutController } from "../rollout/controller.ts";
+import { type ListenerTlsMaterial, loadListenerTls } from "../security/tls-files.ts";
+import { startH2Listener } from "./h2-listener.ts";
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, healthOf, onServerError, type ProxyListener, reloadListenerTls, routeOptions, type ServerState, serveHttp1, serverPending, urlHost } from "./listener-parts.ts";
 import { FrontConnections, startMtlsFront } from "./mtls-front.ts";
-import { bunServeTls, logTls, watchFiles } from "./tls.ts";
-
-export interface ServerState {
-  runtime: RuntimeRef;
-  draining: boolean;
-  /** Puts a validated config in force (a push through the admin API or the config service). */
-  applyConfig?: ApplyConfig;
-  /** Rollouts and SLOs of this process (the admin API's /rollouts and /slos). */
-  rollouts?: RolloutController;
-  /** With a fleet: what /fleet and GetConfig show of it (the agent, in the process with the admin listener). */
-  fleet?: FleetReader;
-}
-
-/** Last guard: Bun calls this if a handler throws; the process must never crash on a request. */
-function onServerError(error: Error): Response {
-  console.error(JSON.stringify({ level: "error", msg: "unhandled request error", error: String(error) }));
-  return errorResponse(errors.internal(), crypto.randomUUID());
-}
-
-/** A proxy listener, whichever way it serves (plain, TLS, mTLS through a front). */
-export interface ProxyListener {
-  readonly name: string;
-  /** The bound public port (kept across certificate reloads). */
-  readonly port: number;
-  readonly url: URL;
-  /** Requests and WebSockets in flight, on every server still serving (for drain). */
-  pending(): number;
-  /** Stops accepting connections; with `force`, closes the open ones too. */
-  stop(force: boolean): void;
-  /**
-   * Re-reads the TLS files and puts them in force when they changed: "reloaded", "unchanged", or
-   * throws TlsFileError (the certificates in force stay). Plain listeners: "unchanged".
-   */
-  reloadTls(): "reloaded" | "unchanged";
-  /** mTLS listeners: the listener's own Bun.serve on loopback behind the TLS front, and the connections the front relays to it. */
-  readonly front?: { readonly innerPort: number; readonly connections: FrontConnections; handshaking(): number };
-}
+import { altSvcValue, type QuicServer, startQuic, withAltSvc } from "./quic.ts";
+import { bunServeTls, watchFiles } from "./tls.ts";
 
 export async function startProxyListener(listener: Listener, index: number, state: ServerState, reusePort = false): Promise<ProxyListener> {
   const name = listener.name ?? `listener-${index}`;
+  // HTTP/2 (h2c or h2 by ALPN) needs a front and the node:http2 engine (server/h2-listener.ts).
+  if (listener.protocols.includes("http2")) return startH2Listener(listener, index, name, state, reusePort);
   const tlsPath = ["listeners", index, "tls"];
   const material = listener.tls ? loadListenerTls(listener.tls, tlsPath) : undefined;
   const connections = listener.tls?.client_auth ? new FrontConnections() : undefined;
-  const app = proxyRoutes({
-    runtime: state.runtime,
-    listener: {
-      name, proto: listener.tls ? "https" : "http", idleSeconds: Math.ceil(listener.idle_timeout / 1000),
-      forwardClientCert: listener.tls?.client_auth?.forward_client_cert,
-    },
-    draining: () => state.draining,
-    guard: compileGuard(listener),
-    connectionOf: connections && ((request, server) => connections.get(server.requestIP(request))),
-  }, listener.health_checks ? { ready: () => !state.draining } : undefined);
-  const serve = (options: { hostname: string; port: number; reusePort: boolean; tls?: TLSOptions[] }) => Bun.serve<WebSocketSession>({
-    ...options,
-    idleTimeout: Math.ceil(listener.idle_timeout / 1000),
-    maxRequestBodySize: listener.max_request_body,
-    development: false,
-    fetch: app,
-    websocket: websocketHandlers,
-    error: onServerError,
-  });
-  const serverPending = (s: Server<WebSocketSession>) => s.pendingRequests + s.pendingWebSockets;
+  const options = routeOptions(listener, name, state, connections);
+  const app = proxyRoutes(options, healthOf(listener, state));
+  /** Alt-Svc for HTTP/1.1 answers, when the listener also serves HTTP/3 (server/quic.ts); set once the port is bound. */
+  const altSvc = listener.protocols.includes("http3") ? { value: "" } : undefined;
+  const h1 = altSvc === undefined ? app : withAltSvc(app, altSvc);
+  const serve = (o: { hostname: string; port: number; reusePort: boolean; tls?: TLSOptions[] }) => serveHttp1(listener, h1, o);
 
   if (material === undefined) {
     const server = serve({ hostname: listener.address, port: listener.port, reusePort });
@@ -125,6 +78,11 @@ export async function startProxyListener(listener: Listener, index: number, stat
     // its requests, streams and WebSockets finish; its idle keep-alive connections are closed.
     let server = serve({ hostname: listener.address, port: listener.port, reusePort: true, tls: bunServeTls(material) });
     const port = server.port!;
+    let quic: QuicServer | undefined;
+    if (altSvc !== undefined) {
+      quic = startQuic(listener, material, port, proxyRoutes({ ...options, protocol: "3" }, healthOf(listener, state)));
+      altSvc.value = altSvcValue(port);
+    }
     /** Servers replaced by a rotation, until their last request or WebSocket is done. */
     const retired = new Set<Server<WebSocketSession>>();
     const prune = () => {
@@ -134,14 +92,16 @@ export async function startProxyListener(listener: Listener, index: number, stat
       name, port, url: server.url,
       pending() {
         prune();
-        return [server, ...retired].reduce((n, s) => n + serverPending(s), 0);
+        return [server, ...retired].reduce((n, s) => n + serverPending(s), 0) + (quic?.pending() ?? 0);
       },
       stop(force) {
         for (const s of [server, ...retired]) void s.stop(force);
+        quic?.stop(force);
         handle.unwatch?.();
       },
       reloadTls: () => reloadWith((next) => {
         const fresh = serve({ hostname: listener.address, port, reusePort: true, tls: bunServeTls(next) });
+        quic?.reload(next);
         prune();
         retired.add(server);
         void server.stop(false);
@@ -151,23 +111,6 @@ export async function startProxyListener(listener: Listener, index: number, stat
   }
   if (listener.tls!.watch) handle.unwatch = watchFiles(current.files, () => reloadListenerTls(handle));
   return handle;
-}
-
-/** Reloads a listener's certificates, logging what happened; a bad file keeps the old ones. */
-export function reloadListenerTls(listener: ProxyListener): void {
-  try {
-    if (listener.reloadTls() === "reloaded") logTls({ msg: "tls certificates reloaded", listener: listener.name });
-  } catch (e) {
-    const problems = e instanceof TlsFileError ? e.problems : [String(e)];
-    logTls({ level: "error", msg: "tls files rejected; the certificates in force stay", listener: listener.name, problems });
-  }
-}
-
-/** With `idle_timeout: 0`, a TLS handshake at the front must still finish within this. */
-const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-
-function urlHost(address: string): string {
-  return address.includes(":") ? `[${address}]` : address;
 }
 
 export function startAdminListener(config: NonNullable<Config["admin"]>, state: ServerState): Server<undefined> {
@@ -183,3 +126,5 @@ export function startAdminListener(config: NonNullable<Config["admin"]>, state: 
     error: onServerError,
   });
 }
+
+export { type ProxyListener, reloadListenerTls, type ServerState } from "./listener-parts.ts";

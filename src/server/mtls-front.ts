@@ -1,8 +1,10 @@
 /**
- * The TLS front of an mTLS listener. Bun.serve cannot show a handler the client's certificate
- * (oven-sh/bun#14097), so for listeners with `client_auth` a node:tls server owns the public port:
- * it does the handshake (SNI, client certificate against the CA), reads the verified certificate,
- * and relays the plaintext bytes to the listener's own Bun.serve on 127.0.0.1 (an ephemeral port).
+ * The TLS front of an mTLS listener, and of a TLS listener that speaks HTTP/2. Bun.serve cannot
+ * show a handler the client's certificate (oven-sh/bun#14097), nor send HTTP/2 trailers, so for
+ * those listeners a node:tls server owns the public port: it does the handshake (SNI, ALPN, client
+ * certificate against the CA), reads the verified certificate, and then either hands the
+ * connection to the listener's HTTP/2 engine in this process (ALPN `h2`: server/h2/engine.ts) or
+ * relays the plaintext bytes to the listener's own Bun.serve on 127.0.0.1 (an ephemeral port).
  *
  * How a request learns its connection's identity, unforgeably: the front's socket to the inner
  * server has a local port, which is what the inner server's `requestIP(req).port` reports. The
@@ -16,6 +18,7 @@
  * Cost: see README (mTLS) and bench/mtls.ts.
  */
 import { canonicalHostName } from "../security/host.ts";
+import type { Socket as NetSocket } from "node:net";
 import { createSecureContext, createServer, type SecureContext, type TLSSocket } from "node:tls";
 import type { Socket } from "bun";
 import { identityOf } from "../security/client-identity.ts";
@@ -23,10 +26,12 @@ import type { ListenerTlsMaterial } from "../security/tls-files.ts";
 import type { ClientAuthConfig } from "../security/tls-schema.ts";
 import type { ClientIdentity } from "../security/client-identity.ts";
 
-/** The client connection behind a request on an mTLS listener. */
+/** The client connection behind a request on a listener with a front. */
 export interface FrontConnection {
   readonly clientIp: string;
   readonly clientPort: number;
+  /** The client socket's address family (`IPv4`, `IPv6`). */
+  readonly family: string;
   /** The verified client certificate; undefined when the client sent none (`mode: request`). */
   readonly identity: ClientIdentity | undefined;
 }
@@ -105,13 +110,19 @@ export interface MtlsFrontOptions {
   address: string;
   port: number;
   reusePort: boolean;
-  clientAuth: ClientAuthConfig;
-  /** The inner Bun.serve's port on 127.0.0.1. */
-  innerPort: number;
+  /** Client certificates asked for (mTLS); none when absent. */
+  clientAuth?: ClientAuthConfig;
+  /** The inner Bun.serve's port on 127.0.0.1, for HTTP/1.x clients; none when the listener does not speak http1. */
+  innerPort?: number;
   connections: FrontConnections;
   /** A handshake not finished in this time is dropped (what stops a TLS-level slowloris). */
   handshakeTimeoutMs: number;
+  /** Connections that choose ALPN `h2` go here (the listener's HTTP/2 engine); the front offers h2 only with it. */
+  h2?: (socket: TLSSocket, connection: FrontConnection) => void;
 }
+
+/** Handshakes in progress at once when the listener has no client_auth setting of its own. */
+const DEFAULT_MAX_PENDING_HANDSHAKES = 1024;
 
 export interface MtlsFront {
   readonly port: number;
@@ -132,7 +143,7 @@ export interface MtlsFront {
 }
 
 /** What the front knows of one relayed client connection. */
-interface Relay {
+export interface Relay {
   /** The client has sent at least one byte (a connection that never did cannot be mid-exchange). */
   used: boolean;
   innerClosed: boolean;
@@ -142,20 +153,24 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
   let contexts = buildContexts(material);
   const first = material.certificates[0]!;
   const clients = new Map<TLSSocket, Relay>();
+  const clientAuth = options.clientAuth;
+  const alpn = [...(options.h2 !== undefined ? ["h2"] : []), ...(options.innerPort !== undefined ? ["http/1.1"] : [])];
   const server = createServer({
     ...contextOptions(first.cert, first.key, material.clientCa),
-    requestCert: true,
-    // `require`: a client without a valid certificate fails the handshake. `request`: checked in relay().
-    rejectUnauthorized: options.clientAuth.mode === "require",
+    requestCert: clientAuth !== undefined,
+    // `require`: a client without a valid certificate fails the handshake. `request`: checked below.
+    rejectUnauthorized: clientAuth?.mode === "require",
     handshakeTimeout: options.handshakeTimeoutMs,
     SNICallback: (serverName, done) => done(null, contextFor(contexts, serverName)),
+    // Without HTTP/2 no ALPN is offered (as before: every client gets HTTP/1.1).
+    ...(options.h2 !== undefined && { ALPNProtocols: alpn }),
   });
   // Bun's node:tls leaves the socket open after a handshake timeout or a failed handshake: close it.
   server.on("tlsClientError", (_error, socket) => socket.destroy());
   // Handshakes in progress, bounded (in Bun the TLS socket is the accepted socket itself).
   const handshaking = new Set<object>();
   server.on("connection", (socket: import("node:net").Socket) => {
-    if (handshaking.size >= options.clientAuth.max_pending_handshakes) {
+    if (handshaking.size >= (clientAuth?.max_pending_handshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES)) {
       socket.destroy();
       return;
     }
@@ -164,14 +179,30 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
   });
   server.on("secureConnection", (client) => {
     handshaking.delete(client);
-    if (options.clientAuth.mode === "request" && !client.authorized && client.getPeerX509Certificate() !== undefined) {
+    if (clientAuth?.mode === "request" && !client.authorized && client.getPeerX509Certificate() !== undefined) {
       client.destroy(); // a certificate was offered and did not verify: refused, not treated as anonymous
+      return;
+    }
+    const x509 = clientAuth !== undefined && client.authorized ? client.getPeerX509Certificate() : undefined;
+    const connection: FrontConnection = {
+      clientIp: client.remoteAddress ?? "",
+      clientPort: client.remotePort ?? 0,
+      family: client.remoteFamily ?? "IPv4",
+      identity: x509 === undefined ? undefined : identityOf(x509),
+    };
+    if (client.alpnProtocol === "h2" && options.h2 !== undefined) {
+      options.h2(client, connection);
+      return;
+    }
+    // A client that chose no protocol (no ALPN) speaks HTTP/1.1, if the listener does.
+    if (options.innerPort === undefined) {
+      client.destroy();
       return;
     }
     const state: Relay = { used: false, innerClosed: false };
     clients.set(client, state);
     client.on("close", () => clients.delete(client));
-    relay(client, state, options);
+    relay(client, state, options.innerPort, options.connections, connection);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -208,16 +239,14 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
  */
 const LINGER_MS = 5_000;
 
-/** Relays one verified client connection to the inner server, with backpressure both ways. */
-function relay(client: TLSSocket, state: Relay, options: MtlsFrontOptions): void {
-  const x509 = client.authorized ? client.getPeerX509Certificate() : undefined;
-  const connection: FrontConnection = {
-    clientIp: client.remoteAddress ?? "",
-    clientPort: client.remotePort ?? 0,
-    identity: x509 === undefined ? undefined : identityOf(x509),
-  };
+/**
+ * Relays one client connection (its TLS already terminated, or a plain one: server/plain-front.ts)
+ * to the inner server on `innerPort`, with backpressure both ways; `connection` is filed for the
+ * inner server's requests to find.
+ */
+export function relay(client: NetSocket, state: Relay, innerPort: number, connections: FrontConnections, connection: FrontConnection): void {
   let inner: Socket<undefined> | undefined;
-  let innerPort = 0;
+  let localPort = 0;
   /** Client bytes the inner socket did not take yet (the client is paused meanwhile). */
   let backlog: Buffer[] = [];
   /** The client's write buffer is full: inner reads are paused until it drains. */
@@ -265,14 +294,14 @@ function relay(client: TLSSocket, state: Relay, options: MtlsFrontOptions): void
   client.on("error", () => {}); // "close" follows
   Bun.connect({
     hostname: "127.0.0.1",
-    port: options.innerPort,
+    port: innerPort,
     socket: {
       open(socket) {
         inner = socket;
-        innerPort = socket.localPort;
+        localPort = socket.localPort;
         socket.setNoDelay(true);
         // Filed before any byte is relayed, so the inner server's first request finds it.
-        options.connections.add(innerPort, connection);
+        connections.add(localPort, connection);
         if (client.destroyed) {
           socket.end();
           return;
@@ -304,7 +333,7 @@ function relay(client: TLSSocket, state: Relay, options: MtlsFrontOptions): void
       },
       close() {
         state.innerClosed = true;
-        options.connections.remove(innerPort, connection);
+        connections.remove(localPort, connection);
         endClient();
       },
       error() {},

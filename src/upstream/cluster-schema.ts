@@ -60,6 +60,12 @@ export const ClusterSchema = z.strictObject({
    * With it, every endpoint must be https (a plain one would silently skip what it asks for).
    */
   tls: UpstreamTlsSchema.optional(),
+  /**
+   * The HTTP version spoken to the endpoints: `http1` (default), `http2` (https:// endpoints by ALPN,
+   * http:// ones by prior knowledge, h2c), `http3` (QUIC; https:// endpoints verified against the
+   * system's roots only). Native gRPC calls use HTTP/2 whatever this says (gRPC needs it).
+   */
+  protocol: z.enum(["http1", "http2", "http3"]).default("http1"),
   timeouts: z.strictObject({
     /** Time allowed to open a TCP connection to an endpoint. Default 5s. */
     connect: DurationSchema.prefault("5s"),
@@ -75,6 +81,17 @@ export const ClusterSchema = z.strictObject({
     });
     if (c.discovery && "scheme" in c.discovery && c.discovery.scheme !== "https") {
       ctx.addIssue({ code: "custom", path: ["discovery", "scheme"], message: "the cluster has tls settings: set scheme: https" });
+    }
+  }
+  if (c.protocol === "http3") {
+    c.endpoints?.forEach((e, i) => {
+      const url = parseEndpointUrl(typeof e === "string" ? e : e.url);
+      if (url?.protocol === "http:") ctx.addIssue({ code: "custom", path: ["endpoints", i], message: "protocol http3 needs https:// endpoints (QUIC is always encrypted)" });
+    });
+    if (c.discovery && "scheme" in c.discovery && c.discovery.scheme !== "https") ctx.addIssue({ code: "custom", path: ["discovery", "scheme"], message: "protocol http3 needs scheme: https" });
+    // Measured on Bun 1.4.5: fetch over HTTP/3 fails (HTTP3Unsupported) with tls.ca or tls.serverName.
+    if (c.tls !== undefined && (c.tls.ca !== undefined || c.tls.server_name !== undefined || c.tls.cert !== undefined)) {
+      ctx.addIssue({ code: "custom", path: ["protocol"], message: "http3 upstreams are verified against the system's roots only (Bun's fetch over HTTP/3 takes no tls.ca, server_name or client certificate); use http2" });
     }
   }
   if (c.balancer.type === "ring_hash" && c.endpoints) {

@@ -16,6 +16,7 @@ import { bindTryCounters, noteTry, type TryCounters, type TryFailure } from "./h
 import { RetryBudget } from "./retry-budget.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { LimitsConfig } from "./limits-schema.ts";
+import { h2Fetch, type H2FetchInit } from "./h2-fetch.ts";
 
 export interface Endpoint {
   /** `http://host:port`, the base that request paths are appended to. */
@@ -31,6 +32,13 @@ export interface Endpoint {
   readonly health: HealthState;
   /** Its tries by result (switchyard_upstream_tries_total). */
   readonly tries: TryCounters;
+  /** The HTTP version spoken to it (its cluster's `protocol`). */
+  readonly protocol: "http1" | "http2" | "http3";
+  /**
+   * Sends one HTTP request to it (fetch's signature): fetch itself, with HTTP/2 or HTTP/3 pinned
+   * for https endpoints of such clusters, or the pooled h2c client for http:// ones with http2.
+   */
+  readonly send: (url: string, init: RequestInit) => Promise<Response>;
   /** Requests (and WebSocket sessions) in flight to this endpoint. */
   active: number;
   /** Time (ms, monotonic) a response last came back; a recent one means a pooled connection is likely warm. */
@@ -68,20 +76,31 @@ export interface Cluster {
 }
 
 /** `tls`: the cluster's upstream TLS files, applied when the endpoint is https; `cluster`: its name, for the try counters. */
-export function buildEndpoint(text: string, weight: number, health: HealthState = freshHealth(), tls?: UpstreamTlsMaterial, cluster = "", limits?: Pick<LimitsConfig, "endpoint_in_flight" | "max_pending">): Endpoint {
+export function buildEndpoint(text: string, weight: number, health: HealthState = freshHealth(), tls?: UpstreamTlsMaterial, cluster = "", protocol: Endpoint["protocol"] = "http1", limits?: Pick<LimitsConfig, "endpoint_in_flight" | "max_pending">): Endpoint {
   const url = parseEndpointUrl(text)!;
   const secure = url.protocol === "https:";
   const port = url.port ? Number(url.port) : secure ? 443 : 80;
   // URL keeps an IPv6 host in brackets; TLS names it without them.
   const bare = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const address = `${url.hostname}:${port}`;
-  return {
+  const endpoint: Endpoint = {
     origin: url.origin, address, hostname: url.hostname, port, weight, health,
     tls: secure ? upstreamTlsOptions(bare, tls) : undefined,
     tries: bindTryCounters(cluster, address),
+    protocol, send: fetch,
     active: 0, lastResponseAt: Number.NEGATIVE_INFINITY,
     answerGate: limits !== undefined && limits.endpoint_in_flight > 0 ? new Semaphore(limits.endpoint_in_flight, limits.max_pending) : undefined,
   };
+  return protocol === "http1" ? endpoint : { ...endpoint, send: sender(endpoint, protocol, secure) };
+}
+
+/** How requests reach an endpoint of an http2 or http3 cluster (measured: fetch speaks both over TLS only). */
+function sender(endpoint: Endpoint, protocol: "http2" | "http3", secure: boolean): Endpoint["send"] {
+  if (!secure) return (url, init) => h2Fetch(endpoint, url, init as H2FetchInit);
+  if (protocol === "http2") return (url, init) => fetch(url, { ...init, protocol } as RequestInit);
+  // Bun's fetch over HTTP/3 refuses tls.serverName and tls.ca (HTTP3Unsupported): only the verify switch goes.
+  const tls = { rejectUnauthorized: endpoint.tls?.rejectUnauthorized ?? true };
+  return (url, init) => fetch(url, { ...init, protocol, tls } as RequestInit);
 }
 
 /** Builds a cluster; endpoints that `previous` (the same cluster before a reload) also had keep their health. */
@@ -127,13 +146,13 @@ export function buildCluster(name: string, config: ClusterConfig, previousCluste
   const setEndpoints = (specs: readonly EndpointSpec[]) => {
     const kept = new Map([...inherited, ...endpoints.map((e): [string, HealthState] => [e.address, e.health])]);
     endpoints = specs.flatMap((spec) => {
-      const probe = buildEndpoint(spec.url, spec.weight);
+      const probe = buildEndpoint(spec.url, spec.weight, undefined, undefined, "", config.protocol);
       // A cluster with tls settings never dials in the clear (a discovered http:// endpoint is left out).
       if (tlsMaterial !== undefined && probe.tls === undefined) {
         console.error(JSON.stringify({ level: "warn", msg: "endpoint left out: the cluster has tls settings but the endpoint is http", cluster: name, endpoint: spec.url }));
         return [];
       }
-      return [buildEndpoint(spec.url, spec.weight, kept.get(probe.address), tlsMaterial, name, config.limits)];
+      return [buildEndpoint(spec.url, spec.weight, kept.get(probe.address), tlsMaterial, name, config.protocol, config.limits)];
     });
     if (!config.health_check) for (const e of endpoints) e.health.activeHealthy = true;
     balancer = buildBalancer(endpoints, config.balancer);

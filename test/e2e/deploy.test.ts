@@ -1,6 +1,6 @@
 /** fly.toml, the Dockerfile and the default config agree: ports, check paths, signals, regions. */
 import { expect, test } from "bun:test";
-import { loadConfigFile } from "../../src/config/load.ts";
+import { configFromText, loadConfigFile } from "../../src/config/load.ts";
 import { ROOT } from "../helpers/cli.ts";
 
 interface FlyToml {
@@ -80,4 +80,15 @@ test("fly.toml runs the fleet config: the image carries it, its listeners and ch
   expect(fleetConfig.listeners).toEqual(config.listeners);
   expect(fleetConfig.routes.find((r) => r.fly_replay !== undefined)?.fly_replay?.region).toBe(fly.primary_region);
   expect(fleetConfig.shutdown.drain_timeout).toBeLessThan(seconds(fly.kill_timeout) * 1000);
+});
+
+test("gRPC on Fly: fly.toml's commented h2_backend and switchyard.yaml's commented protocols, uncommented, go together", async () => {
+  const uncomment = (text: string, line: RegExp) => text.split("\n").map((l) => (line.test(l) ? l.replace(/^(\s*)# /, "$1") : l)).join("\n");
+  const flyText = uncomment(uncomment(await Bun.file(`${ROOT}/fly.toml`).text(), /^# \[http_service\.http_options\]$/), /^# h2_backend = true$/);
+  const withH2 = Bun.TOML.parse(flyText) as unknown as { http_service: { http_options: { h2_backend: boolean } } };
+  expect(withH2.http_service.http_options.h2_backend).toBe(true);
+  const yaml = uncomment(await Bun.file(`${ROOT}/switchyard.yaml`).text(), /^\s*# protocols: \[http1, http2\]$/);
+  const h2 = configFromText(`${ROOT}/switchyard.yaml`, yaml, { ...process.env, ...fly.env });
+  const listener = h2.listeners.find((l) => l.port === fly.http_service.internal_port)!;
+  expect(listener.protocols).toEqual(["http1", "http2"]);
 });

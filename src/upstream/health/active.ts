@@ -4,6 +4,7 @@
  * it comes back. One of the few places that open upstream connections (design.md).
  */
 import type { UpstreamTlsOptions } from "../upstream-tls.ts";
+import { grpcCheckOnce } from "./grpc-check.ts";
 import type { HealthCheckConfig } from "./schema.ts";
 import type { HealthState } from "./state.ts";
 
@@ -12,6 +13,8 @@ export interface Checked {
   readonly hostname: string;
   readonly tls: UpstreamTlsOptions | undefined;
   readonly health: HealthState;
+  /** How HTTP requests reach it (fetch, pinned to the cluster's HTTP version; h2c through the pool). */
+  readonly send?: (url: string, init: RequestInit) => Promise<Response>;
 }
 
 export interface ActiveChecker {
@@ -24,8 +27,9 @@ function passes(config: HealthCheckConfig, status: number): boolean {
 
 /** Checks once; true when the endpoint answered an expected status in time. */
 export async function checkOnce(endpoint: Checked, config: HealthCheckConfig): Promise<boolean> {
+  if (config.grpc !== undefined) return grpcCheckOnce(endpoint, config.grpc.service, config.timeout, config.host);
   try {
-    const res = await fetch(endpoint.origin + config.path, {
+    const res = await (endpoint.send ?? fetch)(endpoint.origin + (config.path ?? "/"), {
       headers: { "user-agent": "switchyard-health-check", ...(config.host ? { host: config.host } : {}) },
       redirect: "manual",
       decompress: false,

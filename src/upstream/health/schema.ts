@@ -1,10 +1,16 @@
 import { z } from "zod";
 import { DurationSchema, PositiveDurationSchema } from "../../config/primitives.ts";
 
-/** Active health checks: an HTTP request to every endpoint on an interval. */
+/** Active health checks: an HTTP request (or a gRPC Health/Check call) to every endpoint on an interval. */
 export const HealthCheckSchema = z.strictObject({
-  /** Path requested (GET). */
-  path: z.string().startsWith("/"),
+  /** Path requested (GET). Give `path` or `grpc`. */
+  path: z.string().startsWith("/").optional(),
+  /**
+   * A grpc.health.v1.Health/Check call over HTTP/2 (h2c for http:// endpoints) instead of a GET:
+   * it passes when the answer is SERVING. `service`: the name asked about ("" = the server as a
+   * whole, the default).
+   */
+  grpc: z.strictObject({ service: z.string().default("") }).optional(),
   /** Time between checks of one endpoint. Default 10s. */
   interval: PositiveDurationSchema.prefault("10s"),
   /** Random extra delay added to each interval, so checks do not align. Default 1s. */
@@ -19,6 +25,9 @@ export const HealthCheckSchema = z.strictObject({
   unhealthy_threshold: z.number().int().min(1).default(3),
   /** Host header of the check; default the endpoint's host. */
   host: z.string().min(1).optional(),
+}).superRefine((h, ctx) => {
+  if ((h.path === undefined) === (h.grpc === undefined)) ctx.addIssue({ code: "custom", path: ["path"], message: "give exactly one of path (an HTTP check) or grpc (grpc.health.v1.Health/Check)" });
+  if (h.grpc !== undefined && h.expected_statuses !== undefined) ctx.addIssue({ code: "custom", path: ["expected_statuses"], message: "a gRPC check passes on SERVING; expected_statuses are for HTTP checks" });
 });
 
 /** Passive outlier detection (Envoy's): endpoints that fail real traffic are ejected for a while. */

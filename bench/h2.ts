@@ -1,0 +1,261 @@
+/**
+ * HTTP/2 and gRPC benchmark: h2load (Debian nghttp2-client) against Switchyard, nginx and the
+ * upstream itself, over h2c with 100 concurrent streams on 4 connections.
+ *
+ *   bun run bench:h2 [--duration S] [--rounds N] [--warmup S] [--scenario a,b] [--targets direct,switchyard,nginx]
+ *
+ * Scenarios: `h2-get-1k` (GET /1k; Switchyard and nginx speak HTTP/1.1 upstream), `grpc-unary`
+ * (Echo/Unary, a 7-byte message), `grpc-stream` (Echo/ServerStream: 100 messages of 100 bytes per
+ * call; req/s = calls). Targets are measured alternately, several rounds; the table gives medians
+ * (req/s, p50/p99 from h2load's per-request log, peak RSS of the serving processes) and the median
+ * of the per-round ratios. Each gRPC target is checked with a real grpc-js call first (h2load counts
+ * any :status 200 as a success, a trailers-only error too). Results: bench/results/h2.json.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { EchoClient } from "../test/helpers/grpc.ts";
+import { childPids, freePort, killAll, type Proc, rssSampler, runBounded, spawnLogged, tail, trackPid } from "./lib/procs.ts";
+import { median } from "./lib/stats.ts";
+
+const BENCH_DIR = import.meta.dir;
+const REPO = join(BENCH_DIR, "..");
+type TargetName = "direct" | "switchyard" | "nginx";
+
+interface Scenario {
+  name: string;
+  path: string;
+  /** The gRPC request message (without its 5-byte frame prefix); none for a GET. */
+  message?: Uint8Array;
+  grpc: boolean;
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: "h2-get-1k", path: "/1k", grpc: false },
+  // Msg { text: "hello" }
+  { name: "grpc-unary", path: "/switchyard.test.grpc.Echo/Unary", message: Uint8Array.from([0x0a, 5, ...Buffer.from("hello")]), grpc: true },
+  // StreamReq { count: 100, size: 100 }
+  { name: "grpc-stream", path: "/switchyard.test.grpc.Echo/ServerStream", message: Uint8Array.from([0x08, 100, 0x10, 100]), grpc: true },
+];
+
+const { values: flags } = parseArgs({
+  options: {
+    duration: { type: "string", default: process.env.BENCH_DURATION ?? "5" },
+    rounds: { type: "string", default: process.env.BENCH_ROUNDS ?? "3" },
+    warmup: { type: "string", default: process.env.BENCH_WARMUP ?? "1" },
+    scenario: { type: "string", default: process.env.BENCH_SCENARIO ?? SCENARIOS.map((s) => s.name).join(",") },
+    targets: { type: "string", default: process.env.BENCH_TARGETS ?? "direct,switchyard,nginx" },
+    out: { type: "string", default: join(BENCH_DIR, "results", "h2.json") },
+  },
+});
+const duration = Number(flags.duration);
+const rounds = Number(flags.rounds);
+const warmup = Number(flags.warmup);
+const scenarios = SCENARIOS.filter((s) => flags.scenario!.split(",").includes(s.name));
+const wanted = flags.targets!.split(",") as TargetName[];
+
+interface Target {
+  name: TargetName;
+  /** Origins for HTTP and gRPC (the same for the proxies). */
+  http: string;
+  grpc: string;
+  pids(): number[];
+}
+
+const tmp = mkdtempSync(join(tmpdir(), "switchyard-bench-h2-"));
+const problems: string[] = [];
+
+async function waitHttp(url: string, proc: Proc, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (proc.proc.exitCode !== null) throw new Error(`${proc.name} exited:\n${tail(`${proc.logPath}.err`)}`);
+    const ok = await fetch(url, { signal: AbortSignal.timeout(500), proxy: false } as RequestInit).then((r) => r.status === 200, () => false);
+    if (ok) return;
+    await Bun.sleep(100);
+  }
+  throw new Error(`${proc.name} not ready at ${url}`);
+}
+
+/** Starts a process that prints one JSON line of ports; resolves with it. */
+async function startPrinting<T>(name: string, cmd: string[]): Promise<T> {
+  const proc = spawnLogged(name, cmd, { cwd: REPO, logPath: join(tmp, `${name}.log`) });
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const text = readFileSync(proc.logPath, "utf8").trim();
+    if (text !== "") return JSON.parse(text) as T;
+    if (proc.proc.exitCode !== null) break;
+    await Bun.sleep(100);
+  }
+  throw new Error(`${name} did not start:\n${tail(`${proc.logPath}.err`)}`);
+}
+
+async function startUpstreams(): Promise<{ http: number; grpc: number }> {
+  const { http } = await startPrinting<{ http: number }>("h2-upstream", [process.execPath, join(BENCH_DIR, "h2-upstream.ts")]);
+  const node = Bun.which("node");
+  if (node === null) throw new Error("node is needed for the gRPC upstream (bench/grpc-upstream.mjs)");
+  const { grpc } = await startPrinting<{ grpc: number }>("grpc-upstream", [node, join(BENCH_DIR, "grpc-upstream.mjs")]);
+  return { http, grpc };
+}
+
+async function startSwitchyard(http: number, grpc: number): Promise<Target> {
+  const port = freePort();
+  const config = join(tmp, "switchyard.yaml");
+  writeFileSync(config, `# generated by bench/h2.ts
+listeners:
+  - name: bench
+    address: 127.0.0.1
+    port: ${port}
+    protocols: [http1, http2]
+    http2: { max_concurrent_streams: 128, max_requests: 1000000 }
+routes:
+  - name: grpc
+    match: { path: { prefix: /switchyard.test.grpc.Echo/ } }
+    to: grpc
+  - name: http
+    to: http
+clusters:
+  http: { endpoints: ["http://127.0.0.1:${http}"] }
+  grpc: { endpoints: ["http://127.0.0.1:${grpc}"] }
+access_log: { enabled: false }
+shutdown: { drain_timeout: 1s }
+`);
+  const proc = spawnLogged("switchyard", [process.execPath, join(REPO, "src", "cli.ts"), "start", config], { cwd: REPO, logPath: join(tmp, "switchyard.log") });
+  const origin = `http://127.0.0.1:${port}`;
+  await waitHttp(`${origin}/1k`, proc);
+  const children = childPids(proc.pid);
+  for (const pid of children) trackPid(pid);
+  const server = children.length === 1 ? children[0]! : proc.pid;
+  return { name: "switchyard", http: origin, grpc: origin, pids: () => [server] };
+}
+
+async function startNginx(http: number, grpc: number): Promise<Target> {
+  const prefix = join(tmp, "nginx");
+  for (const d of ["body", "proxy", "fastcgi", "uwsgi", "scgi"]) mkdirSync(join(prefix, "tmp", d), { recursive: true });
+  const port = freePort();
+  const conf = readFileSync(join(BENCH_DIR, "nginx-h2.conf"), "utf8")
+    .replaceAll("__USER__", process.getuid?.() === 0 ? "user root;" : "")
+    .replaceAll("__WORKERS__", "1")
+    .replaceAll("__PREFIX__", prefix)
+    .replaceAll("__LISTEN_PORT__", String(port))
+    .replaceAll("__HTTP_PORT__", String(http))
+    .replaceAll("__GRPC_PORT__", String(grpc));
+  writeFileSync(join(prefix, "nginx.conf"), conf);
+  const proc = spawnLogged("nginx", ["nginx", "-p", prefix, "-c", join(prefix, "nginx.conf"), "-e", join(prefix, "error.log"), "-g", "daemon off;"], { logPath: join(tmp, "nginx.log") });
+  const origin = `http://127.0.0.1:${port}`;
+  // h2c only (nginx 1.22 `listen … http2`): ready when h2load gets a 200.
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const r = await runBounded(["h2load", "-n", "1", "-c", "1", `${origin}/1k`], 5000);
+    if (/1 succeeded/.test(r.stdout)) break;
+    if (Date.now() > deadline) throw new Error(`nginx not ready:\n${tail(join(prefix, "error.log"))}`);
+    await Bun.sleep(200);
+  }
+  for (const pid of childPids(proc.pid)) trackPid(pid);
+  return { name: "nginx", http: origin, grpc: origin, pids: () => childPids(proc.pid) };
+}
+
+interface Measurement {
+  rps: number;
+  p50: number;
+  p99: number;
+  rssMiB: number;
+  failed: number;
+}
+
+/** The frame a gRPC request body is (uncompressed, 4-byte length). */
+function framed(message: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + message.length);
+  new DataView(out.buffer).setUint32(1, message.length);
+  out.set(message, 5);
+  return out;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function measure(target: Target, scenario: Scenario, seconds: number): Promise<Measurement> {
+  const log = join(tmp, `h2load-${target.name}-${scenario.name}.log`);
+  const origin = scenario.grpc ? target.grpc : target.http;
+  const args = ["h2load", "-c", "4", "-m", "25", "-D", String(seconds), `--log-file=${log}`];
+  if (scenario.message !== undefined) {
+    const body = join(tmp, `${scenario.name}.bin`);
+    writeFileSync(body, framed(scenario.message));
+    args.push("-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers");
+  }
+  args.push(origin + scenario.path);
+  const sampler = rssSampler(target.pids());
+  const run = await runBounded(args, (seconds + 30) * 1000);
+  const peak = sampler.stop();
+  const rps = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(run.stdout)?.[1] ?? Number.NaN);
+  const failed = Number(/(\d+) failed/.exec(run.stdout)?.[1] ?? 0) + Number(/(\d+) errored/.exec(run.stdout)?.[1] ?? 0);
+  if (run.code !== 0 || Number.isNaN(rps)) problems.push(`${target.name}/${scenario.name}: h2load failed: ${run.stdout.slice(-400)} ${run.stderr.slice(-200)}`);
+  const micros = readFileSync(log, "utf8").trim().split("\n").map((l) => Number(l.split("\t")[2])).filter(Number.isFinite).sort((a, b) => a - b);
+  rmSync(log, { force: true });
+  return { rps, p50: percentile(micros, 50) / 1000, p99: percentile(micros, 99) / 1000, rssMiB: peak / 1024, failed };
+}
+
+/** A real gRPC call through the target: h2load would count a trailers-only error as a success. */
+async function checkGrpc(target: Target): Promise<void> {
+  const client = new EchoClient(target.grpc.replace("http://", ""));
+  const { error } = await client.unary({ text: "check" }, undefined, { deadline: Date.now() + 5000 });
+  client.close();
+  if (error !== undefined) problems.push(`${target.name}: the gRPC check call failed: ${error.code} ${error.details}`);
+}
+
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : "—");
+
+async function main(): Promise<void> {
+  const upstream = await startUpstreams();
+  const targets: Target[] = [];
+  if (wanted.includes("direct")) targets.push({ name: "direct", http: `http://127.0.0.1:${upstream.http}`, grpc: `http://127.0.0.1:${upstream.grpc}`, pids: () => [] });
+  if (wanted.includes("switchyard")) targets.push(await startSwitchyard(upstream.http, upstream.grpc));
+  const nginx = Bun.which("nginx") !== null;
+  if (wanted.includes("nginx") && nginx) targets.push(await startNginx(upstream.http, upstream.grpc));
+  if (wanted.includes("nginx") && !nginx) console.log("nginx not on PATH: skipped");
+  for (const t of targets) await checkGrpc(t);
+  const results: Record<string, Record<string, Measurement[]>> = {};
+  for (const scenario of scenarios) {
+    results[scenario.name] = {};
+    for (const t of targets) await measure(t, scenario, warmup);
+    for (let round = 0; round < rounds; round++) {
+      for (const t of round % 2 === 0 ? targets : [...targets].reverse()) {
+        const m = await measure(t, scenario, duration);
+        (results[scenario.name]![t.name] ??= []).push(m);
+        console.log(`${scenario.name} round ${round + 1} ${t.name}: ${fmt(m.rps)} req/s, p50 ${fmt(m.p50, 2)} ms, p99 ${fmt(m.p99, 2)} ms, RSS ${fmt(m.rssMiB)} MiB${m.failed ? `, ${m.failed} failed` : ""}`);
+        if (m.failed > 0) problems.push(`${t.name}/${scenario.name}: ${m.failed} requests failed`);
+      }
+    }
+  }
+  const summary: Record<string, Record<string, unknown>> = {};
+  for (const [scenario, byTarget] of Object.entries(results)) {
+    console.log(`\n${scenario} (h2load -c 4 -m 25, ${duration}s × ${rounds} rounds, medians)`);
+    console.log("target       req/s     p50 ms   p99 ms   peak RSS MiB   ×switchyard");
+    const sy = byTarget.switchyard ?? [];
+    for (const [name, ms] of Object.entries(byTarget)) {
+      const ratio = name === "switchyard" ? 1 : median(ms.map((m, i) => (sy[i] === undefined ? Number.NaN : sy[i]!.rps / m.rps)));
+      const row = { rps: median(ms.map((m) => m.rps)), p50: median(ms.map((m) => m.p50)), p99: median(ms.map((m) => m.p99)), rssMiB: Math.max(...ms.map((m) => m.rssMiB)), switchyardOver: ratio };
+      (summary[scenario] ??= {})[name] = row;
+      console.log(`${name.padEnd(12)} ${fmt(row.rps).padStart(7)}   ${fmt(row.p50, 2).padStart(6)}   ${fmt(row.p99, 2).padStart(6)}   ${(name === "direct" ? "—" : fmt(row.rssMiB)).padStart(12)}   ${name === "switchyard" ? "" : `switchyard/${name} = ${fmt(ratio, 2)}`}`);
+    }
+  }
+  mkdirSync(join(BENCH_DIR, "results"), { recursive: true });
+  writeFileSync(flags.out!, JSON.stringify({ when: new Date().toISOString(), bun: Bun.version, duration, rounds, summary, rounds_raw: results, problems }, null, 2));
+  if (problems.length > 0) {
+    console.log(`\nproblems:\n- ${problems.join("\n- ")}`);
+    process.exitCode = 1;
+  }
+}
+
+try {
+  await main();
+} catch (e) {
+  console.error(String(e));
+  process.exitCode = 1;
+} finally {
+  await killAll();
+  if (process.env.BENCH_KEEP_TMP === undefined) rmSync(tmp, { recursive: true, force: true });
+  else console.log(`kept ${tmp}`);
+}
