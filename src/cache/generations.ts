@@ -10,7 +10,7 @@
  * file once — a cost, never a wrong answer. Counters only ever change (a lost increment between
  * two processes still changes the value), and a reader compares for equality.
  */
-import { closeSync, fstatSync, ftruncateSync, openSync } from "node:fs";
+import { mapSharedFile } from "../util/shared-file.ts";
 
 const SLOTS = 1 << 16;
 /** Slot 0 counts purges that reach many keys (prefix, tag); key slots are 1…SLOTS. */
@@ -21,14 +21,7 @@ export class Generations {
   private readonly counters: Int32Array;
 
   constructor(path: string) {
-    const fd = openSync(path, "a+");
-    try {
-      // Every process grows it to the same size (never shrinks it): a concurrent start is safe.
-      if (fstatSync(fd).size < BYTES) ftruncateSync(fd, BYTES);
-    } finally {
-      closeSync(fd);
-    }
-    const mapped = Bun.mmap(path);
+    const mapped = mapSharedFile(path, BYTES);
     this.counters = new Int32Array(mapped.buffer, mapped.byteOffset, SLOTS + 1);
   }
 

@@ -39,7 +39,7 @@ export interface Gap {
   readonly closest: unknown;
 }
 
-/** `Gap.closest` of a route or cluster no v1 message can hold at all: any push of its name changes it. */
+/** `Gap.closest` of a route or cluster no v1 message can hold at all: every push of its name changes it. */
 export const NO_MESSAGE: unique symbol = Symbol("no v1 message");
 
 /** Running routes (by name, `route-<index>` when unnamed) and clusters (by name) with their gaps; only those that have some. */

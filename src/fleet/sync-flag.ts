@@ -6,7 +6,7 @@
  * (the agent lost the log, or the machine was frozen), the lookup asks Redis for the fleet's purge
  * generation and compares it with the applied one (purge.ts servable()).
  */
-import { closeSync, fstatSync, ftruncateSync, openSync } from "node:fs";
+import { mapSharedFile } from "../util/shared-file.ts";
 
 const BYTES = 16;
 
@@ -14,13 +14,7 @@ export class SyncFlag {
   private readonly values: Float64Array;
 
   constructor(path: string) {
-    const fd = openSync(path, "a+");
-    try {
-      if (fstatSync(fd).size < BYTES) ftruncateSync(fd, BYTES);
-    } finally {
-      closeSync(fd);
-    }
-    const mapped = Bun.mmap(path);
+    const mapped = mapSharedFile(path, BYTES);
     this.values = new Float64Array(mapped.buffer, mapped.byteOffset, 2);
   }
 
