@@ -129,11 +129,11 @@ export interface MtlsFront {
   /** Puts new certificates (and client CA) in force for new handshakes; open connections go on. */
   setMaterial(material: ListenerTlsMaterial): void;
   /**
-   * Client connections still relaying: the client has sent bytes and the inner connection is
-   * open, or bytes it sent still wait to be written to the client. The inner server's own count
-   * is not enough for a drain: a response it finished writing may still sit in the loopback
-   * socket and in the front. Bun.serve's graceful stop closes its used connections once their
-   * response is written (the front then ends the client's), but not one that never sent a byte.
+   * Client connections still relaying (relayActive): every used one until the client has closed
+   * it. The inner server's own count is not enough for a drain: a response it finished writing may
+   * still sit in the loopback socket and in the front. Bun.serve's graceful stop closes its used
+   * connections once their response is written (the front then ends the client's, and the client
+   * closes it once it has read the answer), but not one that never sent a byte.
    */
   active(): number;
   /** Handshakes in progress (at most client_auth.max_pending_handshakes). */
@@ -146,7 +146,20 @@ export interface MtlsFront {
 export interface Relay {
   /** The client has sent at least one byte (a connection that never did cannot be mid-exchange). */
   used: boolean;
-  innerClosed: boolean;
+}
+
+/**
+ * Whether a relayed client connection that is still open holds a drain: a used one does until the
+ * client closes it, whatever the inner side's state. Once the inner server has closed, the front
+ * cannot tell from here whether the answer has left: Bun's node:net/node:tls socket reports an
+ * empty `writableLength` (and `finish`) as soon as its native socket took the bytes, while the
+ * native socket may still hold the last TLS records the kernel had no room for (a slow reader).
+ * A drain that let go then destroyed the socket (stop(true)) with them: the client lost the tail
+ * of its answer (~50 KB). The client closes once it has read the answer and the FIN (endClient);
+ * one that does not is bounded by LINGER_MS and by drain_timeout.
+ */
+export function relayActive(client: NetSocket, state: Relay): boolean {
+  return state.used || client.writableLength > 0;
 }
 
 export async function startMtlsFront(material: ListenerTlsMaterial, options: MtlsFrontOptions): Promise<MtlsFront> {
@@ -199,7 +212,7 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
       client.destroy();
       return;
     }
-    const state: Relay = { used: false, innerClosed: false };
+    const state: Relay = { used: false };
     clients.set(client, state);
     client.on("close", () => clients.delete(client));
     relay(client, state, options.innerPort, options.connections, connection);
@@ -222,7 +235,7 @@ export async function startMtlsFront(material: ListenerTlsMaterial, options: Mtl
     },
     active() {
       let n = 0;
-      for (const [client, state] of clients) if ((state.used && !state.innerClosed) || client.writableLength > 0) n++;
+      for (const [client, state] of clients) if (relayActive(client, state)) n++; // closed clients are no longer in `clients`
       return n;
     },
     handshaking: () => handshaking.size,
@@ -332,18 +345,15 @@ export function relay(client: NetSocket, state: Relay, innerPort: number, connec
         endClient();
       },
       close() {
-        state.innerClosed = true;
         connections.remove(localPort, connection);
         endClient();
       },
       error() {},
       connectError() {
-        state.innerClosed = true;
         client.destroy();
       },
     },
   }).catch(() => {
-    state.innerClosed = true;
     client.destroy();
   });
 }

@@ -9,7 +9,7 @@
  * engine, which refuses one without the preface (GOAWAY PROTOCOL_ERROR).
  */
 import { createServer, type Socket } from "node:net";
-import { type FrontConnection, type FrontConnections, relay, type Relay } from "./mtls-front.ts";
+import { type FrontConnection, type FrontConnections, relay, relayActive, type Relay } from "./mtls-front.ts";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
@@ -69,7 +69,7 @@ export async function startPlainFront(options: PlainFrontOptions): Promise<Plain
         socket.resume();
         return;
       }
-      const relayState: Relay = { used: false, innerClosed: false };
+      const relayState: Relay = { used: false };
       relays.set(socket, relayState);
       socket.on("close", () => relays.delete(socket));
       relay(socket, relayState, innerPort, options.connections, connection);
@@ -90,7 +90,7 @@ export async function startPlainFront(options: PlainFrontOptions): Promise<Plain
     port: typeof address === "object" && address !== null ? address.port : options.port,
     active() {
       let n = 0;
-      for (const [socket, state] of relays) if ((state.used && !state.innerClosed) || socket.writableLength > 0) n++;
+      for (const [socket, state] of relays) if (relayActive(socket, state)) n++; // closed sockets are no longer in `relays`
       return n;
     },
     stop(force) {
