@@ -26,7 +26,10 @@ async function packagesLoaded(configFile: string, env: Record<string, string>, p
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   if (!out.trim()) throw new Error(`the process printed nothing; stderr: ${err.slice(-2000)}`);
   await proc.exited;
-  return JSON.parse(out.trim().split("\n").pop()!) as string[];
+  // The list is the one line that is a JSON array (access log lines, JSON objects, may come after it).
+  const list = out.split("\n").find((line) => line.startsWith("["));
+  if (list === undefined) throw new Error(`no package list in the output: ${out.slice(-2000)}`);
+  return JSON.parse(list) as string[];
 }
 
 test("the default config loads none of protobuf, Connect, JWT or libSQL", async () => {
