@@ -14,6 +14,7 @@ import { clientAborted } from "../proxy/outcome.ts";
 import { chooseAddress } from "./destination.ts";
 import type { EgressOptions } from "./options.ts";
 import type { EgressRecord } from "./record.ts";
+import { drained } from "../util/drained.ts";
 
 const badTarget = (message: string) => new SwitchyardError({ code: "egress_bad_target", status: 400, source: "client", message });
 
@@ -50,19 +51,6 @@ function requestBody(req: IncomingMessage, record: EgressRecord, deadlines: Dead
       req.destroy();
     },
   }, { highWaterMark: 0 });
-}
-
-/** Resolves once `res` can take more (or has closed). */
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.once("drain", done);
-    res.once("close", done);
-  });
 }
 
 export async function forwardHttp(req: IncomingMessage, res: ServerResponse, record: EgressRecord, options: EgressOptions): Promise<void> {

@@ -8,6 +8,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import { SwitchyardError } from "../util/errors.ts";
 import { type H2Endpoint, openStream } from "./h2-pool.ts";
+import { writeDrained } from "../util/drained.ts";
 
 /** RFC 9113 §8.2.2: fields an HTTP/2 request may not carry (node:http2 throws on them). */
 const CONNECTION_SPECIFIC = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "te"]);
@@ -98,21 +99,7 @@ export async function h2Fetch(endpoint: H2Endpoint, url: string, init: H2FetchIn
 
 /** Writes the request body (any of fetch's body kinds used by the proxy) with backpressure, then ends the stream's side. */
 async function sendBody(stream: import("node:http2").ClientHttp2Stream, body: NonNullable<H2FetchInit["body"]> | null): Promise<void> {
-  const write = (chunk: Uint8Array): Promise<boolean> => {
-    if (stream.destroyed) return Promise.resolve(false);
-    if (stream.write(chunk)) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const settle = (ok: boolean) => {
-        stream.off("drain", onDrain);
-        stream.off("close", onClose);
-        resolve(ok);
-      };
-      const onDrain = () => settle(true);
-      const onClose = () => settle(false);
-      stream.on("drain", onDrain);
-      stream.on("close", onClose);
-    });
-  };
+  const write = (chunk: Uint8Array): Promise<boolean> => writeDrained(stream, chunk);
   if (body === null) {
     stream.end();
     return;

@@ -5,6 +5,7 @@
  * server-streaming call, small): a client stream in progress is never replayed (Envoy's rule too).
  */
 import type { ClientHttp2Stream } from "node:http2";
+import { writeDrained } from "../../util/drained.ts";
 
 export class BodyTee {
   private readonly next: (() => Promise<{ done: boolean; value?: Uint8Array }>) | undefined;
@@ -37,7 +38,7 @@ export class BodyTee {
    * stream went away first (or reading the client failed: then the client's stream is broken).
    */
   async pipeTo(stream: ClientHttp2Stream): Promise<boolean> {
-    for (const chunk of this.kept) if (!(await write(stream, chunk))) return false;
+    for (const chunk of this.kept) if (!(await writeDrained(stream, chunk))) return false;
     while (!this.complete && this.next !== undefined) {
       let next: { done: boolean; value?: Uint8Array };
       try {
@@ -61,7 +62,7 @@ export class BodyTee {
           this.kept.length = 0;
         }
       }
-      if (!(await write(stream, chunk))) return false;
+      if (!(await writeDrained(stream, chunk))) return false;
     }
     if (!stream.destroyed && !stream.writableEnded) stream.end();
     return true;
@@ -71,20 +72,4 @@ export class BodyTee {
   cancel(): void {
     this.stop();
   }
-}
-
-function write(stream: ClientHttp2Stream, chunk: Uint8Array): Promise<boolean> {
-  if (stream.destroyed || stream.writableEnded) return Promise.resolve(false);
-  if (stream.write(chunk)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      stream.off("drain", onDrain);
-      stream.off("close", onClose);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onClose = () => done(false);
-    stream.on("drain", onDrain);
-    stream.on("close", onClose);
-  });
 }

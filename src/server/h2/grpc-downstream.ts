@@ -2,6 +2,7 @@
 import type { OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import type { GrpcDownstream } from "../../proxy/grpc/downstream.ts";
 import { forClient } from "./hpack.ts";
+import { drained } from "../../util/drained.ts";
 
 /** RFC 9113 §8.2.2 fields, never sent on HTTP/2 (node:http2 throws on them). */
 const CONNECTION_SPECIFIC = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
@@ -45,17 +46,7 @@ export function streamDownstream(stream: ServerHttp2Stream): GrpcDownstream {
       if (gone()) return Promise.resolve(false);
       flushHead();
       if (stream.write(chunk)) return Promise.resolve(true);
-      return new Promise((resolve) => {
-        const done = (ok: boolean) => {
-          stream.off("drain", onDrain);
-          stream.off("close", onClose);
-          resolve(ok);
-        };
-        const onDrain = () => done(true);
-        const onClose = () => done(false);
-        stream.on("drain", onDrain);
-        stream.on("close", onClose);
-      });
+      return drained(stream);
     },
     end(trailers) {
       if (gone()) return;

@@ -7,6 +7,7 @@
 import type { OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { forClient } from "./hpack.ts";
 import { H2_INTERNAL_ERROR } from "./request.ts";
+import { drained } from "../../util/drained.ts";
 
 /** RFC 9113 §8.2.2: fields that mean nothing on HTTP/2 (node:http2 throws on them). */
 const CONNECTION_SPECIFIC = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
@@ -22,21 +23,6 @@ export function responseHead(response: Response, extra: Readonly<Record<string, 
   if (cookies.length > 0) head["set-cookie"] = cookies;
   if (extra !== undefined) for (const name in extra) head[name] ??= extra[name];
   return head;
-}
-
-/** Resolves when the stream can take more (or is gone: then false). */
-function drained(stream: ServerHttp2Stream): Promise<boolean> {
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      stream.off("drain", onDrain);
-      stream.off("close", onClose);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onClose = () => done(false);
-    stream.on("drain", onDrain);
-    stream.on("close", onClose);
-  });
 }
 
 /**
