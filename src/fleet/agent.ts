@@ -20,7 +20,8 @@ import { configView, readConfig, restoreConfig, seedConfig, writeAnswer } from "
 import { withLocalSections } from "./document.ts";
 import { sendHeartbeat, removeHeartbeat, type LiveInstance, liveInstances } from "./heartbeat.ts";
 import { compareIds } from "./keys.ts";
-import { FleetRedis, logFleet, redactUrl, script } from "./redis.ts";
+import { redactRedisUrl, redisScript } from "../util/redis-link.ts";
+import { FleetRedis, logFleet } from "./redis.ts";
 import { saveLocalState } from "./state-file.ts";
 import { requestsTotal } from "./requests.ts";
 import pkg from "../../package.json" with { type: "json" };
@@ -38,7 +39,7 @@ export const SYNC_MARGIN_MS = BLOCK_MS + 250;
 const BATCH = 500;
 
 // KEYS[1]: the epoch. ARGV[1]: a new one, set only when Redis has none (it is new, or lost its data).
-const EPOCH = script(`
+const EPOCH = redisScript(`
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
 `);
@@ -303,7 +304,7 @@ export class FleetAgent {
   /** GET /fleet: the live instances by their heartbeats; with Redis unreachable, this one as it knows itself. */
   async view(): Promise<FleetView> {
     const self = this.fleet.self;
-    const redis = { url: redactUrl(this.fleet.config.redis.url), reachable: true };
+    const redis = { url: redactRedisUrl(this.fleet.config.redis.url), reachable: true };
     let live: LiveInstance[];
     let version: unknown;
     try {

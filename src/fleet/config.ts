@@ -7,7 +7,8 @@
  */
 import { type LiveInstance, liveInstances, parseJson } from "./heartbeat.ts";
 import type { FleetKeys } from "./keys.ts";
-import { type FleetRedis, script } from "./redis.ts";
+import { redisScript } from "../util/redis-link.ts";
+import type { FleetRedis } from "./redis.ts";
 import type { ConfigAnswerState, FleetConfigView, InstanceConfigState } from "./types.ts";
 import type { FleetServices } from "./types.ts";
 import { type Answer, AnswerSchema } from "./answer-schema.ts";
@@ -17,7 +18,7 @@ import { type FleetConfigRecord, FleetConfigRecordSchema } from "./records-schem
 // the version it builds on, document JSON, version_info, source, origin, log length.
 // Returns {1, version} or, when another push came first, {0, that version}. A hash Redis lost
 // (restarted empty) takes any push.
-const PUBLISH = script(`
+const PUBLISH = redisScript(`
 local cur = redis.call('HMGET', KEYS[1], 'id', 'version')
 local curId = cur[1] or ''
 if curId ~= '' and curId ~= ARGV[1] then return {0, tonumber(cur[2]) or 0} end
@@ -30,7 +31,7 @@ return {1, version}
 
 // KEYS[1]: the config hash. ARGV: id, version, document JSON, version_info, source, origin.
 // Puts back the config an instance runs when Redis has none (it restarted empty), for newcomers.
-const SEED = script(`
+const SEED = redisScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'version', ARGV[2], 'document', ARGV[3], 'version_info', ARGV[4], 'source', ARGV[5], 'origin', ARGV[6], 'at', '0')
 return 1
@@ -38,7 +39,7 @@ return 1
 
 // KEYS[1]: the config hash, KEYS[2]: the log. ARGV: the id Redis has now, then as SEED, then log length.
 // Puts back a newer config than Redis holds (a failover to a replica that had not received it), and announces it.
-const RESTORE = script(`
+const RESTORE = redisScript(`
 if (redis.call('HGET', KEYS[1], 'id') or '') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[2], 'version', ARGV[3], 'document', ARGV[4], 'version_info', ARGV[5], 'source', ARGV[6], 'origin', ARGV[7], 'at', '0')
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 't', 'config', 'id', ARGV[2], 'version', ARGV[3], 'from', ARGV[7])

@@ -5,13 +5,14 @@
  * purge waits for, and who /fleet and GetConfig list. Entries ten ttls old are swept.
  */
 import type { FleetKeys } from "./keys.ts";
-import { type FleetRedis, script } from "./redis.ts";
+import { redisScript } from "../util/redis-link.ts";
+import type { FleetRedis } from "./redis.ts";
 import type { z } from "zod";
 import { type Heartbeat, HeartbeatSchema } from "./records-schema.ts";
 
 // KEYS[1]: the sorted set, KEYS[2]: this instance's key. ARGV: id, heartbeat JSON, ttl (ms).
 // Returns the heartbeat it replaces ('' for none).
-const BEAT = script(`
+const BEAT = redisScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now, ARGV[1])
@@ -22,7 +23,7 @@ return before or ''
 `);
 
 // KEYS[1]: the sorted set. ARGV: ttl (ms), the instance key prefix. Returns now, then id, stamp, heartbeat JSON of each live instance.
-const LIVE = script(`
+const LIVE = redisScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf', 'WITHSCORES')

@@ -18,13 +18,14 @@
 import { type Claim, claimIdempotencyKey, badKey, fingerprint, inFlightSeconds, inProgress, problem, recordKeyOf, reused } from "../cache/idempotency.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { MatchedContext } from "../proxy/context.ts";
-import { FleetUnavailable, logFleet, script } from "./redis.ts";
+import { RedisUnavailable, redisScript } from "../util/redis-link.ts";
+import { logFleet } from "./redis.ts";
 import type { IdempotencyConfig } from "../cache/hold-schema.ts";
 import type { FleetServices } from "./types.ts";
 import { keepWhilePassing } from "../util/keep-while-passing.ts";
 
 // KEYS[1]: the record. ARGV: fingerprint, owner token, in-flight lifetime (ms).
-const CLAIM = script(`
+const CLAIM = redisScript(`
 local r = redis.call('HMGET', KEYS[1], 'fingerprint', 'state', 'status', 'headers', 'body')
 if not r[1] then
   redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'state', 'in_flight', 'owner', ARGV[2])
@@ -36,7 +37,7 @@ return {'exists', r[1], r[2] or '', r[3] or '', r[4] or '', r[5] or ''}
 
 // KEYS[1]: the record. ARGV: owner, state (done | not_kept), status, headers, body (base64), ttl (ms).
 // Only the claim's owner records (a claim that lapsed and was taken again is not overwritten).
-const RECORD = script(`
+const RECORD = redisScript(`
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'status', ARGV[3], 'headers', ARGV[4], 'body', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
@@ -44,7 +45,7 @@ return 1
 `);
 
 // KEYS[1]: the record. ARGV: owner. An in-flight claim of this owner is forgotten.
-const FORGET = script(`
+const FORGET = redisScript(`
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1], 'state') == 'in_flight' then
   return redis.call('DEL', KEYS[1])
 end
@@ -64,7 +65,7 @@ export async function claimInFleet(ctx: MatchedContext, config: IdempotencyConfi
   try {
     reply = await fleet.redis.eval("idempotency", CLAIM, [recordKey], [print, owner, String(Math.ceil(inFlightSeconds(ctx, config) * 1000))]);
   } catch (e) {
-    if (!(e instanceof FleetUnavailable)) throw e;
+    if (!(e instanceof RedisUnavailable)) throw e;
     return withoutRedis(ctx, config, key, body, fleet);
   }
   const r = Array.isArray(reply) ? reply.map(String) : [];

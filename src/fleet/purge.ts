@@ -10,7 +10,7 @@
 import type { FleetPurgeReport, HttpCache, PurgeBy, PurgeOutcome } from "../cache/cache.ts";
 import { metrics } from "../observe/metrics.ts";
 import { compareIds } from "./keys.ts";
-import { FleetUnavailable, script } from "./redis.ts";
+import { RedisUnavailable, redisScript } from "../util/redis-link.ts";
 import type { PurgeRecord } from "./pending-purges.ts";
 import type { SyncFlag } from "./sync-flag.ts";
 import type { FleetKeys } from "./keys.ts";
@@ -20,7 +20,7 @@ import type { FleetServices } from "./types.ts";
 // KEYS[1]: the log, KEYS[2]: the heartbeats, KEYS[3]: the purge generation. ARGV: log length,
 // cache, kind, value, origin, heartbeat ttl (ms). Returns the entry's id, then the instances alive
 // now (Redis's clock).
-const PUBLISH = script(`
+const PUBLISH = redisScript(`
 local g = redis.call('INCR', KEYS[3])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', 'purge', 'cache', ARGV[2], 'kind', ARGV[3], 'value', ARGV[4], 'from', ARGV[5], 'g', g)
 local t = redis.call('TIME')
@@ -56,10 +56,10 @@ export async function purgeEverywhere(fleet: FleetServices, cache: HttpCache, by
   if (fleet.pending.size > 0) await fleet.pending.flush();
   let reply: string[];
   try {
-    if (fleet.pending.size > 0) throw new FleetUnavailable("down", "earlier purges still wait for redis");
+    if (fleet.pending.size > 0) throw new RedisUnavailable("down", "earlier purges still wait for redis");
     reply = await publishPurge(fleet, record);
   } catch (e) {
-    if (!(e instanceof FleetUnavailable)) throw e;
+    if (!(e instanceof RedisUnavailable)) throw e;
     fleet.pending.add(record);
     metrics.fleetPurges.inc(["unpublished"]);
     return { purged, fleet: { published: false, complete: false, confirmed: [], missing: [], error: `applied on this instance; sent to the fleet when redis answers again (${e.message})` } };

@@ -12,7 +12,7 @@ import { SwitchyardError } from "../util/errors.ts";
 import type { FleetAgent, Applied } from "./agent.ts";
 import { awaitAnswers, publishConfig } from "./config.ts";
 import { fleetDocument } from "./document.ts";
-import { FleetUnavailable } from "./redis.ts";
+import { RedisUnavailable } from "../util/redis-link.ts";
 import type { FleetPushReport } from "./types.ts";
 
 export function pushToFleet(agent: FleetAgent, next: Config, source: string, versionInfo: string | undefined): Promise<Applied & { fleet: FleetPushReport }> {
@@ -23,7 +23,7 @@ export function pushToFleet(agent: FleetAgent, next: Config, source: string, ver
     try {
       published = await publishConfig(fleet, agent.redis, agent.state.answered, record);
     } catch (e) {
-      if (!(e instanceof FleetUnavailable)) throw e;
+      if (!(e instanceof RedisUnavailable)) throw e;
       metrics.fleetConfigPublished.inc(["unavailable"]);
       throw new SwitchyardError({ code: "fleet_unavailable", status: 503, source: "internal", message: `the fleet config cannot be recorded (${e.message}); nothing changed on any instance`, cause: e });
     }

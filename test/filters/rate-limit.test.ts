@@ -221,7 +221,8 @@ test("bad rate-limit configs are refused with their path", () => {
 
 test("runtime resources: a reload keeps an unchanged limit and its Redis connection; a removed one is disposed", async () => {
   const { buildRuntime } = await import("../../src/runtime/build.ts");
-  const { RedisConnection, RedisUnavailable } = await import("../../src/filters/rate-limit/redis-buckets.ts");
+  const { RedisConnection } = await import("../../src/filters/rate-limit/redis-buckets.ts");
+  const { RedisUnavailable } = await import("../../src/util/redis-link.ts");
   const parse = (url: string, rate = "5/s") => validateConfig("t.yaml", {
     listeners: [{ port: 8080 }],
     clusters: { a: { endpoints: ["127.0.0.1:1"] } },

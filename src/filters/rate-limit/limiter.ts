@@ -8,7 +8,8 @@ import { metrics } from "../../observe/metrics.ts";
 import { type BucketShape, shapeOf, type Verdict } from "./gcra.ts";
 import { compileKey, compileTierOf, type KeyOf } from "./key.ts";
 import { LocalBuckets } from "./local-buckets.ts";
-import { RedisUnavailable, type RedisConnection } from "./redis-buckets.ts";
+import { RedisUnavailable } from "../../util/redis-link.ts";
+import type { RedisConnection } from "./redis-buckets.ts";
 import type { RateLimitConfig } from "./schema.ts";
 import { SupervisorBuckets, workerCount } from "./shared-buckets.ts";
 
