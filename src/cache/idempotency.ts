@@ -69,8 +69,21 @@ export async function claimIdempotencyKey(ctx: MatchedContext, config: Idempoten
   if (Math.random() < 0.01) void store.execute("DELETE FROM idempotency WHERE expires_at < ?", [now]).catch(() => {}); // expired records go, now and then
   if (claimed.rowsAffected === 0) return answerExisting(ctx, store, recordKey, print);
 
-  let settled = false;
   const forget = () => void store.execute("DELETE FROM idempotency WHERE record_key = ? AND state = 'in_flight'", [recordKey]).catch(() => {});
+  return recordingClaim(config.max_body, forget, async (status, headers, bytes) => {
+    if (bytes === undefined) return forget(); // too large to keep
+    await save(store, recordKey, status, headers, bytes, config.ttl).catch(forget);
+  });
+}
+
+/**
+ * The claim on a record, whatever keeps it: a 5xx, an abandoned request or a cut body forgets the
+ * claim (the client may retry); any other answer is saved (`bytes` undefined: larger than `cap`)
+ * before the client's stream ends, so a retry sent at once is replayed, not a 409, and saved even
+ * if the client leaves first: that is when it retries. `save` settles without throwing.
+ */
+export function recordingClaim(cap: number, forget: () => void, save: (status: number, headers: [string, string][], bytes: Uint8Array | undefined) => Promise<void>): Claim {
+  let settled = false;
   return {
     abandon() {
       if (settled) return;
@@ -85,18 +98,10 @@ export async function claimIdempotencyKey(ctx: MatchedContext, config: Idempoten
       }
       const headers = [...response.headers].filter(([name]) => name !== "x-request-id"); // each request has its own
       if (response.body === null) {
-        void save(store, recordKey, response.status, headers, new Uint8Array(0), config.ttl).catch(forget);
+        void save(response.status, headers, new Uint8Array(0));
         return response;
       }
-      // Recorded before the client's stream ends (a retry sent at once is replayed, not a 409), and
-      // recorded even if the client leaves first: that is when it retries.
-      const toClient = keepWhilePassing(response.body, config.max_body, {
-        keep: async (bytes) => {
-          if (bytes === undefined) return forget(); // too large to keep
-          await save(store, recordKey, response.status, headers, bytes, config.ttl).catch(forget);
-        },
-        failed: forget,
-      }, true);
+      const toClient = keepWhilePassing(response.body, cap, { keep: (bytes) => save(response.status, headers, bytes), failed: forget }, true);
       return new Response(toClient, { status: response.status, statusText: response.statusText, headers: response.headers });
     },
   };

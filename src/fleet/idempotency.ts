@@ -15,14 +15,13 @@
  * `deny` answers 503. A claim whose answer cannot be recorded (Redis failed meanwhile) stays in
  * flight until it lapses (the route's request timeout + 30s): retries get 409 until then.
  */
-import { type Claim, claimIdempotencyKey, badKey, fingerprint, inFlightSeconds, inProgress, problem, recordKeyOf, reused } from "../cache/idempotency.ts";
+import { type Claim, claimIdempotencyKey, badKey, fingerprint, inFlightSeconds, inProgress, problem, recordingClaim, recordKeyOf, reused } from "../cache/idempotency.ts";
 import { metrics } from "../observe/metrics.ts";
 import type { MatchedContext } from "../proxy/context.ts";
 import { RedisUnavailable, redisScript } from "../util/redis-link.ts";
 import { logFleet } from "./redis.ts";
 import type { IdempotencyConfig } from "../cache/hold-schema.ts";
 import type { FleetServices } from "./types.ts";
-import { keepWhilePassing } from "../util/keep-while-passing.ts";
 
 // KEYS[1]: the record. ARGV: fingerprint, owner token, in-flight lifetime (ms).
 const CLAIM = redisScript(`
@@ -74,36 +73,11 @@ export async function claimInFleet(ctx: MatchedContext, config: IdempotencyConfi
   count("claimed");
 
   const cap = Math.min(config.max_body, fleet.config.idempotency.max_answer);
-  let settled = false;
   const forget = () => void fleet.redis.eval("idempotency", FORGET, [recordKey], [owner]).catch(() => {});
-  const save = (state: "done" | "not_kept", status: number, headers: [string, string][], bytes: Uint8Array) =>
-    fleet.redis.eval("idempotency", RECORD, [recordKey], [owner, state, String(status), JSON.stringify(headers), Buffer.from(bytes).toString("base64"), String(config.ttl)])
+  return recordingClaim(cap, forget, async (status, headers, bytes) => {
+    await fleet.redis.eval("idempotency", RECORD, [recordKey], [owner, bytes === undefined ? "not_kept" : "done", String(status), JSON.stringify(headers), Buffer.from(bytes ?? new Uint8Array(0)).toString("base64"), String(config.ttl)])
       .catch((e: unknown) => logFleet({ level: "warn", msg: "fleet: an idempotent answer could not be recorded; the key stays in flight until it lapses", request_id: ctx.requestId, error: String(e) }));
-  return {
-    abandon() {
-      if (settled) return;
-      settled = true;
-      forget();
-    },
-    record(response) {
-      settled = true;
-      if (response.status >= 500) {
-        forget();
-        return response;
-      }
-      const headers = [...response.headers].filter(([name]) => name !== "x-request-id"); // each request has its own
-      if (response.body === null) {
-        void save("done", response.status, headers, new Uint8Array(0));
-        return response;
-      }
-      // Recorded before the client's stream ends (a retry sent at once is replayed), and even if the client leaves first.
-      const toClient = keepWhilePassing(response.body, cap, {
-        keep: async (bytes) => void (await save(bytes === undefined ? "not_kept" : "done", response.status, headers, bytes ?? new Uint8Array(0))),
-        failed: () => forget(), // the body failed: the client got a cut answer, and may retry
-      }, true);
-      return new Response(toClient, { status: response.status, statusText: response.statusText, headers: response.headers });
-    },
-  };
+  });
 }
 
 function answerExisting(ctx: MatchedContext, r: string[], print: string): Response {
