@@ -16,12 +16,12 @@
  *   `direct` (the client on the upstream itself) shows what the sockets and kernel hold without a
  *   proxy. See bench/README.md.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fmtInt, fmtMiB, table } from "./lib/format.ts";
-import { killAll, rssSampler, statusKiB } from "./lib/procs.ts";
+import { runBench, rssSampler, statusKiB } from "./lib/procs.ts";
 import { download } from "./lib/slow-client.ts";
 import { linearFit, rotated } from "./lib/stats.ts";
 import { directTarget, startMinimal, startSwitchyard, startUpstream, type Target, type Upstream } from "./lib/targets.ts";
@@ -179,16 +179,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-} catch (e) {
-  problems.push(`fatal: ${(e as Error).stack ?? String(e)}`);
-} finally {
-  await killAll();
-}
-if (problems.length) {
-  console.log(`\n${problems.length} problem(s) (logs kept in ${tmp}):`);
-  for (const p of problems) console.log(`  - ${p}`);
-  process.exit(1);
-}
-rmSync(tmp, { recursive: true, force: true });
+await runBench(main, problems, tmp);

@@ -15,13 +15,13 @@
  * client count: a 1 s warm-up, then `--duration` s of GET /1k with wrk; rounds alternate the
  * targets; medians. See bench/README.md.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fmtInt, table } from "./lib/format.ts";
 import { startNginxRef } from "./lib/nginx.ts";
-import { freePort, killAll, runBounded, spawnLogged, tail } from "./lib/procs.ts";
+import { freePort, killAll, runBench, runBounded, spawnLogged, tail } from "./lib/procs.ts";
 import { median, rotated } from "./lib/stats.ts";
 import { cleanEnv, startMinimal, startSwitchyardWith, type Target, type Upstream } from "./lib/targets.ts";
 import { runWrk } from "./lib/tools.ts";
@@ -153,16 +153,4 @@ async function main(): Promise<void> {
   console.log("conns opened: TCP connections the upstream accepted during the measured run (connections kept from the warm-up are not new); conns used: distinct connections that carried a request in it (TLS: handshakes completed, how many resumed a session).");
 }
 
-try {
-  await main();
-} catch (e) {
-  problems.push(`fatal: ${(e as Error).stack ?? String(e)}`);
-} finally {
-  await killAll();
-}
-if (problems.length) {
-  console.log(`\n${problems.length} problem(s) (logs kept in ${tmp}):`);
-  for (const p of problems) console.log(`  - ${p}`);
-  process.exit(1);
-}
-rmSync(tmp, { recursive: true, force: true });
+await runBench(main, problems, tmp);

@@ -9,12 +9,12 @@
  *
  * Targets alternate over rounds (order rotated); medians; ratios are medians of per-round ratios.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fmtInt, fmtRatio, table } from "./lib/format.ts";
-import { cpuSeconds, killAll } from "./lib/procs.ts";
+import { cpuSeconds, runBench } from "./lib/procs.ts";
 import { median, rotated } from "./lib/stats.ts";
 import { startMinimal, startSwitchyardWith, startUpstream, type Target } from "./lib/targets.ts";
 import { runWrk } from "./lib/tools.ts";
@@ -73,16 +73,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-} catch (e) {
-  problems.push(`fatal: ${(e as Error).stack ?? String(e)}`);
-} finally {
-  await killAll();
-}
-if (problems.length) {
-  console.log(`\n${problems.length} problem(s) (logs kept in ${tmp}):`);
-  for (const p of problems) console.log(`  - ${p}`);
-  process.exit(1);
-}
-rmSync(tmp, { recursive: true, force: true });
+await runBench(main, problems, tmp);

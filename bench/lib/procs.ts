@@ -3,7 +3,7 @@
  * one is killed at the end, on error and on Ctrl-C. Also /proc helpers (children, RSS) and free
  * ports.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import type { Subprocess } from "bun";
 
 export interface Proc {
@@ -204,4 +204,24 @@ export async function runBounded(cmd: string[], timeoutMs: number, env?: Record<
   clearTimeout(timer);
   live.delete(p);
   return { code: timedOut ? null : code, stdout, stderr, timedOut };
+}
+
+/**
+ * Runs a bench's `main` to the end: a throw is one more problem; every process it started is
+ * killed; problems are listed (logs kept in `tmp`) with exit code 1, else `tmp` is removed.
+ */
+export async function runBench(main: () => Promise<void>, problems: string[], tmp: string): Promise<void> {
+  try {
+    await main();
+  } catch (e) {
+    problems.push(`fatal: ${(e as Error).stack ?? String(e)}`);
+  } finally {
+    await killAll();
+  }
+  if (problems.length) {
+    console.log(`\n${problems.length} problem(s) (logs kept in ${tmp}):`);
+    for (const p of problems) console.log(`  - ${p}`);
+    process.exit(1);
+  }
+  rmSync(tmp, { recursive: true, force: true });
 }
